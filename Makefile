@@ -1,0 +1,51 @@
+# freeagentics_rs — `make help` lists the targets. Every target creates or refreshes .venv and
+# builds the Rust extension in release mode first, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.deps-stamp
+# BLAS pinned to one thread: pool workers run numpy in parallel themselves.
+export OPENBLAS_NUM_THREADS := 1
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+
+.PHONY: help venv build demo test test-rust test-python stress bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.8,<2" "pytest>=8" "pytest-timeout>=2.3" "pytest-benchmark>=5" "numpy>=1.24" "threadpoolctl>=3"
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create/refresh the virtualenv with the build and test tools
+
+build: $(STAMP)  ## build the extension in release mode into .venv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/maturin develop --release -q
+
+demo: build  ## a short comparison of the executors on this machine
+	$(PY) -m freeagentics_rs.demo
+
+test: build test-rust test-python  ## Rust core tests, then pytest on both backends
+
+test-rust:  ## the pure Rust core, no Python
+	cargo test --release --no-default-features -q
+
+test-python: build  ## pytest with the Rust backend (auto), then the pure-Python one
+	FREEAGENTICS_RS_BACKEND=auto $(PY) -m pytest -q
+	FREEAGENTICS_RS_BACKEND=python $(PY) -m pytest -q
+
+stress: build  ## long randomized concurrency runs
+	$(PY) -m pytest -q -m stress
+
+bench: build  ## pytest-benchmark suites (ratios against ThreadPoolExecutor in the same run)
+	$(PY) -m pytest benches -q -p no:randomly --benchmark-columns=median,iqr,rounds
+
+lint:  ## rustfmt and clippy
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+
+clean:  ## remove build outputs and the virtualenv
+	rm -rf $(VENV) target

@@ -1,0 +1,24 @@
+"""freeagentics_rs: fast, correct scheduling for multi-agent Python systems.
+
+A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` says which one
+``FREEAGENTICS_RS_BACKEND`` (auto | rust | python) chose, and every constructor takes
+``backend=`` to override it per object.
+"""
+
+from ._backend import BACKEND, BACKENDS
+from ._cpus import available_cpus
+from .errors import BrokenThreadPool, FreeAgenticsError, RustPanicError
+from .executor import WorkStealingThreadPool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKEND",
+    "BACKENDS",
+    "BrokenThreadPool",
+    "FreeAgenticsError",
+    "RustPanicError",
+    "WorkStealingThreadPool",
+    "__version__",
+    "available_cpus",
+]

@@ -1,0 +1,244 @@
+"""WorkStealingThreadPool: the ``concurrent.futures`` front shared by both backends.
+
+Everything a user sees (argument checks, futures, ``map``, fork and interpreter-exit handling)
+lives here once; the scheduling core is ``freeagentics_rs._native.WorkStealingCore`` (Rust) or
+``freeagentics_rs.executor._py.WorkStealingCore`` (Python), which have the same interface.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import sys
+import threading
+import time
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from .. import _backend
+from . import _py
+from .._cpus import available_cpus
+
+__all__ = ["WorkStealingThreadPool"]
+
+T = TypeVar("T")
+
+_DONE = (CANCELLED_AND_NOTIFIED, FINISHED)
+_pool_counter = itertools.count()
+_interpreter_shutdown = False
+# Bumped in a forked child: pools created before it rebuild their core on first use there.
+_fork_generation = 0
+# Parent cores seen in a child: kept alive forever so that nothing ever touches their locks.
+_orphaned_cores: list[Any] = []
+_live_pools: weakref.WeakSet[WorkStealingThreadPool] = weakref.WeakSet()
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than 0")
+    return value
+
+
+class _PoolFuture(Future):
+    """A ``concurrent.futures.Future`` whose ``result()``/``exception()``, called from a worker of
+    its own pool, runs queued jobs while it waits instead of blocking that worker (so a task may
+    wait on a task it submitted, even with one worker)."""
+
+    _core: Any = None
+
+    def _help(self, timeout: float | None) -> float | None:
+        if self._state in _DONE or self._core is None:
+            return timeout
+        start = time.monotonic()
+        if not self._core.help_until_done(self, timeout):
+            return timeout
+        return None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+
+    def result(self, timeout: float | None = None) -> Any:
+        return super().result(self._help(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return super().exception(self._help(timeout))
+
+
+def _shutdown_nowait(core: Any, generation: int) -> None:
+    # The pool object was collected without shutdown: let its workers drain and exit.
+    if generation == _fork_generation:
+        core.shutdown(False, False)
+
+
+class WorkStealingThreadPool(ThreadPoolExecutor):
+    """A ``concurrent.futures`` executor on a work-stealing pool: one deque per worker, a global
+    queue, stealing between workers, idle workers parked. Rust core or pure-Python fallback
+    (``backend=``); see the stub file for the full contract."""
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple = (),
+        *,
+        backend: str | None = None,
+    ) -> None:
+        self.backend = _backend.resolve(backend)
+        self._max_workers = available_cpus() if max_workers is None else _positive_int(max_workers, "max_workers")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError(f"thread_name_prefix must be a str, not {type(thread_name_prefix).__name__}")
+        self._thread_name_prefix = thread_name_prefix or f"WorkStealingThreadPool-{next(_pool_counter)}"
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._shutdown = False
+        self._shutdown_lock = threading.Lock()
+        self._core = self._new_core()
+        weakref.finalize(self, _shutdown_nowait, self._core, self._generation)
+        _live_pools.add(self)
+
+    def _new_core(self) -> Any:
+        core_class = _backend.native().WorkStealingCore if self.backend == "rust" else _py.WorkStealingCore
+        self._generation = _fork_generation
+        return core_class(self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
+
+    def _usable_core(self) -> Any:
+        if self._generation != _fork_generation:
+            with self._shutdown_lock:
+                if self._generation != _fork_generation:
+                    self._core = self._new_core()
+        return self._core
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        if not callable(fn):
+            raise TypeError(f"fn must be a callable, not {type(fn).__name__}")
+        if _interpreter_shutdown:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        core = self._core if self._generation == _fork_generation else self._usable_core()
+        future: _PoolFuture = _PoolFuture()
+        future._core = core
+        core.submit(future, fn, args, kwargs or None)
+        return future
+
+    def _submit_chunk(self, fn: Callable[..., Any], items: list, unpack: bool) -> _PoolFuture:
+        if _interpreter_shutdown:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        core = self._core if self._generation == _fork_generation else self._usable_core()
+        future = _PoolFuture()
+        future._core = core
+        core.submit_chunk(future, fn, items, unpack)
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """Like ``Executor.map``; each chunk of ``chunksize`` calls runs as one job. With
+        ``buffersize``, at most that many chunks are in flight and the inputs are read lazily
+        (infinite iterables work), as in Python 3.14."""
+        if not callable(fn):
+            raise TypeError(f"fn must be a callable, not {type(fn).__name__}")
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+            raise TypeError(f"chunksize must be an int, not {type(chunksize).__name__}")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None:
+            if isinstance(buffersize, bool) or not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        unpack = len(iterables) != 1
+        source = zip(*iterables) if unpack else iter(iterables[0])
+        chunks = iter(lambda: list(itertools.islice(source, chunksize)), [])
+        pending = collections.deque(
+            self._submit_chunk(fn, chunk, unpack) for chunk in itertools.islice(chunks, buffersize)
+        )
+        refill = None if buffersize is None else (lambda: self._submit_chunk(fn, next(chunks), unpack))
+        return _map_results(pending, refill, end_time)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._shutdown_lock:
+            self._shutdown = True
+        if self._generation == _fork_generation:
+            self._core.shutdown(wait, cancel_futures)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``workers`` (live threads), ``max_workers``, ``submitted``, ``completed``,
+        ``stolen`` (jobs taken from a sibling's deque), ``queued``, ``panics``."""
+        return self._usable_core().stats()
+
+    def __repr__(self) -> str:
+        state = "shutdown" if self._shutdown else "running"
+        return f"<{type(self).__name__} backend={self.backend!r} max_workers={self._max_workers} {state}>"
+
+
+def _map_results(
+    pending: collections.deque[_PoolFuture],
+    refill: Callable[[], _PoolFuture] | None,
+    end_time: float | None,
+) -> Iterator[Any]:
+    try:
+        while pending:
+            future = pending.popleft()
+            if refill is not None:
+                try:
+                    pending.append(refill())
+                except StopIteration:
+                    refill = None
+            try:
+                if end_time is None:
+                    results, error = future.result()
+                else:
+                    results, error = future.result(end_time - time.monotonic())
+            except BaseException:
+                future.cancel()
+                raise
+            del future
+            yield from results
+            if error is not None:
+                try:
+                    raise error
+                finally:
+                    error = None
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _python_exit() -> None:
+    # Like ThreadPoolExecutor: refuse new work, run what is queued, join every thread before
+    # the interpreter finalizes.
+    global _interpreter_shutdown
+    _interpreter_shutdown = True
+    _py.shutdown_all_pools()
+    native = sys.modules.get("freeagentics_rs._native")
+    if native is not None:
+        native.shutdown_all_pools()
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+    _orphaned_cores.extend(pool._core for pool in list(_live_pools))
+    _py.forget_pools_after_fork()
+    native = sys.modules.get("freeagentics_rs._native")
+    if native is not None:
+        native.forget_pools_after_fork()
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

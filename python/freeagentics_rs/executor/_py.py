@@ -1,0 +1,299 @@
+"""Pure-Python core of WorkStealingThreadPool, with the same semantics as the Rust core
+(``rust/core/pool.rs``): one deque per worker (the owner pops the newest job, thieves take the
+oldest), a global FIFO queue, stealing from siblings, parking on a condition when idle, and the
+helping rule for a worker that waits on a future of its own pool.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from ..errors import BrokenThreadPool
+
+__all__ = ["WorkStealingCore", "shutdown_all_pools", "forget_pools_after_fork"]
+
+_INITIALIZER_FAILED = "A thread initializer failed, the thread pool is not usable anymore"
+_SHUTDOWN = "cannot schedule new futures after shutdown"
+_CANCELLED, _BROKEN = "cancelled", "broken"
+
+_POOLS: weakref.WeakSet[WorkStealingCore] = weakref.WeakSet()
+
+
+def _call_job(future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict | None) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args, **kwargs) if kwargs else fn(*args)
+    except BaseException as exc:
+        del fn, args, kwargs  # release the call's references before waking waiters
+        future.set_exception(exc)
+        del exc
+    else:
+        del fn, args, kwargs
+        future.set_result(result)
+
+
+def _chunk_job(future: Future, fn: Callable[..., Any], items: list, unpack: bool) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    results: list = []
+    error = None
+    try:
+        if unpack:
+            for item in items:
+                results.append(fn(*item))
+        else:
+            for item in items:
+                results.append(fn(item))
+    except BaseException as exc:
+        error = exc
+    del fn, items
+    future.set_result((results, error))
+
+
+class _Worker:
+    __slots__ = ("core", "index", "deque")
+
+    def __init__(self, core: WorkStealingCore, index: int) -> None:
+        self.core = core
+        self.index = index
+        self.deque: collections.deque = collections.deque()
+
+
+class WorkStealingCore:
+    """The Python twin of ``freeagentics_rs._native.WorkStealingCore``."""
+
+    def __init__(
+        self,
+        max_workers: int,
+        thread_name_prefix: str,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple = (),
+    ) -> None:
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        self._pid = os.getpid()
+        self._global: collections.deque = collections.deque()
+        self._workers = [_Worker(self, i) for i in range(max_workers)]
+        # One lock guards admission, parking and the counters; the deques themselves are
+        # atomic under the GIL.
+        self._cond = threading.Condition(threading.Lock())
+        self._sleepers = 0
+        self._closing = False
+        self._broken: str | None = None
+        self._live = max_workers
+        self._exited = threading.Condition()
+        self._submitted = self._completed = self._stolen = 0
+        self._local = threading.local()
+        self._initializer = initializer
+        self._initargs = initargs
+        self._threads = [
+            threading.Thread(target=self._worker_main, args=(w,), name=f"{thread_name_prefix}_{w.index}")
+            for w in self._workers
+        ]
+        _POOLS.add(self)
+        for t in self._threads:
+            t.start()
+
+    # -- scheduling -------------------------------------------------------------------------
+    def _current_worker(self) -> _Worker | None:
+        worker = getattr(self._local, "worker", None)
+        if worker is None or self._pid != os.getpid():
+            return None
+        return worker
+
+    def _push(self, job: tuple) -> None:
+        worker = getattr(self._local, "worker", None)
+        with self._cond:
+            if self._broken is not None:
+                raise BrokenThreadPool(self._broken)
+            if self._closing:
+                raise RuntimeError(_SHUTDOWN)
+            self._submitted += 1
+            (worker.deque if worker is not None else self._global).append(job)
+            if self._sleepers:
+                self._cond.notify()
+
+    def submit(self, future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict | None = None) -> None:
+        self._push((_call_job, future, fn, args, kwargs))
+
+    def submit_chunk(self, future: Future, fn: Callable[..., Any], items: list, unpack: bool) -> None:
+        self._push((_chunk_job, future, fn, items, unpack))
+
+    def _find_job(self, worker: _Worker) -> tuple | None:
+        try:
+            return worker.deque.pop()
+        except IndexError:
+            pass
+        try:
+            return self._global.popleft()
+        except IndexError:
+            pass
+        workers = self._workers
+        n = len(workers)
+        for k in range(1, n):
+            try:
+                job = workers[(worker.index + k) % n].deque.popleft()
+            except IndexError:
+                continue
+            with self._cond:
+                self._stolen += 1
+            return job
+        return None
+
+    def _has_work(self) -> bool:
+        return bool(self._global) or any(w.deque for w in self._workers)
+
+    def _run(self, job: tuple) -> None:
+        run, *call = job
+        del job
+        run(*call)
+        del call
+        with self._cond:
+            self._completed += 1
+
+    def _park(self, done: threading.Event | None = None, timeout: float | None = None) -> None:
+        with self._cond:
+            if self._has_work() or self._closing or (done is not None and done.is_set()):
+                return
+            self._sleepers += 1
+            try:
+                self._cond.wait(timeout)
+            finally:
+                self._sleepers -= 1
+
+    def _worker_main(self, worker: _Worker) -> None:
+        self._local.worker = worker
+        try:
+            if self._initializer is not None:
+                try:
+                    self._initializer(*self._initargs)
+                except BaseException:
+                    logging.getLogger("concurrent.futures").critical("Exception in initializer:", exc_info=True)
+                    self._break()
+                    return
+            while True:
+                job = self._find_job(worker)
+                if job is not None:
+                    self._run(job)
+                    continue
+                if self._closing:
+                    # Re-check: a push admitted before closing may have landed after our search.
+                    job = self._find_job(worker)
+                    if job is None:
+                        return
+                    self._run(job)
+                    continue
+                self._park()
+        finally:
+            with self._exited:
+                self._live -= 1
+                self._exited.notify_all()
+
+    # -- helping ----------------------------------------------------------------------------
+    def help_until_done(self, future: Future, timeout: float | None = None) -> bool:
+        worker = self._current_worker()
+        if worker is None:
+            return False
+        done = threading.Event()
+
+        def wake(_: Future) -> None:
+            done.set()
+            with self._cond:
+                self._cond.notify_all()
+
+        future.add_done_callback(wake)
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while not done.is_set():
+            job = self._find_job(worker)
+            if job is not None:
+                self._run(job)
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self._park(done, left)
+        return True
+
+    def is_worker_thread(self) -> bool:
+        return self._current_worker() is not None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _drain(self) -> list:
+        jobs = []
+        for q in [self._global, *(w.deque for w in self._workers)]:
+            while True:
+                try:
+                    jobs.append(q.popleft())
+                except IndexError:
+                    break
+        return jobs
+
+    def _close(self, broken: str | None = None) -> None:
+        with self._cond:
+            self._closing = True
+            if self._broken is None:
+                self._broken = broken
+            self._cond.notify_all()
+
+    def _break(self) -> None:
+        self._close(_INITIALIZER_FAILED)
+        for _run, future, *_ in self._drain():
+            future.set_exception(BrokenThreadPool(_INITIALIZER_FAILED))
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        self._close()
+        if cancel_futures:
+            for _run, future, *_ in self._drain():
+                future.cancel()
+        if not wait:
+            return
+        worker = self._current_worker()
+        if worker is not None:
+            job = self._find_job(worker)
+            while job is not None:
+                self._run(job)
+                job = self._find_job(worker)
+        own = 1 if worker is not None else 0
+        with self._exited:
+            while self._live > own:
+                self._exited.wait()
+        me = threading.current_thread()
+        for t in self._threads:
+            if t is not me:
+                t.join()
+
+    @property
+    def max_workers(self) -> int:
+        return len(self._workers)
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            queued = len(self._global) + sum(len(w.deque) for w in self._workers)
+            return {
+                "workers": self._live,
+                "max_workers": len(self._workers),
+                "submitted": self._submitted,
+                "completed": self._completed,
+                "stolen": self._stolen,
+                "queued": queued,
+                "panics": 0,
+            }
+
+
+def shutdown_all_pools() -> None:
+    """Shuts down every Python-backend pool and joins its threads (interpreter exit)."""
+    for core in list(_POOLS):
+        core.shutdown(wait=True)
+
+
+def forget_pools_after_fork() -> None:
+    """In a forked child the parent's threads do not exist: never touch its pools again."""
+    _POOLS.clear()

@@ -1,0 +1,4 @@
+//! The pure Rust core: no pyo3 here, unit-tested with `cargo test --no-default-features`.
+
+pub mod error;
+pub mod pool;

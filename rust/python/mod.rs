@@ -1,0 +1,12 @@
+//! PyO3 bindings: thin wrappers over `crate::core`, one file per core file.
+
+mod errors;
+mod pool;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    pool::register(m)
+}

@@ -1,0 +1,332 @@
+//! Python binding of `core::pool`: jobs that run Python callables into
+//! `concurrent.futures.Future`s, and the `WorkStealingCore` class that the shared Python
+//! front (`freeagentics_rs.executor._pool`) drives.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use super::errors::{panic_error, BrokenThreadPool};
+use crate::core::pool::{self as core_pool, Discard, Job, Pool, Waker, WorkerBody, WorkerThread};
+
+const INITIALIZER_FAILED: &str = "A thread initializer failed, the thread pool is not usable anymore";
+/// How often a blocking wait on the main thread wakes to let Ctrl-C through.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// `future.set_running_or_notify_cancel()`: false when the future was cancelled while queued.
+fn start_running(py: Python<'_>, future: &Bound<'_, PyAny>) -> bool {
+    match future
+        .call_method0(intern!(py, "set_running_or_notify_cancel"))
+        .and_then(|running| running.is_truthy())
+    {
+        Ok(running) => running,
+        Err(e) => {
+            e.write_unraisable(py, Some(future));
+            false
+        }
+    }
+}
+
+/// Settles a running future with a call's outcome; a panic becomes a `RustPanicError`.
+fn settle(
+    py: Python<'_>,
+    future: &Bound<'_, PyAny>,
+    outcome: thread::Result<PyResult<Bound<'_, PyAny>>>,
+) {
+    let settled = match outcome {
+        Ok(Ok(value)) => future.call_method1(intern!(py, "set_result"), (value,)),
+        Ok(Err(error)) => future.call_method1(intern!(py, "set_exception"), (error.into_value(py),)),
+        Err(payload) => {
+            let error = panic_error(payload.as_ref()).into_value(py);
+            future.call_method1(intern!(py, "set_exception"), (error,))
+        }
+    };
+    if let Err(e) = settled {
+        e.write_unraisable(py, Some(future));
+    }
+}
+
+fn discard_future(future: Py<PyAny>, why: &Discard) {
+    Python::attach(|py| {
+        let future = future.bind(py);
+        let result = match why {
+            Discard::Cancelled => future.call_method0(intern!(py, "cancel")).map(drop),
+            Discard::Broken(reason) => {
+                // Like ThreadPoolExecutor: a queued future of a broken pool fails, it is not cancelled.
+                let error = BrokenThreadPool::new_err(reason.clone()).into_value(py);
+                future.call_method1(intern!(py, "set_exception"), (error,)).map(drop)
+            }
+        };
+        if let Err(e) = result {
+            e.write_unraisable(py, Some(future));
+        }
+    });
+}
+
+/// `fn(*args, **kwargs)` into `future`.
+struct CallJob {
+    future: Py<PyAny>,
+    func: Py<PyAny>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+}
+
+impl Job for CallJob {
+    fn run(self: Box<Self>) {
+        let CallJob { future, func, args, kwargs } = *self;
+        Python::attach(|py| {
+            let future = future.bind(py);
+            if !start_running(py, future) {
+                return;
+            }
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                func.bind(py).call(args.bind(py), kwargs.as_ref().map(|k| k.bind(py)))
+            }));
+            // Release the call's references before waking waiters, so that they see them gone.
+            drop((func, args, kwargs));
+            settle(py, future, outcome);
+        })
+    }
+
+    fn discard(self: Box<Self>, why: &Discard) {
+        discard_future(self.future, why)
+    }
+}
+
+/// One `map` chunk: calls `fn` on each item (unpacking tuples when `unpack`) and settles
+/// `future` with `(results, error)`: the results before the first failure, and that failure.
+struct ChunkJob {
+    future: Py<PyAny>,
+    func: Py<PyAny>,
+    items: Py<PyList>,
+    unpack: bool,
+}
+
+impl ChunkJob {
+    fn call_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let func = self.func.bind(py);
+        let results = PyList::empty(py);
+        let mut error = py.None().into_bound(py);
+        for item in self.items.bind(py).iter() {
+            let called = if self.unpack {
+                func.call1(item.cast::<PyTuple>()?)
+            } else {
+                func.call1((item,))
+            };
+            match called {
+                Ok(value) => results.append(value)?,
+                Err(e) => {
+                    error = e.into_value(py).into_bound(py).into_any();
+                    break;
+                }
+            }
+        }
+        Ok(PyTuple::new(py, [results.into_any(), error])?.into_any())
+    }
+}
+
+impl Job for ChunkJob {
+    fn run(self: Box<Self>) {
+        Python::attach(|py| {
+            let future = self.future.bind(py).clone();
+            if !start_running(py, &future) {
+                return;
+            }
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.call_all(py)));
+            drop(self);
+            settle(py, &future, outcome);
+        })
+    }
+
+    fn discard(self: Box<Self>, why: &Discard) {
+        discard_future(self.future, why)
+    }
+}
+
+/// Test hook: a job whose own Rust code panics.
+struct PanicJob {
+    future: Py<PyAny>,
+    message: String,
+}
+
+impl Job for PanicJob {
+    fn run(self: Box<Self>) {
+        Python::attach(|py| {
+            let future = self.future.bind(py);
+            if start_running(py, future) {
+                let outcome = catch_unwind(|| -> PyResult<Bound<'_, PyAny>> { panic!("{}", self.message) });
+                settle(py, future, outcome);
+            }
+        })
+    }
+
+    fn discard(self: Box<Self>, why: &Discard) {
+        discard_future(self.future, why)
+    }
+}
+
+/// Added as a done-callback to a future that a worker waits on, to wake it from parking.
+#[pyclass(frozen, module = "freeagentics_rs._native")]
+struct DoneWaker {
+    done: Arc<AtomicBool>,
+    waker: Waker,
+}
+
+#[pymethods]
+impl DoneWaker {
+    fn __call__(&self, _future: &Bound<'_, PyAny>) {
+        self.done.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+}
+
+fn log_initializer_failure(py: Python<'_>, error: PyErr) {
+    // The same log line as ThreadPoolExecutor.
+    let logged = py.import("logging").and_then(|logging| {
+        let logger = logging.call_method1("getLogger", ("concurrent.futures",))?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("exc_info", error.into_value(py))?;
+        logger.call_method("critical", ("Exception in initializer:",), Some(&kwargs))
+    });
+    if let Err(e) = logged {
+        e.write_unraisable(py, None);
+    }
+}
+
+/// The Rust core of `WorkStealingThreadPool`: worker threads attach to the interpreter once and
+/// detach only while parked.
+#[pyclass(frozen, module = "freeagentics_rs._native")]
+pub struct WorkStealingCore {
+    pool: Pool,
+}
+
+#[pymethods]
+impl WorkStealingCore {
+    #[new]
+    #[pyo3(signature = (max_workers, thread_name_prefix, initializer=None, initargs=None))]
+    fn new(
+        py: Python<'_>,
+        max_workers: usize,
+        thread_name_prefix: &str,
+        initializer: Option<Py<PyAny>>,
+        initargs: Option<Py<PyTuple>>,
+    ) -> PyResult<Self> {
+        let initargs = initargs.unwrap_or_else(|| PyTuple::empty(py).unbind());
+        let body: WorkerBody = Arc::new(move |worker: &WorkerThread| {
+            // None: the interpreter is finalizing; the thread just exits.
+            Python::try_attach(|py| {
+                if let Some(init) = &initializer {
+                    if let Err(error) = init.bind(py).call1(initargs.bind(py)) {
+                        log_initializer_failure(py, error);
+                        worker.break_pool(INITIALIZER_FAILED);
+                        return;
+                    }
+                }
+                worker.run(&|park| py.detach(|| park()));
+            });
+        });
+        Ok(WorkStealingCore { pool: Pool::new(max_workers, thread_name_prefix, body)? })
+    }
+
+    #[pyo3(signature = (future, func, args, kwargs=None))]
+    fn submit(
+        &self,
+        future: Py<PyAny>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+    ) -> PyResult<()> {
+        Ok(self.pool.submit(Box::new(CallJob { future, func, args, kwargs }))?)
+    }
+
+    /// Schedules one job that calls `func` on every item of `items`.
+    fn submit_chunk(&self, future: Py<PyAny>, func: Py<PyAny>, items: Py<PyList>, unpack: bool) -> PyResult<()> {
+        Ok(self.pool.submit(Box::new(ChunkJob { future, func, items, unpack }))?)
+    }
+
+    fn _submit_panic(&self, future: Py<PyAny>, message: String) -> PyResult<()> {
+        Ok(self.pool.submit(Box::new(PanicJob { future, message }))?)
+    }
+
+    /// From a worker of this pool: run queued jobs until `future` is done or `timeout` passes,
+    /// and return True. From any other thread: return False at once.
+    #[pyo3(signature = (future, timeout=None))]
+    fn help_until_done(&self, py: Python<'_>, future: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<bool> {
+        if !self.pool.is_worker_thread() {
+            return Ok(false);
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let waker = DoneWaker { done: done.clone(), waker: self.pool.waker() };
+        future.call_method1(intern!(py, "add_done_callback"), (waker,))?;
+        let deadline = timeout
+            .and_then(|t| Duration::try_from_secs_f64(t.max(0.0)).ok())
+            .and_then(|t| Instant::now().checked_add(t));
+        Ok(self.pool.help_until(&done, deadline, &|park| py.detach(|| park())))
+    }
+
+    fn is_worker_thread(&self) -> bool {
+        self.pool.is_worker_thread()
+    }
+
+    #[getter]
+    fn max_workers(&self) -> usize {
+        self.pool.max_workers()
+    }
+
+    #[pyo3(signature = (wait=true, cancel_futures=false))]
+    fn shutdown(&self, py: Python<'_>, wait: bool, cancel_futures: bool) -> PyResult<()> {
+        self.pool.shutdown(cancel_futures);
+        if wait {
+            self.pool.drain_from_worker();
+            while !py.detach(|| self.pool.wait_exited(SIGNAL_CHECK)) {
+                py.check_signals()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.pool.stats();
+        let d = PyDict::new(py);
+        d.set_item("workers", s.workers)?;
+        d.set_item("max_workers", self.pool.max_workers())?;
+        d.set_item("submitted", s.submitted)?;
+        d.set_item("completed", s.completed)?;
+        d.set_item("stolen", s.stolen)?;
+        d.set_item("queued", s.queued)?;
+        d.set_item("panics", s.panics)?;
+        Ok(d)
+    }
+}
+
+/// Shuts down every Rust pool of this process and joins its threads (interpreter exit).
+#[pyfunction]
+fn shutdown_all_pools(py: Python<'_>) {
+    py.detach(core_pool::shutdown_all_and_wait)
+}
+
+/// In a forked child: forget the parent's pools, whose threads do not exist here.
+#[pyfunction]
+fn forget_pools_after_fork() {
+    core_pool::forget_pools_after_fork()
+}
+
+/// CPUs this process may use (affinity and cgroup quota respected).
+#[pyfunction]
+fn available_parallelism() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<WorkStealingCore>()?;
+    m.add_function(wrap_pyfunction!(shutdown_all_pools, m)?)?;
+    m.add_function(wrap_pyfunction!(forget_pools_after_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(available_parallelism, m)?)?;
+    Ok(())
+}
