@@ -167,7 +167,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
             self._submit_chunk(fn, chunk, unpack) for chunk in itertools.islice(chunks, buffersize)
         )
         refill = None if buffersize is None else (lambda: self._submit_chunk(fn, next(chunks), unpack))
-        return _map_results(pending, refill, end_time)
+        return _MapResults(pending, refill, end_time)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._shutdown_lock:
@@ -185,37 +185,62 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         return f"<{type(self).__name__} backend={self.backend!r} max_workers={self._max_workers} {state}>"
 
 
-def _map_results(
-    pending: collections.deque[_PoolFuture],
-    refill: Callable[[], _PoolFuture] | None,
-    end_time: float | None,
-) -> Iterator[Any]:
-    try:
+class _MapResults:
+    """The iterator ``map`` returns: results in input order, each chunk's list yielded through
+    ``itertools.chain`` at C speed. ``close()`` (or garbage collection) cancels the chunks that
+    have not started, even before the first ``next()``."""
+
+    def __init__(
+        self,
+        pending: collections.deque[_PoolFuture],
+        refill: Callable[[], _PoolFuture] | None,
+        end_time: float | None,
+    ) -> None:
+        self._pending = pending
+        self._refill = refill
+        self._end_time = end_time
+        self._items = itertools.chain.from_iterable(self._chunk_results())
+
+    def _chunk_results(self) -> Iterator[list]:
+        pending = self._pending
         while pending:
             future = pending.popleft()
-            if refill is not None:
+            if self._refill is not None:
                 try:
-                    pending.append(refill())
+                    pending.append(self._refill())
                 except StopIteration:
-                    refill = None
+                    self._refill = None
             try:
-                if end_time is None:
+                if self._end_time is None:
                     results, error = future.result()
                 else:
-                    results, error = future.result(end_time - time.monotonic())
+                    results, error = future.result(self._end_time - time.monotonic())
             except BaseException:
                 future.cancel()
+                self.close()
                 raise
             del future
-            yield from results
+            yield results
             if error is not None:
+                self.close()
                 try:
                     raise error
                 finally:
                     error = None
-    finally:
-        for future in pending:
-            future.cancel()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._items
+
+    def __next__(self) -> Any:
+        return next(self._items)
+
+    def close(self) -> None:
+        self._refill = None
+        while self._pending:
+            self._pending.popleft().cancel()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _python_exit() -> None:

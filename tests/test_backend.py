@@ -1,0 +1,73 @@
+import concurrent.futures as cf
+
+import pytest
+
+import freeagentics_rs
+from freeagentics_rs import WorkStealingThreadPool
+
+from helpers import run_python
+
+
+def test_public_names_are_importable_from_the_package():
+    for name in freeagentics_rs.__all__:
+        assert hasattr(freeagentics_rs, name), name
+    assert freeagentics_rs.BACKEND in ("rust", "python")
+    assert isinstance(freeagentics_rs.__version__, str)
+
+
+def test_every_object_reports_its_backend(pool_factory, backend):
+    assert pool_factory(1).backend == backend
+
+
+def test_python_backend_never_imports_the_extension():
+    out = run_python(
+        """
+        import sys, freeagentics_rs
+        with freeagentics_rs.WorkStealingThreadPool(2) as p:
+            assert p.submit(sum, [1, 2]).result() == 3
+        print(freeagentics_rs.BACKEND, "freeagentics_rs._native" in sys.modules)
+        """,
+        backend="python",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["python", "False"]
+
+
+def test_unknown_backend_names_the_valid_ones():
+    with pytest.raises(ValueError, match="valid backends: auto, rust, python"):
+        WorkStealingThreadPool(1, backend="cuda")
+    out = run_python("import freeagentics_rs", backend="fortran")
+    assert out.returncode != 0
+    assert "valid backends: auto, rust, python" in out.stderr
+
+
+def test_missing_extension_auto_falls_back_and_rust_says_how_to_build():
+    code = """
+        import sys
+        sys.modules["freeagentics_rs._native"] = None  # as if it were never built
+        import freeagentics_rs
+        print(freeagentics_rs.BACKEND)
+        try:
+            freeagentics_rs.WorkStealingThreadPool(1, backend="rust")
+        except ImportError as e:
+            print("ImportError:", e)
+    """
+    out = run_python(code, backend="auto")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "python"
+    assert lines[1].startswith("ImportError:") and "make build" in lines[1]
+    forced = run_python(code, backend="rust")
+    assert forced.returncode != 0 and "make build" in forced.stderr
+
+
+def test_backend_argument_overrides_the_process_choice(backend):
+    with WorkStealingThreadPool(1, backend="python") as pool:
+        assert pool.backend == "python"
+        assert pool.submit(len, "abc").result() == 3
+
+
+def test_the_executor_is_a_thread_pool_executor(pool_factory):
+    pool = pool_factory(2)
+    assert isinstance(pool, cf.ThreadPoolExecutor)
+    assert isinstance(pool.submit(int).result.__self__, cf.Future)
