@@ -33,15 +33,17 @@ test: build test-rust test-python  ## Rust core tests, then pytest on both backe
 test-rust:  ## the pure Rust core, no Python
 	cargo test --release --no-default-features -q
 
-test-python: build  ## pytest with the Rust backend (auto), then the pure-Python one
-	FREEAGENTICS_RS_BACKEND=auto $(PY) -m pytest -q
+test-python: build  ## pytest on the Rust backend, then on the pure-Python one
+	FREEAGENTICS_RS_BACKEND=rust $(PY) -m pytest -q
 	FREEAGENTICS_RS_BACKEND=python $(PY) -m pytest -q
 
 stress: build  ## long randomized concurrency runs
 	$(PY) -m pytest -q -m stress
 
 bench: build  ## pytest-benchmark suites (ratios against ThreadPoolExecutor in the same run)
-	$(PY) -m pytest benches -q -p no:randomly --benchmark-columns=median,iqr,rounds
+	mkdir -p .benchmarks
+	$(PY) -m pytest benches -q --benchmark-columns=median,min,max,rounds --benchmark-json=.benchmarks/executor.json
+	$(PY) benches/table.py .benchmarks/executor.json
 
 lint:  ## rustfmt and clippy
 	cargo fmt --check

@@ -71,3 +71,12 @@ def test_the_executor_is_a_thread_pool_executor(pool_factory):
     pool = pool_factory(2)
     assert isinstance(pool, cf.ThreadPoolExecutor)
     assert isinstance(pool.submit(int).result.__self__, cf.Future)
+
+
+def test_auto_picks_rust_when_the_extension_imports():
+    import importlib.util
+
+    built = importlib.util.find_spec("freeagentics_rs._native") is not None
+    out = run_python("import freeagentics_rs; print(freeagentics_rs.BACKEND)", backend="auto")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("rust" if built else "python")

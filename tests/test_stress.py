@@ -26,7 +26,7 @@ def hammer(backend, seed, submitters=4, per_thread=400, workers=3):
         if nested:
             try:
                 return pool.submit(lambda: i).result()
-            except RuntimeError:  # the pool shut down under us
+            except (RuntimeError, cf.CancelledError):  # shut down, or cancelled by it, under us
                 return i
         return i
 

@@ -1,0 +1,24 @@
+"""Benchmark fixtures: one executor per (workload, kind), built and warmed outside the timing."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import pytest
+
+import freeagentics_rs
+
+KINDS = ["ThreadPoolExecutor", "python", "rust"]
+
+
+def make_executor(kind: str, workers: int) -> cf.Executor:
+    if kind == "ThreadPoolExecutor":
+        return cf.ThreadPoolExecutor(workers)
+    return freeagentics_rs.WorkStealingThreadPool(workers, backend=kind)
+
+
+@pytest.fixture(params=KINDS)
+def kind(request) -> str:
+    if request.param == "rust" and freeagentics_rs.BACKEND != "rust":
+        pytest.skip("the Rust extension is not built")
+    return request.param

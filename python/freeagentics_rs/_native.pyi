@@ -1,0 +1,53 @@
+"""Type stubs and documentation of the compiled core (``rust/python/``). Users normally go
+through the public classes in ``freeagentics_rs``; these are their Rust engines."""
+
+from concurrent.futures import Future
+from typing import Any, Callable
+
+__version__: str
+
+class WorkStealingCore:
+    """Work-stealing pool core of ``WorkStealingThreadPool``: one LIFO deque per worker, a global
+    FIFO injector, stealing from siblings, parked (not polling) when idle. Worker threads attach
+    to the interpreter once and detach while parked. The pure-Python twin is
+    ``freeagentics_rs.executor._py.WorkStealingCore``, with the same methods."""
+
+    def __init__(
+        self,
+        max_workers: int,
+        thread_name_prefix: str,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] | None = None,
+    ) -> None:
+        """Starts ``max_workers`` threads; each runs ``initializer(*initargs)`` first. A failing
+        initializer breaks the pool (``BrokenThreadPool``)."""
+    def submit(self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
+        """Queues ``func(*args, **kwargs)`` to settle ``future``: on this worker's own deque when
+        called from a worker, else on the injector. ``RuntimeError`` after shutdown,
+        ``BrokenThreadPool`` once broken."""
+    def submit_chunk(self, future: Future[Any], func: Callable[..., Any], items: list[Any], unpack: bool) -> None:
+        """Queues one job that calls ``func`` on each item (``func(*item)`` when ``unpack``) and
+        settles ``future`` with ``(results, error)``: results before the first failure, and it."""
+    def _submit_panic(self, future: Future[Any], message: str) -> None:
+        """Test hook: a job whose Rust code panics; ``future`` gets ``RustPanicError``."""
+    def help_until_done(self, future: Future[Any], timeout: float | None = None) -> bool:
+        """On a worker of this pool: runs queued jobs until ``future`` is done or ``timeout``
+        passes, parking while none are queued, and returns True. Elsewhere: returns False."""
+    def is_worker_thread(self) -> bool: ...
+    @property
+    def max_workers(self) -> int: ...
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stops admission. ``cancel_futures`` cancels queued jobs, otherwise they all run.
+        ``wait`` joins the threads (not the calling one, if it is a worker, which first runs
+        what is queued); Ctrl-C on the main thread interrupts the wait."""
+    def stats(self) -> dict[str, int]:
+        """``workers``, ``max_workers``, ``submitted``, ``completed``, ``stolen``, ``queued``, ``panics``."""
+
+def shutdown_all_pools() -> None:
+    """Shuts down every Rust pool of this process and joins its threads (interpreter exit)."""
+
+def forget_pools_after_fork() -> None:
+    """In a forked child: drops the parent's pools, whose threads do not exist there."""
+
+def available_parallelism() -> int:
+    """CPUs this process may use (affinity and cgroup quota), as Rust's std reports it."""

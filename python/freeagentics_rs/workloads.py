@@ -1,0 +1,100 @@
+"""Benchmark workloads shared by ``make demo`` and ``benches/``: each takes any
+``concurrent.futures`` executor and returns when all of its work is done.
+
+The same functions run on ``ThreadPoolExecutor`` (the baseline) and on both backends of
+``WorkStealingThreadPool``, so every ratio compares like with like.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from typing import Any, Callable
+
+__all__ = ["noop", "identity", "submit_all_wait_all", "map_all", "sleeps", "imbalanced", "fan_out", "median_time"]
+
+
+def noop() -> None:
+    pass
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def submit_all_wait_all(executor: cf.Executor, n: int = 20_000) -> None:
+    """Dispatch overhead: ``n`` no-op tasks submitted at once, then waited for."""
+    cf.wait([executor.submit(noop) for _ in range(n)])
+
+
+def map_all(executor: cf.Executor, n: int = 200_000, chunksize: int = 1) -> None:
+    """``map`` of ``n`` no-op calls (``ThreadPoolExecutor`` ignores ``chunksize``)."""
+    for _ in executor.map(identity, range(n), chunksize=chunksize):
+        pass
+
+
+def sleeps(executor: cf.Executor, n: int = 2000, seconds: float = 0.01) -> None:
+    """I/O-like tasks: ``n`` sleeps of ``seconds`` each."""
+    cf.wait([executor.submit(time.sleep, seconds) for _ in range(n)])
+
+
+class _Latch:
+    """Counts finished tasks of a nested workload; the caller waits for all of them."""
+
+    def __init__(self, total: int) -> None:
+        self._left = total
+        self._lock = threading.Lock()
+        self.done = threading.Event()
+
+    def count_down(self) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left == 0:
+                self.done.set()
+
+
+def imbalanced(executor: cf.Executor, parents: int = 4, heavy_children: int = 400, seconds: float = 0.001) -> None:
+    """One parent task spawns ``heavy_children`` sleeps from inside the pool, the others one
+    each: a work-stealing pool must move the heavy parent's children to idle workers."""
+    latch = _Latch(parents + heavy_children + parents - 1)
+
+    def child() -> None:
+        time.sleep(seconds)
+        latch.count_down()
+
+    def parent(children: int) -> None:
+        for _ in range(children):
+            executor.submit(child)
+        latch.count_down()
+
+    for k in range(parents):
+        executor.submit(parent, heavy_children if k == 0 else 1)
+    latch.done.wait()
+
+
+def fan_out(executor: cf.Executor, depth: int = 4, branching: int = 6, seconds: float = 0.0005) -> None:
+    """A task tree: every node sleeps ``seconds`` and submits ``branching`` children from inside
+    the pool, down to ``depth`` levels (1555 nodes by default)."""
+    latch = _Latch(sum(branching**level for level in range(depth + 1)))
+
+    def node(level: int) -> None:
+        time.sleep(seconds)
+        if level < depth:
+            for _ in range(branching):
+                executor.submit(node, level + 1)
+        latch.count_down()
+
+    executor.submit(node, 0)
+    latch.done.wait()
+
+
+def median_time(run: Callable[[], object], repeat: int = 5) -> tuple[float, float, float]:
+    """(median, min, max) wall seconds of ``repeat`` runs of ``run``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2], times[0], times[-1]
