@@ -7,6 +7,7 @@ lives here once; the scheduling core is ``freeagentics_rs._native.WorkStealingCo
 
 from __future__ import annotations
 
+import _thread
 import collections
 import itertools
 import os
@@ -15,7 +16,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING, InvalidStateError
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .. import _backend
@@ -27,6 +28,7 @@ __all__ = ["WorkStealingThreadPool"]
 T = TypeVar("T")
 
 _DONE = (CANCELLED_AND_NOTIFIED, FINISHED)
+_SETTLED = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 _pool_counter = itertools.count()
 _interpreter_shutdown = False
 # Bumped in a forked child: pools created before it rebuild their core on first use there.
@@ -44,12 +46,107 @@ def _positive_int(value: object, name: str) -> int:
     return value
 
 
+class _FutureCondition:
+    """The condition of a pool future: the subset of ``threading.Condition`` that
+    ``concurrent.futures`` uses (``with``, ``acquire``, ``release``, ``wait``, ``notify``,
+    ``notify_all``), with its waiter queue made only when someone waits.
+
+    ``threading.Condition()`` allocates seven garbage-collected objects per future; keeping tens
+    of thousands of futures alive made the cyclic GC the largest cost of dispatch. The lock is
+    re-entrant, as there: ``Future`` formats its own repr while holding it.
+    """
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = _thread.RLock()
+        self._waiters: collections.deque | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        if self._waiters is None:
+            self._waiters = collections.deque()
+        waiters = self._waiters
+        waiters.append(waiter)
+        saved = self._lock._release_save()
+        notified = False
+        try:
+            if timeout is None:
+                notified = waiter.acquire()
+            elif timeout > 0:
+                notified = waiter.acquire(True, timeout)
+            else:
+                notified = waiter.acquire(False)
+            return notified
+        finally:
+            self._lock._acquire_restore(saved)
+            if not notified:
+                try:
+                    waiters.remove(waiter)
+                except ValueError:
+                    pass
+
+    def notify(self, n: int = 1) -> None:
+        waiters = self._waiters
+        while waiters and n > 0:
+            waiters.popleft().release()
+            n -= 1
+
+    def notify_all(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiters.popleft().release()
+
+
 class _PoolFuture(Future):
-    """A ``concurrent.futures.Future`` whose ``result()``/``exception()``, called from a worker of
-    its own pool, runs queued jobs while it waits instead of blocking that worker (so a task may
-    wait on a task it submitted, even with one worker)."""
+    """A ``concurrent.futures.Future`` with a lighter condition, whose ``result()``/``exception()``,
+    called from a worker of its own pool, runs queued jobs while it waits instead of blocking that
+    worker (so a task may wait on a task it submitted, even with one worker)."""
 
     _core: Any = None
+
+    def __init__(self) -> None:  # Future.__init__ with _FutureCondition
+        self._condition = _FutureCondition()
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+        self._waiters: list = []
+        self._done_callbacks: list = []
+
+    # The settling methods the workers call for every task, as in ``Future`` but entering the
+    # lock directly (C) and skipping an empty callback list.
+    def set_running_or_notify_cancel(self) -> bool:
+        with self._condition._lock:
+            if self._state == PENDING:
+                self._state = RUNNING
+                return True
+        return super().set_running_or_notify_cancel()  # cancelled: notify; else it raises
+
+    def set_result(self, result: Any) -> None:
+        condition = self._condition
+        with condition._lock:
+            if self._state in _SETTLED:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = FINISHED
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            condition.notify_all()
+        if self._done_callbacks:
+            self._invoke_callbacks()
 
     def _help(self, timeout: float | None) -> float | None:
         if self._state in _DONE or self._core is None:
