@@ -203,7 +203,11 @@ impl Shared {
                 None => drop(self.wake.wait(guard).unwrap_or_else(|e| e.into_inner())),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    drop(self.wake.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()));
+                    drop(
+                        self.wake
+                            .wait_timeout(guard, left)
+                            .unwrap_or_else(|e| e.into_inner()),
+                    );
                 }
             }
         }
@@ -219,7 +223,12 @@ impl Shared {
                 Steal::Empty => break,
             }
         }
-        for stealer in self.stealers.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        for stealer in self
+            .stealers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             loop {
                 match stealer.steal() {
                     Steal::Success(job) => jobs.push(job),
@@ -376,7 +385,11 @@ impl Pool {
             .name(format!("{name_prefix}_{index}"))
             .stack_size(WORKER_STACK_BYTES)
             .spawn(move || {
-                let local = Rc::new(Local { shared: shared.clone(), deque, index });
+                let local = Rc::new(Local {
+                    shared: shared.clone(),
+                    deque,
+                    index,
+                });
                 CURRENT.with(|c| *c.borrow_mut() = Some(local.clone()));
                 let worker = WorkerThread { local };
                 // The body catches job panics itself; this keeps the live count right regardless.
@@ -404,7 +417,11 @@ impl Pool {
     }
 
     pub fn max_workers(&self) -> usize {
-        self.shared.stealers.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.shared
+            .stealers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn is_worker_thread(&self) -> bool {
@@ -416,7 +433,9 @@ impl Pool {
     }
 
     pub fn waker(&self) -> Waker {
-        Waker { shared: Arc::downgrade(&self.shared) }
+        Waker {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// Called from a worker of this pool that waits for `done`: runs queued jobs (its own first,
@@ -508,7 +527,9 @@ impl Drop for Pool {
             // A forked child's copy: its locks may be held by threads that do not exist here,
             // and its join handles name threads of another process. Leak it untouched.
             std::mem::forget(self.shared.clone());
-            std::mem::forget(std::mem::take(self.threads.get_mut().unwrap_or_else(|e| e.into_inner())));
+            std::mem::forget(std::mem::take(
+                self.threads.get_mut().unwrap_or_else(|e| e.into_inner()),
+            ));
         }
     }
 }
@@ -521,7 +542,12 @@ pub fn shutdown_all_and_wait() {
     }
     for shared in &pools {
         let live = lock(&shared.live);
-        drop(shared.exited.wait_while(live, |live| *live > 0).unwrap_or_else(|e| e.into_inner()));
+        drop(
+            shared
+                .exited
+                .wait_while(live, |live| *live > 0)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
     }
 }
 

@@ -35,7 +35,8 @@ fn shutdown_and_join(pool: &Pool) {
 #[test]
 fn runs_every_job_exactly_once() {
     let pool = Pool::new(4, "t", plain_body()).unwrap();
-    let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..10_000).map(|_| AtomicUsize::new(0)).collect());
+    let counts: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..10_000).map(|_| AtomicUsize::new(0)).collect());
     for i in 0..10_000 {
         let counts = counts.clone();
         pool.submit(job(move || {
@@ -46,12 +47,23 @@ fn runs_every_job_exactly_once() {
     shutdown_and_join(&pool);
     assert!(counts.iter().all(|c| c.load(Ordering::SeqCst) == 1));
     let stats = pool.stats();
-    assert_eq!((stats.submitted, stats.completed, stats.queued, stats.workers), (10_000, 10_000, 0, 0));
+    assert_eq!(
+        (
+            stats.submitted,
+            stats.completed,
+            stats.queued,
+            stats.workers
+        ),
+        (10_000, 10_000, 0, 0)
+    );
 }
 
 #[test]
 fn zero_workers_is_an_error() {
-    assert!(matches!(Pool::new(0, "t", plain_body()), Err(CoreError::InvalidArgument(_))));
+    assert!(matches!(
+        Pool::new(0, "t", plain_body()),
+        Err(CoreError::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -80,7 +92,10 @@ fn nested_jobs_go_to_the_local_deque_and_get_stolen() {
     while done.load(Ordering::SeqCst) < 2000 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(pool.stats().stolen > 0, "the idle sibling should steal nested jobs");
+    assert!(
+        pool.stats().stolen > 0,
+        "the idle sibling should steal nested jobs"
+    );
     shutdown_and_join(&pool);
 }
 
@@ -92,13 +107,17 @@ fn a_waiting_worker_helps_instead_of_deadlocking() {
     pool.submit(job(move || {
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
-        p.submit(job(move || f.store(true, Ordering::SeqCst))).unwrap();
+        p.submit(job(move || f.store(true, Ordering::SeqCst)))
+            .unwrap();
         assert!(p.help_until(&flag, None, &|park| park()));
         tx.send(flag.load(Ordering::SeqCst)).unwrap();
     }))
     .unwrap();
     assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
-    assert!(!pool.help_until(&AtomicBool::new(false), None, &|park| park()), "not a worker");
+    assert!(
+        !pool.help_until(&AtomicBool::new(false), None, &|park| park()),
+        "not a worker"
+    );
     shutdown_and_join(&pool);
 }
 
@@ -120,13 +139,20 @@ fn cancel_discards_queued_jobs_and_runs_none_of_them() {
         let f = move || {
             ran.fetch_add(1, Ordering::SeqCst);
         };
-        pool.submit(Box::new(FnJob { f, discarded: Some(tx.clone()) })).unwrap();
+        pool.submit(Box::new(FnJob {
+            f,
+            discarded: Some(tx.clone()),
+        }))
+        .unwrap();
     }
     pool.shutdown(true);
     gate_tx.send(()).unwrap();
     assert!(pool.wait_exited(Duration::from_secs(30)));
     drop(tx);
-    assert_eq!(rx.iter().filter(|why| *why == Discard::Cancelled).count(), 100);
+    assert_eq!(
+        rx.iter().filter(|why| *why == Discard::Cancelled).count(),
+        100
+    );
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     assert_eq!(pool.stats().queued, 0);
 }
@@ -141,11 +167,21 @@ fn a_broken_pool_discards_and_refuses_work() {
     });
     let pool = Pool::new(1, "t", body).unwrap();
     let (dtx, drx) = mpsc::channel();
-    pool.submit(Box::new(FnJob { f: || {}, discarded: Some(dtx) })).unwrap();
+    pool.submit(Box::new(FnJob {
+        f: || {},
+        discarded: Some(dtx),
+    }))
+    .unwrap();
     tx.send(()).unwrap();
     assert!(pool.wait_exited(Duration::from_secs(30)));
-    assert_eq!(drx.recv().unwrap(), Discard::Broken("initializer failed".into()));
-    assert_eq!(pool.submit(job(|| {})).unwrap_err(), CoreError::Broken("initializer failed".into()));
+    assert_eq!(
+        drx.recv().unwrap(),
+        Discard::Broken("initializer failed".into())
+    );
+    assert_eq!(
+        pool.submit(job(|| {})).unwrap_err(),
+        CoreError::Broken("initializer failed".into())
+    );
 }
 
 #[test]
@@ -182,10 +218,11 @@ fn concurrent_submitters_and_shutdown_lose_nothing() {
                 std::thread::spawn(move || {
                     for _ in 0..500 {
                         let ran = ran.clone();
-                        if pool.submit(job(move || {
-                            ran.fetch_add(1, Ordering::SeqCst);
-                        }))
-                        .is_ok()
+                        if pool
+                            .submit(job(move || {
+                                ran.fetch_add(1, Ordering::SeqCst);
+                            }))
+                            .is_ok()
                         {
                             accepted.fetch_add(1, Ordering::SeqCst);
                         }

@@ -32,5 +32,8 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> PyErr {
-    RustPanicError::new_err(format!("Rust panic in a pool job: {}", panic_message(payload)))
+    RustPanicError::new_err(format!(
+        "Rust panic in a pool job: {}",
+        panic_message(payload)
+    ))
 }

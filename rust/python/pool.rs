@@ -15,7 +15,8 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use super::errors::{panic_error, BrokenThreadPool};
 use crate::core::pool::{self as core_pool, Discard, Job, Pool, Waker, WorkerBody, WorkerThread};
 
-const INITIALIZER_FAILED: &str = "A thread initializer failed, the thread pool is not usable anymore";
+const INITIALIZER_FAILED: &str =
+    "A thread initializer failed, the thread pool is not usable anymore";
 /// How often a blocking wait on the main thread wakes to let Ctrl-C through.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
@@ -41,7 +42,9 @@ fn settle(
 ) {
     let settled = match outcome {
         Ok(Ok(value)) => future.call_method1(intern!(py, "set_result"), (value,)),
-        Ok(Err(error)) => future.call_method1(intern!(py, "set_exception"), (error.into_value(py),)),
+        Ok(Err(error)) => {
+            future.call_method1(intern!(py, "set_exception"), (error.into_value(py),))
+        }
         Err(payload) => {
             let error = panic_error(payload.as_ref()).into_value(py);
             future.call_method1(intern!(py, "set_exception"), (error,))
@@ -60,7 +63,9 @@ fn discard_future(future: Py<PyAny>, why: &Discard) {
             Discard::Broken(reason) => {
                 // Like ThreadPoolExecutor: a queued future of a broken pool fails, it is not cancelled.
                 let error = BrokenThreadPool::new_err(reason.clone()).into_value(py);
-                future.call_method1(intern!(py, "set_exception"), (error,)).map(drop)
+                future
+                    .call_method1(intern!(py, "set_exception"), (error,))
+                    .map(drop)
             }
         };
         if let Err(e) = result {
@@ -79,14 +84,20 @@ struct CallJob {
 
 impl Job for CallJob {
     fn run(self: Box<Self>) {
-        let CallJob { future, func, args, kwargs } = *self;
+        let CallJob {
+            future,
+            func,
+            args,
+            kwargs,
+        } = *self;
         Python::attach(|py| {
             let future = future.bind(py);
             if !start_running(py, future) {
                 return;
             }
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                func.bind(py).call(args.bind(py), kwargs.as_ref().map(|k| k.bind(py)))
+                func.bind(py)
+                    .call(args.bind(py), kwargs.as_ref().map(|k| k.bind(py)))
             }));
             // Release the call's references before waking waiters, so that they see them gone.
             drop((func, args, kwargs));
@@ -160,7 +171,8 @@ impl Job for PanicJob {
         Python::attach(|py| {
             let future = self.future.bind(py);
             if start_running(py, future) {
-                let outcome = catch_unwind(|| -> PyResult<Bound<'_, PyAny>> { panic!("{}", self.message) });
+                let outcome =
+                    catch_unwind(|| -> PyResult<Bound<'_, PyAny>> { panic!("{}", self.message) });
                 settle(py, future, outcome);
             }
         })
@@ -228,10 +240,12 @@ impl WorkStealingCore {
                         return;
                     }
                 }
-                worker.run(&|park| py.detach(|| park()));
+                worker.run(&|park| py.detach(park));
             });
         });
-        Ok(WorkStealingCore { pool: Pool::new(max_workers, thread_name_prefix, body)? })
+        Ok(WorkStealingCore {
+            pool: Pool::new(max_workers, thread_name_prefix, body)?,
+        })
     }
 
     #[pyo3(signature = (future, func, args, kwargs=None))]
@@ -242,12 +256,28 @@ impl WorkStealingCore {
         args: Py<PyTuple>,
         kwargs: Option<Py<PyDict>>,
     ) -> PyResult<()> {
-        Ok(self.pool.submit(Box::new(CallJob { future, func, args, kwargs }))?)
+        Ok(self.pool.submit(Box::new(CallJob {
+            future,
+            func,
+            args,
+            kwargs,
+        }))?)
     }
 
     /// Schedules one job that calls `func` on every item of `items`.
-    fn submit_chunk(&self, future: Py<PyAny>, func: Py<PyAny>, items: Py<PyList>, unpack: bool) -> PyResult<()> {
-        Ok(self.pool.submit(Box::new(ChunkJob { future, func, items, unpack }))?)
+    fn submit_chunk(
+        &self,
+        future: Py<PyAny>,
+        func: Py<PyAny>,
+        items: Py<PyList>,
+        unpack: bool,
+    ) -> PyResult<()> {
+        Ok(self.pool.submit(Box::new(ChunkJob {
+            future,
+            func,
+            items,
+            unpack,
+        }))?)
     }
 
     fn _submit_panic(&self, future: Py<PyAny>, message: String) -> PyResult<()> {
@@ -257,17 +287,27 @@ impl WorkStealingCore {
     /// From a worker of this pool: run queued jobs until `future` is done or `timeout` passes,
     /// and return True. From any other thread: return False at once.
     #[pyo3(signature = (future, timeout=None))]
-    fn help_until_done(&self, py: Python<'_>, future: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<bool> {
+    fn help_until_done(
+        &self,
+        py: Python<'_>,
+        future: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
         if !self.pool.is_worker_thread() {
             return Ok(false);
         }
         let done = Arc::new(AtomicBool::new(false));
-        let waker = DoneWaker { done: done.clone(), waker: self.pool.waker() };
+        let waker = DoneWaker {
+            done: done.clone(),
+            waker: self.pool.waker(),
+        };
         future.call_method1(intern!(py, "add_done_callback"), (waker,))?;
         let deadline = timeout
             .and_then(|t| Duration::try_from_secs_f64(t.max(0.0)).ok())
             .and_then(|t| Instant::now().checked_add(t));
-        Ok(self.pool.help_until(&done, deadline, &|park| py.detach(|| park())))
+        Ok(self
+            .pool
+            .help_until(&done, deadline, &|park| py.detach(park)))
     }
 
     fn is_worker_thread(&self) -> bool {
