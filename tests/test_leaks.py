@@ -47,6 +47,17 @@ def test_results_and_exceptions_die_with_their_futures(pool_factory):
     assert result() is None and error() is None
 
 
+def test_arguments_are_released_before_the_result_is_delivered(pool_factory):
+    pool = pool_factory(1)
+    for _ in range(50):
+        arg = Payload()
+        alive = weakref.ref(arg)
+        future = pool.submit(type, arg)
+        del arg
+        assert future.result(timeout=10) is Payload
+        assert alive() is None
+
+
 def test_memory_is_flat_over_100k_tasks(pool_factory):
     pool = pool_factory(2)
 

@@ -1,8 +1,6 @@
 """Shutdown, interpreter exit, Ctrl-C and fork."""
 
-import concurrent.futures as cf
 import os
-import sys
 import threading
 
 import pytest

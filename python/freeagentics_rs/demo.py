@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import os
 import platform
 import sys
 from typing import Callable
@@ -72,5 +71,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     sys.exit(main())

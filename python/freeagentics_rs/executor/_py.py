@@ -21,26 +21,33 @@ __all__ = ["WorkStealingCore", "shutdown_all_pools", "forget_pools_after_fork"]
 
 _INITIALIZER_FAILED = "A thread initializer failed, the thread pool is not usable anymore"
 _SHUTDOWN = "cannot schedule new futures after shutdown"
-_CANCELLED, _BROKEN = "cancelled", "broken"
 
 _POOLS: weakref.WeakSet[WorkStealingCore] = weakref.WeakSet()
 
 
-def _call_job(future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict | None) -> None:
+# A job is a list [runner, future, fn, payload, extra]; runners empty it first, so that the call's
+# references are released before the future wakes its waiters (as the Rust core does).
+
+
+def _call_job(job: list) -> None:
+    _, future, fn, args, kwargs = job
+    job.clear()
     if not future.set_running_or_notify_cancel():
         return
     try:
         result = fn(*args, **kwargs) if kwargs else fn(*args)
     except BaseException as exc:
-        del fn, args, kwargs  # release the call's references before waking waiters
+        fn = args = kwargs = None
         future.set_exception(exc)
         del exc
     else:
-        del fn, args, kwargs
+        fn = args = kwargs = None
         future.set_result(result)
 
 
-def _chunk_job(future: Future, fn: Callable[..., Any], items: list, unpack: bool) -> None:
+def _chunk_job(job: list) -> None:
+    _, future, fn, items, unpack = job
+    job.clear()
     if not future.set_running_or_notify_cancel():
         return
     results: list = []
@@ -54,7 +61,7 @@ def _chunk_job(future: Future, fn: Callable[..., Any], items: list, unpack: bool
                 results.append(fn(item))
     except BaseException as exc:
         error = exc
-    del fn, items
+    fn = items = None
     future.set_result((results, error))
 
 
@@ -109,7 +116,7 @@ class WorkStealingCore:
             return None
         return worker
 
-    def _push(self, job: tuple) -> None:
+    def _push(self, job: list) -> None:
         worker = getattr(self._local, "worker", None)
         with self._cond:
             if self._broken is not None:
@@ -122,12 +129,12 @@ class WorkStealingCore:
                 self._cond.notify()
 
     def submit(self, future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict | None = None) -> None:
-        self._push((_call_job, future, fn, args, kwargs))
+        self._push([_call_job, future, fn, args, kwargs])
 
     def submit_chunk(self, future: Future, fn: Callable[..., Any], items: list, unpack: bool) -> None:
-        self._push((_chunk_job, future, fn, items, unpack))
+        self._push([_chunk_job, future, fn, items, unpack])
 
-    def _find_job(self, worker: _Worker) -> tuple | None:
+    def _find_job(self, worker: _Worker) -> list | None:
         try:
             return worker.deque.pop()
         except IndexError:
@@ -151,11 +158,8 @@ class WorkStealingCore:
     def _has_work(self) -> bool:
         return bool(self._global) or any(w.deque for w in self._workers)
 
-    def _run(self, job: tuple) -> None:
-        run, *call = job
-        del job
-        run(*call)
-        del call
+    def _run(self, job: list) -> None:
+        job[0](job)
         with self._cond:
             self._completed += 1
 
@@ -245,14 +249,14 @@ class WorkStealingCore:
 
     def _break(self) -> None:
         self._close(_INITIALIZER_FAILED)
-        for _run, future, *_ in self._drain():
-            future.set_exception(BrokenThreadPool(_INITIALIZER_FAILED))
+        for job in self._drain():
+            job[1].set_exception(BrokenThreadPool(_INITIALIZER_FAILED))
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         self._close()
         if cancel_futures:
-            for _run, future, *_ in self._drain():
-                future.cancel()
+            for job in self._drain():
+                job[1].cancel()
         if not wait:
             return
         worker = self._current_worker()
