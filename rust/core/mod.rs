@@ -2,3 +2,4 @@
 
 pub mod error;
 pub mod pool;
+mod scheduler;
