@@ -195,13 +195,14 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._core = self._new_core()
-        weakref.finalize(self, _shutdown_nowait, self._core, self._generation)
         _live_pools.add(self)
 
     def _new_core(self) -> Any:
         core_class = _backend.native().WorkStealingCore if self.backend == "rust" else _py.WorkStealingCore
         self._generation = _fork_generation
-        return core_class(self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
+        core = core_class(self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
+        weakref.finalize(self, _shutdown_nowait, core, self._generation)
+        return core
 
     def _usable_core(self) -> Any:
         if self._generation != _fork_generation:
