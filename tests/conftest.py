@@ -3,6 +3,13 @@ suite once with `rust` and once with `python`, so each test covers both backends
 
 from __future__ import annotations
 
+import os
+
+# Rule 9 of DESIGN.md, also when pytest is run directly: BLAS on one thread per worker (and so
+# a task's thread CPU time includes its BLAS work). Set before anything imports numpy.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import pytest
 
 import freeagentics_rs
@@ -21,6 +28,22 @@ def pool_factory(backend):
     def make(*args, **kwargs):
         kwargs.setdefault("backend", backend)
         pool = freeagentics_rs.WorkStealingThreadPool(*args, **kwargs)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def adaptive_factory(backend):
+    """Builds AdaptiveThreadPoolExecutors on the backend under test; shuts each one down after."""
+    pools = []
+
+    def make(*args, **kwargs):
+        kwargs.setdefault("backend", backend)
+        pool = freeagentics_rs.AdaptiveThreadPoolExecutor(*args, **kwargs)
         pools.append(pool)
         return pool
 

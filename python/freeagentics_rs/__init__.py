@@ -8,15 +8,17 @@ A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` 
 from ._backend import BACKEND, BACKENDS
 from ._cpus import available_cpus
 from .errors import BrokenThreadPool, FreeAgenticsError, RustPanicError
-from .executor import WorkStealingThreadPool
+from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveThreadPoolExecutor",
     "BACKEND",
     "BACKENDS",
     "BrokenThreadPool",
     "FreeAgenticsError",
+    "ResizeEvent",
     "RustPanicError",
     "WorkStealingThreadPool",
     "__version__",

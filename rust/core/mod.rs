@@ -1,5 +1,6 @@
 //! The pure Rust core: no pyo3 here, unit-tested with `cargo test --no-default-features`.
 
 pub mod error;
+pub mod meter;
 pub mod pool;
 mod scheduler;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_deque::Worker;
 
 use super::error::CoreError;
+use super::meter::Meter;
 use super::scheduler::{lock, Local, Shared, CURRENT};
 
 /// Why a queued job is dropped without running.
@@ -24,7 +25,8 @@ pub enum Discard {
 
 /// A unit of work. `run` or `discard` is called exactly once, on whichever thread takes it.
 pub trait Job: Send {
-    fn run(self: Box<Self>);
+    /// Returns false when the work did not start (its future was cancelled while queued).
+    fn run(self: Box<Self>) -> bool;
     fn discard(self: Box<Self>, why: &Discard);
 }
 
@@ -47,7 +49,9 @@ static POOLS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolStats {
+    /// Threads alive now (retiring ones included until they exit).
     pub workers: usize,
+    pub target: usize,
     pub submitted: u64,
     pub completed: u64,
     pub stolen: u64,
@@ -65,10 +69,15 @@ impl WorkerThread {
         self.local.index
     }
 
-    /// Runs jobs until the pool is shut down and no job is left, parking when idle.
+    /// Runs jobs until the pool is shut down and no job is left, parking when idle. Returns
+    /// early, between jobs, when the pool has more workers than its target.
     pub fn run(&self, detach: Detach) {
         let shared = &self.local.shared;
         loop {
+            if shared.try_retire() {
+                shared.remove_worker(&self.local);
+                return;
+            }
             if let Some(job) = shared.find_job(&self.local) {
                 shared.run_job(job);
                 continue;
@@ -111,21 +120,29 @@ impl Waker {
 
 pub struct Pool {
     shared: Arc<Shared>,
+    name_prefix: String,
+    body: WorkerBody,
+    /// Join handles; its lock also orders starting threads against shutdown.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The process that started the threads; in a forked child the pool is never touched.
     owner_pid: u32,
 }
 
 impl Pool {
-    /// Starts `workers` threads named `{name_prefix}_{index}`, each running `body`.
-    pub fn new(workers: usize, name_prefix: &str, body: WorkerBody) -> Result<Pool, CoreError> {
+    /// Starts `workers` threads named `{name_prefix}_{slot}`, each running `body`. With a
+    /// `meter`, every job's CPU and wall time is measured.
+    pub fn new(
+        workers: usize,
+        name_prefix: &str,
+        body: WorkerBody,
+        meter: Option<Meter>,
+    ) -> Result<Pool, CoreError> {
         if workers == 0 {
             return Err(CoreError::InvalidArgument(
                 "max_workers must be greater than 0".into(),
             ));
         }
-        let deques: Vec<Worker<BoxedJob>> = (0..workers).map(|_| Worker::new_lifo()).collect();
-        let shared = Arc::new(Shared::new(deques.iter().map(Worker::stealer).collect()));
+        let shared = Arc::new(Shared::new(meter));
         {
             let mut pools = lock(&POOLS);
             pools.retain(|weak| weak.strong_count() > 0);
@@ -133,29 +150,62 @@ impl Pool {
         }
         let pool = Pool {
             shared,
+            name_prefix: name_prefix.to_owned(),
+            body,
             threads: Mutex::new(Vec::with_capacity(workers)),
             owner_pid: std::process::id(),
         };
-        for (index, deque) in deques.into_iter().enumerate() {
-            if let Err(e) = pool.spawn(index, deque, name_prefix, body.clone()) {
-                pool.shared.close(None);
-                return Err(e);
-            }
+        if let Err(e) = pool.resize(workers) {
+            pool.shared.close(None);
+            return Err(e);
         }
         Ok(pool)
     }
 
-    fn spawn(
-        &self,
-        index: usize,
-        deque: Worker<BoxedJob>,
-        name_prefix: &str,
-        body: WorkerBody,
-    ) -> Result<(), CoreError> {
+    /// Sets the number of workers: starts threads at once to grow; to shrink, surplus workers
+    /// retire between jobs, handing their queued jobs to the others (none is dropped or run
+    /// twice). A shut-down pool keeps its size.
+    pub fn resize(&self, workers: usize) -> Result<(), CoreError> {
+        if workers == 0 {
+            return Err(CoreError::InvalidArgument(
+                "workers must be greater than 0".into(),
+            ));
+        }
+        let mut threads = lock(&self.threads);
+        if self.shared.closing.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        threads.retain(|handle| !handle.is_finished());
+        if let Some(meter) = &self.shared.meter {
+            meter.new_epoch();
+        }
+        let spawn = self.shared.set_target(workers);
+        if spawn == 0 {
+            self.shared.notify_all(); // idle surplus workers wake up to retire
+        }
+        for started in 0..spawn {
+            match self.spawn() {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    for _ in started..spawn {
+                        self.shared.unreserve();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts one worker; the caller holds `threads` and has reserved it in the pool's size.
+    fn spawn(&self) -> Result<JoinHandle<()>, CoreError> {
+        let deque = Worker::new_lifo();
+        let index = self.shared.add_slot(deque.stealer());
         let shared = self.shared.clone();
+        let body = self.body.clone();
         *lock(&shared.live) += 1;
         let spawned = thread::Builder::new()
-            .name(format!("{name_prefix}_{index}"))
+            .name(format!("{}_{index}", self.name_prefix))
             .stack_size(WORKER_STACK_BYTES)
             .spawn(move || {
                 let local = Rc::new(Local {
@@ -173,28 +223,29 @@ impl Pool {
                 *live -= 1;
                 shared.exited.notify_all();
             });
-        match spawned {
-            Ok(handle) => {
-                lock(&self.threads).push(handle);
-                Ok(())
-            }
-            Err(e) => {
-                *lock(&self.shared.live) -= 1;
-                Err(CoreError::Spawn(e.to_string()))
-            }
-        }
+        spawned.map_err(|e| {
+            *lock(&self.shared.live) -= 1;
+            self.shared
+                .stealers
+                .write()
+                .unwrap_or_else(|e| e.into_inner())[index] = None;
+            CoreError::Spawn(e.to_string())
+        })
     }
 
     pub fn submit(&self, job: BoxedJob) -> Result<(), CoreError> {
         self.shared.push(job)
     }
 
-    pub fn max_workers(&self) -> usize {
-        self.shared
-            .stealers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+    /// The number of workers the pool is sized to now.
+    pub fn target(&self) -> usize {
+        self.shared.size().target
+    }
+
+    pub fn set_meter_batch(&self, batch_size: usize) {
+        if let Some(meter) = &self.shared.meter {
+            meter.set_batch_size(batch_size);
+        }
     }
 
     pub fn is_worker_thread(&self) -> bool {
@@ -274,6 +325,7 @@ impl Pool {
         let s = &self.shared;
         PoolStats {
             workers: s.live_workers(),
+            target: s.size().target,
             submitted: s.submitted.load(Ordering::Relaxed),
             completed: s.completed.load(Ordering::Relaxed),
             stolen: s.stolen.load(Ordering::Relaxed),

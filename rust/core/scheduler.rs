@@ -11,6 +11,7 @@ use std::time::Instant;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use super::error::CoreError;
+use super::meter::Meter;
 use super::pool::{BoxedJob, Discard};
 
 #[derive(Default)]
@@ -19,9 +20,32 @@ pub(super) struct Admission {
     pub(super) broken: Option<String>,
 }
 
+/// The target worker count (high half) and the workers that have not retired (low half), in one
+/// word so that a retiring worker and a resize never both act on a stale view of the other.
+#[derive(Clone, Copy)]
+pub(super) struct Size {
+    pub(super) target: usize,
+    pub(super) active: usize,
+}
+
+impl Size {
+    fn pack(self) -> u64 {
+        ((self.target as u64) << 32) | self.active as u64
+    }
+    fn unpack(word: u64) -> Size {
+        Size {
+            target: (word >> 32) as usize,
+            active: (word & 0xFFFF_FFFF) as usize,
+        }
+    }
+}
+
 pub(super) struct Shared {
     pub(super) injector: Injector<BoxedJob>,
-    pub(super) stealers: RwLock<Vec<Stealer<BoxedJob>>>,
+    /// One slot per worker; a retired worker's slot is empty until a new worker reuses it.
+    pub(super) stealers: RwLock<Vec<Option<Stealer<BoxedJob>>>>,
+    size: AtomicU64,
+    pub(super) meter: Option<Meter>,
     /// Submitters hold it shared while they push and shutdown takes it exclusively, so once
     /// `closing` is set no push can still be in flight and draining workers see every job.
     pub(super) admission: RwLock<Admission>,
@@ -55,10 +79,12 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(super) fn new(stealers: Vec<Stealer<BoxedJob>>) -> Shared {
+    pub(super) fn new(meter: Option<Meter>) -> Shared {
         Shared {
             injector: Injector::new(),
-            stealers: RwLock::new(stealers),
+            stealers: RwLock::new(Vec::new()),
+            size: AtomicU64::new(0),
+            meter,
             admission: RwLock::new(Admission::default()),
             closing: AtomicBool::new(false),
             sleep: Mutex::new(()),
@@ -124,6 +150,7 @@ impl Shared {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
+                .flatten()
                 .any(|s| !s.is_empty())
     }
 
@@ -144,7 +171,10 @@ impl Shared {
         loop {
             let mut retry = false;
             for k in 1..n {
-                match stealers[(local.index + k) % n].steal() {
+                let Some(stealer) = &stealers[(local.index + k) % n] else {
+                    continue;
+                };
+                match stealer.steal() {
                     Steal::Success(job) => {
                         self.stolen.fetch_add(1, Ordering::Relaxed);
                         return Some(job);
@@ -161,11 +191,96 @@ impl Shared {
 
     pub(super) fn run_job(&self, job: BoxedJob) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
+        let started = self.meter.as_ref().map(Meter::start);
         // Jobs catch their own panics; this is the backstop that keeps the worker alive.
-        if catch_unwind(AssertUnwindSafe(|| job.run())).is_err() {
-            self.panics.fetch_add(1, Ordering::Relaxed);
-        }
+        let ran = match catch_unwind(AssertUnwindSafe(|| job.run())) {
+            Ok(ran) => ran,
+            Err(_) => {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        };
         self.completed.fetch_add(1, Ordering::Relaxed);
+        if let (Some(meter), Some(started), true) = (&self.meter, started, ran) {
+            meter.finish(started);
+        }
+    }
+
+    pub(super) fn size(&self) -> Size {
+        Size::unpack(self.size.load(Ordering::SeqCst))
+    }
+
+    /// Sets the target and reserves the workers to start to reach it; returns how many.
+    pub(super) fn set_target(&self, target: usize) -> usize {
+        let mut word = self.size.load(Ordering::SeqCst);
+        loop {
+            let size = Size::unpack(word);
+            let spawn = target.saturating_sub(size.active);
+            let new = Size {
+                target,
+                active: size.active + spawn,
+            };
+            match self
+                .size
+                .compare_exchange(word, new.pack(), Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return spawn,
+                Err(current) => word = current,
+            }
+        }
+    }
+
+    /// Gives back a reservation whose thread could not be started.
+    pub(super) fn unreserve(&self) {
+        self.size.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// True (and this worker is no longer counted) when there are more workers than the target.
+    pub(super) fn try_retire(&self) -> bool {
+        let mut word = self.size.load(Ordering::SeqCst);
+        loop {
+            let size = Size::unpack(word);
+            if size.active <= size.target {
+                return false;
+            }
+            let new = Size {
+                target: size.target,
+                active: size.active - 1,
+            };
+            match self
+                .size
+                .compare_exchange(word, new.pack(), Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(current) => word = current,
+            }
+        }
+    }
+
+    /// Takes a free slot (or a new one) for a new worker's stealer; returns its index.
+    pub(super) fn add_slot(&self, stealer: Stealer<BoxedJob>) -> usize {
+        let mut slots = self.stealers.write().unwrap_or_else(|e| e.into_inner());
+        match slots.iter().position(Option::is_none) {
+            Some(index) => {
+                slots[index] = Some(stealer);
+                index
+            }
+            None => {
+                slots.push(Some(stealer));
+                slots.len() - 1
+            }
+        }
+    }
+
+    /// A retiring worker hands its queued jobs to the injector and frees its slot.
+    pub(super) fn remove_worker(&self, local: &Local) {
+        while let Some(job) = local.deque.pop() {
+            self.injector.push(job);
+        }
+        self.stealers.write().unwrap_or_else(|e| e.into_inner())[local.index] = None;
+        if self.has_work() {
+            self.notify_one();
+        }
     }
 
     /// Sleeps until there is work, the pool closes, `done` is set, or `deadline` passes.
@@ -205,6 +320,7 @@ impl Shared {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
+            .flatten()
         {
             loop {
                 match stealer.steal() {

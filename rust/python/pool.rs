@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::errors::{panic_error, BrokenThreadPool};
+use crate::core::meter::{Meter, MeterBatch};
 use crate::core::pool::{self as core_pool, Discard, Job, Pool, Waker, WorkerBody, WorkerThread};
 
 const INITIALIZER_FAILED: &str =
@@ -83,7 +84,7 @@ struct CallJob {
 }
 
 impl Job for CallJob {
-    fn run(self: Box<Self>) {
+    fn run(self: Box<Self>) -> bool {
         let CallJob {
             future,
             func,
@@ -93,7 +94,7 @@ impl Job for CallJob {
         Python::attach(|py| {
             let future = future.bind(py);
             if !start_running(py, future) {
-                return;
+                return false;
             }
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 func.bind(py)
@@ -102,6 +103,7 @@ impl Job for CallJob {
             // Release the call's references before waking waiters, so that they see them gone.
             drop((func, args, kwargs));
             settle(py, future, outcome);
+            true
         })
     }
 
@@ -143,15 +145,16 @@ impl ChunkJob {
 }
 
 impl Job for ChunkJob {
-    fn run(self: Box<Self>) {
+    fn run(self: Box<Self>) -> bool {
         Python::attach(|py| {
             let future = self.future.bind(py).clone();
             if !start_running(py, &future) {
-                return;
+                return false;
             }
             let outcome = catch_unwind(AssertUnwindSafe(|| self.call_all(py)));
             drop(self);
             settle(py, &future, outcome);
+            true
         })
     }
 
@@ -167,14 +170,16 @@ struct PanicJob {
 }
 
 impl Job for PanicJob {
-    fn run(self: Box<Self>) {
+    fn run(self: Box<Self>) -> bool {
         Python::attach(|py| {
             let future = self.future.bind(py);
-            if start_running(py, future) {
-                let outcome =
-                    catch_unwind(|| -> PyResult<Bound<'_, PyAny>> { panic!("{}", self.message) });
-                settle(py, future, outcome);
+            if !start_running(py, future) {
+                return false;
             }
+            let outcome =
+                catch_unwind(|| -> PyResult<Bound<'_, PyAny>> { panic!("{}", self.message) });
+            settle(py, future, outcome);
+            true
         })
     }
 
@@ -211,8 +216,24 @@ fn log_initializer_failure(py: Python<'_>, error: PyErr) {
     }
 }
 
-/// The Rust core of `WorkStealingThreadPool`: worker threads attach to the interpreter once and
-/// detach only while parked.
+/// Calls `on_samples(count, cpu, wall, first_end, last_end, first_cpu)` for each batch of
+/// measured jobs, on the worker thread that finished the batch.
+fn python_meter(on_samples: Py<PyAny>, batch_size: usize) -> Meter {
+    Meter::new(
+        batch_size,
+        Arc::new(move |b: MeterBatch| {
+            Python::attach(|py| {
+                let args = (b.count, b.cpu, b.wall, b.first_end, b.last_end, b.first_cpu);
+                if let Err(e) = on_samples.call1(py, args) {
+                    e.write_unraisable(py, Some(on_samples.bind(py)));
+                }
+            })
+        }),
+    )
+}
+
+/// The Rust core of `WorkStealingThreadPool` and `AdaptiveThreadPoolExecutor`: worker threads
+/// attach to the interpreter once and detach only while parked.
 #[pyclass(frozen, module = "freeagentics_rs._native")]
 pub struct WorkStealingCore {
     pool: Pool,
@@ -221,13 +242,18 @@ pub struct WorkStealingCore {
 #[pymethods]
 impl WorkStealingCore {
     #[new]
-    #[pyo3(signature = (max_workers, thread_name_prefix, initializer=None, initargs=None))]
+    #[pyo3(signature = (
+        max_workers, thread_name_prefix, initializer=None, initargs=None, on_samples=None,
+        sample_batch=16
+    ))]
     fn new(
         py: Python<'_>,
         max_workers: usize,
         thread_name_prefix: &str,
         initializer: Option<Py<PyAny>>,
         initargs: Option<Py<PyTuple>>,
+        on_samples: Option<Py<PyAny>>,
+        sample_batch: usize,
     ) -> PyResult<Self> {
         let initargs = initargs.unwrap_or_else(|| PyTuple::empty(py).unbind());
         let body: WorkerBody = Arc::new(move |worker: &WorkerThread| {
@@ -243,8 +269,9 @@ impl WorkStealingCore {
                 worker.run(&|park| py.detach(park));
             });
         });
+        let meter = on_samples.map(|f| python_meter(f, sample_batch));
         Ok(WorkStealingCore {
-            pool: Pool::new(max_workers, thread_name_prefix, body)?,
+            pool: Pool::new(max_workers, thread_name_prefix, body, meter)?,
         })
     }
 
@@ -314,9 +341,18 @@ impl WorkStealingCore {
         self.pool.is_worker_thread()
     }
 
+    /// Grows at once, or lets surplus workers retire between jobs; measurements restart.
+    fn resize(&self, py: Python<'_>, workers: usize) -> PyResult<()> {
+        Ok(py.detach(|| self.pool.resize(workers))?)
+    }
+
+    fn set_sample_batch(&self, sample_batch: usize) {
+        self.pool.set_meter_batch(sample_batch)
+    }
+
     #[getter]
-    fn max_workers(&self) -> usize {
-        self.pool.max_workers()
+    fn target_workers(&self) -> usize {
+        self.pool.target()
     }
 
     #[pyo3(signature = (wait=true, cancel_futures=false))]
@@ -335,7 +371,7 @@ impl WorkStealingCore {
         let s = self.pool.stats();
         let d = PyDict::new(py);
         d.set_item("workers", s.workers)?;
-        d.set_item("max_workers", self.pool.max_workers())?;
+        d.set_item("target_workers", s.target)?;
         d.set_item("submitted", s.submitted)?;
         d.set_item("completed", s.completed)?;
         d.set_item("stolen", s.stolen)?;

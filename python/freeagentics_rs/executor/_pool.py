@@ -183,13 +183,29 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         *,
         backend: str | None = None,
     ) -> None:
+        self._setup(
+            available_cpus() if max_workers is None else _positive_int(max_workers, "max_workers"),
+            thread_name_prefix,
+            initializer,
+            initargs,
+            backend,
+        )
+
+    def _setup(
+        self,
+        max_workers: int,
+        thread_name_prefix: str,
+        initializer: Callable[..., object] | None,
+        initargs: tuple,
+        backend: str | None,
+    ) -> None:
         self.backend = _backend.resolve(backend)
-        self._max_workers = available_cpus() if max_workers is None else _positive_int(max_workers, "max_workers")
+        self._max_workers = max_workers
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if not isinstance(thread_name_prefix, str):
             raise TypeError(f"thread_name_prefix must be a str, not {type(thread_name_prefix).__name__}")
-        self._thread_name_prefix = thread_name_prefix or f"WorkStealingThreadPool-{next(_pool_counter)}"
+        self._thread_name_prefix = thread_name_prefix or f"{type(self).__name__}-{next(_pool_counter)}"
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._shutdown = False
@@ -197,10 +213,12 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         self._core = self._new_core()
         _live_pools.add(self)
 
+    def _core_class(self) -> Any:
+        return _backend.native().WorkStealingCore if self.backend == "rust" else _py.WorkStealingCore
+
     def _new_core(self) -> Any:
-        core_class = _backend.native().WorkStealingCore if self.backend == "rust" else _py.WorkStealingCore
         self._generation = _fork_generation
-        core = core_class(self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
+        core = self._core_class()(self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
         weakref.finalize(self, _shutdown_nowait, core, self._generation)
         return core
 
@@ -273,10 +291,13 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         if self._generation == _fork_generation:
             self._core.shutdown(wait, cancel_futures)
 
-    def stats(self) -> dict[str, int]:
-        """Counters: ``workers`` (live threads), ``max_workers``, ``submitted``, ``completed``,
-        ``stolen`` (jobs taken from a sibling's deque), ``queued``, ``panics``."""
-        return self._usable_core().stats()
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``workers`` (live threads), ``target_workers``, ``max_workers``,
+        ``submitted``, ``completed``, ``stolen`` (jobs taken from a sibling's deque), ``queued``,
+        ``panics``."""
+        stats = self._usable_core().stats()
+        stats["max_workers"] = self._max_workers
+        return stats
 
     def __repr__(self) -> str:
         state = "shutdown" if self._shutdown else "running"

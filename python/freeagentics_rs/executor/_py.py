@@ -1,7 +1,8 @@
-"""Pure-Python core of WorkStealingThreadPool, with the same semantics as the Rust core
-(``rust/core/pool.rs``): one deque per worker (the owner pops the newest job, thieves take the
-oldest), a global FIFO queue, stealing from siblings, parking on a condition when idle, and the
-helping rule for a worker that waits on a future of its own pool.
+"""Pure-Python core of WorkStealingThreadPool and AdaptiveThreadPoolExecutor, with the same
+semantics as the Rust core (``rust/core/pool.rs``, ``rust/core/meter.rs``): one deque per worker
+(the owner pops the newest job, thieves take the oldest), a global FIFO queue, stealing from
+siblings, parking on a condition when idle, the helping rule for a worker that waits on a future
+of its own pool, online resizing, and per-job CPU/wall metering.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -26,14 +28,15 @@ _POOLS: weakref.WeakSet[WorkStealingCore] = weakref.WeakSet()
 
 
 # A job is a list [runner, future, fn, payload, extra]; runners empty it first, so that the call's
-# references are released before the future wakes its waiters (as the Rust core does).
+# references are released before the future wakes its waiters (as the Rust core does). A runner
+# returns False when the future was cancelled before it started.
 
 
-def _call_job(job: list) -> None:
+def _call_job(job: list) -> bool:
     _, future, fn, args, kwargs = job
     job.clear()
     if not future.set_running_or_notify_cancel():
-        return
+        return False
     try:
         result = fn(*args, **kwargs) if kwargs else fn(*args)
     except BaseException as exc:
@@ -43,13 +46,14 @@ def _call_job(job: list) -> None:
     else:
         fn = args = kwargs = None
         future.set_result(result)
+    return True
 
 
-def _chunk_job(job: list) -> None:
+def _chunk_job(job: list) -> bool:
     _, future, fn, items, unpack = job
     job.clear()
     if not future.set_running_or_notify_cancel():
-        return
+        return False
     results: list = []
     error = None
     try:
@@ -63,6 +67,66 @@ def _chunk_job(job: list) -> None:
         error = exc
     fn = items = None
     future.set_result((results, error))
+    return True
+
+
+class _Meter:
+    """Per-job thread CPU time and wall time, summed into batches handed to ``on_samples``
+    (the twin of ``rust/core/meter.rs``); jobs that started before the last resize are skipped."""
+
+    def __init__(self, on_samples: Callable[..., object], batch_size: int) -> None:
+        self._on_samples = on_samples
+        self._batch_size = max(1, batch_size)
+        self._lock = threading.Lock()
+        self._origin = time.monotonic()
+        self.epoch = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._count = 0
+        self._cpu = self._wall = self._first_end = self._last_end = self._first_cpu = 0.0
+
+    def set_batch_size(self, batch_size: int) -> None:
+        self._batch_size = max(1, batch_size)
+
+    def new_epoch(self) -> None:
+        with self._lock:
+            self.epoch += 1
+            self._reset()
+
+    def run(self, job: list) -> None:
+        epoch = self.epoch
+        wall0 = time.monotonic()
+        cpu0 = time.thread_time()
+        if not job[0](job):
+            return
+        cpu = time.thread_time() - cpu0
+        end = time.monotonic()
+        wall = end - wall0
+        end -= self._origin
+        with self._lock:
+            if epoch != self.epoch:
+                return
+            if self._count == 0:
+                self._first_end, self._first_cpu = end, cpu
+            self._count += 1
+            self._cpu += cpu
+            self._wall += wall
+            self._last_end = max(self._last_end, end)
+            if self._count < self._batch_size:
+                return
+            batch = (self._count, self._cpu, self._wall, self._first_end, self._last_end, self._first_cpu)
+            self._reset()
+        try:
+            self._on_samples(*batch)
+        except BaseException as exc:  # like the Rust core: report, keep the worker alive
+            sys.unraisablehook(_Unraisable(exc, self._on_samples))
+
+
+class _Unraisable:
+    def __init__(self, exc: BaseException, obj: object) -> None:
+        self.exc_type, self.exc_value, self.exc_traceback = type(exc), exc, exc.__traceback__
+        self.err_msg, self.object = None, obj
 
 
 class _Worker:
@@ -83,31 +147,91 @@ class WorkStealingCore:
         thread_name_prefix: str,
         initializer: Callable[..., object] | None = None,
         initargs: tuple = (),
+        on_samples: Callable[..., object] | None = None,
+        sample_batch: int = 16,
     ) -> None:
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self._pid = os.getpid()
         self._global: collections.deque = collections.deque()
-        self._workers = [_Worker(self, i) for i in range(max_workers)]
-        # One lock guards admission, parking and the counters; the deques themselves are
-        # atomic under the GIL.
+        # One slot per worker; a retired worker's slot is None until a new worker reuses it.
+        self._workers: list[_Worker | None] = []
+        # One lock guards admission, sizing, parking and the counters; the deques themselves
+        # are atomic under the GIL.
         self._cond = threading.Condition(threading.Lock())
         self._sleepers = 0
         self._closing = False
         self._broken: str | None = None
-        self._live = max_workers
+        self._target = self._active = 0
+        self._live = 0
         self._exited = threading.Condition()
         self._submitted = self._completed = self._stolen = 0
         self._local = threading.local()
         self._initializer = initializer
         self._initargs = initargs
-        self._threads = [
-            threading.Thread(target=self._worker_main, args=(w,), name=f"{thread_name_prefix}_{w.index}")
-            for w in self._workers
-        ]
+        self._thread_name_prefix = thread_name_prefix
+        self._meter = None if on_samples is None else _Meter(on_samples, sample_batch)
+        self._threads: list[threading.Thread] = []
+        self._sizing = threading.Lock()  # orders starting threads against shutdown
         _POOLS.add(self)
-        for t in self._threads:
-            t.start()
+        self.resize(max_workers)
+
+    # -- sizing -----------------------------------------------------------------------------
+    def resize(self, workers: int) -> None:
+        """Grows at once, or lets surplus workers retire between jobs; measurements restart."""
+        if workers <= 0:
+            raise ValueError("workers must be greater than 0")
+        with self._sizing:
+            if self._closing:
+                return
+            self._threads = [t for t in self._threads if t.is_alive()]
+            if self._meter is not None:
+                self._meter.new_epoch()
+            with self._cond:
+                self._target = workers
+                spawn = max(0, workers - self._active)
+                self._active += spawn
+                if not spawn:
+                    self._cond.notify_all()  # idle surplus workers wake up to retire
+            for _ in range(spawn):
+                self._spawn()
+
+    def _spawn(self) -> None:
+        with self._cond:
+            try:
+                index = self._workers.index(None)
+            except ValueError:
+                index = len(self._workers)
+                self._workers.append(None)
+            worker = self._workers[index] = _Worker(self, index)
+        with self._exited:
+            self._live += 1
+        thread = threading.Thread(
+            target=self._worker_main, args=(worker,), name=f"{self._thread_name_prefix}_{index}"
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _try_retire(self, worker: _Worker) -> bool:
+        with self._cond:
+            if self._active <= self._target:
+                return False
+            self._active -= 1
+            # Hand queued jobs to the others and free the slot.
+            self._global.extend(worker.deque)
+            worker.deque.clear()
+            self._workers[worker.index] = None
+            if self._sleepers and self._has_work():
+                self._cond.notify()
+            return True
+
+    def set_sample_batch(self, sample_batch: int) -> None:
+        if self._meter is not None:
+            self._meter.set_batch_size(sample_batch)
+
+    @property
+    def target_workers(self) -> int:
+        return self._target
 
     # -- scheduling -------------------------------------------------------------------------
     def _current_worker(self) -> _Worker | None:
@@ -146,8 +270,11 @@ class WorkStealingCore:
         workers = self._workers
         n = len(workers)
         for k in range(1, n):
+            other = workers[(worker.index + k) % n]
+            if other is None:
+                continue
             try:
-                job = workers[(worker.index + k) % n].deque.popleft()
+                job = other.deque.popleft()
             except IndexError:
                 continue
             with self._cond:
@@ -156,10 +283,13 @@ class WorkStealingCore:
         return None
 
     def _has_work(self) -> bool:
-        return bool(self._global) or any(w.deque for w in self._workers)
+        return bool(self._global) or any(w.deque for w in self._workers if w is not None)
 
     def _run(self, job: list) -> None:
-        job[0](job)
+        if self._meter is None:
+            job[0](job)
+        else:
+            self._meter.run(job)
         with self._cond:
             self._completed += 1
 
@@ -184,6 +314,8 @@ class WorkStealingCore:
                     self._break()
                     return
             while True:
+                if self._active > self._target and self._try_retire(worker):
+                    return
                 job = self._find_job(worker)
                 if job is not None:
                     self._run(job)
@@ -232,7 +364,7 @@ class WorkStealingCore:
     # -- lifecycle --------------------------------------------------------------------------
     def _drain(self) -> list:
         jobs = []
-        for q in [self._global, *(w.deque for w in self._workers)]:
+        for q in [self._global, *(w.deque for w in self._workers if w is not None)]:
             while True:
                 try:
                     jobs.append(q.popleft())
@@ -253,7 +385,8 @@ class WorkStealingCore:
             job[1].set_exception(BrokenThreadPool(_INITIALIZER_FAILED))
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        self._close()
+        with self._sizing:
+            self._close()
         if cancel_futures:
             for job in self._drain():
                 job[1].cancel()
@@ -270,20 +403,18 @@ class WorkStealingCore:
             while self._live > own:
                 self._exited.wait()
         me = threading.current_thread()
-        for t in self._threads:
+        with self._sizing:
+            threads = list(self._threads)
+        for t in threads:
             if t is not me:
                 t.join()
 
-    @property
-    def max_workers(self) -> int:
-        return len(self._workers)
-
     def stats(self) -> dict[str, int]:
         with self._cond:
-            queued = len(self._global) + sum(len(w.deque) for w in self._workers)
+            queued = len(self._global) + sum(len(w.deque) for w in self._workers if w is not None)
             return {
                 "workers": self._live,
-                "max_workers": len(self._workers),
+                "target_workers": self._target,
                 "submitted": self._submitted,
                 "completed": self._completed,
                 "stolen": self._stolen,

@@ -1,0 +1,235 @@
+"""How AdaptiveThreadPoolExecutor classifies its workload and picks its size.
+
+Both backends feed this one controller with batches of per-task measurements (thread CPU time and
+wall time while the task ran; queue wait never counts), so they decide alike. Over the window it
+computes
+
+* the CPU share ``s`` = CPU time / wall time of the tasks, and
+* the CPU rate ``R`` = CPU seconds the tasks used per second: how many cores they keep busy.
+
+A low share alone is ambiguous. Waiting for I/O and waiting for the GIL (or for a core) both
+lower it: on a crowded pool a pure-Python task spends most of its wall time queued for the GIL.
+The rate tells them apart. A pool whose threads wait on I/O uses little CPU in total. A pool whose
+threads wait for the GIL or for cores keeps a core or more busy (``R`` near 1 or above) however many
+threads it has, so extra threads add nothing. When the share is low and ``R`` is at least
+``SATURATED_RATE``, the controller probes. It shrinks to the ``ceil(R)`` threads the CPU work could
+use if it were pure CPU work, and measures again:
+
+* the rate holds: the threads were queued for the GIL or for cores. The workload is "cpu" and that
+  size is its best size: 1 thread for GIL-bound Python, one per core for numpy that releases the
+  GIL;
+* the rate drops: the waiting was real I/O. The share measured at the small size is the true one,
+  and ``ceil(R_saturated / s)`` is the size at which the CPU saturates. The pool never grows past
+  that size while the workload's CPU time per task stays the same.
+
+Hysteresis around both thresholds and a cooldown between resizes keep a workload that sits on a
+threshold from flapping.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from typing import Callable, NamedTuple
+
+__all__ = ["ResizeEvent", "WorkloadSizer"]
+
+SATURATED_RATE = 0.75  # cores: below this neither the GIL nor a core can be what tasks wait for
+PROBE_KEEPS = 0.8  # the probe "keeps the rate" if it keeps this share of the saturated rate
+RATE_SLACK = 0.15  # ceil(R - slack) threads: noise above a whole core does not add a thread
+MIN_SAMPLES = 8
+BATCH_PERIOD = 0.002  # seconds of pool time per batch: bounds the controller's cost on tiny tasks
+MAX_BATCH = 4096
+
+
+class ResizeEvent(NamedTuple):
+    """One resize: ``time`` in seconds since the executor was created, the worker counts before
+    and after, the workload class then, the CPU share measured then, and why: ``"classify"`` (the
+    class's target size), ``"probe"`` (shrinking to test whether threads wait for the GIL or
+    cores) or ``"saturated"`` (the size a probe found the CPU saturates at)."""
+
+    time: float
+    from_workers: int
+    to_workers: int
+    workload: str
+    cpu_share: float
+    reason: str
+
+
+class _Limit(NamedTuple):
+    """A learned saturation point: the CPU rate the workload saturates at, the smallest size
+    that reaches it, and the workload's CPU time per task when it was learned."""
+
+    rate: float
+    workers: int
+    cpu_per_task: float
+
+
+class _Probe(NamedTuple):
+    from_workers: int
+    rate: float
+
+
+class WorkloadSizer:
+    """The controller: ``add(batch)`` takes one batch of measurements and returns the new size
+    when the pool should resize, else None. Not thread-safe: the caller serializes ``add``."""
+
+    def __init__(
+        self,
+        *,
+        min_workers: int,
+        max_workers: int,
+        io_workers: int,
+        cpu_workers: int,
+        mixed_workers: int,
+        window: int,
+        io_threshold: float,
+        cpu_threshold: float,
+        hysteresis: float,
+        cooldown: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.min_workers, self.max_workers = min_workers, max_workers
+        self._targets = {"io": io_workers, "cpu": cpu_workers, "mixed": mixed_workers}
+        self.window = window
+        self.io_threshold, self.cpu_threshold = io_threshold, cpu_threshold
+        self.hysteresis, self.cooldown = hysteresis, cooldown
+        self._clock = clock
+        self._origin = clock()
+        self._last_resize: float | None = None
+        self.workload = "unknown"
+        self.target = min_workers
+        self.cpu_share: float | None = None
+        self.cpu_rate: float | None = None
+        self.events: list[ResizeEvent] = []
+        self._batches: collections.deque[tuple[int, float, float, float, float, float]] = collections.deque()
+        self._samples = 0
+        self._mean_wall: float | None = None
+        self._probe: _Probe | None = None
+        self._limit: _Limit | None = None
+
+    def need(self) -> int:
+        """Samples (since the last resize) an evaluation needs at the current size."""
+        return max(1, min(self.window, max(MIN_SAMPLES, 2 * self.target)))
+
+    def batch_size(self) -> int:
+        """How many tasks the pool should measure per batch: ``need()``, or more for tiny tasks
+        so that a batch spans at least ``BATCH_PERIOD`` of pool time."""
+        need = self.need()
+        if not self._mean_wall:
+            return need
+        return max(need, min(MAX_BATCH, math.ceil(BATCH_PERIOD * self.target / self._mean_wall)))
+
+    def clamp(self, workers: int) -> int:
+        return max(self.min_workers, min(self.max_workers, workers))
+
+    def add(self, count: int, cpu: float, wall: float, first_end: float, last_end: float, first_cpu: float) -> int | None:
+        if count <= 0:
+            return None
+        self._batches.append((count, cpu, wall, first_end, last_end, first_cpu))
+        self._samples += count
+        while len(self._batches) > 1 and self._samples - self._batches[0][0] >= self.window:
+            self._samples -= self._batches.popleft()[0]
+        if self._samples < self.need():
+            return None
+        now = self._clock()
+        if self._last_resize is not None and now - self._last_resize < self.cooldown:
+            return None
+        return self._evaluate(now)
+
+    # -- the decision -----------------------------------------------------------------------
+    def _measure(self) -> tuple[float, float, float] | None:
+        count = cpu = wall = 0.0
+        for c, cp, w, _, _, _ in self._batches:
+            count, cpu, wall = count + c, cpu + cp, wall + w
+        start = min(b[3] for b in self._batches)
+        end = max(b[4] for b in self._batches)
+        first_cpu = min(self._batches, key=lambda b: b[3])[5]
+        if wall <= 0 or end <= start:
+            return None
+        self._mean_wall = wall / count
+        # The rate counts the tasks that ended after the first one, over the time they ended in.
+        return cpu / wall, (cpu - first_cpu) / (end - start), cpu / count
+
+    def _evaluate(self, now: float) -> int | None:
+        measured = self._measure()
+        if measured is None:
+            return None
+        share, rate, cpu_per_task = measured
+        self.cpu_share, self.cpu_rate = share, rate
+        n = self.target
+        limit = self._limit
+        if limit is not None and not limit.cpu_per_task / 2 <= cpu_per_task <= 2 * limit.cpu_per_task:
+            limit = self._limit = None  # a different workload: what was learned no longer holds
+
+        if self._probe is not None:
+            probe, self._probe = self._probe, None
+            if rate >= PROBE_KEEPS * probe.rate:
+                # Fewer threads kept the CPU rate: the threads were waiting for the GIL or cores.
+                self._limit = _Limit(probe.rate, n, cpu_per_task)
+                return self._settle("cpu", n, share, now, "saturated")
+            # The rate dropped with the threads: the waiting was I/O, and this share is true.
+            saturating = self._saturating(probe.rate, share)
+            self._limit = _Limit(probe.rate, saturating, cpu_per_task)
+            workload = self._classify(share)
+            target = min(self._targets[workload], saturating)
+            return self._settle(workload, target, share, now, "saturated")
+
+        if share < self.cpu_threshold and rate >= SATURATED_RATE:
+            if limit is not None and n <= limit.workers * 1.25 + 1:
+                # The size this workload was found to saturate at: stay.
+                return self._settle("cpu" if self.workload == "unknown" else self.workload, n, share, now, "saturated")
+            smaller = self.clamp(math.ceil(rate - RATE_SLACK))
+            if smaller >= n:
+                # Cannot shrink to probe: at this size the CPU (or the GIL) is the bottleneck.
+                self._limit = _Limit(rate, n, cpu_per_task)
+                return self._settle("cpu", n, share, now, "saturated")
+            # The pool looks CPU-bound at this size; the probe confirms it or finds I/O after all.
+            self._probe = _Probe(n, rate)
+            self.workload = "cpu"
+            return self._resize(smaller, "cpu", share, now, "probe")
+
+        workload = self._classify(share)
+        target = self._targets[workload]
+        if limit is not None:
+            # Never grow past the size at which this workload saturates the CPU.
+            saturating = self._saturating(limit.rate, share)
+            target = min(target, max(limit.workers, saturating))
+        return self._settle(workload, target, share, now, "classify")
+
+    def _saturating(self, rate: float, share: float) -> int:
+        """Threads that, each busy ``share`` of the time, keep ``rate`` cores busy."""
+        if share <= 0:
+            return self.max_workers
+        return max(1, math.ceil(rate / share - RATE_SLACK))
+
+    def _classify(self, share: float) -> str:
+        low, high, h = self.io_threshold, self.cpu_threshold, self.hysteresis
+        # Leaving the current class takes a margin past the threshold.
+        if self.workload == "io":
+            low += h
+        elif self.workload == "mixed":
+            low, high = low - h, high + h
+        elif self.workload == "cpu":
+            high -= h
+        if share < low:
+            return "io"
+        if share > high:
+            return "cpu"
+        return "mixed"
+
+    def _settle(self, workload: str, target: int, share: float, now: float, reason: str) -> int | None:
+        self.workload = workload
+        target = self.clamp(target)
+        if target == self.target:
+            return None
+        return self._resize(target, workload, share, now, reason)
+
+    def _resize(self, target: int, workload: str, share: float, now: float, reason: str) -> int:
+        self.events.append(ResizeEvent(now - self._origin, self.target, target, workload, share, reason))
+        self.target = target
+        self._last_resize = now
+        self._batches.clear()
+        self._samples = 0
+        return target

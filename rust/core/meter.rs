@@ -1,0 +1,148 @@
+//! Per-task CPU and wall time, measured on the worker thread around each job and handed over in
+//! batches: what an adaptive pool classifies its workload from. Queue wait is never included
+//! (the clocks start when a worker starts the job), and a job that started before the last
+//! resize is not counted, so every batch describes the pool at its current size.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::scheduler::lock;
+
+/// The sums over one batch of finished jobs; times in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MeterBatch {
+    pub count: u64,
+    /// Thread CPU time of all jobs in the batch.
+    pub cpu: f64,
+    /// Wall time of all jobs in the batch.
+    pub wall: f64,
+    /// When the batch's first and last jobs ended, on the meter's clock.
+    pub first_end: f64,
+    pub last_end: f64,
+    /// CPU time of the first job: a rate over (first_end, last_end] leaves it out.
+    pub first_cpu: f64,
+}
+
+/// Receives each full batch, on the worker thread that finished it, with no lock held.
+pub type MeterSink = Arc<dyn Fn(MeterBatch) + Send + Sync>;
+
+pub struct Meter {
+    origin: Instant,
+    epoch: AtomicU64,
+    batch_size: AtomicUsize,
+    batch: Mutex<MeterBatch>,
+    sink: MeterSink,
+}
+
+/// A job's clocks at its start.
+pub struct Started {
+    epoch: u64,
+    wall: Instant,
+    cpu: Duration,
+}
+
+/// CPU time the calling thread has used (user + system).
+#[cfg(unix)]
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec; this clock exists on every supported unix.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(unix))]
+pub fn thread_cpu_time() -> Duration {
+    Duration::ZERO
+}
+
+impl Meter {
+    pub fn new(batch_size: usize, sink: MeterSink) -> Meter {
+        Meter {
+            origin: Instant::now(),
+            epoch: AtomicU64::new(0),
+            batch_size: AtomicUsize::new(batch_size.max(1)),
+            batch: Mutex::new(MeterBatch::default()),
+            sink,
+        }
+    }
+
+    pub fn set_batch_size(&self, batch_size: usize) {
+        self.batch_size.store(batch_size.max(1), Ordering::Relaxed);
+    }
+
+    /// Drops what was collected; jobs already running are not counted when they finish.
+    pub fn new_epoch(&self) {
+        let mut batch = lock(&self.batch);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        *batch = MeterBatch::default();
+    }
+
+    pub fn start(&self) -> Started {
+        Started {
+            epoch: self.epoch.load(Ordering::SeqCst),
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    pub fn finish(&self, started: Started) {
+        let cpu = thread_cpu_time().saturating_sub(started.cpu).as_secs_f64();
+        let now = Instant::now();
+        let wall = now.duration_since(started.wall).as_secs_f64();
+        let end = now.duration_since(self.origin).as_secs_f64();
+        let full = {
+            let mut batch = lock(&self.batch);
+            if self.epoch.load(Ordering::SeqCst) != started.epoch {
+                return;
+            }
+            if batch.count == 0 {
+                batch.first_end = end;
+                batch.first_cpu = cpu;
+            }
+            batch.count += 1;
+            batch.cpu += cpu;
+            batch.wall += wall;
+            batch.last_end = batch.last_end.max(end);
+            if batch.count < self.batch_size.load(Ordering::Relaxed) as u64 {
+                return;
+            }
+            std::mem::take(&mut *batch)
+        };
+        (self.sink)(full);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_sum_jobs_and_skip_jobs_of_an_old_epoch() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink_seen = seen.clone();
+        let meter = Meter::new(3, Arc::new(move |b: MeterBatch| lock(&sink_seen).push(b)));
+        let stale = meter.start();
+        meter.new_epoch();
+        meter.finish(stale);
+        for _ in 0..7 {
+            let started = meter.start();
+            let spin = Instant::now();
+            while spin.elapsed() < Duration::from_millis(2) {}
+            meter.finish(started);
+        }
+        let seen = lock(&seen);
+        assert_eq!(seen.len(), 2);
+        for b in seen.iter() {
+            assert_eq!(b.count, 3);
+            assert!(b.wall >= 0.006 && b.cpu > 0.0 && b.cpu <= b.wall + 0.001);
+            assert!(b.last_end > b.first_end);
+        }
+    }
+}

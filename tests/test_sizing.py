@@ -1,0 +1,143 @@
+"""The adaptive controller against modelled workloads, on a fake clock: deterministic checks of
+the decisions the live tests can only see through noise (GIL waits vs I/O waits, numpy vs
+GIL-bound Python, saturation, hysteresis, cooldown)."""
+
+from __future__ import annotations
+
+import pytest
+
+from freeagentics_rs.executor._sizing import WorkloadSizer
+
+
+class Model:
+    """A pool running tasks that each need `cpu` seconds of CPU and, uncontended, spend `share`
+    of their wall time on it; together they can keep at most `capacity` cores busy (1 for
+    GIL-bound Python, the core count for code that releases the GIL)."""
+
+    def __init__(self, share: float, capacity: float, cpu: float = 0.002) -> None:
+        self.share, self.capacity, self.cpu = share, capacity, cpu
+
+
+class Run:
+    def __init__(self, **overrides) -> None:
+        self.now = 0.0
+        args = dict(
+            min_workers=1,
+            max_workers=64,
+            io_workers=32,
+            cpu_workers=2,
+            mixed_workers=16,
+            window=100,
+            io_threshold=0.2,
+            cpu_threshold=0.8,
+            hysteresis=0.05,
+            cooldown=0.1,
+        )
+        args.update(overrides)
+        self.sizer = WorkloadSizer(**args, clock=lambda: self.now)
+
+    def feed(self, model: Model, batches: int = 200) -> None:
+        """Feeds batches measured the way a pool of the sizer's current size would measure them."""
+        for _ in range(batches):
+            n = self.sizer.target
+            rate = min(n * model.share, model.capacity)  # cores busy
+            per_second = rate / model.cpu  # tasks finished per second
+            k = self.sizer.batch_size()
+            wall = k * n / per_second  # Little's law: n tasks in flight
+            start = self.now
+            self.now += k / per_second
+            self.sizer.add(k, k * model.cpu, wall, start, self.now - 1 / per_second, model.cpu)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [e.to_workers for e in self.sizer.events]
+
+
+def test_unknown_until_enough_samples():
+    run = Run(min_workers=2)
+    sizer = run.sizer
+    assert (sizer.workload, sizer.target, sizer.need()) == ("unknown", 2, 8)
+    assert sizer.add(7, 0.0, 0.07, 0.0, 0.03, 0.0) is None
+    assert sizer.workload == "unknown"
+    assert sizer.add(1, 0.0, 0.01, 0.035, 0.04, 0.0) == 32
+    assert sizer.workload == "io"
+
+
+@pytest.mark.parametrize(
+    "share, workload, target",
+    [(0.001, "io", 32), (0.5, "mixed", 16), (0.95, "cpu", 2)],
+)
+def test_uncontended_share_picks_the_class_target(share, workload, target):
+    run = Run()
+    run.feed(Model(share, capacity=1000))
+    assert (run.sizer.workload, run.sizer.target) == (workload, target)
+
+
+def test_gil_bound_python_after_io_shrinks_to_one_thread():
+    run = Run()
+    run.feed(Model(0.001, capacity=1))  # sleeping tasks
+    assert (run.sizer.workload, run.sizer.target) == ("io", 32)
+    # Pure Python: each thread would be busy all the time, but the GIL runs one at a time. At
+    # 32 threads each task's own share is 1/32, which alone would look like I/O.
+    run.feed(Model(1.0, capacity=1))
+    assert (run.sizer.workload, run.sizer.target) == ("cpu", 1)
+    last = run.sizer.events[-1]
+    assert (last.from_workers, last.to_workers, last.workload, last.reason) == (32, 1, "cpu", "probe")
+
+
+def test_numpy_releasing_the_gil_is_not_mistaken_for_gil_bound_work():
+    run = Run()
+    run.feed(Model(0.001, capacity=2))
+    run.feed(Model(1.0, capacity=2))  # two cores really used
+    assert (run.sizer.workload, run.sizer.target) == ("cpu", 2)
+
+
+def test_io_that_saturates_the_gil_settles_where_the_cpu_saturates_without_flapping():
+    run = Run()
+    # 10% CPU per task: ten threads keep the one GIL busy; more only queue for it.
+    run.feed(Model(0.1, capacity=1))
+    assert run.sizes == [32, 1, 10]  # classified I/O; probed: one thread loses the rate
+    assert (run.sizer.workload, run.sizer.target) == ("io", 10)
+    events = len(run.sizer.events)
+    run.feed(Model(0.1, capacity=1), batches=500)
+    assert len(run.sizer.events) == events, run.sizer.events
+
+
+def test_switching_back_to_io_grows_again():
+    run = Run()
+    run.feed(Model(1.0, capacity=1))
+    assert run.sizer.target == 1
+    run.feed(Model(0.001, capacity=1, cpu=0.00001))
+    assert (run.sizer.workload, run.sizer.target) == ("io", 32)
+
+
+def test_a_share_on_the_threshold_does_not_flap():
+    run = Run(io_workers=3, mixed_workers=2)
+    for i in range(300):
+        run.feed(Model(0.19 if i % 2 else 0.21, capacity=1000), batches=1)
+    assert len(run.sizer.events) <= 1, run.sizer.events
+
+
+def test_resizes_respect_the_cooldown():
+    run = Run(cooldown=0.5)
+    for i in range(20):
+        run.feed(Model(0.001 if i % 2 else 0.95, capacity=1000), batches=20)
+    times = [e.time for e in run.sizer.events]
+    assert len(times) > 3
+    assert all(b - a >= 0.5 for a, b in zip(times, times[1:]))
+
+
+def test_sizes_stay_within_min_and_max():
+    run = Run(min_workers=3, max_workers=12)
+    run.feed(Model(0.001, capacity=1))
+    assert run.sizer.target == 12
+    run.feed(Model(1.0, capacity=1))
+    assert run.sizer.target == 3
+    assert all(3 <= e.to_workers <= 12 for e in run.sizer.events)
+
+
+def test_tiny_tasks_get_larger_batches():
+    run = Run()
+    run.feed(Model(0.9, capacity=1000, cpu=0.000005), batches=5)
+    assert run.sizer.batch_size() > run.sizer.need()
+    assert run.sizer.batch_size() <= 4096
