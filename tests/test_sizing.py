@@ -12,10 +12,18 @@ from freeagentics_rs.executor._sizing import WorkloadSizer
 class Model:
     """A pool running tasks that each need `cpu` seconds of CPU and, uncontended, spend `share`
     of their wall time on it; together they can keep at most `capacity` cores busy (1 for
-    GIL-bound Python, the core count for code that releases the GIL)."""
+    GIL-bound Python, the core count for code that releases the GIL). Other processes leave the
+    pool's threads a core only `on_core` of the time they are runnable."""
 
-    def __init__(self, share: float, capacity: float, cpu: float = 0.002) -> None:
-        self.share, self.capacity, self.cpu = share, capacity, cpu
+    def __init__(self, share: float, capacity: float, cpu: float = 0.002, on_core: float = 1.0) -> None:
+        self.share, self.capacity, self.cpu, self.on_core = share, capacity, cpu, on_core
+
+    def measure(self, n: int) -> tuple[float, float, float]:
+        """(cores busy, wall seconds per task, run-delay seconds per task) with `n` threads."""
+        delay = self.cpu * (1 / self.on_core - 1)
+        uncontended_wall = self.cpu / self.share + delay
+        rate = min(n * self.cpu / uncontended_wall, self.capacity * self.on_core)
+        return rate, n * self.cpu / rate, delay  # Little's law: n tasks in flight
 
 
 class Run:
@@ -39,14 +47,12 @@ class Run:
     def feed(self, model: Model, batches: int = 200) -> None:
         """Feeds batches measured the way a pool of the sizer's current size would measure them."""
         for _ in range(batches):
-            n = self.sizer.target
-            rate = min(n * model.share, model.capacity)  # cores busy
+            rate, wall, delay = model.measure(self.sizer.target)
             per_second = rate / model.cpu  # tasks finished per second
             k = self.sizer.batch_size()
-            wall = k * n / per_second  # Little's law: n tasks in flight
             start = self.now
             self.now += k / per_second
-            self.sizer.add(k, k * model.cpu, wall, start, self.now - 1 / per_second, model.cpu)
+            self.sizer.add(k, k * model.cpu, k * wall, start, self.now - 1 / per_second, model.cpu, k * delay)
 
     @property
     def sizes(self) -> list[int]:
@@ -56,10 +62,10 @@ class Run:
 def test_unknown_until_enough_samples():
     run = Run(min_workers=2)
     sizer = run.sizer
-    assert (sizer.workload, sizer.target, sizer.need()) == ("unknown", 2, 8)
-    assert sizer.add(7, 0.0, 0.07, 0.0, 0.03, 0.0) is None
+    assert (sizer.workload, sizer.target, sizer.need()) == ("unknown", 2, 4)
+    assert sizer.add(3, 0.0, 0.03, 0.0, 0.02, 0.0) is None
     assert sizer.workload == "unknown"
-    assert sizer.add(1, 0.0, 0.01, 0.035, 0.04, 0.0) == 32
+    assert sizer.add(1, 0.0, 0.01, 0.025, 0.03, 0.0) == 32
     assert sizer.workload == "io"
 
 
@@ -83,6 +89,18 @@ def test_gil_bound_python_after_io_shrinks_to_one_thread():
     assert (run.sizer.workload, run.sizer.target) == ("cpu", 1)
     last = run.sizer.events[-1]
     assert (last.from_workers, last.to_workers, last.workload, last.reason) == (32, 1, "cpu", "probe")
+
+
+def test_on_a_busy_machine_waiting_for_a_core_is_not_io():
+    # Other processes leave this pool 40% of a core: pure Python still is "cpu", at one thread.
+    run = Run()
+    run.feed(Model(1.0, capacity=1, on_core=0.4))
+    assert (run.sizer.workload, run.sizer.target) == ("cpu", 1)
+    assert run.sizer.cpu_share > 0.8
+    run.feed(Model(0.001, capacity=1, cpu=0.00002, on_core=0.4))
+    assert (run.sizer.workload, run.sizer.target) == ("io", 32)
+    run.feed(Model(1.0, capacity=1, on_core=0.4))
+    assert (run.sizer.workload, run.sizer.target) == ("cpu", 1)
 
 
 def test_numpy_releasing_the_gil_is_not_mistaken_for_gil_bound_work():
@@ -141,3 +159,15 @@ def test_tiny_tasks_get_larger_batches():
     run.feed(Model(0.9, capacity=1000, cpu=0.000005), batches=5)
     assert run.sizer.batch_size() > run.sizer.need()
     assert run.sizer.batch_size() <= 4096
+
+
+def test_a_new_phase_is_acted_on_without_waiting_out_the_window():
+    run = Run(min_workers=2, window=100)
+    run.feed(Model(1.0, capacity=1))
+    assert run.sizer.target == 2
+    io = Model(0.001, capacity=1, cpu=0.00002)
+    for batches in range(1, 10):
+        run.feed(io, batches=1)
+        if run.sizer.target == 32:
+            break
+    assert run.sizer.target == 32 and batches == 1

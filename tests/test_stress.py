@@ -1,18 +1,24 @@
-"""Many threads submitting, cancelling and shutting down at once, checked against a sequential
-model: every accepted task runs at most once, and exactly once unless it was cancelled."""
+"""Many threads submitting, cancelling, resizing and shutting down at once, checked against a
+sequential model: every accepted task runs at most once, and exactly once unless it was
+cancelled."""
 
 import concurrent.futures as cf
 import random
 import threading
+import time
 
 import pytest
 
-from freeagentics_rs import WorkStealingThreadPool
+from freeagentics_rs import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 
 
-def hammer(backend, seed, submitters=4, per_thread=400, workers=3):
+def hammer(backend, seed, submitters=4, per_thread=400, workers=3, resizing=False):
     rng = random.Random(seed)
-    pool = WorkStealingThreadPool(workers, backend=backend)
+    if resizing:
+        # Its own controller resizes it, and so does a thread at random.
+        pool = AdaptiveThreadPoolExecutor(1, 8, io_workers=6, cooldown=0, window=8, backend=backend)
+    else:
+        pool = WorkStealingThreadPool(workers, backend=backend)
     runs = [0] * (submitters * per_thread)
     runs_lock = threading.Lock()
     accepted: dict[int, cf.Future] = {}
@@ -45,12 +51,28 @@ def hammer(backend, seed, submitters=4, per_thread=400, workers=3):
             if local.random() < 0.1:
                 future.cancel()
 
+    submitting = threading.Event()
+
+    def resizer():
+        local = random.Random(seed)
+        while submitting.is_set():
+            pool._core.resize(local.randint(1, 8))
+            time.sleep(0.0002)  # a spinning thread would starve the others of the GIL
+
     threads = [threading.Thread(target=submitter, args=(k,)) for k in range(submitters)]
+    submitting.set()
+    resizer_thread = threading.Thread(target=resizer)
+    if resizing:
+        resizer_thread.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    submitting.clear()
+    if resizing:
+        resizer_thread.join()
     pool.shutdown(wait=True)
+    assert pool.stats()["workers"] == 0
     for i, future in accepted.items():
         assert future.done(), i
         if future.cancelled():
@@ -61,12 +83,15 @@ def hammer(backend, seed, submitters=4, per_thread=400, workers=3):
     assert all(runs[i] == 0 for i in range(len(runs)) if i not in accepted)
 
 
+@pytest.mark.parametrize("resizing", [False, True])
 @pytest.mark.parametrize("seed", range(3))
-def test_random_submit_cancel_shutdown(backend, seed):
-    hammer(backend, seed)
+def test_random_submit_cancel_shutdown(backend, seed, resizing):
+    hammer(backend, seed, resizing=resizing)
 
 
 @pytest.mark.stress
+@pytest.mark.parametrize("resizing", [False, True])
 @pytest.mark.parametrize("seed", range(40))
-def test_random_submit_cancel_shutdown_long(backend, seed):
-    hammer(backend, seed, submitters=8, per_thread=2000, workers=random.Random(seed).randint(1, 8))
+def test_random_submit_cancel_shutdown_long(backend, seed, resizing):
+    workers = random.Random(seed).randint(1, 8)
+    hammer(backend, seed, submitters=8, per_thread=2000, workers=workers, resizing=resizing)

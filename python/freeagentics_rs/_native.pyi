@@ -7,10 +7,11 @@ from typing import Any, Callable
 __version__: str
 
 class WorkStealingCore:
-    """Work-stealing pool core of ``WorkStealingThreadPool``: one LIFO deque per worker, a global
-    FIFO injector, stealing from siblings, parked (not polling) when idle. Worker threads attach
-    to the interpreter once and detach while parked. The pure-Python twin is
-    ``freeagentics_rs.executor._py.WorkStealingCore``, with the same methods."""
+    """Work-stealing pool core of ``WorkStealingThreadPool`` and ``AdaptiveThreadPoolExecutor``:
+    one LIFO deque per worker, a global FIFO injector, stealing from siblings, parked (not
+    polling) when idle, resizable online. Worker threads attach to the interpreter once and
+    detach while parked. The pure-Python twin is ``freeagentics_rs.executor._py.WorkStealingCore``,
+    with the same methods."""
 
     def __init__(
         self,
@@ -18,9 +19,15 @@ class WorkStealingCore:
         thread_name_prefix: str,
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] | None = None,
+        on_samples: Callable[[int, float, float, float, float, float], object] | None = None,
+        sample_batch: int = 16,
     ) -> None:
         """Starts ``max_workers`` threads; each runs ``initializer(*initargs)`` first. A failing
-        initializer breaks the pool (``BrokenThreadPool``)."""
+        initializer breaks the pool (``BrokenThreadPool``). With ``on_samples``, every job that
+        runs is measured (thread CPU time and wall time while it runs, never queue wait) and each
+        ``sample_batch`` jobs the worker that finished the last one calls
+        ``on_samples(count, cpu, wall, first_end, last_end, first_cpu)``: the batch's sums in
+        seconds, when its first and last jobs ended, and the first job's CPU time."""
     def submit(self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
         """Queues ``func(*args, **kwargs)`` to settle ``future``: on this worker's own deque when
         called from a worker, else on the injector. ``RuntimeError`` after shutdown,
@@ -34,14 +41,23 @@ class WorkStealingCore:
         """On a worker of this pool: runs queued jobs until ``future`` is done or ``timeout``
         passes, parking while none are queued, and returns True. Elsewhere: returns False."""
     def is_worker_thread(self) -> bool: ...
+    def resize(self, workers: int) -> None:
+        """Sets the worker count: new threads start at once; surplus workers retire between
+        jobs and hand their queued jobs to the others, so none is lost or run twice.
+        Measurement restarts (jobs that started before are not counted). No effect after
+        shutdown; ``ValueError`` for ``workers < 1``."""
+    def set_sample_batch(self, sample_batch: int) -> None:
+        """How many measured jobs make one ``on_samples`` batch."""
     @property
-    def max_workers(self) -> int: ...
+    def target_workers(self) -> int:
+        """The worker count set by the constructor or the last ``resize``."""
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stops admission. ``cancel_futures`` cancels queued jobs, otherwise they all run.
         ``wait`` joins the threads (not the calling one, if it is a worker, which first runs
         what is queued); Ctrl-C on the main thread interrupts the wait."""
     def stats(self) -> dict[str, int]:
-        """``workers``, ``max_workers``, ``submitted``, ``completed``, ``stolen``, ``queued``, ``panics``."""
+        """``workers`` (threads alive now), ``target_workers``, ``submitted``, ``completed``,
+        ``stolen``, ``queued``, ``panics``."""
 
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and joins its threads (interpreter exit)."""

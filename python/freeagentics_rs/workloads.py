@@ -2,7 +2,8 @@
 ``concurrent.futures`` executor and returns when all of its work is done.
 
 The same functions run on ``ThreadPoolExecutor`` (the baseline) and on both backends of
-``WorkStealingThreadPool``, so every ratio compares like with like.
+``WorkStealingThreadPool`` and ``AdaptiveThreadPoolExecutor``, so every ratio compares like with
+like.
 """
 
 from __future__ import annotations
@@ -12,7 +13,20 @@ import threading
 import time
 from typing import Any, Callable
 
-__all__ = ["noop", "identity", "submit_all_wait_all", "map_all", "sleeps", "imbalanced", "fan_out", "median_time"]
+__all__ = [
+    "noop",
+    "identity",
+    "submit_all_wait_all",
+    "map_all",
+    "sleeps",
+    "imbalanced",
+    "fan_out",
+    "python_work",
+    "python_tasks",
+    "matmul_sleep_tasks",
+    "python_then_sleeps",
+    "median_time",
+]
 
 
 def noop() -> None:
@@ -37,6 +51,38 @@ def map_all(executor: cf.Executor, n: int = 200_000, chunksize: int = 1) -> None
 def sleeps(executor: cf.Executor, n: int = 2000, seconds: float = 0.01) -> None:
     """I/O-like tasks: ``n`` sleeps of ``seconds`` each."""
     cf.wait([executor.submit(time.sleep, seconds) for _ in range(n)])
+
+
+def python_work(n: int = 40_000) -> int:
+    """Pure-Python CPU work that holds the GIL throughout (about 2 ms for the default ``n``)."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def python_tasks(executor: cf.Executor, n: int = 200, size: int = 40_000) -> None:
+    """CPU-bound Python: ``n`` tasks of ``python_work(size)``."""
+    cf.wait([executor.submit(python_work, size) for _ in range(n)])
+
+
+def _matmul_sleep(a: Any, seconds: float) -> None:
+    a @ a
+    time.sleep(seconds)
+
+
+def matmul_sleep_tasks(executor: cf.Executor, n: int = 1000, dim: int = 50, seconds: float = 0.002) -> None:
+    """The report's mixed task: a ``dim`` x ``dim`` matmul, then ``sleep(seconds)``."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((dim, dim))
+    cf.wait([executor.submit(_matmul_sleep, a, seconds) for _ in range(n)])
+
+
+def python_then_sleeps(executor: cf.Executor, cpu_tasks: int = 200, io_tasks: int = 2000) -> None:
+    """A workload that changes halfway: ``python_tasks``, then ``sleeps``."""
+    python_tasks(executor, cpu_tasks)
+    sleeps(executor, io_tasks)
 
 
 class _Latch:

@@ -1,8 +1,12 @@
 //! Per-task CPU and wall time, measured on the worker thread around each job and handed over in
 //! batches: what an adaptive pool classifies its workload from. Queue wait is never included
 //! (the clocks start when a worker starts the job), and a job that started before the last
-//! resize is not counted, so every batch describes the pool at its current size.
+//! resize is not counted, so every batch describes the pool at its current size. On Linux each
+//! job's run delay is measured too: the time its thread was runnable but waiting for a core (other
+//! processes, oversubscription), which is neither I/O nor the job's own CPU time.
 
+use std::cell::RefCell;
+use std::fs::File;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +26,8 @@ pub struct MeterBatch {
     pub last_end: f64,
     /// CPU time of the first job: a rate over (first_end, last_end] leaves it out.
     pub first_cpu: f64,
+    /// Time the jobs' threads waited for a core while running them (0 where unknown).
+    pub delay: f64,
 }
 
 /// Receives each full batch, on the worker thread that finished it, with no lock held.
@@ -40,6 +46,38 @@ pub struct Started {
     epoch: u64,
     wall: Instant,
     cpu: Duration,
+    delay: Duration,
+}
+
+thread_local! {
+    /// This thread's scheduler statistics file, opened once; None where there is none.
+    static SCHEDSTAT: RefCell<Option<Option<File>>> = const { RefCell::new(None) };
+}
+
+/// Time the calling thread has spent runnable but waiting for a core (Linux schedstat).
+#[cfg(target_os = "linux")]
+pub fn thread_run_delay() -> Duration {
+    use std::os::unix::fs::FileExt;
+    SCHEDSTAT.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let file = cell.get_or_insert_with(|| File::open("/proc/thread-self/schedstat").ok());
+        let Some(file) = file else {
+            return Duration::ZERO;
+        };
+        // "<ns on cpu> <ns waiting on a runqueue> <timeslices>"
+        let mut buf = [0u8; 96];
+        let n = file.read_at(&mut buf, 0).unwrap_or(0);
+        std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|text| text.split_whitespace().nth(1))
+            .and_then(|field| field.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_nanos)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn thread_run_delay() -> Duration {
+    Duration::ZERO
 }
 
 /// CPU time the calling thread has used (user + system).
@@ -89,11 +127,15 @@ impl Meter {
             epoch: self.epoch.load(Ordering::SeqCst),
             wall: Instant::now(),
             cpu: thread_cpu_time(),
+            delay: thread_run_delay(),
         }
     }
 
     pub fn finish(&self, started: Started) {
         let cpu = thread_cpu_time().saturating_sub(started.cpu).as_secs_f64();
+        let delay = thread_run_delay()
+            .saturating_sub(started.delay)
+            .as_secs_f64();
         let now = Instant::now();
         let wall = now.duration_since(started.wall).as_secs_f64();
         let end = now.duration_since(self.origin).as_secs_f64();
@@ -109,6 +151,7 @@ impl Meter {
             batch.count += 1;
             batch.cpu += cpu;
             batch.wall += wall;
+            batch.delay += delay;
             batch.last_end = batch.last_end.max(end);
             if batch.count < self.batch_size.load(Ordering::Relaxed) as u64 {
                 return;
@@ -143,6 +186,7 @@ mod tests {
             assert_eq!(b.count, 3);
             assert!(b.wall >= 0.006 && b.cpu > 0.0 && b.cpu <= b.wall + 0.001);
             assert!(b.last_end > b.first_end);
+            assert!(b.delay >= 0.0 && b.delay <= b.wall);
         }
     }
 }

@@ -216,14 +216,22 @@ fn log_initializer_failure(py: Python<'_>, error: PyErr) {
     }
 }
 
-/// Calls `on_samples(count, cpu, wall, first_end, last_end, first_cpu)` for each batch of
+/// Calls `on_samples(count, cpu, wall, first_end, last_end, first_cpu, delay)` for each batch of
 /// measured jobs, on the worker thread that finished the batch.
 fn python_meter(on_samples: Py<PyAny>, batch_size: usize) -> Meter {
     Meter::new(
         batch_size,
         Arc::new(move |b: MeterBatch| {
             Python::attach(|py| {
-                let args = (b.count, b.cpu, b.wall, b.first_end, b.last_end, b.first_cpu);
+                let args = (
+                    b.count,
+                    b.cpu,
+                    b.wall,
+                    b.first_end,
+                    b.last_end,
+                    b.first_cpu,
+                    b.delay,
+                );
                 if let Err(e) = on_samples.call1(py, args) {
                     e.write_unraisable(py, Some(on_samples.bind(py)));
                 }

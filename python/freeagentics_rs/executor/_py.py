@@ -70,21 +70,46 @@ def _chunk_job(job: list) -> bool:
     return True
 
 
+class _SchedStat:
+    """This thread's ``/proc/thread-self/schedstat``, open for the thread's lifetime."""
+
+    def __init__(self) -> None:
+        try:
+            self.fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            self.fd = None
+
+    def run_delay(self) -> float:
+        """Seconds this thread has been runnable but waiting for a core."""
+        if self.fd is None:
+            return 0.0
+        try:
+            return int(os.pread(self.fd, 96, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def __del__(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
 class _Meter:
-    """Per-job thread CPU time and wall time, summed into batches handed to ``on_samples``
-    (the twin of ``rust/core/meter.rs``); jobs that started before the last resize are skipped."""
+    """Per-job thread CPU time, wall time and run delay (time waiting for a core), summed into
+    batches handed to ``on_samples`` (the twin of ``rust/core/meter.rs``); jobs that started
+    before the last resize are skipped."""
 
     def __init__(self, on_samples: Callable[..., object], batch_size: int) -> None:
         self._on_samples = on_samples
         self._batch_size = max(1, batch_size)
         self._lock = threading.Lock()
         self._origin = time.monotonic()
+        self._local = threading.local()
         self.epoch = 0
         self._reset()
 
     def _reset(self) -> None:
         self._count = 0
-        self._cpu = self._wall = self._first_end = self._last_end = self._first_cpu = 0.0
+        self._cpu = self._wall = self._first_end = self._last_end = self._first_cpu = self._delay = 0.0
 
     def set_batch_size(self, batch_size: int) -> None:
         self._batch_size = max(1, batch_size)
@@ -95,11 +120,16 @@ class _Meter:
             self._reset()
 
     def run(self, job: list) -> None:
+        sched = getattr(self._local, "sched", None)
+        if sched is None:
+            sched = self._local.sched = _SchedStat()
         epoch = self.epoch
         wall0 = time.monotonic()
         cpu0 = time.thread_time()
+        delay0 = sched.run_delay()
         if not job[0](job):
             return
+        delay = sched.run_delay() - delay0
         cpu = time.thread_time() - cpu0
         end = time.monotonic()
         wall = end - wall0
@@ -112,10 +142,19 @@ class _Meter:
             self._count += 1
             self._cpu += cpu
             self._wall += wall
+            self._delay += delay
             self._last_end = max(self._last_end, end)
             if self._count < self._batch_size:
                 return
-            batch = (self._count, self._cpu, self._wall, self._first_end, self._last_end, self._first_cpu)
+            batch = (
+                self._count,
+                self._cpu,
+                self._wall,
+                self._first_end,
+                self._last_end,
+                self._first_cpu,
+                self._delay,
+            )
             self._reset()
         try:
             self._on_samples(*batch)

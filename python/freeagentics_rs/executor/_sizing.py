@@ -1,29 +1,32 @@
 """How AdaptiveThreadPoolExecutor classifies its workload and picks its size.
 
-Both backends feed this one controller with batches of per-task measurements (thread CPU time and
-wall time while the task ran; queue wait never counts), so they decide alike. Over the window it
-computes
+Both backends feed this one controller with batches of per-task measurements (thread CPU time,
+wall time, and on Linux the run delay: time the thread was runnable but waiting for a core), so
+they decide alike. Queue wait never counts. Over the window it computes
 
-* the CPU share ``s`` = CPU time / wall time of the tasks, and
-* the CPU rate ``R`` = CPU seconds the tasks used per second: how many cores they keep busy.
+* the CPU share ``s`` = CPU time / (wall time - run delay) of the tasks. Waiting for a core
+  (other processes, more runnable threads than cores) is not I/O, so it does not lower the share;
+* the CPU rate ``R``: how many cores the tasks keep busy, scaled by the share of its runnable time
+  a thread actually gets a core (on a busy machine a GIL-bound pool saturates below one core).
 
-A low share alone is ambiguous. Waiting for I/O and waiting for the GIL (or for a core) both
-lower it: on a crowded pool a pure-Python task spends most of its wall time queued for the GIL.
-The rate tells them apart. A pool whose threads wait on I/O uses little CPU in total. A pool whose
-threads wait for the GIL or for cores keeps a core or more busy (``R`` near 1 or above) however many
-threads it has, so extra threads add nothing. When the share is low and ``R`` is at least
-``SATURATED_RATE``, the controller probes. It shrinks to the ``ceil(R)`` threads the CPU work could
-use if it were pure CPU work, and measures again:
+A low share alone is ambiguous. Waiting for I/O and waiting for the GIL both lower it: on a
+crowded pool a pure-Python task spends most of its wall time queued for the GIL. The rate tells
+them apart. A pool whose threads wait on I/O uses little CPU in total. A pool whose threads wait
+for the GIL keeps a core busy however many threads it has, so extra threads add nothing. When
+the share is low and ``R`` is at least ``SATURATED_RATE``, the controller probes. It shrinks to
+the ``ceil(R)`` threads the CPU work could use if it were pure CPU work, and measures again:
 
-* the rate holds: the threads were queued for the GIL or for cores. The workload is "cpu" and that
+* the rate holds: the threads were queued for the GIL (or cores). The workload is "cpu" and that
   size is its best size: 1 thread for GIL-bound Python, one per core for numpy that releases the
   GIL;
-* the rate drops: the waiting was real I/O. The share measured at the small size is the true one,
-  and ``ceil(R_saturated / s)`` is the size at which the CPU saturates. The pool never grows past
-  that size while the workload's CPU time per task stays the same.
+* the rate drops: the waiting was real I/O. The share measured at the small size is the true
+  one, and ``ceil(R_saturated / s)`` is the size at which the CPU saturates. The pool never grows
+  past that size while the workload's CPU time per task stays the same.
 
 Hysteresis around both thresholds and a cooldown between resizes keep a workload that sits on a
-threshold from flapping.
+threshold from flapping. A batch whose CPU time per task differs from the window's by more than
+``CHANGE`` times starts a new window, so a new phase is acted on after one batch rather than
+after the old phase's samples have slid out.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ __all__ = ["ResizeEvent", "WorkloadSizer"]
 SATURATED_RATE = 0.75  # cores: below this neither the GIL nor a core can be what tasks wait for
 PROBE_KEEPS = 0.8  # the probe "keeps the rate" if it keeps this share of the saturated rate
 RATE_SLACK = 0.15  # ceil(R - slack) threads: noise above a whole core does not add a thread
-MIN_SAMPLES = 8
+CHANGE = 4.0  # a batch whose CPU time per task differs this much from the window's starts a new one
+MIN_SAMPLES = 4
 BATCH_PERIOD = 0.002  # seconds of pool time per batch: bounds the controller's cost on tiny tasks
 MAX_BATCH = 4096
 
@@ -103,7 +107,8 @@ class WorkloadSizer:
         self.cpu_share: float | None = None
         self.cpu_rate: float | None = None
         self.events: list[ResizeEvent] = []
-        self._batches: collections.deque[tuple[int, float, float, float, float, float]] = collections.deque()
+        # (count, cpu, wall, first_end, last_end, first_cpu, delay) per batch
+        self._batches: collections.deque[tuple[int, float, float, float, float, float, float]] = collections.deque()
         self._samples = 0
         self._mean_wall: float | None = None
         self._probe: _Probe | None = None
@@ -124,10 +129,25 @@ class WorkloadSizer:
     def clamp(self, workers: int) -> int:
         return max(self.min_workers, min(self.max_workers, workers))
 
-    def add(self, count: int, cpu: float, wall: float, first_end: float, last_end: float, first_cpu: float) -> int | None:
+    def add(
+        self,
+        count: int,
+        cpu: float,
+        wall: float,
+        first_end: float,
+        last_end: float,
+        first_cpu: float,
+        delay: float = 0.0,
+    ) -> int | None:
+        """One batch: ``count`` tasks, their summed CPU, wall and run-delay seconds, when the
+        first and the last of them ended, and the first one's CPU time."""
         if count <= 0:
             return None
-        self._batches.append((count, cpu, wall, first_end, last_end, first_cpu))
+        if self._batches and self._changed(count, cpu):
+            # A new phase: older samples would only slow down the reaction to it.
+            self._batches.clear()
+            self._samples = 0
+        self._batches.append((count, cpu, wall, first_end, last_end, first_cpu, delay))
         self._samples += count
         while len(self._batches) > 1 and self._samples - self._batches[0][0] >= self.window:
             self._samples -= self._batches.popleft()[0]
@@ -138,26 +158,38 @@ class WorkloadSizer:
             return None
         return self._evaluate(now)
 
+    def _changed(self, count: int, cpu: float) -> bool:
+        new = max(cpu / count, 1e-6)
+        old = max(sum(b[1] for b in self._batches) / self._samples, 1e-6)
+        return new > CHANGE * old or old > CHANGE * new
+
     # -- the decision -----------------------------------------------------------------------
-    def _measure(self) -> tuple[float, float, float] | None:
-        count = cpu = wall = 0.0
-        for c, cp, w, _, _, _ in self._batches:
-            count, cpu, wall = count + c, cpu + cp, wall + w
-        start = min(b[3] for b in self._batches)
-        end = max(b[4] for b in self._batches)
-        first_cpu = min(self._batches, key=lambda b: b[3])[5]
+    def _measure(self) -> tuple[float, float, float, float] | None:
+        """(share, rate in cores, rate scaled to whole cores, CPU seconds per task)."""
+        batches = self._batches
+        count = sum(b[0] for b in batches)
+        cpu = sum(b[1] for b in batches)
+        wall = sum(b[2] for b in batches)
+        delay = sum(b[6] for b in batches)
+        start = min(b[3] for b in batches)
+        end = max(b[4] for b in batches)
+        first_cpu = min(batches, key=lambda b: b[3])[5]
         if wall <= 0 or end <= start:
             return None
         self._mean_wall = wall / count
+        share = min(1.0, cpu / max(wall - delay, 1e-9))
         # The rate counts the tasks that ended after the first one, over the time they ended in.
-        return cpu / wall, (cpu - first_cpu) / (end - start), cpu / count
+        rate = (cpu - first_cpu) / (end - start)
+        # The share of its runnable time a thread got a core: the whole-core equivalent of a rate.
+        on_core = cpu / (cpu + delay) if cpu + delay > 0 else 1.0
+        return share, rate, rate / max(on_core, 0.05), cpu / count
 
     def _evaluate(self, now: float) -> int | None:
         measured = self._measure()
         if measured is None:
             return None
-        share, rate, cpu_per_task = measured
-        self.cpu_share, self.cpu_rate = share, rate
+        share, self.cpu_rate, rate, cpu_per_task = measured
+        self.cpu_share = share
         n = self.target
         limit = self._limit
         if limit is not None and not limit.cpu_per_task / 2 <= cpu_per_task <= 2 * limit.cpu_per_task:
