@@ -296,3 +296,29 @@ def test_an_unreferenced_adaptive_pool_is_collected_and_its_threads_exit(backend
     assert ref() is None
     core.shutdown(True, False)
     assert core.stats()["workers"] == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="needs Linux schedstat")
+def test_on_a_busy_machine_waiting_for_a_core_is_not_io(adaptive_factory):
+    import subprocess
+    import sys
+
+    # More busy processes than cores: this pool's one thread gets a core only part of the time.
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "print('busy', flush=True)\nwhile True: pass"], stdout=subprocess.PIPE)
+        for _ in range(available_cpus() + 1)
+    ]
+    try:
+        assert all(hog.stdout.readline() == b"busy\n" for hog in hogs)
+        pool = adaptive_factory(1, 1)
+        # Tasks longer than a scheduler time slice, so that they are preempted while they run:
+        # their wall time doubles, yet they wait for a core, not for I/O.
+        long_cpu_task = lambda _: spin(0.02)  # noqa: E731
+        run_until(pool, long_cpu_task, lambda: pool.workload != "unknown", per_round=4)
+        run_until(pool, long_cpu_task, lambda: True, rounds=2, per_round=4)
+        assert pool.workload == "cpu" and pool.stats()["cpu_share"] > 0.7, pool.stats()
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+            hog.stdout.close()

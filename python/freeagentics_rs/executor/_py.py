@@ -23,6 +23,7 @@ __all__ = ["WorkStealingCore", "shutdown_all_pools", "forget_pools_after_fork"]
 
 _INITIALIZER_FAILED = "A thread initializer failed, the thread pool is not usable anymore"
 _SHUTDOWN = "cannot schedule new futures after shutdown"
+_DELAY_READ_EVERY = 0.001
 
 _POOLS: weakref.WeakSet[WorkStealingCore] = weakref.WeakSet()
 
@@ -71,22 +72,29 @@ def _chunk_job(job: list) -> bool:
 
 
 class _SchedStat:
-    """This thread's ``/proc/thread-self/schedstat``, open for the thread's lifetime."""
+    """This thread's ``/proc/thread-self/schedstat``, open for the thread's lifetime, read at most
+    every ``_DELAY_READ_EVERY`` seconds (a file read per task would cost more than the task)."""
 
     def __init__(self) -> None:
         try:
             self.fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
         except OSError:
             self.fd = None
+        self.last_read: float | None = None
+        self.last_delay = 0.0
 
-    def run_delay(self) -> float:
-        """Seconds this thread has been runnable but waiting for a core."""
-        if self.fd is None:
+    def delay_since_last_read(self, now: float) -> float:
+        """Seconds this thread was runnable but waiting for a core since the last read that
+        returned, if that is at least ``_DELAY_READ_EVERY`` ago (else 0: a later read counts it)."""
+        if self.fd is None or (self.last_read is not None and now - self.last_read < _DELAY_READ_EVERY):
             return 0.0
         try:
-            return int(os.pread(self.fd, 96, 0).split()[1]) / 1e9
+            total = int(os.pread(self.fd, 96, 0).split()[1]) / 1e9
         except (OSError, IndexError, ValueError):
             return 0.0
+        delta = 0.0 if self.last_read is None else max(0.0, total - self.last_delay)
+        self.last_read, self.last_delay = now, total
+        return delta
 
     def __del__(self) -> None:
         if self.fd is not None:
@@ -120,19 +128,18 @@ class _Meter:
             self._reset()
 
     def run(self, job: list) -> None:
-        sched = getattr(self._local, "sched", None)
-        if sched is None:
-            sched = self._local.sched = _SchedStat()
         epoch = self.epoch
         wall0 = time.monotonic()
         cpu0 = time.thread_time()
-        delay0 = sched.run_delay()
         if not job[0](job):
             return
-        delay = sched.run_delay() - delay0
         cpu = time.thread_time() - cpu0
         end = time.monotonic()
         wall = end - wall0
+        sched = getattr(self._local, "sched", None)
+        if sched is None:
+            sched = self._local.sched = _SchedStat()
+        delay = sched.delay_since_last_read(end)
         end -= self._origin
         with self._lock:
             if epoch != self.epoch:
