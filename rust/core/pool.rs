@@ -171,6 +171,13 @@ impl Pool {
                 "workers must be greater than 0".into(),
             ));
         }
+        if workers > u32::MAX as usize {
+            // The size word packs the count in 32 bits; no machine runs that many threads.
+            return Err(CoreError::InvalidArgument(format!(
+                "workers must be at most {}",
+                u32::MAX
+            )));
+        }
         let mut threads = lock(&self.threads);
         if self.shared.closing.load(Ordering::SeqCst) {
             return Ok(());
