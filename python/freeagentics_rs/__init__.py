@@ -9,15 +9,18 @@ from ._backend import BACKEND, BACKENDS
 from ._cpus import available_cpus
 from .errors import BrokenThreadPool, FreeAgenticsError, RustPanicError
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
+from .registry import AgentRegistry, LockFreeAgentRegistry
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveThreadPoolExecutor",
+    "AgentRegistry",
     "BACKEND",
     "BACKENDS",
     "BrokenThreadPool",
     "FreeAgenticsError",
+    "LockFreeAgentRegistry",
     "ResizeEvent",
     "RustPanicError",
     "WorkStealingThreadPool",

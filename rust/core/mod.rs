@@ -3,4 +3,5 @@
 pub mod error;
 pub mod meter;
 pub mod pool;
+pub mod registry;
 mod scheduler;

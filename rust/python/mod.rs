@@ -2,11 +2,13 @@
 
 mod errors;
 mod pool;
+mod registry;
 
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    pool::register(m)
+    pool::register(m)?;
+    registry::register(m)
 }
