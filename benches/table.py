@@ -20,8 +20,9 @@ def main(path: str) -> None:
     print(f"Machine: {info.get('cpu', {}).get('brand_raw', platform.processor())}, "
           f"{info.get('cpu', {}).get('count', '?')} CPUs, Python {info['python_version']}; "
           f"medians of the rounds shown, in one run.\n")
-    executor_table([b for b in data["benchmarks"] if "kind" in b["params"]])
+    executor_table([b for b in data["benchmarks"] if "family" not in b.get("extra_info", {})])
     adaptive_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "adaptive"])
+    registry_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "registry"])
 
 
 def _ms(seconds: float) -> str:
@@ -78,6 +79,26 @@ def adaptive_table(benchmarks: list[dict]) -> None:
                 histories.append(f"- {group}, {label}: {steps or 'no resize'}")
     print("\nResize history of the last timed round of each adaptive executor:\n")
     print("\n".join(histories))
+
+
+def registry_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for bench in benchmarks:
+        groups[bench["group"]][bench["params"]["kind"]] = bench
+    print("\n| workload | registry | median | min – max | rounds | ops/s | vs dict + lock |")
+    print("|---|---|---|---|---|---|---|")
+    for group, kinds in groups.items():
+        baseline = kinds.get("dict + lock", {}).get("stats", {}).get("median")
+        for kind in ("dict + lock", "python", "rust"):
+            if kind not in kinds:
+                continue
+            stats = kinds[kind]["stats"]
+            label = kind if kind == "dict + lock" else f"AgentRegistry ({kind})"
+            ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
+            print(f"| {group} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
+                  f"{stats['rounds']} | {200_000 / stats['median'] / 1e6:.2f} M | {ratio} |")
 
 
 if __name__ == "__main__":
