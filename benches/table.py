@@ -23,6 +23,7 @@ def main(path: str) -> None:
     executor_table([b for b in data["benchmarks"] if "family" not in b.get("extra_info", {})])
     adaptive_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "adaptive"])
     registry_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "registry"])
+    manager_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "manager"])
 
 
 def _ms(seconds: float) -> str:
@@ -99,6 +100,25 @@ def registry_table(benchmarks: list[dict]) -> None:
             ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
             print(f"| {group} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
                   f"{stats['rounds']} | {200_000 / stats['median'] / 1e6:.2f} M | {ratio} |")
+
+
+def manager_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    by_kind = {b["params"]["kind"]: b for b in benchmarks}
+    baseline = by_kind.get("FreeAgentics design", {}).get("stats", {}).get("median")
+    print("\n| workload | manager | median per round | min – max | rounds | rounds/s | vs FreeAgentics design | workers |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in ("FreeAgentics design", "python", "rust"):
+        if kind not in by_kind:
+            continue
+        bench = by_kind[kind]
+        stats = bench["stats"]
+        label = "FreeAgentics design (ThreadPoolExecutor(8), locked dict)" if kind == "FreeAgentics design" else f"OptimizedThreadPoolManager ({kind})"
+        ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
+        workers = bench.get("extra_info", {}).get("workers", 8)
+        print(f"| {bench['group'].split(': ', 1)[1]} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – "
+              f"{_ms(stats['max'])} | {stats['rounds']} | {1 / stats['median']:.0f} | {ratio} | {workers} |")
 
 
 if __name__ == "__main__":

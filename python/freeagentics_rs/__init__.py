@@ -7,22 +7,27 @@ A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` 
 
 from ._backend import BACKEND, BACKENDS
 from ._cpus import available_cpus
-from .errors import BrokenThreadPool, FreeAgenticsError, RustPanicError
+from .errors import AgentNotRegisteredError, BrokenThreadPool, FreeAgenticsError, RustPanicError
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
+from .manager import AgentTask, OptimizedThreadPoolManager, TaskResult
 from .registry import AgentRegistry, LockFreeAgentRegistry
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveThreadPoolExecutor",
+    "AgentNotRegisteredError",
     "AgentRegistry",
+    "AgentTask",
     "BACKEND",
     "BACKENDS",
     "BrokenThreadPool",
     "FreeAgenticsError",
     "LockFreeAgentRegistry",
+    "OptimizedThreadPoolManager",
     "ResizeEvent",
     "RustPanicError",
+    "TaskResult",
     "WorkStealingThreadPool",
     "__version__",
     "available_cpus",

@@ -6,7 +6,7 @@ them from here (``rust/python/errors.rs``).
 
 from concurrent.futures.thread import BrokenThreadPool
 
-__all__ = ["FreeAgenticsError", "BrokenThreadPool", "RustPanicError"]
+__all__ = ["AgentNotRegisteredError", "FreeAgenticsError", "BrokenThreadPool", "RustPanicError"]
 
 
 class FreeAgenticsError(Exception):
@@ -16,3 +16,11 @@ class FreeAgenticsError(Exception):
 class RustPanicError(FreeAgenticsError, RuntimeError):
     """A bug in the Rust core panicked while running a job; the job's future carries it and the
     worker thread lives on."""
+
+
+class AgentNotRegisteredError(FreeAgenticsError, KeyError, ValueError):
+    """A task was submitted for an agent id the manager does not know. A ``KeyError``, and also a
+    ``ValueError`` as FreeAgentics' manager raised, so code written for either catches it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -233,6 +233,12 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
     def max_workers(self) -> int:
         return self._max_workers
 
+    def _resize(self, workers: int) -> None:
+        # For owners that size the pool themselves (OptimizedThreadPoolManager): online, like
+        # AdaptiveThreadPoolExecutor's resizes; ``max_workers`` follows.
+        self._usable_core().resize(workers)
+        self._max_workers = workers
+
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         if not callable(fn):
             raise TypeError(f"fn must be a callable, not {type(fn).__name__}")

@@ -1,0 +1,68 @@
+"""OptimizedThreadPoolManager (Rust and Python backends) against FreeAgentics' design, in the
+same run: 100 agents whose step is a 100x100 matmul plus sleep(1 ms) (the report's agent work),
+timed per `step_all_agents` round after one warm-up round."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import freeagentics_rs
+
+AGENTS = 100
+KINDS = ["FreeAgentics design", "python", "rust"]
+
+
+class ReportAgent:
+    def __init__(self) -> None:
+        self.beliefs = np.random.default_rng(0).random((100, 100))
+
+    def step(self, observation):
+        self.beliefs @ self.beliefs
+        time.sleep(0.001)
+        return observation
+
+
+class FreeAgenticsDesign:
+    """The baseline: FreeAgentics' manager reduced to what a round uses, a ThreadPoolExecutor(8)
+    and a dict of agents behind one lock."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(8)
+        self.agents: dict = {}
+        self._lock = threading.Lock()
+
+    def register_agent(self, agent_id, agent) -> None:
+        with self._lock:
+            self.agents[agent_id] = agent
+
+    def step_all_agents(self, observations):
+        with self._lock:
+            agents = dict(self.agents)
+        futures = {a: self.executor.submit(agent.step, observations[a]) for a, agent in agents.items() if a in observations}
+        return {a: f.result() for a, f in futures.items()}
+
+    def shutdown(self) -> None:
+        self.executor.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_manager(benchmark, kind):
+    if kind == "rust" and freeagentics_rs.BACKEND != "rust":
+        pytest.skip("the Rust extension is not built")
+    benchmark.group = "manager: step_all_agents, 100 agents (100x100 matmul + sleep(1 ms))"
+    benchmark.extra_info["family"] = "manager"
+    manager = FreeAgenticsDesign() if kind == "FreeAgentics design" else freeagentics_rs.OptimizedThreadPoolManager(backend=kind)
+    try:
+        for i in range(AGENTS):
+            manager.register_agent(f"agent-{i}", ReportAgent())
+        observations = {f"agent-{i}": i for i in range(AGENTS)}
+        benchmark.pedantic(manager.step_all_agents, args=(observations,), rounds=50, iterations=1, warmup_rounds=2)
+        if hasattr(manager, "get_pool_status"):
+            benchmark.extra_info["workers"] = manager.get_pool_status()["current_workers"]
+    finally:
+        manager.shutdown()

@@ -1,0 +1,237 @@
+"""OptimizedThreadPoolManager on both backends: FreeAgentics' API and its fixed bugs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+
+import pytest
+
+from freeagentics_rs import AgentNotRegisteredError, AgentTask, OptimizedThreadPoolManager, TaskResult
+from freeagentics_rs.manager import _manager
+
+
+class Agent:
+    """Records its steps; fails loudly if two of its operations ever overlap."""
+
+    def __init__(self, name, delay=0.0):
+        self.name, self.delay = name, delay
+        self.beliefs = {"name": name}
+        self.steps: list = []
+        self._busy = threading.Lock()
+
+    def _enter(self):
+        if not self._busy.acquire(blocking=False):
+            raise AssertionError(f"two operations of {self.name} ran at once")
+
+    def step(self, observation):
+        self._enter()
+        try:
+            time.sleep(self.delay)
+            self.steps.append(observation)
+            return f"action-{observation}"
+        finally:
+            self._busy.release()
+
+    def perceive(self, observation):
+        self.beliefs["seen"] = observation
+
+    def update_beliefs(self):
+        self.beliefs["updated"] = True
+
+    def select_action(self):
+        return "up"
+
+
+@pytest.fixture
+def manager(backend):
+    managers = []
+
+    def make(**kwargs):
+        m = OptimizedThreadPoolManager(backend=backend, **kwargs)
+        managers.append(m)
+        return m
+
+    yield make
+    for m in managers:
+        m.shutdown()
+
+
+def test_every_operation_and_every_task_result_field(manager, backend):
+    m = manager()
+    assert m.backend == backend
+    agent = Agent("a")
+    m.register_agent("a", agent)
+    before = time.time()
+    step = m.submit_task("a", "step", {"observation": 3}).result(timeout=10)
+    assert isinstance(step, TaskResult)
+    assert (step.agent_id, step.operation, step.success, step.result, step.error) == ("a", "step", True, "action-3", None)
+    assert step.execution_time_ms >= 0 and step.queue_wait_ms >= 0 and before <= step.timestamp <= time.time()
+    assert m.submit_task("a", "perceive", {"observation": 9}).result(timeout=10).result is None
+    assert agent.beliefs["seen"] == 9
+    beliefs = m.submit_task("a", "update_beliefs", {}).result(timeout=10)
+    assert beliefs.result is agent.beliefs and beliefs.result["updated"]
+    assert m.submit_task("a", "select_action", {}).result(timeout=10).result == "up"
+    unknown = m.submit_task("a", "fly", {}).result(timeout=10)
+    assert not unknown.success and unknown.result is None
+    assert unknown.error == "unknown operation 'fly'; valid operations: perceive, select_action, step, update_beliefs"
+    stats = m.get_performance_stats()["a"]
+    assert (stats["total_tasks"], stats["successful_tasks"], stats["failed_tasks"]) == (5, 4, 1)
+    assert stats["last_error"] == unknown.error and stats["avg_time_ms"] >= 0
+
+
+def test_an_unregistered_agent_is_an_error_at_submit(manager):
+    m = manager()
+    with pytest.raises(AgentNotRegisteredError, match="agent 'ghost' is not registered") as info:
+        m.submit_task("ghost", "step", {})
+    assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
+    m.register_agent("a", Agent("a"))
+    m.unregister_agent("a")
+    m.unregister_agent("a")  # no error, as in FreeAgentics
+    with pytest.raises(KeyError):
+        m.submit_task("a", "step", {})
+
+
+def test_agents_that_raise_give_failed_results_and_the_pool_lives_on(manager):
+    class Broken(Agent):
+        def step(self, observation):
+            raise RuntimeError(f"sensor {observation} offline")
+
+    m = manager()
+    m.register_agent("b", Broken("b"))
+    m.register_agent("ok", Agent("ok"))
+    results = m.step_all_agents({"b": 1, "ok": 2})
+    assert results["b"].success is False and results["b"].error == "sensor 1 offline"
+    assert results["ok"].success and results["ok"].result == "action-2"
+    assert m.get_performance_stats()["b"]["failed_tasks"] == 1
+
+
+def test_tasks_of_one_agent_never_overlap_and_run_in_order(manager):
+    m = manager(initial_workers=8)
+    agents = [Agent(f"a{i}", delay=0.0005) for i in range(6)]
+    for agent in agents:
+        m.register_agent(agent.name, agent)
+    futures: dict[str, list[Future]] = {agent.name: [] for agent in agents}
+
+    def submitter(k):
+        for agent in agents:
+            for i in range(20):
+                futures[agent.name].append((k, i, m.submit_task(agent.name, "step", {"observation": (k, i)})))
+
+    threads = [threading.Thread(target=submitter, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for agent in agents:
+        assert all(f.result(timeout=30).success for _, _, f in futures[agent.name]), agent.name
+        # Per submitter, an agent saw its observations in submission order.
+        for k in range(3):
+            assert [i for kk, i in agent.steps if kk == k] == list(range(20))
+
+
+def test_priority_orders_the_queued_tasks(manager):
+    m = manager(initial_workers=1, min_workers=1, max_workers=1)
+    gate, order = threading.Event(), []
+
+    class Blocker:
+        def step(self, observation):
+            gate.wait(10)
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def step(self, observation):
+            order.append(self.name)
+
+    m.register_agent("blocker", Blocker())
+    first = m.submit_task("blocker", "step", {})
+    while m.get_pool_status()["active_tasks"] != 1:
+        time.sleep(0.001)
+    for name, priority in [("low", 0), ("high", 5), ("mid", 2), ("high2", 5), ("neg", -1)]:
+        m.register_agent(name, Recorder(name))
+        m.submit_task(name, "step", {}, priority=priority)
+    assert m.get_pool_status()["queue_size"] == 5
+    gate.set()
+    first.result(timeout=10)
+    m.shutdown(wait=True)
+    assert order == ["high", "high2", "mid", "low", "neg"]
+
+
+def test_step_all_agents_with_a_timeout_returns_partial_results_and_leaks_nothing(manager):
+    m = manager(initial_workers=2, min_workers=2, max_workers=2)
+    release = threading.Event()
+
+    class Slow(Agent):
+        def step(self, observation):
+            release.wait(10)
+            return "late"
+
+    for i in range(2):
+        m.register_agent(f"slow{i}", Slow(f"slow{i}"))
+    for i in range(6):
+        m.register_agent(f"fast{i}", Agent(f"fast{i}"))
+    # Both workers get stuck on slow agents; the fast ones queue behind them.
+    m.submit_task("slow0", "step", {})
+    m.submit_task("slow1", "step", {})
+    while m.get_pool_status()["active_tasks"] != 2:
+        time.sleep(0.001)
+    results = m.step_all_agents({a: 1 for a in [f"slow{i}" for i in range(2)] + [f"fast{i}" for i in range(6)]}, timeout=0.2)
+    assert set(results) == {f"slow{i}" for i in range(2)} | {f"fast{i}" for i in range(6)}
+    assert all(r.success is False and r.error == "timeout" for r in results.values())
+    # Every step that had not started was cancelled and dropped from the queue.
+    status = m.get_pool_status()
+    release.set()
+    assert (status["queue_size"], status["active_tasks"]) == (0, 2)
+    m.shutdown(wait=True)
+    stats = m.get_performance_stats()
+    assert set(stats) == {"slow0", "slow1"} and stats["slow0"]["total_tasks"] == 1, stats
+
+
+def test_batch_execute_keeps_order_and_reports_unknown_agents(manager):
+    m = manager()
+    for name in "abc":
+        m.register_agent(name, Agent(name))
+    results = m.batch_execute([("a", "step", {"observation": 1}), ("ghost", "step", {}), AgentTask("c", "select_action", {}), ("b", "step", {"observation": 2})])
+    assert [r.agent_id for r in results] == ["a", "ghost", "c", "b"]
+    assert [r.success for r in results] == [True, False, True, True]
+    assert results[1].error == "agent is not registered"
+    assert [r.result for r in results if r.success] == ["action-1", "up", "action-2"]
+
+
+def test_the_pool_grows_under_load_and_shrinks_when_idle_without_being_rebuilt(manager, monkeypatch):
+    monkeypatch.setattr(_manager, "IDLE_SHRINK_AFTER", 0.05)
+    m = manager(initial_workers=4, min_workers=2, max_workers=32)
+    executor = m.executor
+    for i in range(40):
+        m.register_agent(i, Agent(str(i), delay=0.002))
+    m.step_all_agents({i: i for i in range(40)})
+    grown = m.get_pool_status()["current_workers"]
+    assert grown == 32 and executor.stats()["target_workers"] == 32
+    for _ in range(400):
+        if m.get_pool_status()["current_workers"] == 2:
+            break
+        time.sleep(0.01)
+    status = m.get_pool_status()
+    assert status["current_workers"] == 2 and status["active_tasks"] == 0 and status["queue_size"] == 0
+    assert m.executor is executor
+    assert all(r.success for r in m.step_all_agents({i: i for i in range(40)}).values())
+
+
+def test_submit_after_shutdown_and_bad_arguments(manager, backend):
+    m = manager()
+    m.register_agent("a", Agent("a"))
+    m.shutdown()
+    assert m.get_pool_status()["total_agents"] == 0
+    with pytest.raises(RuntimeError, match="cannot submit tasks after shutdown"):
+        m.submit_task("a", "step", {})
+    with pytest.raises(ValueError, match="min_workers"):
+        OptimizedThreadPoolManager(4, 8, 9, backend=backend)
+    with pytest.raises(ValueError, match="initial_workers"):
+        OptimizedThreadPoolManager(16, 8, 2, backend=backend)
+    with pytest.raises(ValueError, match="scaling_threshold"):
+        OptimizedThreadPoolManager(scaling_threshold=0, backend=backend)
+    with pytest.raises(TypeError, match="max_workers must be an int"):
+        OptimizedThreadPoolManager(max_workers="8", backend=backend)
