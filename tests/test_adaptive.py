@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
@@ -322,3 +323,22 @@ def test_on_a_busy_machine_waiting_for_a_core_is_not_io(adaptive_factory):
             hog.kill()
             hog.wait()
             hog.stdout.close()
+
+
+def test_idle_surplus_workers_always_retire(backend):
+    # A worker between its retire check and parking must not miss the resize's wake-up.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(30):
+            pool = AdaptiveThreadPoolExecutor(16, 16, backend=backend)
+            list(pool.map(abs, range(64)))
+            pool._core.resize(1)
+            for _ in range(2000):
+                if pool.num_workers == 1:
+                    break
+                time.sleep(0.002)
+            assert pool.num_workers == 1
+            pool.shutdown()
+    finally:
+        sys.setswitchinterval(interval)

@@ -235,3 +235,83 @@ def test_submit_after_shutdown_and_bad_arguments(manager, backend):
         OptimizedThreadPoolManager(scaling_threshold=0, backend=backend)
     with pytest.raises(TypeError, match="max_workers must be an int"):
         OptimizedThreadPoolManager(max_workers="8", backend=backend)
+
+
+def hammer_manager(backend, seed, submitters=4, per_thread=300):
+    """Random submits with random priorities, timeouts and a shutdown midway, against a model:
+    every accepted task either ran once (agents check they never overlap) or was cancelled."""
+    import random
+
+    rng = random.Random(seed)
+    m = OptimizedThreadPoolManager(2, 16, 1, backend=backend)
+    agents = [Agent(f"a{i}", delay=0.0002) for i in range(8)]
+    for agent in agents:
+        m.register_agent(agent.name, agent)
+    accepted, lock = [], threading.Lock()
+    shutdown_at = rng.randrange(submitters * per_thread)
+    counter = iter(range(10**9))
+
+    def submitter(k):
+        local = random.Random(seed * 100 + k)
+        for i in range(per_thread):
+            if next(counter) == shutdown_at:
+                m.shutdown(wait=False)
+            agent = local.choice(agents)
+            try:
+                future = m.submit_task(agent.name, "step", {"observation": (k, i)}, priority=local.randrange(3))
+            except (RuntimeError, KeyError):
+                continue
+            with lock:
+                accepted.append((agent, (k, i), future))
+            if local.random() < 0.05:
+                future.cancel()
+
+    threads = [threading.Thread(target=submitter, args=(k,)) for k in range(submitters)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    m.shutdown(wait=True)
+    for agent, observation, future in accepted:
+        assert future.done()
+        if future.cancelled():
+            assert observation not in agent.steps
+        else:
+            assert future.result().success and agent.steps.count(observation) == 1
+    assert sum(len(a.steps) for a in agents) == sum(1 for *_, f in accepted if not f.cancelled())
+
+
+def test_random_submit_cancel_shutdown(backend):
+    hammer_manager(backend, 0)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("seed", range(20))
+def test_random_submit_cancel_shutdown_long(backend, seed):
+    hammer_manager(backend, seed, submitters=8, per_thread=1000)
+
+
+def test_an_agent_raising_a_base_exception_is_not_left_running(manager):
+    class Quitter(Agent):
+        def step(self, observation):
+            if observation == 1:
+                raise SystemExit("bye")
+            return super().step(observation)
+
+    m = manager()
+    m.register_agent("q", Quitter("q"))
+    first, second = m.submit_task("q", "step", {"observation": 1}), m.submit_task("q", "step", {"observation": 2})
+    assert first.result(timeout=10).error == "bye" and not first.result().success
+    assert second.result(timeout=10).result == "action-2"
+    assert m.get_performance_stats()["q"]["total_tasks"] == 2  # recorded before the results
+
+
+def test_registry_keyword_arguments_work_on_both_backends(backend):
+    from freeagentics_rs import AgentRegistry
+
+    r = AgentRegistry(backend=backend)
+    r.register(agent_id="a", agent=1)
+    assert r.get(agent_id="a") == 1 and r.get_many(agent_ids=["a"]) == {"a": 1}
+    r.update(agent_id="a", agent=2)
+    assert r.compare_and_set(agent_id="a", expected=r["a"], new=3)
+    assert r.pop("a", default=None) == 3 and r.pop("a", default=None) is None

@@ -76,6 +76,13 @@ impl WorkerThread {
         loop {
             if shared.try_retire() {
                 shared.remove_worker(&self.local);
+                // A shutdown that began meanwhile may have looked for jobs before they reached
+                // the injector: run what is left rather than strand it.
+                if shared.closing.load(Ordering::SeqCst) {
+                    while let Some(job) = shared.find_job(&self.local) {
+                        shared.run_job(job);
+                    }
+                }
                 return;
             }
             if let Some(job) = shared.find_job(&self.local) {
@@ -90,7 +97,7 @@ impl WorkerThread {
                 }
                 continue;
             }
-            detach(&|| shared.park(None, None));
+            detach(&|| shared.park(None, None, true));
         }
     }
 
@@ -285,7 +292,7 @@ impl Pool {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            detach(&|| shared.park(Some(done), deadline));
+            detach(&|| shared.park(Some(done), deadline, false));
         }
         true
     }

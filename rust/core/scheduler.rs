@@ -202,7 +202,10 @@ impl Shared {
         };
         self.completed.fetch_add(1, Ordering::Relaxed);
         if let (Some(meter), Some(started), true) = (&self.meter, started, ran) {
-            meter.finish(started);
+            // The meter's sink calls into the binding: keep a panic there from ending the worker.
+            if catch_unwind(AssertUnwindSafe(|| meter.finish(started))).is_err() {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -283,13 +286,24 @@ impl Shared {
         }
     }
 
-    /// Sleeps until there is work, the pool closes, `done` is set, or `deadline` passes.
-    pub(super) fn park(&self, done: Option<&AtomicBool>, deadline: Option<Instant>) {
+    /// Sleeps until there is work, the pool closes, `done` is set, `deadline` passes, or (with
+    /// `may_retire`, for a worker between jobs) the pool has more workers than its target.
+    pub(super) fn park(
+        &self,
+        done: Option<&AtomicBool>,
+        deadline: Option<Instant>,
+        may_retire: bool,
+    ) {
         let guard = lock(&self.sleep);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // Checked under the sleep lock, which `resize` notifies under: no wake-up is lost.
         let ready = self.has_work()
             || self.closing.load(Ordering::SeqCst)
-            || done.is_some_and(|d| d.load(Ordering::SeqCst));
+            || done.is_some_and(|d| d.load(Ordering::SeqCst))
+            || (may_retire && {
+                let size = self.size();
+                size.active > size.target
+            });
         if !ready {
             match deadline {
                 None => drop(self.wake.wait(guard).unwrap_or_else(|e| e.into_inner())),

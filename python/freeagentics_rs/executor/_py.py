@@ -239,8 +239,13 @@ class WorkStealingCore:
                 self._active += spawn
                 if not spawn:
                     self._cond.notify_all()  # idle surplus workers wake up to retire
-            for _ in range(spawn):
-                self._spawn()
+            for started in range(spawn):
+                try:
+                    self._spawn()
+                except RuntimeError:
+                    with self._cond:
+                        self._active -= spawn - started
+                    raise
 
     def _spawn(self) -> None:
         with self._cond:
@@ -255,17 +260,28 @@ class WorkStealingCore:
         thread = threading.Thread(
             target=self._worker_main, args=(worker,), name=f"{self._thread_name_prefix}_{index}"
         )
+        try:
+            thread.start()
+        except RuntimeError as exc:  # as the Rust core: undo, and say why
+            with self._exited:
+                self._live -= 1
+            with self._cond:
+                self._workers[index] = None
+            raise RuntimeError(f"could not start a worker thread: {exc}") from exc
         self._threads.append(thread)
-        thread.start()
 
     def _try_retire(self, worker: _Worker) -> bool:
         with self._cond:
             if self._active <= self._target:
                 return False
             self._active -= 1
-            # Hand queued jobs to the others and free the slot.
-            self._global.extend(worker.deque)
-            worker.deque.clear()
+            # Hand queued jobs to the others one by one (thieves pop this deque without the
+            # lock, so a copy-then-clear could hand a job out twice), and free the slot.
+            while True:
+                try:
+                    self._global.append(worker.deque.popleft())
+                except IndexError:
+                    break
             self._workers[worker.index] = None
             if self._sleepers and self._has_work():
                 self._cond.notify()
@@ -339,9 +355,11 @@ class WorkStealingCore:
         with self._cond:
             self._completed += 1
 
-    def _park(self, done: threading.Event | None = None, timeout: float | None = None) -> None:
+    def _park(self, done: threading.Event | None = None, timeout: float | None = None, may_retire: bool = False) -> None:
         with self._cond:
             if self._has_work() or self._closing or (done is not None and done.is_set()):
+                return
+            if may_retire and self._active > self._target:  # under _cond, which resize notifies under
                 return
             self._sleepers += 1
             try:
@@ -361,6 +379,13 @@ class WorkStealingCore:
                     return
             while True:
                 if self._active > self._target and self._try_retire(worker):
+                    if self._closing:
+                        # A shutdown that began meanwhile may have looked for jobs before they
+                        # reached the global queue: run what is left rather than strand it.
+                        job = self._find_job(worker)
+                        while job is not None:
+                            self._run(job)
+                            job = self._find_job(worker)
                     return
                 job = self._find_job(worker)
                 if job is not None:
@@ -373,7 +398,7 @@ class WorkStealingCore:
                         return
                     self._run(job)
                     continue
-                self._park()
+                self._park(may_retire=True)
         finally:
             with self._exited:
                 self._live -= 1

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 OPERATIONS = ("perceive", "select_action", "step", "update_beliefs")
 _GONE = "agent is not registered"
+_LINGER: Any = object()
 IDLE_SHRINK_AFTER = 0.5  # seconds of idleness after which the pool halves
 
 
@@ -224,29 +225,46 @@ class OptimizedThreadPoolManager:
 
     def _runner(self) -> None:
         # Takes the best idle agent's next task until none is left. One lock round per task:
-        # finishing the last task (stats, the agent's next task) and taking the next one.
-        done: Optional[TaskResult] = None
+        # finishing the last task (stats, the agent's next task) and taking the next one. A
+        # task's future is settled after its stats are recorded, with no lock held, and before
+        # this runner may linger.
+        finished: Optional[tuple[_Queued, TaskResult]] = None
         while True:
             with self._lock:
-                if done is not None:
-                    self._finish_locked(done)
-                    done = None
-                    if self._runners > self.current_workers:  # the pool shrank: give a thread back
-                        self._runners -= 1
-                        return
-                queued = self._take_locked()
-                while queued is None:
-                    if self._shutdown or self._runners > 1 or self.current_workers <= self.min_workers:
-                        self._runners -= 1
-                        return
-                    # The last runner lingers; if nothing comes, the pool halves.
-                    self._lingering = True
-                    woken = self._cond.wait(IDLE_SHRINK_AFTER)
-                    self._lingering = False
-                    if not woken and not self._ready and not self._running:
-                        self._resize_locked(max(self.min_workers, self.current_workers // 2))
-                    queued = self._take_locked()
-            done = self._execute(queued)
+                if finished is not None:
+                    self._finish_locked(finished[1])
+                queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
+            if finished is not None:
+                self._settle(*finished)
+                finished = None
+            if queued is _LINGER:
+                with self._lock:
+                    queued = self._next_locked(after_a_task=False, may_linger=True)
+            if queued is None:
+                return
+            finished = (queued, self._execute(queued))
+
+    def _next_locked(self, after_a_task: bool, may_linger: bool) -> Any:
+        """The next task; or None when this runner should end (it is counted out); or, without
+        ``may_linger``, ``_LINGER`` when it is the last runner and should wait for work."""
+        if after_a_task and self._runners > self.current_workers:  # the pool shrank
+            self._runners -= 1
+            return None
+        queued = self._take_locked()
+        while queued is None:
+            if self._shutdown or self._runners > 1 or self.current_workers <= self.min_workers:
+                self._runners -= 1
+                return None
+            if not may_linger:
+                return _LINGER
+            # The last runner lingers; if nothing comes, the pool halves.
+            self._lingering = True
+            woken = self._cond.wait(IDLE_SHRINK_AFTER)
+            self._lingering = False
+            if not woken and not self._ready and not self._running:
+                self._resize_locked(max(self.min_workers, self.current_workers // 2))
+            queued = self._take_locked()
+        return queued
 
     def _take_locked(self) -> Optional[_Queued]:
         while self._ready:
@@ -274,17 +292,19 @@ class OptimizedThreadPoolManager:
         queue_wait_ms = (started - queued.queued_at) * 1000
         try:
             value = _perform(queued.agent, task.operation, task.data)
-        except Exception as exc:
+        except BaseException as exc:  # also SystemExit & co: an agent must never be left running
             elapsed_ms = (time.perf_counter() - started) * 1000
-            logger.error("Task %s failed for agent %r: %s", task.operation, task.agent_id, exc)
-            result = TaskResult(task.agent_id, task.operation, False, None, str(exc), elapsed_ms, time.time(), queue_wait_ms)
-        else:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            result = TaskResult(task.agent_id, task.operation, True, value, None, elapsed_ms, time.time(), queue_wait_ms)
+            logger.error("Task %s failed for agent %r: %r", task.operation, task.agent_id, exc)
+            error = str(exc) or type(exc).__name__
+            return TaskResult(task.agent_id, task.operation, False, None, error, elapsed_ms, time.time(), queue_wait_ms)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return TaskResult(task.agent_id, task.operation, True, value, None, elapsed_ms, time.time(), queue_wait_ms)
+
+    @staticmethod
+    def _settle(queued: _Queued, result: TaskResult) -> None:
         queued.future.set_result(result)
         if queued.latch is not None:
             queued.latch.count_down()
-        return result
 
     def _finish_locked(self, result: TaskResult) -> None:
         self._running.discard(result.agent_id)

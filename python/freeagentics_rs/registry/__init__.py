@@ -32,10 +32,11 @@ class AgentRegistry:
         core_class = _backend.native().AgentRegistryCore if self.backend == "rust" else _py.AgentRegistryCore
         core = self._core = core_class(num_shards)
         # The per-call methods are the core's own, bound here: no wrapper frame on the hot path.
-        # The methods below document them (and serve type checkers).
+        # The methods below document them (and serve type checkers); both cores take the same
+        # parameter names. `pop` keeps its wrapper, for its `default=` keyword.
         for name in (
             "register", "unregister", "get", "get_many", "update",
-            "compare_and_set", "pop", "ids", "items", "clear", "shard_sizes", "shard_of",
+            "compare_and_set", "ids", "items", "clear", "shard_sizes", "shard_of",
         ):  # fmt: skip
             setattr(self, name, getattr(core, name))
 

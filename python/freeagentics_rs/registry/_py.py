@@ -13,7 +13,7 @@ import threading
 import zlib
 from typing import Any, Iterable
 
-__all__ = ["AgentRegistryCore", "agent_id", "stable_hash"]
+__all__ = ["AgentRegistryCore", "check_agent_id", "stable_hash"]
 
 _M64 = (1 << 64) - 1
 _MISSING = object()
@@ -28,7 +28,7 @@ def _mix(x: int) -> int:
     return z ^ (z >> 31)
 
 
-def agent_id(key: object) -> str | int:
+def check_agent_id(key: object) -> str | int:
     """Checks an agent id: a str, or an int that fits in 64 bits (not a bool). Subclasses become
     plain str/int, so that no user ``__hash__``/``__eq__`` runs under a shard lock."""
     if type(key) is str:
@@ -66,48 +66,48 @@ class AgentRegistryCore:
         self._locks = [threading.Lock() for _ in range(num_shards)]
         self._shard_cache: dict[str | int, int] = {}
 
-    def shard_of(self, key: object) -> int:
-        return ((stable_hash(agent_id(key)) << 7) & _M64) >> self._shift
+    def shard_of(self, agent_id: object) -> int:
+        return ((stable_hash(check_agent_id(agent_id)) << 7) & _M64) >> self._shift
 
-    def _slot(self, key: object) -> tuple[str | int, dict, Any]:
-        t = type(key)
+    def _slot(self, agent_id: object) -> tuple[str | int, dict, Any]:
+        t = type(agent_id)
         # Only exact str/int may hit the cache: True == 1 and str subclasses must not.
-        i = self._shard_cache.get(key) if t is str or t is int else None
+        i = self._shard_cache.get(agent_id) if t is str or t is int else None
         if i is None:
-            key = agent_id(key)
-            i = ((stable_hash(key) << 7) & _M64) >> self._shift
+            agent_id = check_agent_id(agent_id)
+            i = ((stable_hash(agent_id) << 7) & _M64) >> self._shift
             if len(self._shard_cache) < _SHARD_CACHE_LIMIT:
-                self._shard_cache[key] = i
-        return key, self._shards[i], self._locks[i]
+                self._shard_cache[agent_id] = i
+        return agent_id, self._shards[i], self._locks[i]
 
-    def register(self, key: object, agent: Any) -> None:
-        k, shard, lock = self._slot(key)
+    def register(self, agent_id: object, agent: Any) -> None:
+        k, shard, lock = self._slot(agent_id)
         with lock:
             if k not in shard:
                 shard[k] = agent
                 return
-        raise KeyError(f"agent {key!r} is already registered")
+        raise KeyError(f"agent {agent_id!r} is already registered")
 
-    def unregister(self, key: object) -> Any:
-        k, shard, lock = self._slot(key)
+    def unregister(self, agent_id: object) -> Any:
+        k, shard, lock = self._slot(agent_id)
         with lock:
             agent = shard.pop(k, _MISSING)
         if agent is _MISSING:
-            raise _not_registered(key)
+            raise _not_registered(agent_id)
         return agent
 
-    def get(self, key: object, default: Any = None) -> Any:
-        k, shard, _ = self._slot(key)
+    def get(self, agent_id: object, default: Any = None) -> Any:
+        k, shard, _ = self._slot(agent_id)
         return shard.get(k, default)
 
-    def __getitem__(self, key: object) -> Any:
-        agent = self.get(key, _MISSING)
+    def __getitem__(self, agent_id: object) -> Any:
+        agent = self.get(agent_id, _MISSING)
         if agent is _MISSING:
-            raise _not_registered(key)
+            raise _not_registered(agent_id)
         return agent
 
-    def __contains__(self, key: object) -> bool:
-        k, shard, _ = self._slot(key)
+    def __contains__(self, agent_id: object) -> bool:
+        k, shard, _ = self._slot(agent_id)
         return k in shard
 
     def __len__(self) -> int:
@@ -118,32 +118,32 @@ class AgentRegistryCore:
 
     def ids(self) -> list:
         with self._all_locked():
-            return [key for shard in self._shards for key in shard]
+            return [agent_id for shard in self._shards for agent_id in shard]
 
     def items(self) -> list:
         with self._all_locked():
             return [item for shard in self._shards for item in shard.items()]
 
-    def get_many(self, keys: Iterable[object]) -> dict:
+    def get_many(self, agent_ids: Iterable[object]) -> dict:
         found = {}
-        for key in keys:
-            agent = self.get(key, _MISSING)
+        for agent_id in agent_ids:
+            agent = self.get(agent_id, _MISSING)
             if agent is not _MISSING:
-                found[key] = agent
+                found[agent_id] = agent
         return found
 
-    def update(self, key: object, agent: Any) -> None:
-        k, shard, lock = self._slot(key)
+    def update(self, agent_id: object, agent: Any) -> None:
+        k, shard, lock = self._slot(agent_id)
         with lock:
             old = shard.get(k, _MISSING)
             if old is not _MISSING:
                 shard[k] = agent
         if old is _MISSING:
-            raise _not_registered(key)
+            raise _not_registered(agent_id)
         del old  # released here, after the lock
 
-    def compare_and_set(self, key: object, expected: Any, new: Any) -> bool:
-        k, shard, lock = self._slot(key)
+    def compare_and_set(self, agent_id: object, expected: Any, new: Any) -> bool:
+        k, shard, lock = self._slot(agent_id)
         with lock:
             old = shard.get(k, _MISSING)
             if old is _MISSING or old is not expected:
@@ -151,17 +151,17 @@ class AgentRegistryCore:
             shard[k] = new
         return True
 
-    def pop(self, key: object, *default: Any) -> Any:
+    def pop(self, agent_id: object, *default: Any) -> Any:
         if len(default) > 1:
             raise TypeError(f"pop expected at most 2 arguments, got {len(default) + 1}")
-        k, shard, lock = self._slot(key)
+        k, shard, lock = self._slot(agent_id)
         with lock:
             agent = shard.pop(k, _MISSING)
         if agent is not _MISSING:
             return agent
         if default:
             return default[0]
-        raise _not_registered(key)
+        raise _not_registered(agent_id)
 
     def clear(self) -> None:
         with self._all_locked():
