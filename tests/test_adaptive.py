@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 import pytest
 
-import freeagentics_rs
 from freeagentics_rs import AdaptiveThreadPoolExecutor, available_cpus
 
 from helpers import run_python

@@ -3,7 +3,6 @@ model, untorn snapshots, agents whose __del__/__eq__ use the registry, stable sh
 
 from __future__ import annotations
 
-import gc
 import random
 import sys
 import threading

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
@@ -18,12 +17,12 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from ..errors import BrokenThreadPool
+from ._meter import Meter
 
 __all__ = ["WorkStealingCore", "shutdown_all_pools", "forget_pools_after_fork"]
 
 _INITIALIZER_FAILED = "A thread initializer failed, the thread pool is not usable anymore"
 _SHUTDOWN = "cannot schedule new futures after shutdown"
-_DELAY_READ_EVERY = 0.001
 
 _POOLS: weakref.WeakSet[WorkStealingCore] = weakref.WeakSet()
 
@@ -71,110 +70,6 @@ def _chunk_job(job: list) -> bool:
     return True
 
 
-class _SchedStat:
-    """This thread's ``/proc/thread-self/schedstat``, open for the thread's lifetime, read at most
-    every ``_DELAY_READ_EVERY`` seconds (a file read per task would cost more than the task)."""
-
-    def __init__(self) -> None:
-        try:
-            self.fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-        except OSError:
-            self.fd = None
-        self.last_read: float | None = None
-        self.last_delay = 0.0
-
-    def delay_since_last_read(self, now: float) -> float:
-        """Seconds this thread was runnable but waiting for a core since the last read that
-        returned, if that is at least ``_DELAY_READ_EVERY`` ago (else 0: a later read counts it)."""
-        if self.fd is None or (self.last_read is not None and now - self.last_read < _DELAY_READ_EVERY):
-            return 0.0
-        try:
-            total = int(os.pread(self.fd, 96, 0).split()[1]) / 1e9
-        except (OSError, IndexError, ValueError):
-            return 0.0
-        delta = 0.0 if self.last_read is None else max(0.0, total - self.last_delay)
-        self.last_read, self.last_delay = now, total
-        return delta
-
-    def __del__(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-
-
-class _Meter:
-    """Per-job thread CPU time, wall time and run delay (time waiting for a core), summed into
-    batches handed to ``on_samples`` (the twin of ``rust/core/meter.rs``); jobs that started
-    before the last resize are skipped."""
-
-    def __init__(self, on_samples: Callable[..., object], batch_size: int) -> None:
-        self._on_samples = on_samples
-        self._batch_size = max(1, batch_size)
-        self._lock = threading.Lock()
-        self._origin = time.monotonic()
-        self._local = threading.local()
-        self.epoch = 0
-        self._reset()
-
-    def _reset(self) -> None:
-        self._count = 0
-        self._cpu = self._wall = self._first_end = self._last_end = self._first_cpu = self._delay = 0.0
-
-    def set_batch_size(self, batch_size: int) -> None:
-        self._batch_size = max(1, batch_size)
-
-    def new_epoch(self) -> None:
-        with self._lock:
-            self.epoch += 1
-            self._reset()
-
-    def run(self, job: list) -> None:
-        epoch = self.epoch
-        wall0 = time.monotonic()
-        cpu0 = time.thread_time()
-        if not job[0](job):
-            return
-        cpu = time.thread_time() - cpu0
-        end = time.monotonic()
-        wall = end - wall0
-        sched = getattr(self._local, "sched", None)
-        if sched is None:
-            sched = self._local.sched = _SchedStat()
-        delay = sched.delay_since_last_read(end)
-        end -= self._origin
-        with self._lock:
-            if epoch != self.epoch:
-                return
-            if self._count == 0:
-                self._first_end, self._first_cpu = end, cpu
-            self._count += 1
-            self._cpu += cpu
-            self._wall += wall
-            self._delay += delay
-            self._last_end = max(self._last_end, end)
-            if self._count < self._batch_size:
-                return
-            batch = (
-                self._count,
-                self._cpu,
-                self._wall,
-                self._first_end,
-                self._last_end,
-                self._first_cpu,
-                self._delay,
-            )
-            self._reset()
-        try:
-            self._on_samples(*batch)
-        except BaseException as exc:  # like the Rust core: report, keep the worker alive
-            sys.unraisablehook(_Unraisable(exc, self._on_samples))
-
-
-class _Unraisable:
-    def __init__(self, exc: BaseException, obj: object) -> None:
-        self.exc_type, self.exc_value, self.exc_traceback = type(exc), exc, exc.__traceback__
-        self.err_msg, self.object = None, obj
-
-
 class _Worker:
     __slots__ = ("core", "index", "deque")
 
@@ -216,7 +111,7 @@ class WorkStealingCore:
         self._initializer = initializer
         self._initargs = initargs
         self._thread_name_prefix = thread_name_prefix
-        self._meter = None if on_samples is None else _Meter(on_samples, sample_batch)
+        self._meter = None if on_samples is None else Meter(on_samples, sample_batch)
         self._threads: list[threading.Thread] = []
         self._sizing = threading.Lock()  # orders starting threads against shutdown
         _POOLS.add(self)
