@@ -30,12 +30,18 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms"
 
 
+def _groups(benchmarks: list[dict], param: str) -> dict[str, dict[str, dict]]:
+    """{group: {value of `param`: benchmark}}, in run order."""
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for bench in benchmarks:
+        groups[bench["group"]][bench["params"][param]] = bench
+    return groups
+
+
 def executor_table(benchmarks: list[dict]) -> None:
     if not benchmarks:
         return
-    groups: dict[str, dict[str, dict]] = defaultdict(dict)
-    for bench in benchmarks:
-        groups[bench["group"]][bench["params"]["kind"]] = bench
+    groups = _groups(benchmarks, "kind")
     print("| workload | executor | median | min – max | rounds | speed-up vs ThreadPoolExecutor | steals/round |")
     print("|---|---|---|---|---|---|---|")
     for group, kinds in groups.items():
@@ -56,9 +62,7 @@ def executor_table(benchmarks: list[dict]) -> None:
 def adaptive_table(benchmarks: list[dict]) -> None:
     if not benchmarks:
         return
-    groups: dict[str, dict[str, dict]] = defaultdict(dict)
-    for bench in benchmarks:
-        groups[bench["group"]][bench["params"]["executor"]] = bench
+    groups = _groups(benchmarks, "executor")
     print("| workload | executor | median | min – max | rounds | vs ThreadPoolExecutor(8) | vs best fixed size |")
     print("|---|---|---|---|---|---|---|")
     histories = []
@@ -85,9 +89,7 @@ def adaptive_table(benchmarks: list[dict]) -> None:
 def registry_table(benchmarks: list[dict]) -> None:
     if not benchmarks:
         return
-    groups: dict[str, dict[str, dict]] = defaultdict(dict)
-    for bench in benchmarks:
-        groups[bench["group"]][bench["params"]["kind"]] = bench
+    groups = _groups(benchmarks, "kind")
     print("\n| workload | registry | median | min – max | rounds | ops/s | vs dict + lock |")
     print("|---|---|---|---|---|---|---|")
     for group, kinds in groups.items():

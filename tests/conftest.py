@@ -20,33 +20,26 @@ def backend() -> str:
     return freeagentics_rs.BACKEND
 
 
-@pytest.fixture
-def pool_factory(backend):
-    """Builds pools on the backend under test and shuts every one down after the test."""
+def _factory(cls, backend):
+    """Builds executors of `cls` on the backend under test; shuts each one down after the test."""
     pools = []
 
     def make(*args, **kwargs):
         kwargs.setdefault("backend", backend)
-        pool = freeagentics_rs.WorkStealingThreadPool(*args, **kwargs)
+        pool = cls(*args, **kwargs)
         pools.append(pool)
         return pool
 
     yield make
     for pool in pools:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def pool_factory(backend):
+    yield from _factory(freeagentics_rs.WorkStealingThreadPool, backend)
 
 
 @pytest.fixture
 def adaptive_factory(backend):
-    """Builds AdaptiveThreadPoolExecutors on the backend under test; shuts each one down after."""
-    pools = []
-
-    def make(*args, **kwargs):
-        kwargs.setdefault("backend", backend)
-        pool = freeagentics_rs.AdaptiveThreadPoolExecutor(*args, **kwargs)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
+    yield from _factory(freeagentics_rs.AdaptiveThreadPoolExecutor, backend)
