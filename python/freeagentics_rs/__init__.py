@@ -6,6 +6,7 @@ A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` 
 """
 
 from ._backend import BACKEND, BACKENDS
+from .aio import EventBus, EventLoopThread
 from ._cpus import available_cpus
 from .errors import AgentNotRegisteredError, BrokenThreadPool, FreeAgenticsError, RustPanicError
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
@@ -22,6 +23,8 @@ __all__ = [
     "BACKEND",
     "BACKENDS",
     "BrokenThreadPool",
+    "EventBus",
+    "EventLoopThread",
     "FreeAgenticsError",
     "LockFreeAgentRegistry",
     "OptimizedThreadPoolManager",

@@ -1,0 +1,151 @@
+"""EventBus: topics with bounded per-subscriber queues. Publishing never blocks and works from
+any thread; a slow subscriber loses its oldest events (counted), never the publisher's time."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from typing import Any, AsyncIterator, Optional
+
+__all__ = ["EventBus", "Subscription"]
+
+
+class Subscription:
+    """An async iterator over one topic's events, from ``EventBus.subscribe``. Holds at most
+    ``maxsize`` undelivered events; when full, a new event pushes out the oldest (``dropped``
+    counts them). ``close()`` ends the iteration."""
+
+    def __init__(self, bus: EventBus, topic: str, maxsize: int) -> None:
+        self.topic, self.maxsize = topic, maxsize
+        self.dropped = 0
+        self.delivered = 0
+        self._bus = bus
+        self._events: collections.deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._closed = False
+        # Set while a consumer awaits an empty queue: (its loop, its future).
+        self._waiter: Optional[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = None
+
+    def _put(self, event: Any) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if len(self._events) >= self.maxsize:
+                self._events.popleft()
+                self.dropped += 1
+            self._events.append(event)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            _wake(*waiter)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            with self._lock:
+                if self._events:
+                    self.delivered += 1
+                    return self._events.popleft()
+                if self._closed:
+                    raise StopAsyncIteration
+                loop = asyncio.get_running_loop()
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiter = (loop, future)
+            try:
+                await future
+            finally:
+                with self._lock:
+                    if self._waiter is not None and self._waiter[1] is future:
+                        self._waiter = None
+
+    def qsize(self) -> int:
+        return len(self._events)
+
+    def close(self) -> None:
+        """Unsubscribes; a consumer waiting for an event stops iterating."""
+        with self._lock:
+            self._closed = True
+            waiter, self._waiter = self._waiter, None
+        self._bus._remove(self)
+        if waiter is not None:
+            _wake(*waiter)
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    def wake() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        wake()
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(wake)
+
+
+class EventBus:
+    """Topics -> subscribers. ``publish`` is thread-safe and never blocks; ``await broadcast``
+    is the same from a coroutine."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._topics: dict[str, list[Subscription]] = collections.defaultdict(list)
+        self._published: collections.Counter[str] = collections.Counter()
+
+    def subscribe(self, topic: str, maxsize: int = 1000) -> Subscription:
+        """A new subscription to ``topic`` (``async for event in bus.subscribe(topic)``)."""
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a str, not {type(topic).__name__}")
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        if maxsize < 1:
+            raise ValueError("maxsize must be greater than 0")
+        subscription = Subscription(self, topic, maxsize)
+        with self._lock:
+            self._topics[topic].append(subscription)
+        return subscription
+
+    def _remove(self, subscription: Subscription) -> None:
+        with self._lock:
+            subscribers = self._topics.get(subscription.topic, [])
+            if subscription in subscribers:
+                subscribers.remove(subscription)
+
+    def publish(self, topic: str, event: Any) -> int:
+        """Hands ``event`` to every subscriber of ``topic``; returns how many there were."""
+        with self._lock:
+            subscribers = list(self._topics.get(topic, ()))
+            self._published[topic] += 1
+        for subscription in subscribers:
+            subscription._put(event)
+        return len(subscribers)
+
+    async def broadcast(self, topic: str, event: Any) -> int:
+        """``publish`` from a coroutine; lets the loop run the woken subscribers."""
+        count = self.publish(topic, event)
+        await asyncio.sleep(0)
+        return count
+
+    def stats(self) -> dict[str, Any]:
+        """Per topic: events published, subscribers, and per-subscriber queued/delivered/dropped."""
+        with self._lock:
+            topics = {topic: list(subs) for topic, subs in self._topics.items()}
+            published = dict(self._published)
+        return {
+            topic: {
+                "published": published.get(topic, 0),
+                "subscribers": len(topics.get(topic, [])),
+                "queued": sum(s.qsize() for s in topics.get(topic, [])),
+                "delivered": sum(s.delivered for s in topics.get(topic, [])),
+                "dropped": sum(s.dropped for s in topics.get(topic, [])),
+            }
+            for topic in set(topics) | set(published)
+        }
