@@ -8,10 +8,11 @@ A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` 
 from ._backend import BACKEND, BACKENDS
 from .aio import EventBus, EventLoopThread
 from ._cpus import available_cpus
-from .errors import AgentNotRegisteredError, BrokenThreadPool, FreeAgenticsError, RustPanicError
+from .errors import AgentNotRegisteredError, BrokenThreadPool, FreeAgenticsError, RustPanicError, StateCorruptedError
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
 from .manager import AgentTask, OptimizedThreadPoolManager, TaskResult
 from .registry import AgentRegistry, LockFreeAgentRegistry
+from .state import AgentStateStore, StateVersion
 
 __version__ = "0.1.0"
 
@@ -19,6 +20,7 @@ __all__ = [
     "AdaptiveThreadPoolExecutor",
     "AgentNotRegisteredError",
     "AgentRegistry",
+    "AgentStateStore",
     "AgentTask",
     "BACKEND",
     "BACKENDS",
@@ -30,6 +32,8 @@ __all__ = [
     "OptimizedThreadPoolManager",
     "ResizeEvent",
     "RustPanicError",
+    "StateCorruptedError",
+    "StateVersion",
     "TaskResult",
     "WorkStealingThreadPool",
     "__version__",

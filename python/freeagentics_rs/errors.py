@@ -6,7 +6,7 @@ them from here (``rust/python/errors.rs``).
 
 from concurrent.futures.thread import BrokenThreadPool
 
-__all__ = ["AgentNotRegisteredError", "FreeAgenticsError", "BrokenThreadPool", "RustPanicError"]
+__all__ = ["AgentNotRegisteredError", "FreeAgenticsError", "BrokenThreadPool", "RustPanicError", "StateCorruptedError"]
 
 
 class FreeAgenticsError(Exception):
@@ -24,3 +24,11 @@ class AgentNotRegisteredError(FreeAgenticsError, KeyError, ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class StateCorruptedError(FreeAgenticsError):
+    """A stored agent state failed its checksum or could not be decoded."""
+
+    def __init__(self, agent_id: object, version: int, reason: str = "checksum mismatch") -> None:
+        super().__init__(f"state of agent {agent_id!r}, version {version}, is corrupted: {reason}")
+        self.agent_id, self.version = agent_id, version

@@ -1,0 +1,158 @@
+"""The agent-state record format: a small tagged binary encoding of dicts of numpy arrays,
+numbers, strings, bools, None and nested dicts/lists. No pickle, on write or on read: anything
+else is refused with a ``TypeError`` naming where it sits in the state.
+
+record := b"FAS1" value
+value  := "N" | "T" | "F"
+        | "i" int64                  | "I" u32 len, ascii decimal (ints beyond 64 bits)
+        | "d" float64                | "s" u32 len, utf-8
+        | "l" u32 count, value*      | "m" u32 count, (u32 len, utf-8 key, value)*
+        | "a" u8 len, dtype.str, u8 ndim, u64 shape*, u64 nbytes, bytes (C order)
+All integers little-endian. Arrays keep dtype, shape and byte order exactly.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+__all__ = ["encode", "decode", "MAGIC"]
+
+MAGIC = b"FAS1"
+_ARRAY_KINDS = "biufcmMSU"  # numeric, bool, datetime, bytes and unicode: no objects, no voids
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def _refuse(path: str, value: Any) -> TypeError:
+    return TypeError(
+        f"state[{path}] has type {type(value).__name__}, which an agent state cannot hold (no pickle): "
+        "use numpy arrays, int, float, str, bool, None, or dicts and lists of those"
+    )
+
+
+def encode(state: dict) -> bytes:
+    """Encodes a state dict (str keys). ``TypeError`` naming the first value it cannot hold."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict, not {type(state).__name__}")
+    out = bytearray(MAGIC)
+    _encode(out, state, "")
+    return bytes(out)
+
+
+def _encode(out: bytearray, value: Any, path: str) -> None:
+    if value is None:
+        out += b"N"
+    elif value is True or value is False or isinstance(value, np.bool_):
+        out += b"T" if value else b"F"
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = int(value)
+        if -(1 << 63) <= value < (1 << 63):
+            out += b"i" + _I64.pack(value)
+        else:
+            digits = str(value).encode("ascii")
+            out += b"I" + _U32.pack(len(digits)) + digits
+    elif isinstance(value, (float, np.floating)) and not isinstance(value, np.longdouble):
+        out += b"d" + _F64.pack(float(value))
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        out += b"s" + _U32.pack(len(data)) + data
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind not in _ARRAY_KINDS or value.dtype.fields is not None:
+            raise TypeError(f"state[{path}] is an array of dtype {value.dtype}, which an agent state cannot hold (no pickle)")
+        dtype = value.dtype.str.encode("ascii")
+        data = np.ascontiguousarray(value).tobytes()
+        out += b"a" + bytes([len(dtype)]) + dtype + bytes([value.ndim])
+        for n in value.shape:
+            out += _U64.pack(n)
+        out += _U64.pack(len(data)) + data
+    elif isinstance(value, dict):
+        out += b"m" + _U32.pack(len(value))
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"state[{path}] has a key of type {type(key).__name__}; keys must be str")
+            data = key.encode("utf-8", "surrogatepass")
+            out += _U32.pack(len(data)) + data
+            _encode(out, item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        out += b"l" + _U32.pack(len(value))
+        for i, item in enumerate(value):
+            _encode(out, item, f"{path}[{i}]")
+    else:
+        raise _refuse(path or "<root>", value)
+
+
+def decode(record: bytes) -> dict:
+    """Decodes a record made by ``encode``. ``ValueError`` if it is malformed."""
+    view = memoryview(record)
+    if bytes(view[:4]) != MAGIC:
+        raise ValueError("not an agent-state record")
+    try:
+        value, end = _decode(view, 4)
+    except (struct.error, IndexError, UnicodeDecodeError, TypeError) as exc:
+        raise ValueError(f"malformed agent-state record: {exc}") from None
+    if end != len(view) or not isinstance(value, dict):
+        raise ValueError("malformed agent-state record: trailing bytes")
+    return value
+
+
+def _decode(view: memoryview, at: int) -> tuple[Any, int]:
+    tag = view[at : at + 1].tobytes()
+    at += 1
+    if tag == b"N":
+        return None, at
+    if tag == b"T":
+        return True, at
+    if tag == b"F":
+        return False, at
+    if tag == b"i":
+        return _I64.unpack_from(view, at)[0], at + 8
+    if tag == b"I":
+        (n,) = _U32.unpack_from(view, at)
+        return int(view[at + 4 : at + 4 + n].tobytes()), at + 4 + n
+    if tag == b"d":
+        return _F64.unpack_from(view, at)[0], at + 8
+    if tag == b"s":
+        (n,) = _U32.unpack_from(view, at)
+        return _utf8(view, at + 4, n), at + 4 + n
+    if tag == b"l":
+        (n,) = _U32.unpack_from(view, at)
+        at += 4
+        items = []
+        for _ in range(n):
+            item, at = _decode(view, at)
+            items.append(item)
+        return items, at
+    if tag == b"m":
+        (n,) = _U32.unpack_from(view, at)
+        at += 4
+        mapping = {}
+        for _ in range(n):
+            (k,) = _U32.unpack_from(view, at)
+            key = _utf8(view, at + 4, k)
+            mapping[key], at = _decode(view, at + 4 + k)
+        return mapping, at
+    if tag == b"a":
+        k = view[at]
+        dtype = np.dtype(view[at + 1 : at + 1 + k].tobytes().decode("ascii"))
+        at += 1 + k
+        ndim = view[at]
+        shape = tuple(_U64.unpack_from(view, at + 1 + 8 * i)[0] for i in range(ndim))
+        at += 1 + 8 * ndim
+        (nbytes,) = _U64.unpack_from(view, at)
+        at += 8
+        if at + nbytes > len(view) or dtype.kind not in _ARRAY_KINDS:
+            raise IndexError("array data out of bounds")
+        array = np.frombuffer(view[at : at + nbytes], dtype=dtype).reshape(shape).copy()
+        return array, at + nbytes
+    raise TypeError(f"unknown tag {tag!r}")
+
+
+def _utf8(view: memoryview, at: int, n: int) -> str:
+    if at + n > len(view):
+        raise IndexError("string out of bounds")
+    return view[at : at + n].tobytes().decode("utf-8", "surrogatepass")

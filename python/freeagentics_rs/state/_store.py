@@ -1,0 +1,212 @@
+"""AgentStateStore: durable per-agent state on SQLite (stdlib ``sqlite3``, WAL mode), with
+versions, checksums and async variants that never block the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+import threading
+import time
+import zlib
+from typing import Any, NamedTuple, Optional
+
+from .. import _backend
+from ..errors import StateCorruptedError
+from ..executor import WorkStealingThreadPool
+from ._codec import decode, encode
+
+__all__ = ["AgentStateStore", "StateVersion"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agent_states (
+    agent TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    saved_at REAL NOT NULL,
+    checksum INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, version)
+)
+"""
+
+
+class StateVersion(NamedTuple):
+    version: int
+    saved_at: float
+    state: dict
+
+
+def _key(agent_id: object) -> str:
+    if isinstance(agent_id, str):
+        return "s:" + agent_id
+    if isinstance(agent_id, int) and not isinstance(agent_id, bool):
+        return f"i:{int(agent_id)}"
+    raise TypeError(f"agent_id must be a str or an int, not {type(agent_id).__name__}")
+
+
+def _agent_id(key: str) -> str | int:
+    return key[2:] if key.startswith("s:") else int(key[2:])
+
+
+class AgentStateStore:
+    """Durable agent states in one SQLite file (WAL mode: a crash, even SIGKILL mid-write, leaves
+    every agent at its previous or its new version). Keeps the last ``keep_versions`` versions of
+    each agent, each with a CRC-32 checksum. Safe from many threads (a connection per thread).
+    ``*_async`` variants run on the store's own worker threads."""
+
+    def __init__(self, path: str | os.PathLike[str], *, keep_versions: int = 3, backend: Optional[str] = None) -> None:
+        if isinstance(keep_versions, bool) or not isinstance(keep_versions, int):
+            raise TypeError(f"keep_versions must be an int, not {type(keep_versions).__name__}")
+        if keep_versions < 1:
+            raise ValueError("keep_versions must be greater than 0")
+        self.path = os.fspath(path)
+        if self.path == ":memory:" or not self.path:
+            raise ValueError("path must name a file (an in-memory database is not durable)")
+        self.keep_versions = keep_versions
+        # The record format is one codec (_codec) on both backends; the backend picks the
+        # executor that runs the async variants.
+        self.backend = _backend.resolve(backend)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._executor: Optional[WorkStealingThreadPool] = None
+        with self._conn() as conn:
+            conn.execute(_SCHEMA)
+
+    # -- connections ------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("the state store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: atomic and crash-safe commits
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    # -- writing ----------------------------------------------------------------------------
+    def save(self, agent_id: str | int, state: dict) -> int:
+        """Saves a new version of an agent's state; returns its version number."""
+        return self.save_many({agent_id: state})[agent_id]
+
+    def save_many(self, states: dict) -> dict:
+        """Saves several agents' states in one transaction; returns their version numbers."""
+        records = [(_key(agent_id), agent_id, encode(state)) for agent_id, state in states.items()]
+        conn = self._conn()
+        now = time.time()
+        versions = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for key, agent_id, data in records:
+                (latest,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM agent_states WHERE agent = ?", (key,)).fetchone()
+                version = latest + 1
+                conn.execute(
+                    "INSERT INTO agent_states VALUES (?, ?, ?, ?, ?)", (key, version, now, zlib.crc32(data), data)
+                )
+                conn.execute("DELETE FROM agent_states WHERE agent = ? AND version <= ?", (key, version - self.keep_versions))
+                versions[agent_id] = version
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return versions
+
+    def delete(self, agent_id: str | int) -> None:
+        """Deletes every version of an agent's state; ``KeyError`` if it has none."""
+        cursor = self._conn().execute("DELETE FROM agent_states WHERE agent = ?", (_key(agent_id),))
+        if cursor.rowcount == 0:
+            raise KeyError(f"agent {agent_id!r} has no saved state")
+
+    # -- reading ----------------------------------------------------------------------------
+    def _rows(self, agent_id: str | int) -> list[tuple[int, float, int, bytes]]:
+        rows = self._conn().execute(
+            "SELECT version, saved_at, checksum, data FROM agent_states WHERE agent = ? ORDER BY version DESC",
+            (_key(agent_id),),
+        ).fetchall()
+        if not rows:
+            raise KeyError(f"agent {agent_id!r} has no saved state")
+        return rows
+
+    @staticmethod
+    def _decode(agent_id: object, version: int, checksum: int, data: bytes) -> dict:
+        if zlib.crc32(data) != checksum:
+            raise StateCorruptedError(agent_id, version)
+        try:
+            return decode(data)
+        except ValueError as exc:
+            raise StateCorruptedError(agent_id, version, str(exc)) from None
+
+    def load(self, agent_id: str | int, *, fallback: bool = False) -> dict:
+        """The newest state of an agent. A corrupted record raises ``StateCorruptedError``; with
+        ``fallback=True`` the newest intact version is returned instead (the error is raised only
+        if none is intact). ``KeyError`` if the agent has no saved state."""
+        rows = self._rows(agent_id)
+        first_error: Optional[StateCorruptedError] = None
+        for version, _, checksum, data in rows:
+            try:
+                return self._decode(agent_id, version, checksum, data)
+            except StateCorruptedError as exc:
+                if not fallback:
+                    raise
+                first_error = first_error or exc
+        assert first_error is not None
+        raise first_error
+
+    def history(self, agent_id: str | int) -> list[StateVersion]:
+        """The kept versions of an agent's state, newest first."""
+        return [
+            StateVersion(version, saved_at, self._decode(agent_id, version, checksum, data))
+            for version, saved_at, checksum, data in self._rows(agent_id)
+        ]
+
+    def ids(self) -> list[str | int]:
+        """Every agent with a saved state."""
+        rows = self._conn().execute("SELECT DISTINCT agent FROM agent_states ORDER BY agent").fetchall()
+        return [_agent_id(key) for (key,) in rows]
+
+    def __contains__(self, agent_id: object) -> bool:
+        row = self._conn().execute("SELECT 1 FROM agent_states WHERE agent = ? LIMIT 1", (_key(agent_id),)).fetchone()
+        return row is not None
+
+    # -- async ------------------------------------------------------------------------------
+    async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._executor is None:
+                self._executor = WorkStealingThreadPool(2, "AgentStateStore", backend=self.backend)
+            executor = self._executor
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+
+    async def save_async(self, agent_id: str | int, state: dict) -> int:
+        return await self._off_loop(self.save, agent_id, state)
+
+    async def save_many_async(self, states: dict) -> dict:
+        return await self._off_loop(self.save_many, states)
+
+    async def load_async(self, agent_id: str | int, *, fallback: bool = False) -> dict:
+        return await self._off_loop(self.load, agent_id, fallback=fallback)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Closes every connection; using the store afterwards is a ``RuntimeError``."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+            connections, self._connections = self._connections, []
+        if executor is not None:
+            executor.shutdown(wait=True)
+        for conn in connections:
+            conn.close()
+
+    def __enter__(self) -> AgentStateStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<AgentStateStore {self.path!r} keep_versions={self.keep_versions}>"

@@ -1,0 +1,226 @@
+"""AgentStateStore: exact round-trips, no pickle, versions, checksums, crash safety."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from freeagentics_rs import AgentStateStore, StateCorruptedError
+from freeagentics_rs.state._codec import decode, encode
+
+
+@pytest.fixture
+def store(tmp_path, backend):
+    with AgentStateStore(tmp_path / "states.db", backend=backend) as s:
+        yield s
+
+
+def every_type():
+    return {
+        "beliefs": np.linspace(0, 1, 100),
+        "big_endian": np.arange(6, dtype=">i4").reshape(2, 3),
+        "fortran": np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4)),
+        "flags": np.array([True, False]),
+        "complex": np.array([1 + 2j], dtype=np.complex64),
+        "when": np.array(["2026-11-27"], dtype="datetime64[D]"),
+        "names": np.array(["ab", "c"]),
+        "empty": np.zeros((0, 3)),
+        "scalar_array": np.array(3.5),
+        "int": -7,
+        "huge": 1 << 80,
+        "float": 0.1,
+        "nan": float("nan"),
+        "text": "héllo \U0001f600",
+        "yes": True,
+        "nothing": None,
+        "nested": {"list": [1, 2.5, "x", None, [np.int8(3)], {"deep": np.ones(2)}]},
+    }
+
+
+def assert_same(a, b):
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == np.ascontiguousarray(b).tobytes() or np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b)
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, float) and a != a:
+        assert b != b
+    else:
+        assert a == b and type(b) is type(a) or (isinstance(a, np.generic) and b == a)
+
+
+def test_every_supported_value_round_trips_exactly(store):
+    state = every_type()
+    assert store.save("agent-1", state) == 1
+    loaded = store.load("agent-1")
+    for key in state:
+        assert_same(state[key], loaded[key])
+    assert loaded["big_endian"].dtype.str == ">i4"
+    assert "agent-1" in store and store.ids() == ["agent-1"]
+
+
+@pytest.mark.parametrize(
+    "state, where",
+    [
+        ({"a": object()}, "state[a] has type object"),
+        ({"a": {"b": [1, lambda: 0]}}, "state[a.b[1]] has type function"),
+        ({"t": (1, 2)}, "state[t] has type tuple"),
+        ({"o": np.array([object()])}, "state[o] is an array of dtype object"),
+        ({"s": {1: "int key"}}, "state[s] has a key of type int"),
+    ],
+)
+def test_anything_else_is_refused_and_nothing_is_written(store, state, where):
+    with pytest.raises(TypeError, match=re.escape(where)):
+        store.save_many({"ok": {"v": 1}, "bad": state})
+    assert store.ids() == []
+
+
+def test_versions_are_kept_and_history_is_newest_first(tmp_path, backend):
+    with AgentStateStore(tmp_path / "v.db", keep_versions=2, backend=backend) as store:
+        for k in range(5):
+            store.save(7, {"k": k})
+        assert [(v.version, v.state["k"]) for v in store.history(7)] == [(5, 4), (4, 3)]
+        assert store.ids() == [7]
+        store.delete(7)
+        with pytest.raises(KeyError, match="agent 7 has no saved state"):
+            store.load(7)
+        with pytest.raises(KeyError):
+            store.delete(7)
+
+
+def corrupt_newest(path, agent_key):
+    conn = sqlite3.connect(path)
+    (version,) = conn.execute("SELECT MAX(version) FROM agent_states WHERE agent = ?", (agent_key,)).fetchone()
+    data = bytearray(conn.execute("SELECT data FROM agent_states WHERE agent = ? AND version = ?", (agent_key, version)).fetchone()[0])
+    data[len(data) // 2] ^= 0xFF
+    conn.execute("UPDATE agent_states SET data = ? WHERE agent = ? AND version = ?", (bytes(data), agent_key, version))
+    conn.commit()
+    conn.close()
+    return version
+
+
+def test_a_corrupted_record_is_detected_and_fallback_finds_the_last_intact_one(tmp_path, backend):
+    path = tmp_path / "c.db"
+    with AgentStateStore(path, backend=backend) as store:
+        store.save("a", {"k": 1, "q": np.arange(50)})
+        store.save("a", {"k": 2, "q": np.arange(50)})
+        version = corrupt_newest(path, "s:a")
+        with pytest.raises(StateCorruptedError, match=f"state of agent 'a', version {version}, is corrupted") as info:
+            store.load("a")
+        assert (info.value.agent_id, info.value.version) == ("a", version)
+        assert store.load("a", fallback=True)["k"] == 1
+
+
+def test_malformed_records_never_decode_to_anything_but_a_dict():
+    record = encode(every_type())
+    rng = random.Random(0)
+    for _ in range(2000):
+        data = bytearray(record)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        cut = data[: rng.randrange(len(data) + 1)] if rng.random() < 0.3 else data
+        try:
+            assert isinstance(decode(bytes(cut)), dict)
+        except ValueError:
+            pass
+
+
+def test_async_variants_do_not_block_the_loop(store):
+    async def main():
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        states = {f"a{i}": {"beliefs": np.random.default_rng(i).random(20_000)} for i in range(20)}
+        versions = await store.save_many_async(states)
+        await store.save_async("solo", {"k": 1})
+        loaded = await store.load_async("a3")
+        stop.set()
+        await task
+        return ticks, versions, loaded
+
+    ticks, versions, loaded = asyncio.run(main())
+    assert ticks > 0 and set(versions.values()) == {1}
+    assert np.array_equal(loaded["beliefs"], np.random.default_rng(3).random(20_000))
+
+
+def test_closed_store_and_bad_arguments(tmp_path, backend):
+    store = AgentStateStore(tmp_path / "x.db", backend=backend)
+    store.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        store.save("a", {})
+    with pytest.raises(ValueError, match="path must name a file"):
+        AgentStateStore(":memory:")
+    with pytest.raises(ValueError, match="keep_versions must be greater than 0"):
+        AgentStateStore(tmp_path / "y.db", keep_versions=0)
+    with pytest.raises(TypeError, match="agent_id must be a str or an int"):
+        AgentStateStore(tmp_path / "z.db").save(1.5, {})
+    with pytest.raises(TypeError, match="state must be a dict"):
+        AgentStateStore(tmp_path / "w.db").save("a", [1])
+
+
+WRITER = """
+import sys, numpy as np
+from freeagentics_rs import AgentStateStore
+store = AgentStateStore(sys.argv[1])
+k = int(sys.argv[2])
+print("ready", flush=True)
+while True:
+    k += 1
+    store.save_many({f"agent-{i}": {"k": k, "q": np.full(2000, k, dtype=np.int64)} for i in range(4)})
+    store.save("solo", {"k": k, "q": np.full(2000, k, dtype=np.int64)})
+"""
+
+
+def crash_many_times(path, kills, backend):
+    rng = random.Random(kills)
+    env = dict(os.environ, FREEAGENTICS_RS_BACKEND=backend)
+    last = 0
+    for _ in range(kills):
+        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), str(path), str(last * 1000)], stdout=subprocess.PIPE, env=env)
+        assert child.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.005, 0.05))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        with AgentStateStore(path) as store:
+            states = {agent: store.load(agent) for agent in store.ids()}
+        for agent, state in states.items():
+            assert np.array_equal(state["q"], np.full(2000, state["k"])), agent  # never torn
+        ks = {state["k"] for agent, state in states.items() if agent != "solo"}
+        assert len(ks) <= 1, ks  # save_many is one transaction
+        last += 1
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_while_saving_leaves_every_agent_intact(tmp_path, backend):
+    crash_many_times(tmp_path / "crash.db", 10, backend)
+
+
+@pytest.mark.stress
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_fifty_sigkills_while_saving(tmp_path, backend):
+    crash_many_times(tmp_path / "crash.db", 50, backend)
