@@ -24,6 +24,7 @@ def main(path: str) -> None:
     adaptive_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "adaptive"])
     registry_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "registry"])
     manager_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "manager"])
+    agent_io_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agent-io"])
 
 
 def _ms(seconds: float) -> str:
@@ -121,6 +122,24 @@ def manager_table(benchmarks: list[dict]) -> None:
         workers = bench.get("extra_info", {}).get("workers", 8)
         print(f"| {bench['group'].split(': ', 1)[1]} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – "
               f"{_ms(stats['max'])} | {stats['rounds']} | {1 / stats['median']:.0f} | {ratio} | {workers} |")
+
+
+def agent_io_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    print("\n| workload | pattern | median | min – max | rounds | agent-steps (or saves) per second | vs first row |")
+    print("|---|---|---|---|---|---|---|")
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for bench in benchmarks:  # each has one parameter, whatever its name
+        groups[bench["group"]][next(iter(bench["params"].values()))] = bench
+    for group, rows in groups.items():
+        first = None
+        for name, bench in rows.items():
+            stats, steps = bench["stats"], bench["extra_info"]["steps"]
+            rate = steps / stats["median"]
+            first = first or rate
+            print(f"| {group} | {name} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
+                  f"{stats['rounds']} | {rate:,.0f} | {rate / first:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` 
 """
 
 from ._backend import BACKEND, BACKENDS
-from .aio import EventBus, EventLoopThread
+from .aio import AgentOperationResult, AsyncAgentManager, EventBus, EventLoopThread
 from ._cpus import available_cpus
 from .errors import AgentNotRegisteredError, BrokenThreadPool, FreeAgenticsError, RustPanicError, StateCorruptedError
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
@@ -19,9 +19,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AdaptiveThreadPoolExecutor",
     "AgentNotRegisteredError",
+    "AgentOperationResult",
     "AgentRegistry",
     "AgentStateStore",
     "AgentTask",
+    "AsyncAgentManager",
     "BACKEND",
     "BACKENDS",
     "BrokenThreadPool",

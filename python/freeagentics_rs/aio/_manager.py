@@ -1,0 +1,209 @@
+"""AsyncAgentManager: agents' operations as coroutines. Operations on different agents overlap
+(each runs on the executor while the loop serves the others), one agent's operations run in
+order and one at a time, and I/O (state, observations, events) overlaps compute.
+
+FreeAgentics' AsyncAgentManager awaited each operation before taking the next, rebuilt every
+agent from a config dict for each operation (losing its state) and ran ``run_until_complete`` on
+fresh loops inside pool threads; none of that happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable, Optional
+
+from ..executor import WorkStealingThreadPool
+from ..manager._manager import OPERATIONS, _perform
+from ..state import AgentStateStore
+from ._bus import EventBus
+
+__all__ = ["AgentOperationResult", "AsyncAgentManager"]
+
+STEP_TOPIC = "agent.step"
+
+
+@dataclass
+class AgentOperationResult:
+    operation_id: int
+    agent_id: Any
+    success: bool
+    result: Any
+    error: Optional[str]
+    execution_time_ms: float
+
+
+class AsyncAgentManager:
+    """Runs agents' operations (``step``, ``perceive``, ``update_beliefs``, ``select_action``)
+    on an executor from async code. See the module docstring; ``async with`` shuts it down."""
+
+    def __init__(
+        self,
+        max_workers: Optional[int] = None,
+        *,
+        executor: Optional[Executor] = None,
+        state_store: Optional[AgentStateStore] = None,
+        event_bus: Optional[EventBus] = None,
+        observation_source: Optional[Callable[[Any], Awaitable[Any]]] = None,
+        backend: Optional[str] = None,
+    ) -> None:
+        if executor is not None and max_workers is not None:
+            raise ValueError("pass max_workers or executor, not both")
+        if observation_source is not None and not callable(observation_source):
+            raise TypeError("observation_source must be an async callable: agent_id -> observation")
+        self._owns_executor = executor is None
+        self.executor = executor or WorkStealingThreadPool(max_workers, "AsyncAgentManager", backend=backend)
+        self.state_store = state_store
+        self.event_bus = event_bus if event_bus is not None else EventBus()
+        self.observation_source = observation_source
+        self.agents: dict[Any, Any] = {}
+        self._locks: dict[Any, asyncio.Lock] = {}
+        self._ids = itertools.count(1)
+        self._stats: dict[str, float] = defaultdict(int)
+        self._closed = False
+
+    # -- agents -----------------------------------------------------------------------------
+    def register_agent(self, agent_id: Any, agent: Any) -> None:
+        """Keeps the live agent: its state persists across operations."""
+        self.agents[agent_id] = agent
+
+    def unregister_agent(self, agent_id: Any) -> None:
+        self.agents.pop(agent_id, None)
+
+    # -- operations -------------------------------------------------------------------------
+    async def execute_operation(
+        self, agent_id: Any, operation: str, data: Optional[dict] = None, timeout: Optional[float] = 10.0
+    ) -> AgentOperationResult:
+        """Runs one operation; always returns a result (failed on error, unknown agent or
+        operation, or timeout). An operation that times out before it starts never runs."""
+        operation_id = next(self._ids)
+        self._stats["operations"] += 1
+        if self._closed:
+            raise RuntimeError("the manager is shut down")
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return self._failed(operation_id, agent_id, f"agent {agent_id!r} is not registered")
+        if operation not in OPERATIONS:
+            valid = ", ".join(OPERATIONS)
+            return self._failed(operation_id, agent_id, f"unknown operation {operation!r}; valid operations: {valid}")
+        try:
+            result, elapsed_ms = await asyncio.wait_for(self._run(agent_id, agent, operation, data or {}), timeout)
+        except asyncio.TimeoutError:
+            self._stats["timeouts"] += 1
+            return self._failed(operation_id, agent_id, f"operation {operation!r} timed out after {timeout} s")
+        except Exception as exc:
+            return self._failed(operation_id, agent_id, str(exc) or type(exc).__name__)
+        self._stats["succeeded"] += 1
+        self._stats["total_time_ms"] += elapsed_ms
+        return AgentOperationResult(operation_id, agent_id, True, result, None, elapsed_ms)
+
+    async def _run(self, agent_id: Any, agent: Any, operation: str, data: dict) -> tuple[Any, float]:
+        lock = self._locks.get(agent_id)
+        if lock is None:
+            lock = self._locks[agent_id] = asyncio.Lock()
+        await lock.acquire()  # FIFO: one agent's operations run in order, one at a time
+
+        def call() -> tuple[Any, float]:
+            started = time.perf_counter()
+            value = _perform(agent, operation, data)
+            return value, (time.perf_counter() - started) * 1000
+
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self.executor, call)
+        except BaseException:
+            lock.release()
+            raise
+        # The lock is held until the executor is done with the agent, even if we stop waiting.
+        future.add_done_callback(lambda _: lock.release())
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.cancel()  # not started yet: it never will; running: it finishes unobserved
+            raise
+
+    def _failed(self, operation_id: int, agent_id: Any, error: str) -> AgentOperationResult:
+        self._stats["failed"] += 1
+        return AgentOperationResult(operation_id, agent_id, False, None, error, 0.0)
+
+    async def execute_batch_operations(
+        self, operations: Iterable[tuple[Any, str, Optional[dict]]], timeout: Optional[float] = 10.0
+    ) -> list[AgentOperationResult]:
+        """Runs ``(agent_id, operation, data)`` triples concurrently; results in order."""
+        return list(await asyncio.gather(*(self.execute_operation(a, op, d, timeout) for a, op, d in operations)))
+
+    async def step_all_agents(self, observations: Optional[dict] = None, timeout: Optional[float] = 10.0) -> dict[Any, AgentOperationResult]:
+        """For every agent at once: the observation (given, or fetched from the source), the
+        step on the executor, then saving its state and broadcasting the step concurrently."""
+        if observations is None:
+            agent_ids = list(self.agents)
+        else:
+            agent_ids = [a for a in self.agents if a in observations]
+        results = await asyncio.gather(*(self._step_pipeline(a, observations, timeout) for a in agent_ids))
+        return dict(zip(agent_ids, results))
+
+    async def _step_pipeline(self, agent_id: Any, observations: Optional[dict], timeout: Optional[float]) -> AgentOperationResult:
+        if observations is None:
+            observation = await self.fetch_observation_async(agent_id)
+        else:
+            observation = observations[agent_id]
+        result = await self.execute_operation(agent_id, "step", {"observation": observation}, timeout)
+        if result.success:
+            after: list[Awaitable[Any]] = [self.broadcast_event_async(STEP_TOPIC, {"agent_id": agent_id, "result": result.result})]
+            if self.state_store is not None and hasattr(self.agents.get(agent_id), "get_state"):
+                after.append(self.save_agent_state_async(agent_id))
+            await asyncio.gather(*after)
+        return result
+
+    # -- I/O --------------------------------------------------------------------------------
+    def _store(self) -> AgentStateStore:
+        if self.state_store is None:
+            raise RuntimeError("this manager has no state_store")
+        return self.state_store
+
+    async def save_agent_state_async(self, agent_id: Any) -> int:
+        """Saves ``agent.get_state()`` to the state store; returns the version."""
+        agent = self.agents[agent_id]
+        state = agent.get_state()
+        return await self._store().save_async(agent_id, state)
+
+    async def load_agent_state_async(self, agent_id: Any) -> dict:
+        """Loads the agent's newest state; hands it to ``agent.set_state`` if it has one."""
+        state = await self._store().load_async(agent_id)
+        agent = self.agents.get(agent_id)
+        if agent is not None and hasattr(agent, "set_state"):
+            agent.set_state(state)
+        return state
+
+    async def broadcast_event_async(self, topic: str, event: Any) -> int:
+        self._stats["events"] += 1
+        return await self.event_bus.broadcast(topic, event)
+
+    async def fetch_observation_async(self, agent_id: Any) -> Any:
+        if self.observation_source is None:
+            raise RuntimeError("this manager has no observation_source")
+        self._stats["observations"] += 1
+        return await self.observation_source(agent_id)
+
+    def get_stats(self) -> dict[str, Any]:
+        stats = dict(self._stats)
+        succeeded = stats.get("succeeded", 0)
+        stats["average_time_ms"] = stats.get("total_time_ms", 0.0) / succeeded if succeeded else 0.0
+        stats["agents"] = len(self.agents)
+        return stats
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        """Stops accepting operations; waits for running ones and shuts an owned executor down."""
+        self._closed = True
+        if self._owns_executor:
+            await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
+
+    async def __aenter__(self) -> AsyncAgentManager:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()

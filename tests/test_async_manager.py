@@ -1,0 +1,155 @@
+"""AsyncAgentManager on both backends: overlap, per-agent order, timeouts that cancel, the step
+pipeline with a state store, an event bus and an observation source."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from freeagentics_rs import AgentStateStore, AsyncAgentManager, EventBus, WorkStealingThreadPool
+
+
+class Agent:
+    def __init__(self, name, delay=0.0):
+        self.name, self.delay = name, delay
+        self.seen: list = []
+        self.beliefs = np.zeros(4)
+        self._busy = threading.Lock()
+
+    def step(self, observation):
+        if not self._busy.acquire(blocking=False):
+            raise AssertionError("two operations of one agent overlapped")
+        try:
+            time.sleep(self.delay)
+            self.seen.append(observation)
+            self.beliefs += 1
+            return len(self.seen)
+        finally:
+            self._busy.release()
+
+    def select_action(self):
+        return "left"
+
+    def get_state(self):
+        return {"beliefs": self.beliefs.copy(), "steps": len(self.seen)}
+
+    def set_state(self, state):
+        self.beliefs = state["beliefs"]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_operations_on_different_agents_overlap_and_keep_agent_state(backend):
+    async def main():
+        async with AsyncAgentManager(8, backend=backend) as m:
+            agents = [Agent(f"a{i}", delay=0.02) for i in range(8)]
+            for a in agents:
+                m.register_agent(a.name, a)
+            first = await m.step_all_agents({a.name: 1 for a in agents})
+            second = await m.step_all_agents({a.name: 2 for a in agents})
+            return agents, first, second, m.get_stats()
+
+    agents, first, second, stats = run(main())
+    assert all(r.success and r.result == 1 for r in first.values())
+    assert all(r.result == 2 for r in second.values())  # the live agent kept its state
+    assert all(a.seen == [1, 2] for a in agents)
+    assert stats["succeeded"] == 16 and stats["operations"] == 16
+    ids = [r.operation_id for r in first.values()] + [r.operation_id for r in second.values()]
+    assert len(set(ids)) == 16
+
+
+def test_one_agents_operations_run_in_order_one_at_a_time(backend):
+    async def main():
+        async with AsyncAgentManager(4, backend=backend) as m:
+            agent = Agent("solo", delay=0.001)
+            m.register_agent("solo", agent)
+            results = await m.execute_batch_operations([("solo", "step", {"observation": i}) for i in range(50)])
+            return agent, results
+
+    agent, results = run(main())
+    assert agent.seen == list(range(50))
+    assert [r.result for r in results] == list(range(1, 51))
+
+
+def test_a_timed_out_operation_that_has_not_started_never_runs(backend):
+    async def main():
+        executor = WorkStealingThreadPool(1, backend=backend)
+        async with AsyncAgentManager(executor=executor) as m:
+            slow, queued = Agent("slow", delay=0.3), Agent("queued")
+            m.register_agent("slow", slow)
+            m.register_agent("queued", queued)
+            busy = asyncio.ensure_future(m.execute_operation("slow", "step", {"observation": 1}))
+            await asyncio.sleep(0.05)  # the only worker is now busy
+            late = await m.execute_operation("queued", "step", {"observation": "late"}, timeout=0.05)
+            same_agent = await m.execute_operation("slow", "step", {"observation": 2}, timeout=0.05)
+            done = await busy
+            await asyncio.sleep(0.1)
+            stats = m.get_stats()
+        executor.shutdown()
+        return slow, queued, late, same_agent, done, stats
+
+    slow, queued, late, same_agent, done, stats = run(main())
+    assert not late.success and late.error == "operation 'step' timed out after 0.05 s"
+    assert not same_agent.success and done.success
+    assert queued.seen == [] and slow.seen == [1]  # neither timed-out step ran later
+    assert stats["timeouts"] == 2
+
+
+def test_failures_are_results_not_exceptions(backend):
+    class Broken(Agent):
+        def step(self, observation):
+            raise ValueError("bad observation")
+
+    async def main():
+        async with AsyncAgentManager(2, backend=backend) as m:
+            m.register_agent("b", Broken("b"))
+            return (
+                await m.execute_operation("b", "step", {"observation": 0}),
+                await m.execute_operation("ghost", "step", {}),
+                await m.execute_operation("b", "dance", {}),
+            )
+
+    error, missing, unknown = run(main())
+    assert (error.success, error.error) == (False, "bad observation")
+    assert missing.error == "agent 'ghost' is not registered"
+    assert unknown.error.startswith("unknown operation 'dance'; valid operations: perceive")
+
+
+def test_the_step_pipeline_fetches_steps_saves_and_broadcasts(tmp_path, backend):
+    async def source(agent_id):
+        await asyncio.sleep(0.01)  # a network fetch
+        return f"obs-{agent_id}"
+
+    async def main():
+        bus = EventBus()
+        events = bus.subscribe("agent.step")
+        with AgentStateStore(tmp_path / "s.db", backend=backend) as store:
+            async with AsyncAgentManager(4, state_store=store, event_bus=bus, observation_source=source, backend=backend) as m:
+                agents = [Agent(f"a{i}") for i in range(6)]
+                for a in agents:
+                    m.register_agent(a.name, a)
+                results = await m.step_all_agents()  # observations from the source
+                got = [await events.__anext__() for _ in range(6)]
+                agents[0].beliefs = np.full(4, -1.0)
+                loaded = await m.load_agent_state_async("a0")
+                return agents, results, got, loaded, store.load("a3")
+
+    agents, results, got, loaded, stored = run(main())
+    assert all(r.success for r in results.values())
+    assert [a.seen for a in agents] == [[f"obs-a{i}"] for i in range(6)]
+    assert sorted(e["agent_id"] for e in got) == [f"a{i}" for i in range(6)]
+    assert stored["steps"] == 1 and np.array_equal(stored["beliefs"], np.ones(4))
+    assert np.array_equal(loaded["beliefs"], np.ones(4)) and np.array_equal(agents[0].beliefs, np.ones(4))
+
+
+def test_bad_arguments(backend):
+    with pytest.raises(ValueError, match="max_workers or executor"):
+        AsyncAgentManager(2, executor=WorkStealingThreadPool(1, backend=backend))
+    with pytest.raises(TypeError, match="observation_source must be an async callable"):
+        AsyncAgentManager(observation_source=3, backend=backend)
