@@ -8,7 +8,6 @@ not depend on the round count)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
