@@ -207,3 +207,46 @@ def test_a_forked_child_can_start_the_loop_thread_again():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "parent"]
+
+
+def test_an_unreferenced_loop_thread_is_still_stopped_at_exit():
+    out = run_python(
+        """
+        import asyncio, gc, freeagentics_rs
+        freeagentics_rs.EventLoopThread().start().submit(asyncio.sleep(3600))
+        gc.collect()
+        print("exiting")
+        """,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "exiting"
+
+
+def test_submit_once_stop_began_is_refused(loop_thread):
+    async def submit_during_cleanup():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            with pytest.raises(RuntimeError, match="is not running"):
+                loop_thread.submit(add(1, 1))
+            seen.append("refused")
+
+    seen: list = []
+    loop_thread.submit(submit_during_cleanup())
+    threading.Event().wait(0.05)
+    loop_thread.stop()
+    assert seen == ["refused"]
+
+
+def test_close_wakes_every_waiting_consumer(loop_thread):
+    bus = EventBus()
+    sub = bus.subscribe("t")
+
+    async def consume():
+        return [event async for event in sub]
+
+    futures = [loop_thread.submit(consume()) for _ in range(3)]
+    threading.Event().wait(0.05)
+    sub.close()
+    assert [f.result(timeout=10) for f in futures] == [[], [], []]

@@ -153,3 +153,36 @@ def test_bad_arguments(backend):
         AsyncAgentManager(2, executor=WorkStealingThreadPool(1, backend=backend))
     with pytest.raises(TypeError, match="observation_source must be an async callable"):
         AsyncAgentManager(observation_source=3, backend=backend)
+
+
+def test_a_timed_out_running_operation_still_excludes_the_agents_next_one(backend):
+    async def main():
+        async with AsyncAgentManager(4, backend=backend) as m:
+            agent = Agent("a", delay=0.2)
+            m.register_agent("a", agent)
+            first = await m.execute_operation("a", "step", {"observation": 1}, timeout=0.05)
+            agent.delay = 0.0
+            second = await m.execute_operation("a", "step", {"observation": 2}, timeout=5)
+            return first, second, agent
+
+    first, second, agent = run(main())
+    assert not first.success and "timed out" in first.error
+    assert second.success, second.error  # it waited for the first to finish, no overlap
+    assert agent.seen == [1, 2]
+
+
+def test_one_agents_failing_fetch_does_not_sink_the_others(backend):
+    async def source(agent_id):
+        if agent_id == "down":
+            raise ConnectionError("sensor offline")
+        return 1
+
+    async def main():
+        async with AsyncAgentManager(2, observation_source=source, backend=backend) as m:
+            for name in ("up", "down"):
+                m.register_agent(name, Agent(name))
+            return await m.step_all_agents()
+
+    results = run(main())
+    assert results["up"].success
+    assert not results["down"].success and "sensor offline" in results["down"].error

@@ -224,3 +224,34 @@ def test_sigkill_while_saving_leaves_every_agent_intact(tmp_path, backend):
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_fifty_sigkills_while_saving(tmp_path, backend):
     crash_many_times(tmp_path / "crash.db", 50, backend)
+
+
+def test_what_would_not_round_trip_is_refused_and_odd_records_are_only_malformed():
+    with pytest.raises(TypeError, match=re.escape("state[m] has type MaskedArray")):
+        encode({"m": np.ma.masked_array([1, 2], mask=[0, 1])})
+    deep: list = []
+    inner = deep
+    for _ in range(200):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(TypeError, match="nested more than 100 levels deep"):
+        encode({"deep": deep})
+    assert decode(encode({"big": -(1 << 200)}))["big"] == -(1 << 200)
+    bad_dtype = encode({"a": np.zeros(1)}).replace(b"<f8", b"08f")
+    with pytest.raises(ValueError, match="malformed"):
+        decode(bad_dtype)
+    with pytest.raises(ValueError, match="malformed"):
+        decode(b"FAS1" + b"l\x01\x00\x00\x00" * 5000)
+
+
+def test_each_threads_connection_closes_with_its_thread(store):
+    import threading
+
+    def use():
+        store.save("a", {"v": 1})
+
+    for _ in range(50):
+        t = threading.Thread(target=use)
+        t.start()
+        t.join()
+    assert len(store._connections) <= 2  # this thread's, and maybe one not yet collected

@@ -24,8 +24,8 @@ class Subscription:
         self._events: collections.deque[Any] = collections.deque()
         self._lock = threading.Lock()
         self._closed = False
-        # Set while a consumer awaits an empty queue: (its loop, its future).
-        self._waiter: Optional[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = None
+        # Consumers awaiting an empty queue: (their loop, their future).
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def _put(self, event: Any) -> None:
         with self._lock:
@@ -35,8 +35,8 @@ class Subscription:
                 self._events.popleft()
                 self.dropped += 1
             self._events.append(event)
-            waiter, self._waiter = self._waiter, None
-        if waiter is not None:
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:  # each retries; one of them gets the event
             _wake(*waiter)
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -52,13 +52,14 @@ class Subscription:
                     raise StopAsyncIteration
                 loop = asyncio.get_running_loop()
                 future: asyncio.Future[None] = loop.create_future()
-                self._waiter = (loop, future)
+                waiter = (loop, future)
+                self._waiters.append(waiter)
             try:
                 await future
             finally:
                 with self._lock:
-                    if self._waiter is not None and self._waiter[1] is future:
-                        self._waiter = None
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
 
     def qsize(self) -> int:
         return len(self._events)
@@ -67,9 +68,9 @@ class Subscription:
         """Unsubscribes; a consumer waiting for an event stops iterating."""
         with self._lock:
             self._closed = True
-            waiter, self._waiter = self._waiter, None
+            waiters, self._waiters = self._waiters, []
         self._bus._remove(self)
-        if waiter is not None:
+        for waiter in waiters:
             _wake(*waiter)
 
     async def aclose(self) -> None:
@@ -87,8 +88,11 @@ def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None
         running = None
     if running is loop:
         wake()
-    elif not loop.is_closed():
-        loop.call_soon_threadsafe(wake)
+    else:
+        try:
+            loop.call_soon_threadsafe(wake)
+        except RuntimeError:
+            pass  # that consumer's loop is closed: nobody waits any more
 
 
 class EventBus:

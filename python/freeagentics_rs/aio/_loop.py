@@ -15,6 +15,9 @@ __all__ = ["EventLoopThread"]
 T = TypeVar("T")
 
 _live: weakref.WeakSet[EventLoopThread] = weakref.WeakSet()
+# Started and not yet stopped: held strongly, so that a loop thread nobody references any more
+# is still stopped at interpreter exit (its thread would otherwise be joined forever).
+_running: set[EventLoopThread] = set()
 
 
 class EventLoopThread:
@@ -62,6 +65,7 @@ class EventLoopThread:
             self._thread = threading.Thread(target=self._main, args=(loop,), name=self.name)
             self._loop = loop
             self._thread.start()
+            _running.add(self)
         running.wait()
         return self
 
@@ -70,9 +74,10 @@ class EventLoopThread:
         asyncio.set_event_loop(loop)
         try:
             loop.run_forever()
-            # stop(): let cancelled tasks run their cleanup, then close.
-            pending = asyncio.all_tasks(loop)
-            if pending:
+            # stop(): let cancelled tasks run their cleanup (which may start more), then close.
+            while pending := asyncio.all_tasks(loop):
+                for task in pending:
+                    task.cancel()
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
@@ -82,12 +87,12 @@ class EventLoopThread:
         """Schedules ``coro`` on the loop from any thread."""
         if not asyncio.iscoroutine(coro):
             raise TypeError(f"coro must be a coroutine, not {type(coro).__name__}")
-        try:
-            loop = self.loop
-        except RuntimeError:
-            coro.close()  # never awaited, and nobody will
-            raise
-        return asyncio.run_coroutine_threadsafe(coro, loop)
+        with self._lock:  # not once stop() began: the loop would close with it pending
+            loop = None if self._stopped else self._loop
+            if loop is not None and loop.is_running():
+                return asyncio.run_coroutine_threadsafe(coro, loop)
+        coro.close()  # never awaited, and nobody will
+        raise RuntimeError(f"event loop thread {self.name!r} is not running")
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: Optional[float] = None) -> T:
         """Runs ``coro`` on the loop and waits for its result. From the loop's own thread this
@@ -112,6 +117,7 @@ class EventLoopThread:
         with self._lock:
             self._stopped = True
             thread, loop = self._thread, self._loop
+            _running.discard(self)
         if thread is None or loop is None:
             return
         if threading.current_thread() is thread:
@@ -142,12 +148,13 @@ def _cancel_all_and_stop(loop: asyncio.AbstractEventLoop) -> None:
 
 def _stop_all() -> None:
     # At interpreter exit, before non-daemon threads are joined (as ThreadPoolExecutor does).
-    for loop_thread in list(_live):
+    for loop_thread in list(_running):
         loop_thread.stop()
 
 
 def _after_fork_in_child() -> None:
     # The loop thread does not exist in the child: its objects may start afresh there.
+    _running.clear()
     for loop_thread in list(_live):
         loop_thread._lock = threading.Lock()
         loop_thread._thread = loop_thread._loop = None

@@ -73,6 +73,9 @@ class AsyncAgentManager:
 
     def unregister_agent(self, agent_id: Any) -> None:
         self.agents.pop(agent_id, None)
+        lock = self._locks.get(agent_id)
+        if lock is not None and not lock.locked():
+            del self._locks[agent_id]
 
     # -- operations -------------------------------------------------------------------------
     async def execute_operation(
@@ -90,21 +93,28 @@ class AsyncAgentManager:
         if operation not in OPERATIONS:
             valid = ", ".join(OPERATIONS)
             return self._failed(operation_id, agent_id, f"unknown operation {operation!r}; valid operations: {valid}")
-        try:
-            result, elapsed_ms = await asyncio.wait_for(self._run(agent_id, agent, operation, data or {}), timeout)
-        except asyncio.TimeoutError:
+        task = asyncio.ensure_future(self._run(agent_id, agent, operation, data or {}))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:  # (an operation's own TimeoutError is its failure, not ours)
+            task.cancel()
             self._stats["timeouts"] += 1
             return self._failed(operation_id, agent_id, f"operation {operation!r} timed out after {timeout} s")
+        try:
+            result, elapsed_ms = task.result()
         except Exception as exc:
             return self._failed(operation_id, agent_id, str(exc) or type(exc).__name__)
         self._stats["succeeded"] += 1
         self._stats["total_time_ms"] += elapsed_ms
         return AgentOperationResult(operation_id, agent_id, True, result, None, elapsed_ms)
 
-    async def _run(self, agent_id: Any, agent: Any, operation: str, data: dict) -> tuple[Any, float]:
+    def _lock_for(self, agent_id: Any) -> asyncio.Lock:
         lock = self._locks.get(agent_id)
         if lock is None:
             lock = self._locks[agent_id] = asyncio.Lock()
+        return lock
+
+    async def _run(self, agent_id: Any, agent: Any, operation: str, data: dict) -> tuple[Any, float]:
+        lock = self._lock_for(agent_id)
         await lock.acquire()  # FIFO: one agent's operations run in order, one at a time
 
         def call() -> tuple[Any, float]:
@@ -112,17 +122,19 @@ class AsyncAgentManager:
             value = _perform(agent, operation, data)
             return value, (time.perf_counter() - started) * 1000
 
+        loop = asyncio.get_running_loop()
         try:
-            future = asyncio.get_running_loop().run_in_executor(self.executor, call)
+            job = self.executor.submit(call)
         except BaseException:
             lock.release()
             raise
-        # The lock is held until the executor is done with the agent, even if we stop waiting.
-        future.add_done_callback(lambda _: lock.release())
+        # The lock is held until the executor is really done with the agent (or the job was
+        # cancelled before it started), however long we wait for it.
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(lock.release))
         try:
-            return await asyncio.shield(future)
+            return await asyncio.shield(asyncio.wrap_future(job))
         except asyncio.CancelledError:
-            future.cancel()  # not started yet: it never will; running: it finishes unobserved
+            job.cancel()  # not started yet: it never will; running: it finishes unobserved
             raise
 
     def _failed(self, operation_id: int, agent_id: Any, error: str) -> AgentOperationResult:
@@ -146,16 +158,23 @@ class AsyncAgentManager:
         return dict(zip(agent_ids, results))
 
     async def _step_pipeline(self, agent_id: Any, observations: Optional[dict], timeout: Optional[float]) -> AgentOperationResult:
-        if observations is None:
-            observation = await self.fetch_observation_async(agent_id)
-        else:
-            observation = observations[agent_id]
+        # One agent's failure (fetching, stepping, saving, broadcasting) is its result only.
+        try:
+            if observations is None:
+                observation = await self.fetch_observation_async(agent_id)
+            else:
+                observation = observations[agent_id]
+        except Exception as exc:
+            return self._failed(next(self._ids), agent_id, f"fetching the observation failed: {exc!r}")
         result = await self.execute_operation(agent_id, "step", {"observation": observation}, timeout)
         if result.success:
             after: list[Awaitable[Any]] = [self.broadcast_event_async(STEP_TOPIC, {"agent_id": agent_id, "result": result.result})]
             if self.state_store is not None and hasattr(self.agents.get(agent_id), "get_state"):
                 after.append(self.save_agent_state_async(agent_id))
-            await asyncio.gather(*after)
+            for outcome in await asyncio.gather(*after, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    result.success, result.error = False, f"step done, but saving or broadcasting failed: {outcome!r}"
+                    self._stats["failed"] += 1
         return result
 
     # -- I/O --------------------------------------------------------------------------------
@@ -165,17 +184,21 @@ class AsyncAgentManager:
         return self.state_store
 
     async def save_agent_state_async(self, agent_id: Any) -> int:
-        """Saves ``agent.get_state()`` to the state store; returns the version."""
+        """Saves ``agent.get_state()`` to the state store (between the agent's operations);
+        returns the version."""
         agent = self.agents[agent_id]
-        state = agent.get_state()
+        async with self._lock_for(agent_id):
+            state = agent.get_state()
         return await self._store().save_async(agent_id, state)
 
     async def load_agent_state_async(self, agent_id: Any) -> dict:
-        """Loads the agent's newest state; hands it to ``agent.set_state`` if it has one."""
+        """Loads the agent's newest state; hands it to ``agent.set_state`` if it has one
+        (between the agent's operations)."""
         state = await self._store().load_async(agent_id)
         agent = self.agents.get(agent_id)
         if agent is not None and hasattr(agent, "set_state"):
-            agent.set_state(state)
+            async with self._lock_for(agent_id):
+                agent.set_state(state)
         return state
 
     async def broadcast_event_async(self, topic: str, event: Any) -> int:

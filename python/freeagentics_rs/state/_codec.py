@@ -4,15 +4,17 @@ else is refused with a ``TypeError`` naming where it sits in the state.
 
 record := b"FAS1" value
 value  := "N" | "T" | "F"
-        | "i" int64                  | "I" u32 len, ascii decimal (ints beyond 64 bits)
+        | "i" int64                  | "I" u32 len, signed little-endian bytes (ints beyond 64 bits)
         | "d" float64                | "s" u32 len, utf-8
         | "l" u32 count, value*      | "m" u32 count, (u32 len, utf-8 key, value)*
         | "a" u8 len, dtype.str, u8 ndim, u64 shape*, u64 nbytes, bytes (C order)
-All integers little-endian. Arrays keep dtype, shape and byte order exactly.
+All integers little-endian. Arrays keep dtype, shape and byte order exactly; numpy scalars are
+stored as Python int/float/bool. Nesting is limited to ``MAX_DEPTH`` levels.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -22,6 +24,9 @@ __all__ = ["encode", "decode", "MAGIC"]
 
 MAGIC = b"FAS1"
 _ARRAY_KINDS = "biufcmMSU"  # numeric, bool, datetime, bytes and unicode: no objects, no voids
+# What dtype.str looks like for those kinds; anything else is never handed to np.dtype().
+_DTYPE_STR = re.compile(r"[<>|=][biufcmMSU][0-9]{1,9}(\[[0-9]*[a-zA-Z]{1,2}\])?")
+MAX_DEPTH = 100
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
@@ -40,11 +45,13 @@ def encode(state: dict) -> bytes:
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, not {type(state).__name__}")
     out = bytearray(MAGIC)
-    _encode(out, state, "")
+    _encode(out, state, "", 0)
     return bytes(out)
 
 
-def _encode(out: bytearray, value: Any, path: str) -> None:
+def _encode(out: bytearray, value: Any, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise TypeError(f"state[{path}] is nested more than {MAX_DEPTH} levels deep")
     if value is None:
         out += b"N"
     elif value is True or value is False or isinstance(value, np.bool_):
@@ -54,15 +61,15 @@ def _encode(out: bytearray, value: Any, path: str) -> None:
         if -(1 << 63) <= value < (1 << 63):
             out += b"i" + _I64.pack(value)
         else:
-            digits = str(value).encode("ascii")
-            out += b"I" + _U32.pack(len(digits)) + digits
+            data = value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)
+            out += b"I" + _U32.pack(len(data)) + data
     elif isinstance(value, (float, np.floating)) and not isinstance(value, np.longdouble):
         out += b"d" + _F64.pack(float(value))
     elif isinstance(value, str):
         data = value.encode("utf-8", "surrogatepass")
         out += b"s" + _U32.pack(len(data)) + data
-    elif isinstance(value, np.ndarray):
-        if value.dtype.kind not in _ARRAY_KINDS or value.dtype.fields is not None:
+    elif type(value) is np.ndarray:  # subclasses (masked arrays, matrices) would lose what they add
+        if value.dtype.kind not in _ARRAY_KINDS or not _DTYPE_STR.fullmatch(value.dtype.str):
             raise TypeError(f"state[{path}] is an array of dtype {value.dtype}, which an agent state cannot hold (no pickle)")
         dtype = value.dtype.str.encode("ascii")
         data = np.ascontiguousarray(value).tobytes()
@@ -77,11 +84,11 @@ def _encode(out: bytearray, value: Any, path: str) -> None:
                 raise TypeError(f"state[{path}] has a key of type {type(key).__name__}; keys must be str")
             data = key.encode("utf-8", "surrogatepass")
             out += _U32.pack(len(data)) + data
-            _encode(out, item, f"{path}.{key}" if path else key)
+            _encode(out, item, f"{path}.{key}" if path else key, depth + 1)
     elif isinstance(value, list):
         out += b"l" + _U32.pack(len(value))
         for i, item in enumerate(value):
-            _encode(out, item, f"{path}[{i}]")
+            _encode(out, item, f"{path}[{i}]", depth + 1)
     else:
         raise _refuse(path or "<root>", value)
 
@@ -92,15 +99,17 @@ def decode(record: bytes) -> dict:
     if bytes(view[:4]) != MAGIC:
         raise ValueError("not an agent-state record")
     try:
-        value, end = _decode(view, 4)
-    except (struct.error, IndexError, UnicodeDecodeError, TypeError) as exc:
+        value, end = _decode(view, 4, 0)
+    except Exception as exc:  # whatever a malformed record trips over, it is only malformed
         raise ValueError(f"malformed agent-state record: {exc}") from None
     if end != len(view) or not isinstance(value, dict):
         raise ValueError("malformed agent-state record: trailing bytes")
     return value
 
 
-def _decode(view: memoryview, at: int) -> tuple[Any, int]:
+def _decode(view: memoryview, at: int, depth: int) -> tuple[Any, int]:
+    if depth > MAX_DEPTH:
+        raise ValueError("nested too deep")
     tag = view[at : at + 1].tobytes()
     at += 1
     if tag == b"N":
@@ -113,7 +122,9 @@ def _decode(view: memoryview, at: int) -> tuple[Any, int]:
         return _I64.unpack_from(view, at)[0], at + 8
     if tag == b"I":
         (n,) = _U32.unpack_from(view, at)
-        return int(view[at + 4 : at + 4 + n].tobytes()), at + 4 + n
+        if at + 4 + n > len(view):
+            raise IndexError("int out of bounds")
+        return int.from_bytes(view[at + 4 : at + 4 + n], "little", signed=True), at + 4 + n
     if tag == b"d":
         return _F64.unpack_from(view, at)[0], at + 8
     if tag == b"s":
@@ -124,7 +135,7 @@ def _decode(view: memoryview, at: int) -> tuple[Any, int]:
         at += 4
         items = []
         for _ in range(n):
-            item, at = _decode(view, at)
+            item, at = _decode(view, at, depth + 1)
             items.append(item)
         return items, at
     if tag == b"m":
@@ -134,11 +145,14 @@ def _decode(view: memoryview, at: int) -> tuple[Any, int]:
         for _ in range(n):
             (k,) = _U32.unpack_from(view, at)
             key = _utf8(view, at + 4, k)
-            mapping[key], at = _decode(view, at + 4 + k)
+            mapping[key], at = _decode(view, at + 4 + k, depth + 1)
         return mapping, at
     if tag == b"a":
         k = view[at]
-        dtype = np.dtype(view[at + 1 : at + 1 + k].tobytes().decode("ascii"))
+        dtype_str = view[at + 1 : at + 1 + k].tobytes().decode("ascii")
+        if not _DTYPE_STR.fullmatch(dtype_str):
+            raise TypeError(f"unsupported dtype {dtype_str!r}")
+        dtype = np.dtype(dtype_str)
         at += 1 + k
         ndim = view[at]
         shape = tuple(_U64.unpack_from(view, at + 1 + 8 * i)[0] for i in range(ndim))

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 import zlib
 from typing import Any, NamedTuple, Optional
 
@@ -29,6 +30,16 @@ CREATE TABLE IF NOT EXISTS agent_states (
     PRIMARY KEY (agent, version)
 )
 """
+
+
+class _ThreadConnection:
+    """A thread's connection, closed when the thread ends (its thread-local storage goes)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        self.conn.close()
 
 
 class StateVersion(NamedTuple):
@@ -68,7 +79,8 @@ class AgentStateStore:
         # executor that runs the async variants.
         self.backend = _backend.resolve(backend)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
         self._executor: Optional[WorkStealingThreadPool] = None
@@ -79,15 +91,18 @@ class AgentStateStore:
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
             raise RuntimeError("the state store is closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if self._pid != os.getpid():
+            # A forked child must not use the parent's connections (SQLite forbids it).
+            self._pid, self._local, self._connections = os.getpid(), threading.local(), weakref.WeakSet()
+        holder = getattr(self._local, "conn", None)
+        if holder is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: atomic and crash-safe commits
-            self._local.conn = conn
+            holder = self._local.conn = _ThreadConnection(conn)
             with self._lock:
-                self._connections.append(conn)
-        return conn
+                self._connections.add(holder)
+        return holder.conn
 
     # -- writing ----------------------------------------------------------------------------
     def save(self, agent_id: str | int, state: dict) -> int:
@@ -112,7 +127,10 @@ class AgentStateStore:
                 versions[agent_id] = version
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error matters more
             raise
         return versions
 
@@ -196,11 +214,11 @@ class AgentStateStore:
         with self._lock:
             self._closed = True
             executor, self._executor = self._executor, None
-            connections, self._connections = self._connections, []
+            holders = list(self._connections)
         if executor is not None:
             executor.shutdown(wait=True)
-        for conn in connections:
-            conn.close()
+        for holder in holders:
+            holder.conn.close()
 
     def __enter__(self) -> AgentStateStore:
         return self
