@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator
 
 __all__ = ["EventBus", "Subscription"]
 
