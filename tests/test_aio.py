@@ -225,6 +225,7 @@ def test_an_unreferenced_loop_thread_is_still_stopped_at_exit():
 
 def test_submit_once_stop_began_is_refused(loop_thread):
     async def submit_during_cleanup():
+        started.set()
         try:
             await asyncio.sleep(3600)
         finally:
@@ -233,8 +234,9 @@ def test_submit_once_stop_began_is_refused(loop_thread):
             seen.append("refused")
 
     seen: list = []
+    started = threading.Event()
     loop_thread.submit(submit_during_cleanup())
-    threading.Event().wait(0.05)
+    assert started.wait(10)
     loop_thread.stop()
     assert seen == ["refused"]
 
