@@ -224,10 +224,17 @@ impl<V: Clone> Registry<V> {
             .collect()
     }
 
+    /// Every id at one instant.
+    pub fn ids(&self) -> Vec<AgentId> {
+        let _all = self.snapshotting();
+        self.map.iter().map(|entry| entry.key().clone()).collect()
+    }
+
     pub fn shard_sizes(&self) -> Vec<usize> {
+        let _all = self.snapshotting();
         let mut sizes = vec![0; self.num_shards()];
-        for (id, _) in self.snapshot() {
-            sizes[self.shard_of(&id)] += 1;
+        for entry in self.map.iter() {
+            sizes[self.shard_of(entry.key())] += 1;
         }
         sizes
     }

@@ -124,12 +124,10 @@ impl AgentRegistryCore {
 
     /// Every id at one instant.
     fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let snapshot = self.registry.snapshot();
         let ids = PyList::empty(py);
-        for (id, _) in &snapshot {
+        for id in &self.registry.ids() {
             ids.append(id_object(py, id)?)?;
         }
-        drop(snapshot);
         Ok(ids)
     }
 

@@ -9,8 +9,7 @@ from numbers import Real
 from typing import Any, Callable
 
 from .._cpus import available_cpus
-from . import _pool
-from ._pool import WorkStealingThreadPool, _positive_int, _shutdown_nowait
+from ._pool import WorkStealingThreadPool, _positive_int
 from ._sizing import ResizeEvent, WorkloadSizer
 
 __all__ = ["AdaptiveThreadPoolExecutor", "ResizeEvent"]
@@ -90,11 +89,10 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
         self._sizer_lock = threading.Lock()
         self._setup(max_workers, thread_name_prefix, initializer, initargs, backend)
 
-    def _new_core(self) -> Any:
+    def _core_args(self) -> tuple:
         # A fresh controller per core: after fork the child measures its own pool from scratch.
         self._sizer = WorkloadSizer(**self._sizing_args)
-        self._generation = _pool._fork_generation
-        core = self._core_class()(
+        return (
             self._sizer.target,
             self._thread_name_prefix,
             self._initializer,
@@ -102,8 +100,6 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
             _sample_sink(weakref.ref(self)),
             self._sizer.batch_size(),
         )
-        weakref.finalize(self, _shutdown_nowait, core, self._generation)
-        return core
 
     def _on_samples(self, batch: tuple) -> None:
         # Runs on the worker thread that finished the batch, between jobs.

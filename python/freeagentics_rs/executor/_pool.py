@@ -216,9 +216,12 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
     def _core_class(self) -> Any:
         return _backend.native().WorkStealingCore if self.backend == "rust" else _py.WorkStealingCore
 
+    def _core_args(self) -> tuple:
+        return (self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
+
     def _new_core(self) -> Any:
         self._generation = _fork_generation
-        core = self._core_class()(self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
+        core = self._core_class()(*self._core_args())
         weakref.finalize(self, _shutdown_nowait, core, self._generation)
         return core
 

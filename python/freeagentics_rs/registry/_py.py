@@ -67,9 +67,10 @@ class AgentRegistryCore:
         self._shard_cache: dict[str | int, int] = {}
 
     def shard_of(self, agent_id: object) -> int:
-        return ((stable_hash(check_agent_id(agent_id)) << 7) & _M64) >> self._shift
+        return self._index(agent_id)[1]
 
-    def _slot(self, agent_id: object) -> tuple[str | int, dict, Any]:
+    def _index(self, agent_id: object) -> tuple[str | int, int]:
+        """The checked id and its shard (as dashmap picks it: top bits below its 7 tag bits)."""
         t = type(agent_id)
         # Only exact str/int may hit the cache: True == 1 and str subclasses must not.
         i = self._shard_cache.get(agent_id) if t is str or t is int else None
@@ -78,6 +79,10 @@ class AgentRegistryCore:
             i = ((stable_hash(agent_id) << 7) & _M64) >> self._shift
             if len(self._shard_cache) < _SHARD_CACHE_LIMIT:
                 self._shard_cache[agent_id] = i
+        return agent_id, i
+
+    def _slot(self, agent_id: object) -> tuple[str | int, dict, Any]:
+        agent_id, i = self._index(agent_id)
         return agent_id, self._shards[i], self._locks[i]
 
     def register(self, agent_id: object, agent: Any) -> None:
