@@ -8,8 +8,16 @@ A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` 
 from ._backend import BACKEND, BACKENDS
 from .aio import AgentOperationResult, AsyncAgentManager, EventBus, EventLoopThread
 from ._cpus import available_cpus
-from .errors import AgentNotRegisteredError, BrokenThreadPool, FreeAgenticsError, RustPanicError, StateCorruptedError
+from .errors import (
+    AgentNotRegisteredError,
+    BrokenThreadPool,
+    FreeAgenticsError,
+    PoolExhaustedError,
+    RustPanicError,
+    StateCorruptedError,
+)
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
+from .memory import SharedMemoryPool, SharedModelStore
 from .manager import AgentTask, OptimizedThreadPoolManager, TaskResult
 from .registry import AgentRegistry, LockFreeAgentRegistry
 from .state import AgentStateStore, StateVersion
@@ -32,8 +40,11 @@ __all__ = [
     "FreeAgenticsError",
     "LockFreeAgentRegistry",
     "OptimizedThreadPoolManager",
+    "PoolExhaustedError",
     "ResizeEvent",
     "RustPanicError",
+    "SharedMemoryPool",
+    "SharedModelStore",
     "StateCorruptedError",
     "StateVersion",
     "TaskResult",

@@ -6,7 +6,14 @@ them from here (``rust/python/errors.rs``).
 
 from concurrent.futures.thread import BrokenThreadPool
 
-__all__ = ["AgentNotRegisteredError", "FreeAgenticsError", "BrokenThreadPool", "RustPanicError", "StateCorruptedError"]
+__all__ = [
+    "AgentNotRegisteredError",
+    "BrokenThreadPool",
+    "FreeAgenticsError",
+    "PoolExhaustedError",
+    "RustPanicError",
+    "StateCorruptedError",
+]
 
 
 class FreeAgenticsError(Exception):
@@ -32,3 +39,8 @@ class StateCorruptedError(FreeAgenticsError):
     def __init__(self, agent_id: object, version: int, reason: str = "checksum mismatch") -> None:
         super().__init__(f"state of agent {agent_id!r}, version {version}, is corrupted: {reason}")
         self.agent_id, self.version = agent_id, version
+
+
+class PoolExhaustedError(FreeAgenticsError):
+    """A ``SharedMemoryPool`` had no free slot: at once with ``on_exhausted="raise"``, after the
+    timeout with ``"block"``, or at ``max_capacity`` with ``"grow"``."""

@@ -13,6 +13,12 @@ pub enum CoreError {
     InvalidArgument(String),
     /// The OS refused to start a thread.
     Spawn(String),
+    /// A pool has no free slot (and may not wait or grow); carries the reason.
+    Exhausted(String),
+    /// The object was closed; carries the message.
+    Closed(String),
+    /// An operating-system call failed (shared memory, allocation); carries the message.
+    Os(String),
 }
 
 impl fmt::Display for CoreError {
@@ -22,6 +28,9 @@ impl fmt::Display for CoreError {
             CoreError::Broken(reason) => f.write_str(reason),
             CoreError::InvalidArgument(message) => f.write_str(message),
             CoreError::Spawn(message) => write!(f, "could not start a worker thread: {message}"),
+            CoreError::Exhausted(message) | CoreError::Closed(message) | CoreError::Os(message) => {
+                f.write_str(message)
+            }
         }
     }
 }

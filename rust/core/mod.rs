@@ -1,6 +1,7 @@
 //! The pure Rust core: no pyo3 here, unit-tested with `cargo test --no-default-features`.
 
 pub mod error;
+pub mod memory;
 pub mod meter;
 pub mod pool;
 pub mod registry;

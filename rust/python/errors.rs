@@ -1,7 +1,7 @@
 //! The one mapping from core errors to the exception classes defined in
 //! `freeagentics_rs.errors`, so both backends raise the same classes with the same messages.
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::import_exception;
 use pyo3::PyErr;
 
@@ -9,11 +9,16 @@ use crate::core::error::CoreError;
 
 import_exception!(freeagentics_rs.errors, BrokenThreadPool);
 import_exception!(freeagentics_rs.errors, RustPanicError);
+import_exception!(freeagentics_rs.errors, PoolExhaustedError);
 
 impl From<CoreError> for PyErr {
     fn from(error: CoreError) -> PyErr {
         match error {
-            CoreError::Shutdown | CoreError::Spawn(_) => PyRuntimeError::new_err(error.to_string()),
+            CoreError::Shutdown | CoreError::Spawn(_) | CoreError::Closed(_) => {
+                PyRuntimeError::new_err(error.to_string())
+            }
+            CoreError::Exhausted(message) => PoolExhaustedError::new_err(message),
+            CoreError::Os(message) => PyOSError::new_err(message),
             CoreError::Broken(reason) => BrokenThreadPool::new_err(reason),
             CoreError::InvalidArgument(message) => PyValueError::new_err(message),
         }

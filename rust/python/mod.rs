@@ -1,6 +1,7 @@
 //! PyO3 bindings: thin wrappers over `crate::core`, one file per core file.
 
 mod errors;
+mod memory;
 mod pool;
 mod registry;
 
@@ -9,6 +10,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    memory::register(m)?;
     pool::register(m)?;
     registry::register(m)
 }

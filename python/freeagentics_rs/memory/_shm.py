@@ -1,0 +1,131 @@
+"""POSIX shared memory as both backends lay it out, so either can attach to the other's.
+
+A shared pool or store is named ``fars-<pid>-<token>``. The segment of that name holds a header
+(dtype, shape, layout); a pool's chunk ``k`` is ``<name>-c<k>``; a store's array with key ``k``
+is ``<name>-<k>``: a header, then the data at the offset the header gives. Segments are created
+owner-only (0600); the pid in the name lets ``cleanup_orphans`` find those of dead processes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import secrets
+import struct
+from typing import Any
+
+import numpy as np
+
+try:
+    import _posixshmem
+except ImportError:  # not a POSIX system: no shared memory
+    _posixshmem = None
+
+__all__ = ["cleanup_orphans"]
+
+ALIGN = 64
+MAX_DIMS = 32
+KIND_POOL, KIND_STORE, KIND_ENTRY = 1, 2, 3
+# magic, kind, dtype.str, ndim, dims, then three numbers whose meaning depends on the kind:
+# pool: slot bytes, slots per chunk, max slots (0: unbounded); entry: data bytes, data offset.
+HEADER = struct.Struct(f"<8sI16sI{MAX_DIMS}QQQQ")
+MAGIC = b"FARSSHM1"
+_NAME = re.compile(r"fars-(\d+)-[0-9a-f]+")
+_SHM_DIR = "/dev/shm"
+
+
+def align_up(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+DATA_OFFSET = align_up(HEADER.size)
+
+
+def new_name() -> str:
+    if _posixshmem is None:
+        raise OSError("shared=True needs POSIX shared memory, which this platform lacks")
+    return f"fars-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def header(kind: int, dtype: np.dtype, shape: tuple[int, ...], a: int = 0, b: int = 0, c: int = 0) -> bytes:
+    if len(shape) > MAX_DIMS:
+        raise ValueError(f"shape: shared arrays have at most {MAX_DIMS} dimensions")
+    dims = list(shape) + [0] * (MAX_DIMS - len(shape))
+    return HEADER.pack(MAGIC, kind, dtype.str.encode(), len(shape), *dims, a, b, c)
+
+
+def parse_header(buffer: Any, name: str, kind: int) -> tuple[np.dtype, tuple[int, ...], int, int, int]:
+    fields = HEADER.unpack_from(buffer)
+    if fields[0] != MAGIC or fields[1] != kind:
+        raise ValueError(f"shared memory {name!r} is not a freeagentics_rs {_KINDS[kind]}")
+    ndim = fields[3]
+    dtype = np.dtype(fields[2].rstrip(b"\0").decode())
+    return dtype, tuple(fields[4 : 4 + ndim]), *fields[4 + MAX_DIMS :]
+
+
+_KINDS = {KIND_POOL: "pool", KIND_STORE: "model store", KIND_ENTRY: "model store entry"}
+
+
+def create(name: str, size: int) -> mmap.mmap:
+    """Creates the segment ``name`` (it must not exist), 0600, zero-filled, and maps it."""
+    fd = _posixshmem.shm_open(f"/{name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    try:
+        os.ftruncate(fd, max(size, 1))
+        return mmap.mmap(fd, max(size, 1))
+    except BaseException:
+        _posixshmem.shm_unlink(f"/{name}")
+        raise
+    finally:
+        os.close(fd)
+
+
+def open_segment(name: str, writable: bool) -> mmap.mmap:
+    """Maps an existing segment (``FileNotFoundError`` if there is none)."""
+    if _posixshmem is None:
+        raise FileNotFoundError(name)
+    fd = _posixshmem.shm_open(f"/{name}", os.O_RDWR if writable else os.O_RDONLY, mode=0o600)
+    try:
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+
+
+def unlink(name: str) -> bool:
+    try:
+        _posixshmem.shm_unlink(f"/{name}")
+    except (OSError, AttributeError):  # gone already, or another user's
+        return False
+    return True
+
+
+def create_header_segment(name: str, data: bytes) -> None:
+    segment = create(name, len(data))
+    segment[: len(data)] = data
+    segment.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_orphans() -> list[str]:
+    """Removes the shared-memory segments of pools and stores whose process is gone (killed
+    before it could close them) and returns their names. Pools and stores created with
+    ``shared=True`` run it on start-up. Only this user's segments can be removed."""
+    try:
+        names = os.listdir(_SHM_DIR)
+    except OSError:
+        return []
+    removed = []
+    for name in sorted(names):
+        match = _NAME.match(name)
+        if match and not _alive(int(match.group(1))) and unlink(name):
+            removed.append(name)
+    return removed
