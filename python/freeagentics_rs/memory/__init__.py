@@ -254,7 +254,7 @@ class SharedModelStore:
             raise RuntimeError("the store is closed")
         a = np.asarray(array)
         dtype = _check_dtype(a.dtype, "array")
-        a = np.ascontiguousarray(a)
+        a = a if a.flags.c_contiguous else a.copy(order="C")
         meta = f"{dtype.str}|{a.shape}".encode()
         header = b""
         if self.name is not None:

@@ -1,0 +1,222 @@
+"""SharedModelStore on both backends, and both shared-memory objects across processes: interning
+identity and read-only enforcement, lifetimes, cross-process visibility, and no /dev/shm
+leftovers after close, at exit, or after the owner was killed."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from freeagentics_rs import SharedMemoryPool, SharedModelStore
+from freeagentics_rs.memory import cleanup_orphans
+
+from helpers import run_python
+
+needs_shm = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs POSIX shared memory in /dev/shm")
+
+
+def segments(name: str) -> list[str]:
+    return sorted(n for n in os.listdir("/dev/shm") if n == name or n.startswith(name + "-"))
+
+
+@pytest.fixture
+def store(backend):
+    with SharedModelStore(backend=backend) as store:
+        yield store
+
+
+def test_equal_arrays_share_one_read_only_copy(store, backend):
+    assert store.backend == backend and store.name is None
+    rng = np.random.default_rng(0)
+    B = rng.random((100, 100, 5)).astype(np.float32)
+    first, second = store.intern(B), store.intern(B.copy())
+    assert np.shares_memory(first, second) and not np.shares_memory(first, B)
+    assert first.dtype == np.float32 and first.shape == (100, 100, 5) and np.array_equal(first, B)
+    assert not first.flags.writeable and first.ctypes.data % 64 == 0 or backend == "python"
+    with pytest.raises(ValueError, match="read-only"):
+        first[0, 0, 0] = 1
+    for array in (first, first.base, first[1:]):
+        with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
+            array.flags.writeable = True
+    assert store.stats() == {"unique": 1, "bytes_held": B.nbytes, "bytes_saved": B.nbytes}
+    assert store.key_of(first) == store.key_of(second)
+
+
+def test_dtype_shape_and_bytes_all_matter(store):
+    a = np.arange(6, dtype=np.int64)
+    variants = [a, a.astype(np.float64), a.reshape(2, 3), a.view(np.float64), a + 1]
+    interned = [store.intern(v) for v in variants]
+    for v, i in zip(variants, interned):
+        assert i.dtype == v.dtype and i.shape == v.shape and np.array_equal(i, v, equal_nan=True)
+    assert len({i.ctypes.data for i in interned}) == 5 and store.stats()["unique"] == 5
+
+
+def test_non_contiguous_scalar_and_empty_inputs(store):
+    a = np.arange(20.0).reshape(4, 5)
+    assert np.array_equal(store.intern(a[:, ::2]), a[:, ::2])
+    assert store.intern(np.float64(3.5)).shape == () and store.intern(3.5) == 3.5
+    empty = store.intern(np.zeros((0, 3)))
+    assert empty.shape == (0, 3) and store.intern([[1, 2], [3, 4]]).tolist() == [[1, 2], [3, 4]]
+
+
+def test_copies_are_freed_with_their_last_view(store):
+    a = store.intern(np.ones(1000))
+    b = store.intern(np.ones(1000))[10:]
+    del a
+    assert store.stats()["unique"] == 1
+    del b
+    assert store.stats() == {"unique": 0, "bytes_held": 0, "bytes_saved": 0}
+    c = store.intern(np.ones(1000))  # interned afresh
+    assert store.stats() == {"unique": 1, "bytes_held": 8000, "bytes_saved": 0} and c.sum() == 1000
+
+
+def test_intern_many_and_errors(store):
+    model = {"A": np.eye(3), "B": np.eye(3), "C": np.zeros(3)}
+    interned = store.intern_many(model)
+    assert list(interned) == ["A", "B", "C"] and np.shares_memory(interned["A"], interned["B"])
+    with pytest.raises(TypeError, match="^array: unsupported dtype object"):
+        store.intern(np.array([None]))
+    for foreign in (np.eye(3), interned["A"].copy(), "x"):
+        with pytest.raises(ValueError, match="^key_of: the array was not interned by this store$"):
+            store.key_of(foreign)
+    store.close()
+    with pytest.raises(RuntimeError, match="^the store is closed$"):
+        store.intern(np.eye(3))
+    assert np.array_equal(interned["A"], np.eye(3))
+
+
+def test_stores_do_not_share_entries(backend):
+    with SharedModelStore(backend=backend) as one, SharedModelStore(backend=backend) as two:
+        a, b = one.intern(np.eye(4)), two.intern(np.eye(4))
+        assert not np.shares_memory(a, b)
+        with pytest.raises(ValueError):
+            one.key_of(b)
+
+
+@needs_shm
+def test_a_child_process_writes_into_a_slot_the_parent_sees(backend):
+    other = "python" if backend == "rust" else "rust"
+    with SharedMemoryPool((4, 5), "float64", capacity=2, on_exhausted="grow", shared=True, backend=backend) as pool:
+        kept = [pool.acquire() for _ in range(3)]  # slot 2 lies in a second chunk
+        a = kept[2]
+        mode = stat.S_IMODE(os.stat(f"/dev/shm/{pool.name}-c1").st_mode)
+        assert mode == 0o600
+        child = run_python(
+            f"""
+            import numpy as np
+            from freeagentics_rs import SharedMemoryPool
+            with SharedMemoryPool.attach({pool.name!r}) as pool:
+                view = pool.view({pool.slot_of(a)})
+                assert view.shape == (4, 5) and view.dtype == np.float64 and not view.any()
+                view[:] = np.arange(20).reshape(4, 5)
+            """,
+            backend=other,
+        )
+        assert child.returncode == 0, child.stderr
+        assert np.array_equal(a, np.arange(20.0).reshape(4, 5))
+        attached = SharedMemoryPool.attach(pool.name)
+        with pytest.raises(ValueError, match="^slot: 5 is not allocated in pool"):
+            attached.view(5)
+        with pytest.raises(ValueError, match="^slot: must be at least 0$"):
+            attached.view(-1)
+    assert segments(pool.name) == []
+
+
+@needs_shm
+def test_a_child_process_reads_interned_arrays_without_a_copy(backend):
+    with SharedModelStore(shared=True, backend=backend) as store:
+        B = store.intern(np.arange(60, dtype=np.float32).reshape(3, 4, 5))
+        key = store.key_of(B)
+        child = run_python(
+            f"""
+            import numpy as np
+            from freeagentics_rs import SharedModelStore
+            store = SharedModelStore.attach({store.name!r})
+            B = store.get({key!r})
+            assert B.dtype == np.float32 and B.shape == (3, 4, 5) and not B.flags.writeable
+            print(B.sum())
+            try:
+                store.get("0000000000000000")
+            except KeyError:
+                print("missing")
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.split() == ["1770.0", "missing"]
+        assert segments(store.name) == sorted([store.name, f"{store.name}-{key}"])
+        del B
+        assert segments(store.name) == [store.name]  # the last view died: the segment went
+    assert segments(store.name) == []
+
+
+@needs_shm
+def test_attach_errors(backend):
+    with pytest.raises(FileNotFoundError, match="no shared pool named 'fars-1-abc'"):
+        SharedMemoryPool.attach("fars-1-abc")
+    with pytest.raises(ValueError, match="^name: '../etc' is not the name of a shared pool or store$"):
+        SharedModelStore.attach("../etc")
+    with SharedModelStore(shared=True, backend=backend) as store:
+        with pytest.raises(ValueError, match="is not a freeagentics_rs pool"):
+            SharedMemoryPool.attach(store.name)
+        with pytest.raises(KeyError):
+            SharedModelStore.attach(store.name).get("../x")
+
+
+@needs_shm
+def test_nothing_is_left_in_dev_shm_after_exit_without_close(backend):
+    child = run_python(
+        """
+        import numpy as np
+        from freeagentics_rs import SharedMemoryPool, SharedModelStore
+        pool = SharedMemoryPool(8, capacity=2, shared=True)
+        store = SharedModelStore(shared=True)
+        kept = pool.acquire(), store.intern(np.eye(3))
+        print(pool.name, store.name)
+        """,
+        backend=backend,
+    )
+    assert child.returncode == 0, child.stderr
+    for name in child.stdout.split():
+        assert segments(name) == []
+
+
+@needs_shm
+def test_segments_of_a_killed_owner_are_removed_by_the_next_start_up(backend):
+    code = """
+        import sys, time
+        import numpy as np
+        from freeagentics_rs import SharedMemoryPool, SharedModelStore
+        pool = SharedMemoryPool(8, capacity=2, shared=True)
+        store = SharedModelStore(shared=True)
+        kept = pool.acquire(), store.intern(np.eye(3))
+        print(pool.name, store.name, flush=True)
+        time.sleep(60)
+        """
+    env = dict(os.environ, FREEAGENTICS_RS_BACKEND=backend)
+
+    def killed_owner() -> list[str]:
+        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True, env=env)
+        names = child.stdout.readline().split()
+        child.kill()
+        child.wait()
+        child.stdout.close()
+        assert len(names) == 2 and all(segments(name) for name in names)
+        return names
+
+    names = killed_owner()
+    with SharedMemoryPool(8, shared=True, backend=backend):  # start-up cleans up
+        assert [segments(name) for name in names] == [[], []]
+    # cleanup_orphans on its own; a live process's segments are kept
+    with SharedModelStore(shared=True, backend=backend) as mine:
+        mine_kept = mine.intern(np.eye(2))
+        names = killed_owner()
+        orphans = {segment for name in names for segment in segments(name)}
+        assert orphans <= set(cleanup_orphans())
+        assert [segments(name) for name in names] == [[], []]
+        assert len(segments(mine.name)) == 2 and mine_kept.sum() == 2
