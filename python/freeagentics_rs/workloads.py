@@ -26,6 +26,7 @@ __all__ = [
     "matmul_sleep_tasks",
     "python_then_sleeps",
     "median_time",
+    "explorer_model_arrays",
 ]
 
 
@@ -144,3 +145,30 @@ def median_time(run: Callable[[], object], repeat: int = 5) -> tuple[float, floa
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2], times[0], times[-1]
+
+
+def explorer_model_arrays(grid_size: int = 10, start: int = 0) -> dict[str, Any]:
+    """The FreeAgentics explorer agent's generative model on a ``grid_size`` x ``grid_size``
+    grid: ``A`` (5, N) float64, ``B`` (N, N, 5) float32, ``C`` (5,) and ``D`` (N,) float64 with
+    N = grid_size**2 states (cell = row * grid_size + column); actions up, down, left, right,
+    stay. ``start`` is the cell whose prior weight is doubled."""
+    import numpy as np
+
+    n = grid_size * grid_size
+    A = np.tile(np.array([[0.8], [0.05], [0.05], [0.05], [0.05]]) + 0.01, (1, n))
+    A /= A.sum(axis=0)
+    B = np.zeros((n, n, 5), np.float32)
+    cells = np.arange(n)
+    rows, cols = divmod(cells, grid_size)
+    for action, (dr, dc) in enumerate([(-1, 0), (1, 0), (0, -1), (0, 1), (0, 0)]):
+        r, c = rows + dr, cols + dc
+        inside = (r >= 0) & (r < grid_size) & (c >= 0) & (c < grid_size)
+        target = np.where(inside, r * grid_size + c, cells)
+        B[target, cells, action] += np.where(inside, 0.9, 1.0).astype(np.float32)
+        B[cells, cells, action] += np.where(inside, 0.1, 0.0).astype(np.float32)
+    B /= B.sum(axis=0, keepdims=True)
+    C = np.array([2.0, -4.0, 8.0, 0.0, -4.0])
+    D = np.ones(n)
+    D[start] *= 2
+    D /= D.sum()
+    return {"A": A, "B": B, "C": C, "D": D}

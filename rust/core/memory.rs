@@ -161,6 +161,9 @@ struct PoolState {
     next_fresh: usize,
     stats: PoolStats,
     closed: bool,
+    /// Threads in `acquire_blocking`: `give_back` wakes one only when there are any (a
+    /// condvar notification is a system call even when no one waits).
+    waiters: usize,
 }
 
 /// Fixed-size slots in chunks of `chunk_slots` (the last chunk may be shorter). Every chunk is
@@ -198,6 +201,7 @@ impl SlotPool {
                 next_fresh: 0,
                 stats: PoolStats::default(),
                 closed: false,
+                waiters: 0,
             }),
             freed: Condvar::new(),
         };
@@ -306,11 +310,13 @@ impl SlotPool {
                     left.min(WAIT_SLICE)
                 }
             };
+            state.waiters += 1;
             state = self
                 .freed
                 .wait_timeout(state, slice)
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .0;
+            state.waiters -= 1;
             drop(state);
             interrupt()?;
             state = self.lock();
@@ -322,8 +328,11 @@ impl SlotPool {
         let mut state = self.lock();
         state.free.push(slot);
         state.stats.in_use -= 1;
+        let wake = state.waiters > 0;
         drop(state);
-        self.freed.notify_one();
+        if wake {
+            self.freed.notify_one();
+        }
     }
 
     pub fn stats(&self) -> PoolStats {

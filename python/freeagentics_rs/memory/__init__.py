@@ -228,8 +228,9 @@ class AttachedPool:
 
 class SharedModelStore:
     """Keeps one read-only copy of each distinct array: ``intern`` returns a read-only view of
-    the held copy of any array with the same dtype, shape and bytes, so agents built from the
-    same model share its memory. A copy is freed when no array of it is alive.
+    the held copy of any array with the same dtype, shape and bytes (the same array object while
+    it lives), so agents built from the same model share its memory. A copy is freed when no
+    array of it is alive. Safe to use from many threads.
 
     ``shared=True`` keeps the copies in POSIX shared memory: another process gets a read-only
     view with ``SharedModelStore.attach(store.name).get(store.key_of(arr))``.
@@ -244,6 +245,7 @@ class SharedModelStore:
             _shm.create_header_segment(self.name, _shm.header(_shm.KIND_STORE, np.dtype(np.uint8), ()))
         core_class = _backend.native().ModelStoreCore if self.backend == "rust" else _py.ModelStoreCore
         self._core = core_class(self.name)
+        self._arrays: dict[str, weakref.ref] = {}
         self.closed = False
         self._finalizer = weakref.finalize(self, _close, self._core, self.name)
 
@@ -259,8 +261,20 @@ class SharedModelStore:
         header = b""
         if self.name is not None:
             header = _shm.header(_shm.KIND_ENTRY, dtype, a.shape, a.nbytes, _shm.DATA_OFFSET)
-        root, _ = self._core.intern(a.reshape(-1).view(np.uint8), meta, header)
-        return root.view(dtype).reshape(a.shape)
+        root, hit = self._core.intern(a.reshape(-1).view(np.uint8), meta, header)
+        key = self._core.key_of(root)
+        # Repeated interns return the same array object while it lives: an agent holding the
+        # model then costs one reference per array, not one array object.
+        known = self._arrays.get(key) if hit else None
+        arr = known() if known is not None else None
+        if arr is None:
+            arr = root.view(dtype).reshape(a.shape)
+            self._arrays[key] = weakref.ref(arr, lambda ref, key=key: self._forget(key, ref))
+        return arr
+
+    def _forget(self, key: str, ref: weakref.ref) -> None:
+        if self._arrays.get(key) is ref:
+            del self._arrays[key]
 
     def intern_many(self, arrays: Mapping[Any, Any]) -> dict[Any, np.ndarray]:
         """``{name: intern(array)}`` for every item of ``arrays``."""

@@ -30,11 +30,10 @@ def _check_timeout(timeout: float | None) -> None:
         raise ValueError("timeout: must be a non-negative number of seconds")
 
 
-class _Lease:
-    __slots__ = ("slot", "root_id", "ref")
+class _Lease(weakref.ref):
+    """A weak reference to a slot's root, with the slot it holds."""
 
-    def __init__(self, slot: int) -> None:
-        self.slot = slot
+    __slots__ = ("slot", "root_id")
 
 
 class SlotPoolCore:
@@ -50,7 +49,8 @@ class SlotPoolCore:
         if on_exhausted not in ("block", "raise", "grow"):
             raise ValueError("on_exhausted: must be 'block', 'raise' or 'grow'")
         self._dtype, self._shape = dtype, tuple(shape)
-        self._nbytes = math.prod(shape) * dtype.itemsize
+        self._items = math.prod(shape)
+        self._nbytes = self._items * dtype.itemsize
         self.slot_bytes = _shm.align_up(self._nbytes)
         self._chunk_slots, self._on_exhausted = capacity, on_exhausted
         self._max_slots = max_capacity if max_capacity is not None else math.inf
@@ -58,7 +58,7 @@ class SlotPoolCore:
         # Re-entrant: a root dying during an allocation made under the lock gives its slot back.
         self._lock = threading.RLock()
         self._freed = threading.Condition(self._lock)
-        self._slots: list[memoryview] = []
+        self._chunk_views: list[memoryview] = []
         self._chunks: list[Any] = []
         self._free: list[int] = []
         self._next_fresh = 0
@@ -78,7 +78,7 @@ class SlotPoolCore:
             start = -buffer.ctypes.data % _shm.ALIGN
             view = memoryview(buffer)[start : start + size]
         self._chunks.append(buffer)
-        self._slots.extend(view[i * self.slot_bytes : i * self.slot_bytes + self._nbytes] for i in range(slots))
+        self._chunk_views.append(view)
         self._stats["capacity"] += slots
         self._stats["bytes"] += size
 
@@ -127,17 +127,17 @@ class SlotPoolCore:
             if taken is None:
                 taken = self._wait(timeout)
         slot, fresh = taken
-        lease = _Lease(slot)
         try:
-            root = np.frombuffer(self._slots[slot], self._dtype)
+            chunk, index = divmod(slot, self._chunk_slots)
+            root = np.frombuffer(self._chunk_views[chunk], self._dtype, self._items, index * self.slot_bytes)
             if not fresh:
                 root.fill(0)
             array = root.reshape(self._shape)
-            lease.root_id = id(root)
-            lease.ref = weakref.ref(root, lambda _, lease=lease: self._root_died(lease))
+            lease = _Lease(root, self._root_died)
         except BaseException:
             self._give_back(slot)
             raise
+        lease.slot, lease.root_id = slot, id(root)
         self._leases[lease.root_id] = lease
         return array
 
@@ -160,7 +160,7 @@ class SlotPoolCore:
                     raise ValueError(f"{what}: the array was already released")
         root = array.base if isinstance(array, np.ndarray) else None
         lease = self._leases.get(id(root))
-        if lease is None or lease.ref() is not root:
+        if lease is None or lease() is not root:
             raise ValueError(f"{what}: the array was not acquired from this pool")
         return lease
 
