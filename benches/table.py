@@ -25,6 +25,7 @@ def main(path: str) -> None:
     registry_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "registry"])
     manager_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "manager"])
     agent_io_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agent-io"])
+    memory_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "memory"])
 
 
 def _ms(seconds: float) -> str:
@@ -140,6 +141,29 @@ def agent_io_table(benchmarks: list[dict]) -> None:
             first = first or rate
             print(f"| {group} | {name} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
                   f"{stats['rounds']} | {rate:,.0f} | {rate / first:.2f}x |")
+
+
+def memory_table(benchmarks: list[dict]) -> None:
+    buffers = [b for b in benchmarks if "kind" in (b["params"] or {})]
+    if buffers:
+        baseline = next((b["stats"]["median"] for b in buffers if b["params"]["kind"] == "np.zeros"), None)
+        print(f"\n| {buffers[0]['group']} | per cycle | min – max | rounds | vs np.zeros |")
+        print("|---|---|---|---|---|")
+        for bench in buffers:
+            stats = bench["stats"]
+            ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
+            print(f"| {bench['params']['kind']} | {stats['median'] * 1e6:.0f} ns | "
+                  f"{stats['min'] * 1e6:.0f} – {stats['max'] * 1e6:.0f} ns | {stats['rounds']} | {ratio} |")
+    for bench in benchmarks:
+        per_agent = bench.get("extra_info", {}).get("bytes_per_agent")
+        if not per_agent:
+            continue
+        naive = next(iter(per_agent.values()))["median"]
+        print(f"\n| {bench['group']}: RSS growth per agent, median of 5 runs | per agent | min – max | less than per-agent copies |")
+        print("|---|---|---|---|")
+        for label, r in per_agent.items():
+            print(f"| {label} | {r['median'] / 1024:.2f} KB | {r['min'] / 1024:.2f} – {r['max'] / 1024:.2f} KB | "
+                  f"{naive / r['median']:.0f}x |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ through the public classes in ``freeagentics_rs``; these are their Rust engines.
 from concurrent.futures import Future
 from typing import Any, Callable
 
+import numpy as np
+
 __version__: str
 
 class WorkStealingCore:
@@ -85,6 +87,47 @@ class AgentRegistryCore:
     def pop(self, agent_id: str | int, *default: Any) -> Any: ...
     def clear(self) -> None: ...
     def shard_sizes(self) -> list[int]: ...
+
+class SlotPoolCore:
+    """Engine of ``SharedMemoryPool``: fixed-size slots in 64-byte aligned Rust-owned slabs (or
+    POSIX shared-memory segments ``{shm_name}-c{k}``). A slot is handed out as an array whose
+    base is a hidden root array, itself based on the slot's owner: every view collapses to the
+    root, and the slot comes back when the root dies. The pure-Python twin is
+    ``freeagentics_rs.memory._py.SlotPoolCore``."""
+
+    def __init__(
+        self,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        capacity: int,
+        on_exhausted: str,
+        max_capacity: int | None,
+        shm_name: str | None,
+    ) -> None: ...
+    @property
+    def slot_bytes(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def acquire(self, timeout: float | None = None) -> np.ndarray:
+        """A zero-filled slot; waits detached from the interpreter, checking signals."""
+    def release(self, array: np.ndarray) -> None:
+        """Points ``array`` at read-only zeros and drops its hold on the slot."""
+    def slot_of(self, array: np.ndarray) -> int: ...
+    def stats(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+class ModelStoreCore:
+    """Engine of ``SharedModelStore``: one copy of each distinct (meta, bytes), freed with its
+    last array; in shared memory, entry ``key`` is the segment ``{shm_name}-{key}`` (header,
+    then the data at a 64-byte aligned offset). The pure-Python twin is
+    ``freeagentics_rs.memory._py.ModelStoreCore``."""
+
+    def __init__(self, shm_name: str | None = None) -> None: ...
+    def intern(self, data: np.ndarray, meta: bytes, header: bytes) -> tuple[np.ndarray, bool]:
+        """``(root, hit)``: a read-only uint8 array over the held copy of ``data``'s bytes."""
+    def key_of(self, root: np.ndarray) -> str | None: ...
+    def stats(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
 
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and joins its threads (interpreter exit)."""

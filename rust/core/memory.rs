@@ -32,7 +32,10 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 fn os_error(what: &str, name: &str) -> CoreError {
-    CoreError::Os(format!("{what} {name}: {}", std::io::Error::last_os_error()))
+    CoreError::Os(format!(
+        "{what} {name}: {}",
+        std::io::Error::last_os_error()
+    ))
 }
 
 fn shm_path(name: &str) -> Result<CString, CoreError> {
@@ -42,12 +45,17 @@ fn shm_path(name: &str) -> Result<CString, CoreError> {
 
 impl Region {
     pub fn heap(len: usize) -> Result<Region, CoreError> {
-        let layout = std::alloc::Layout::from_size_align(len.max(1), ALIGN)
-            .map_err(|_| CoreError::InvalidArgument(format!("a region of {len} bytes is too large")))?;
+        let layout = std::alloc::Layout::from_size_align(len.max(1), ALIGN).map_err(|_| {
+            CoreError::InvalidArgument(format!("a region of {len} bytes is too large"))
+        })?;
         // Safety: the layout has a non-zero size.
         let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
             .ok_or_else(|| CoreError::Os(format!("out of memory allocating {len} bytes")))?;
-        Ok(Region { ptr, len, shared: false })
+        Ok(Region {
+            ptr,
+            len,
+            shared: false,
+        })
     }
 
     /// Creates the shared-memory segment `/name` (it must not exist), mode 0600, and maps it.
@@ -56,7 +64,11 @@ impl Region {
         let size = len.max(1);
         // Safety: plain libc calls on a valid C string; every failure is checked.
         unsafe {
-            let fd = libc::shm_open(path.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600);
+            let fd = libc::shm_open(
+                path.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                0o600,
+            );
             if fd < 0 {
                 return Err(os_error("cannot create shared memory", name));
             }
@@ -74,7 +86,11 @@ impl Region {
                 libc::shm_unlink(path.as_ptr());
                 return Err(error);
             }
-            Ok(Region { ptr: NonNull::new_unchecked(ptr.cast()), len, shared: true })
+            Ok(Region {
+                ptr: NonNull::new_unchecked(ptr.cast()),
+                len,
+                shared: true,
+            })
         }
     }
 
@@ -127,7 +143,9 @@ pub enum OnExhausted {
     Block,
     Raise,
     /// Add chunks of slots until the pool has `max_slots`; then raise.
-    Grow { max_slots: usize },
+    Grow {
+        max_slots: usize,
+    },
 }
 
 /// A slot handed out: its index and address; `fresh` when it was never used, so it is still
@@ -188,7 +206,9 @@ impl SlotPool {
         shm_name: Option<String>,
     ) -> Result<SlotPool, CoreError> {
         if slot_bytes == 0 || capacity == 0 {
-            return Err(CoreError::InvalidArgument("capacity: must be at least 1".into()));
+            return Err(CoreError::InvalidArgument(
+                "capacity: must be at least 1".into(),
+            ));
         }
         let pool = SlotPool {
             slot_bytes: align_up(slot_bytes),
@@ -216,7 +236,9 @@ impl SlotPool {
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // The state stays consistent across a panic (no step leaves it half-done), so a poisoned
         // lock is still usable.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn add_chunk(&self, state: &mut PoolState, slots: usize) -> Result<(), CoreError> {
@@ -248,7 +270,9 @@ impl SlotPool {
             match self.on_exhausted {
                 OnExhausted::Block => return Ok(None),
                 OnExhausted::Raise => {
-                    return Err(CoreError::Exhausted(format!("all {capacity} slots are in use")))
+                    return Err(CoreError::Exhausted(format!(
+                        "all {capacity} slots are in use"
+                    )))
                 }
                 OnExhausted::Grow { max_slots } if capacity >= max_slots => {
                     return Err(CoreError::Exhausted(format!(
@@ -269,7 +293,11 @@ impl SlotPool {
         stats.high_water = stats.high_water.max(stats.in_use);
         let chunk = &state.chunks[slot / self.chunk_slots];
         // Safety: the offset lies inside the chunk (slot % chunk_slots < slots of that chunk).
-        let ptr = unsafe { chunk.as_ptr().add(slot % self.chunk_slots * self.slot_bytes) };
+        let ptr = unsafe {
+            chunk
+                .as_ptr()
+                .add(slot % self.chunk_slots * self.slot_bytes)
+        };
         Ok(Some(Acquired { slot, ptr, fresh }))
     }
 
@@ -447,7 +475,9 @@ struct StoreShared {
 
 impl StoreShared {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -469,19 +499,30 @@ impl ModelStore {
     pub fn new(shm_name: Option<String>) -> ModelStore {
         ModelStore {
             shm_name,
-            shared: Arc::new(StoreShared { entries: Mutex::new(HashMap::new()) }),
+            shared: Arc::new(StoreShared {
+                entries: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
     /// The held copy of `data` (with the same `meta`), creating it if there is none; the flag
     /// says whether an existing copy was found. `header` goes before the data in shared memory.
-    pub fn intern(&self, meta: &[u8], data: &[u8], header: &[u8]) -> Result<(Arc<Blob>, bool), CoreError> {
+    pub fn intern(
+        &self,
+        meta: &[u8],
+        data: &[u8],
+        header: &[u8],
+    ) -> Result<(Arc<Blob>, bool), CoreError> {
         let hash = content_hash(&[meta, data]);
         // Blobs upgraded here are dropped after the lock (a Blob's drop takes it).
         let mut seen: Vec<Arc<Blob>> = Vec::new();
         let mut entries = self.shared.lock();
         for n in 0.. {
-            let key = if n == 0 { format!("{hash:016x}") } else { format!("{hash:016x}-{n}") };
+            let key = if n == 0 {
+                format!("{hash:016x}")
+            } else {
+                format!("{hash:016x}-{n}")
+            };
             if let Some(entry) = entries.get_mut(&key) {
                 // A listed entry whose blob is being dropped keeps its key until it is gone.
                 if let Some(blob) = entry.blob.upgrade() {
@@ -494,27 +535,41 @@ impl ModelStore {
                 continue;
             }
             let blob = Arc::new(self.copy(key.clone(), meta, data, header)?);
-            let entry = Entry { blob: Arc::downgrade(&blob), len: data.len(), handed_out: 1 };
+            let entry = Entry {
+                blob: Arc::downgrade(&blob),
+                len: data.len(),
+                handed_out: 1,
+            };
             entries.insert(key, entry);
             return Ok((blob, false));
         }
         unreachable!("the key space is unbounded")
     }
 
-    fn copy(&self, key: String, meta: &[u8], data: &[u8], header: &[u8]) -> Result<Blob, CoreError> {
+    fn copy(
+        &self,
+        key: String,
+        meta: &[u8],
+        data: &[u8],
+        header: &[u8],
+    ) -> Result<Blob, CoreError> {
         let (region, offset, segment) = match &self.shm_name {
             Some(name) => {
                 let segment = format!("{name}-{key}");
                 let offset = align_up(header.len());
                 let region = Region::shm_create(&segment, offset + data.len())?;
                 // Safety: the region is new, ours alone, and offset + len bytes long.
-                unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), region.as_ptr(), header.len()) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(header.as_ptr(), region.as_ptr(), header.len())
+                };
                 (region, offset, Some(segment))
             }
             None => (Region::heap(data.len())?, 0, None),
         };
         // Safety: as above.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), region.as_ptr().add(offset), data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), region.as_ptr().add(offset), data.len())
+        };
         Ok(Blob {
             region,
             offset,

@@ -6,7 +6,11 @@ use std::time::Duration;
 use super::*;
 
 fn unique_name(tag: &str) -> String {
-    format!("fars-{}-t{tag}{:x}", std::process::id(), content_hash(&[tag.as_bytes()]) & 0xffff)
+    format!(
+        "fars-{}-t{tag}{:x}",
+        std::process::id(),
+        content_hash(&[tag.as_bytes()]) & 0xffff
+    )
 }
 
 fn shm_exists(name: &str) -> bool {
@@ -17,14 +21,21 @@ fn shm_exists(name: &str) -> bool {
 fn slots_are_distinct_aligned_and_reused_after_give_back() {
     let pool = SlotPool::new(100, 4, OnExhausted::Raise, None).unwrap();
     assert_eq!(pool.slot_bytes(), 128);
-    let taken: Vec<Acquired> = (0..4).map(|_| pool.try_acquire().unwrap().unwrap()).collect();
+    let taken: Vec<Acquired> = (0..4)
+        .map(|_| pool.try_acquire().unwrap().unwrap())
+        .collect();
     let slots: HashSet<usize> = taken.iter().map(|a| a.slot).collect();
     assert_eq!(slots.len(), 4);
     assert!(taken.iter().all(|a| a.fresh && a.ptr as usize % ALIGN == 0));
-    assert!(matches!(pool.try_acquire(), Err(CoreError::Exhausted(m)) if m == "all 4 slots are in use"));
+    assert!(
+        matches!(pool.try_acquire(), Err(CoreError::Exhausted(m)) if m == "all 4 slots are in use")
+    );
     pool.give_back(taken[2].slot);
     let again = pool.try_acquire().unwrap().unwrap();
-    assert_eq!((again.slot, again.ptr, again.fresh), (taken[2].slot, taken[2].ptr, false));
+    assert_eq!(
+        (again.slot, again.ptr, again.fresh),
+        (taken[2].slot, taken[2].ptr, false)
+    );
     let stats = pool.stats();
     assert_eq!((stats.capacity, stats.in_use, stats.high_water), (4, 4, 4));
     assert_eq!((stats.acquires, stats.reuses, stats.bytes), (5, 1, 512));
@@ -33,7 +44,9 @@ fn slots_are_distinct_aligned_and_reused_after_give_back() {
 #[test]
 fn grow_adds_chunks_up_to_the_maximum() {
     let pool = SlotPool::new(64, 2, OnExhausted::Grow { max_slots: 5 }, None).unwrap();
-    let slots: Vec<usize> = (0..5).map(|_| pool.try_acquire().unwrap().unwrap().slot).collect();
+    let slots: Vec<usize> = (0..5)
+        .map(|_| pool.try_acquire().unwrap().unwrap().slot)
+        .collect();
     assert_eq!(slots, vec![0, 1, 2, 3, 4]);
     assert_eq!(pool.stats().capacity, 5);
     assert!(matches!(pool.try_acquire(), Err(CoreError::Exhausted(_))));
@@ -44,8 +57,11 @@ fn a_blocked_acquire_wakes_on_give_back_and_times_out_without_one() {
     let pool = Arc::new(SlotPool::new(64, 1, OnExhausted::Block, None).unwrap());
     let first = pool.try_acquire().unwrap().unwrap();
     assert!(pool.try_acquire().unwrap().is_none());
-    let timed_out = pool.acquire_blocking(Some(Duration::from_millis(30)), || Ok::<(), CoreError>(()));
-    assert!(matches!(timed_out, Err(CoreError::Exhausted(m)) if m.starts_with("no slot was freed within")));
+    let timed_out =
+        pool.acquire_blocking(Some(Duration::from_millis(30)), || Ok::<(), CoreError>(()));
+    assert!(
+        matches!(timed_out, Err(CoreError::Exhausted(m)) if m.starts_with("no slot was freed within"))
+    );
     let giver = {
         let pool = pool.clone();
         thread::spawn(move || {
@@ -53,7 +69,9 @@ fn a_blocked_acquire_wakes_on_give_back_and_times_out_without_one() {
             pool.give_back(first.slot);
         })
     };
-    let got = pool.acquire_blocking(None, || Ok::<(), CoreError>(())).unwrap();
+    let got = pool
+        .acquire_blocking(None, || Ok::<(), CoreError>(()))
+        .unwrap();
     giver.join().unwrap();
     assert_eq!(got.slot, first.slot);
     assert_eq!(pool.stats().waits, 2);
@@ -67,7 +85,10 @@ fn close_fails_blocked_and_later_acquires_and_interrupts_end_waits() {
     assert!(matches!(interrupted, Err(CoreError::Closed(m)) if m == "interrupted"));
     let waiter = {
         let pool = pool.clone();
-        thread::spawn(move || pool.acquire_blocking(None, || Ok::<(), CoreError>(())).map(|a| a.slot))
+        thread::spawn(move || {
+            pool.acquire_blocking(None, || Ok::<(), CoreError>(()))
+                .map(|a| a.slot)
+        })
     };
     thread::sleep(Duration::from_millis(20));
     pool.close();
@@ -78,7 +99,13 @@ fn close_fails_blocked_and_later_acquires_and_interrupts_end_waits() {
 #[test]
 fn shared_chunks_are_named_segments_unlinked_on_close() {
     let name = unique_name("pool");
-    let pool = SlotPool::new(64, 2, OnExhausted::Grow { max_slots: 4 }, Some(name.clone())).unwrap();
+    let pool = SlotPool::new(
+        64,
+        2,
+        OnExhausted::Grow { max_slots: 4 },
+        Some(name.clone()),
+    )
+    .unwrap();
     for _ in 0..3 {
         pool.try_acquire().unwrap().unwrap();
     }
@@ -90,13 +117,33 @@ fn shared_chunks_are_named_segments_unlinked_on_close() {
 #[test]
 fn the_store_keeps_one_copy_per_content_and_frees_it_with_the_last_holder() {
     let store = ModelStore::new(None);
-    let (a, hit_a) = store.intern(b"<f8|2", &[1, 2, 3, 4, 5, 6, 7, 8, 9], b"").unwrap();
-    let (b, hit_b) = store.intern(b"<f8|2", &[1, 2, 3, 4, 5, 6, 7, 8, 9], b"").unwrap();
-    let (c, _) = store.intern(b"<i8|2", &[1, 2, 3, 4, 5, 6, 7, 8, 9], b"").unwrap();
+    let (a, hit_a) = store
+        .intern(b"<f8|2", &[1, 2, 3, 4, 5, 6, 7, 8, 9], b"")
+        .unwrap();
+    let (b, hit_b) = store
+        .intern(b"<f8|2", &[1, 2, 3, 4, 5, 6, 7, 8, 9], b"")
+        .unwrap();
+    let (c, _) = store
+        .intern(b"<i8|2", &[1, 2, 3, 4, 5, 6, 7, 8, 9], b"")
+        .unwrap();
     assert!(!hit_a && hit_b && Arc::ptr_eq(&a, &b) && !Arc::ptr_eq(&a, &c));
-    assert_eq!(store.stats(), StoreStats { unique: 2, bytes_held: 18, bytes_saved: 9 });
+    assert_eq!(
+        store.stats(),
+        StoreStats {
+            unique: 2,
+            bytes_held: 18,
+            bytes_saved: 9
+        }
+    );
     drop((a, b));
-    assert_eq!(store.stats(), StoreStats { unique: 1, bytes_held: 9, bytes_saved: 0 });
+    assert_eq!(
+        store.stats(),
+        StoreStats {
+            unique: 1,
+            bytes_held: 9,
+            bytes_saved: 0
+        }
+    );
     drop(c);
     assert_eq!(store.stats(), StoreStats::default());
 }

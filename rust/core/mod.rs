@@ -1,5 +1,6 @@
 //! The pure Rust core: no pyo3 here, unit-tested with `cargo test --no-default-features`.
 
+pub mod agents;
 pub mod error;
 pub mod memory;
 pub mod meter;

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use numpy::npyffi::{self, npy_intp, PY_ARRAY_API};
-use numpy::{PyArrayDescr, PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    PyArrayDescr, PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -66,9 +68,9 @@ fn base_of<'py>(object: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
 
 fn check_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
-        Some(t) if !(t >= 0.0 && t.is_finite()) => {
-            Err(PyValueError::new_err("timeout: must be a non-negative number of seconds"))
-        }
+        Some(t) if !(t >= 0.0 && t.is_finite()) => Err(PyValueError::new_err(
+            "timeout: must be a non-negative number of seconds",
+        )),
         _ => Ok(timeout.map(Duration::from_secs_f64)),
     }
 }
@@ -110,7 +112,9 @@ impl SlotPoolCore {
     /// An array handed out by this pool (or a view of one) is alive while its base is a root
     /// whose base is a `SlotOwner` of this pool; a released one's base is the pool itself.
     fn lease_of<'py>(slf: &Bound<'py, Self>, array: &Bound<'py, PyAny>) -> Lease<'py> {
-        let Some(base) = base_of(array) else { return Lease::Foreign };
+        let Some(base) = base_of(array) else {
+            return Lease::Foreign;
+        };
         if base.is(slf) {
             return Lease::Released;
         }
@@ -124,11 +128,19 @@ impl SlotPoolCore {
         }
     }
 
-    fn owner_of<'py>(slf: &Bound<'py, Self>, array: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, SlotOwner>> {
+    fn owner_of<'py>(
+        slf: &Bound<'py, Self>,
+        array: &Bound<'py, PyAny>,
+        what: &str,
+    ) -> PyResult<Bound<'py, SlotOwner>> {
         match Self::lease_of(slf, array) {
             Lease::Alive(owner) => Ok(owner),
-            Lease::Released => Err(PyValueError::new_err(format!("{what}: the array was already released"))),
-            Lease::Foreign => Err(PyValueError::new_err(format!("{what}: the array was not acquired from this pool"))),
+            Lease::Released => Err(PyValueError::new_err(format!(
+                "{what}: the array was already released"
+            ))),
+            Lease::Foreign => Err(PyValueError::new_err(format!(
+                "{what}: the array was not acquired from this pool"
+            ))),
         }
     }
 }
@@ -150,8 +162,14 @@ impl SlotPoolCore {
         let policy = match on_exhausted {
             "block" => OnExhausted::Block,
             "raise" => OnExhausted::Raise,
-            "grow" => OnExhausted::Grow { max_slots: max_capacity.unwrap_or(usize::MAX) },
-            _ => return Err(PyValueError::new_err("on_exhausted: must be 'block', 'raise' or 'grow'")),
+            "grow" => OnExhausted::Grow {
+                max_slots: max_capacity.unwrap_or(usize::MAX),
+            },
+            _ => {
+                return Err(PyValueError::new_err(
+                    "on_exhausted: must be 'block', 'raise' or 'grow'",
+                ))
+            }
         };
         Ok(SlotPoolCore {
             pool: Arc::new(SlotPool::new(nbytes, capacity, policy, shm_name)?),
@@ -179,11 +197,17 @@ impl SlotPoolCore {
             Some(acquired) => acquired,
             None => {
                 let pool = &self.pool;
-                py.detach(|| pool.acquire_blocking(timeout, || Python::attach(|py| py.check_signals())))?
+                py.detach(|| {
+                    pool.acquire_blocking(timeout, || Python::attach(|py| py.check_signals()))
+                })?
             }
         };
         // From here the owner gives the slot back if anything fails.
-        let owner = SlotOwner { pool: self.pool.clone(), slot: acquired.slot, ptr: acquired.ptr as usize };
+        let owner = SlotOwner {
+            pool: self.pool.clone(),
+            slot: acquired.slot,
+            ptr: acquired.ptr as usize,
+        };
         let owner = Bound::new(py, owner)?;
         if !acquired.fresh {
             // Safety: the slot is ours alone and `nbytes` long.
@@ -259,7 +283,9 @@ impl ModelStoreCore {
     #[new]
     #[pyo3(signature = (shm_name=None))]
     fn new(shm_name: Option<String>) -> Self {
-        ModelStoreCore { store: ModelStore::new(shm_name) }
+        ModelStoreCore {
+            store: ModelStore::new(shm_name),
+        }
     }
 
     /// `(root, hit)`: a read-only uint8 array over the held copy of `data`'s bytes, and whether
@@ -271,7 +297,9 @@ impl ModelStoreCore {
         meta: &[u8],
         header: &[u8],
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let bytes = data.as_slice().map_err(|_| PyTypeError::new_err("data: must be contiguous"))?;
+        let bytes = data
+            .as_slice()
+            .map_err(|_| PyTypeError::new_err("data: must be contiguous"))?;
         let (blob, hit) = py.detach(|| self.store.intern(meta, bytes, header))?;
         let (ptr, len) = (blob.data_ptr(), blob.len());
         let owner = Bound::new(py, BlobOwner { blob })?.into_any();

@@ -1,5 +1,6 @@
 //! PyO3 bindings: thin wrappers over `crate::core`, one file per core file.
 
+mod agents;
 mod errors;
 mod memory;
 mod pool;
@@ -10,6 +11,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    agents::register(m)?;
     memory::register(m)?;
     pool::register(m)?;
     registry::register(m)

@@ -1,0 +1,240 @@
+"""GenerativeModel: one hidden-state factor, any number of observation modalities, validated and
+interned; and the quantities both kernels precompute from it once.
+
+The kernels evaluate pymdp 0.0.7.1's VANILLA agent, rearranged (exactly, up to rounding) so that
+no per-agent work repeats per-model work:
+* expected utility of predicted states ``qs``: sum_m (A_m qs) . ln softmax(C_m) = qs . utility,
+  with ``utility[s] = sum_m sum_o A_m[o, s] ln(softmax(C_m)[o] + 1e-16)``;
+* state information gain (pymdp's ``spm_MDP_G``): over the states with ``qs > exp(-16)``,
+  ``sum qs[s] H[s] - qo . ln(qo + 1e-16)``, where ``po_s`` is the joint outcome distribution of
+  state ``s`` (the outer product of its A columns), ``H[s] = po_s . ln(po_s + exp(-16))`` and
+  ``qo = sum qs[s] po_s``;
+* state inference: softmax(ln(L + 1e-16) + ln(prior + 1e-16)) = (L + 1e-16)(prior + 1e-16),
+  normalized, with L the product of the observed rows of the A matrices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..memory import SharedModelStore
+
+__all__ = ["GenerativeModel", "grid_world_model", "reward_grid_model", "policies_of"]
+
+EPS = 1e-16  # pymdp's EPS_VAL
+INFO_EPS = float(np.exp(-16))  # spm_MDP_G's threshold and epsilon, as numpy computes it
+TIE = 1e-12  # relative: action marginals this close to the best one are tied
+_TOLERANCE = 1e-6
+_STORES: dict[str, SharedModelStore] = {}
+
+
+def _store(backend: str) -> SharedModelStore:
+    if backend not in _STORES:
+        _STORES[backend] = SharedModelStore(backend=backend)
+    return _STORES[backend]
+
+
+def _array(value: Any, name: str, ndim: int) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be a numeric array") from None
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: must have {ndim} dimension{'s' * (ndim > 1)}, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: must be finite")
+    return a
+
+
+def _numeric(given: Any, as_float64: np.ndarray) -> np.ndarray:
+    """The array to intern: as given if it is a float array (B may be float32), else float64."""
+    given = np.asarray(given)
+    return given if given.dtype.kind == "f" else as_float64
+
+
+def _distribution(a: np.ndarray, name: str) -> None:
+    if (a < 0).any():
+        raise ValueError(f"{name}: must be non-negative")
+    sums = a.sum(axis=0)
+    if not np.allclose(sums, 1.0, atol=_TOLERANCE):
+        raise ValueError(f"{name}: columns must sum to 1 (within {_TOLERANCE}); worst sum is {sums.flat[np.abs(sums - 1).argmax()]:.6g}")
+
+
+def _modalities(value: Any, name: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name}: needs at least one modality")
+        return list(value)
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return list(value)
+    return [value]
+
+
+class GenerativeModel:
+    """A pymdp-style generative model with one hidden-state factor: ``A`` (one (observations,
+    states) matrix per modality, or one matrix), ``B`` (states, states, actions), ``C`` (one
+    log-preference vector per modality), ``D`` (states,) and optionally ``E``, a prior over
+    policies. A model with several factors is one joint factor. The arrays are validated and
+    interned: models built from equal arrays share one read-only copy of each.
+    """
+
+    def __init__(self, A: Any, B: Any, C: Any, D: Any, *, E: Any = None, backend: str | None = None) -> None:
+        from .. import _backend
+
+        self.backend = _backend.resolve(backend)
+        A_in, C_in = _modalities(A, "A"), _modalities(C, "C")
+        As = [_array(a, f"A[{m}]", 2) for m, a in enumerate(A_in)]
+        Cs = [_array(c, f"C[{m}]", 1) for m, c in enumerate(C_in)]
+        B_in, B = B, _array(B, "B", 3)
+        D = _array(D, "D", 1)
+        states = D.shape[0]
+        if B.shape[0] != states or B.shape[1] != states:
+            raise ValueError(f"B: must have shape (states, states, actions) with states = len(D) = {states}, got {B.shape}")
+        if B.shape[2] < 1:
+            raise ValueError("B: needs at least one action")
+        if len(Cs) != len(As):
+            raise ValueError(f"C: needs one vector per modality of A ({len(As)}), got {len(Cs)}")
+        for m, (a, c) in enumerate(zip(As, Cs)):
+            if a.shape[1] != states:
+                raise ValueError(f"A[{m}]: must have {states} columns (one per state), got shape {a.shape}")
+            if c.shape[0] != a.shape[0]:
+                raise ValueError(f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}")
+            _distribution(a, f"A[{m}]")
+        _distribution(B, "B")
+        _distribution(D, "D")
+        if E is not None:
+            E = _array(E, "E", 1)
+            _distribution(E, "E")
+        store = _store(self.backend)
+        # Interned as given (B keeps its float32, say): one copy per distinct model.
+        self.A = [store.intern(_numeric(a, As[m])) for m, a in enumerate(A_in)]
+        self.B = store.intern(_numeric(B_in, B))
+        self.C = [store.intern(_numeric(c, Cs[m])) for m, c in enumerate(C_in)]
+        self.D = store.intern(D)
+        self.E = None if E is None else store.intern(E)
+        self.num_states, self.num_actions = states, B.shape[2]
+        self.num_obs = tuple(a.shape[0] for a in As)
+        self._A64, self._B64, self._C64, self._D64 = As, B, Cs, D
+        self._derived: dict[str, np.ndarray] | None = None
+
+    @property
+    def num_modalities(self) -> int:
+        return len(self.num_obs)
+
+    def derived(self) -> dict[str, np.ndarray]:
+        """The per-model quantities of the kernels (see the module docstring), computed once."""
+        if self._derived is None:
+            self._derived = _derive(self._A64, self._B64, self._C64, self._D64)
+        return self._derived
+
+    def __repr__(self) -> str:
+        return (f"<GenerativeModel states={self.num_states} actions={self.num_actions} "
+                f"observations={list(self.num_obs)}>")
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=0))
+    return e / e.sum(axis=0)
+
+
+def _derive(As: list[np.ndarray], B: np.ndarray, Cs: list[np.ndarray], D: np.ndarray) -> dict[str, np.ndarray]:
+    states = D.shape[0]
+    utility = np.zeros(states)
+    for a, c in zip(As, Cs):
+        utility += np.log(_softmax(c) + EPS) @ a
+    joint = np.ones((1, states))
+    for a in As:  # pymdp's spm_cross order: the first modality varies slowest
+        joint = (joint[:, None, :] * a[None, :, :]).reshape(-1, states)
+    info_h = (joint * np.log(joint + INFO_EPS)).sum(axis=0)
+    col_ptr, rows, values = _csc(B.transpose(2, 0, 1))  # per action: (next, previous)
+    joint_ptr, joint_rows, joint_values = _csc(joint[None])
+    obs_offsets = np.cumsum([0] + [a.shape[0] for a in As])
+    return {
+        "A_stacked": np.ascontiguousarray(np.concatenate(As, axis=0)),  # (sum of observations, states)
+        "obs_offsets": obs_offsets.astype(np.int64),
+        "b_ptr": col_ptr,  # (actions, states + 1)
+        "b_rows": rows,
+        "b_values": values,
+        "joint": np.ascontiguousarray(joint),
+        "joint_ptr": joint_ptr[0],
+        "joint_rows": joint_rows,
+        "joint_values": joint_values,
+        "utility": utility,
+        "info_h": info_h,
+        "D": D,
+        "log_D": np.log(D + EPS),
+    }
+
+
+def _csc(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column-compressed nonzeros of each matrix in a stack (k, rows, columns): pointers
+    (k, columns + 1) into one array of rows and one of values, matrix after matrix."""
+    k, _, columns = matrices.shape
+    ptr = np.zeros((k, columns + 1), np.int64)
+    rows, values = [], []
+    offset = 0
+    for i in range(k):
+        col, row = np.nonzero(matrices[i].T)  # sorted by column, then row
+        counts = np.bincount(col, minlength=columns)
+        ptr[i] = offset + np.concatenate([[0], np.cumsum(counts)])
+        rows.append(row)
+        values.append(matrices[i][row, col])
+        offset += len(row)
+    return ptr, np.concatenate(rows).astype(np.int64), np.concatenate(values).astype(np.float64)
+
+
+def policies_of(num_actions: int, policy_len: int) -> np.ndarray:
+    """pymdp's ``construct_policies`` for one control factor: every action sequence of
+    ``policy_len`` steps, in lexicographic order (policies, policy_len)."""
+    return np.array(list(itertools.product(range(num_actions), repeat=policy_len)), dtype=np.int64).reshape(-1, policy_len)
+
+
+def grid_world_model(grid_size: int = 10, *, start: int = 0, backend: str | None = None) -> GenerativeModel:
+    """The FreeAgentics explorer agent's model on a ``grid_size`` x ``grid_size`` grid: 5
+    observations (empty, obstacle, goal, agent, out of bounds), 5 actions (up, down, left, right,
+    stay); cell = row * grid_size + column; ``start`` is the cell whose prior weight is doubled."""
+    from ..workloads import explorer_model_arrays
+
+    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
+        raise ValueError(f"grid_size: must be a positive int, got {grid_size!r}")
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < grid_size * grid_size:
+        raise ValueError(f"start: must be a cell index in [0, {grid_size * grid_size}), got {start!r}")
+    m = explorer_model_arrays(grid_size, start)
+    return GenerativeModel(m["A"], m["B"], m["C"], m["D"], backend=backend)
+
+
+def reward_grid_model(*, cue_modality: bool = True, backend: str | None = None) -> GenerativeModel:
+    """The 3x3 reward grid as one joint factor of 18 states (cell, context): observations are the
+    cell (identity), the outcome (none, reward, punishment) and, if ``cue_modality``, a cue naming
+    the context with reliability 0.9 at the centre (0.5 elsewhere). 5 actions, moves clipped at
+    the edges; C prefers reward (3) over punishment (-3); D starts in cell 0, context 50/50."""
+    cells, contexts = 9, 2
+    states = cells * contexts
+    state = lambda cell, ctx: ctx * cells + cell  # noqa: E731
+    B = np.zeros((states, states, 5))
+    for ctx, cell in itertools.product(range(contexts), range(cells)):
+        row, col = divmod(cell, 3)
+        for action, (dr, dc) in enumerate([(-1, 0), (1, 0), (0, -1), (0, 1), (0, 0)]):
+            r, c = min(max(row + dr, 0), 2), min(max(col + dc, 0), 2)
+            B[state(r * 3 + c, ctx), state(cell, ctx), action] = 1.0
+    A_cell = np.zeros((cells, states))
+    A_outcome = np.zeros((3, states))
+    A_cue = np.zeros((2, states))
+    good = {0: 2, 1: 6}  # context 0: reward top-right; context 1: bottom-left
+    for ctx, cell in itertools.product(range(contexts), range(cells)):
+        s = state(cell, ctx)
+        A_cell[cell, s] = 1.0
+        outcome = 1 if cell == good[ctx] else 2 if cell == good[1 - ctx] else 0
+        A_outcome[outcome, s] = 1.0
+        A_cue[:, s] = [0.9, 0.1] if ctx == 0 else [0.1, 0.9]
+        if cell != 4:
+            A_cue[:, s] = 0.5
+    D = np.zeros(states)
+    D[state(0, 0)] = D[state(0, 1)] = 0.5
+    A: Sequence[np.ndarray] = [A_cell, A_outcome] + ([A_cue] if cue_modality else [])
+    C = [np.zeros(cells), np.array([0.0, 3.0, -3.0])] + ([np.zeros(2)] if cue_modality else [])
+    return GenerativeModel(list(A), B, C, D, backend=backend)

@@ -1,0 +1,263 @@
+"""AgentPopulation: many active-inference agents of one model, stepped together. The agents'
+state lives in a few contiguous arrays (one row per agent); the kernel (Rust with rayon and the
+GIL released, or numpy vectorized over agents) updates them in place."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any, Iterable
+
+import numpy as np
+
+from .. import _backend
+from .._cpus import available_cpus
+from . import _py
+from ._model import EPS, INFO_EPS, GenerativeModel
+
+__all__ = ["AgentPopulation", "PopulationAgent"]
+
+_STATE_KEYS = ("beliefs", "q_pi", "G", "F", "actions", "timesteps", "key")
+
+
+def _key_of(seed: Any) -> int:
+    if seed is None:
+        return secrets.randbits(64)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: must be an int or None, not {type(seed).__name__}")
+    return int(_py._splitmix64(np.uint64(int(seed) & _py._MASK64)))
+
+
+def _positive_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+class AgentPopulation:
+    """``n_agents`` agents of one ``GenerativeModel`` (pymdp 0.0.7.1's VANILLA agent with
+    ``inference_horizon=1``), all stepped by one call.
+
+    The arrays are the population's own, zero-copy: ``beliefs`` (agents, states), ``q_pi`` and
+    ``G`` (agents, policies), ``F`` (agents,), ``actions`` (the last action of each agent, -1
+    before the first) and ``timesteps``. ``step(observations)`` runs state inference, policy
+    inference and action selection for every agent; ``infer_states``, ``infer_policies`` and
+    ``sample_action`` run one phase each. ``action_selection`` is ``"stochastic"`` (a softmax of
+    the action marginals with precision ``alpha``, drawn from a per-agent stream of ``seed``:
+    the same seed gives the same actions, on either backend) or ``"deterministic"`` (argmax).
+    ``num_threads`` sizes the Rust kernel's thread pool (default: this machine's CPUs).
+    """
+
+    def __init__(
+        self,
+        model: GenerativeModel,
+        n_agents: int,
+        *,
+        policy_len: int = 1,
+        gamma: float = 8.0,
+        alpha: float = 8.0,
+        action_selection: str = "stochastic",
+        use_utility: bool = True,
+        use_states_info_gain: bool = True,
+        seed: int | None = None,
+        num_threads: int | None = None,
+        backend: str | None = None,
+    ) -> None:
+        if not isinstance(model, GenerativeModel):
+            raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
+        for value, name in ((n_agents, "n_agents"), (policy_len, "policy_len")):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: must be a positive int, got {value!r}")
+        if action_selection not in ("stochastic", "deterministic"):
+            raise ValueError(f"action_selection: must be 'stochastic' or 'deterministic', not {action_selection!r}")
+        if num_threads is None:
+            num_threads = available_cpus()
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads: must be a positive int, got {num_threads!r}")
+        num_policies = model.num_actions**policy_len
+        if num_policies > 1 << 20:
+            raise ValueError(f"policy_len: {policy_len} gives {num_policies} policies; at most 2**20 are supported")
+        if model.E is not None and len(model.E) != num_policies:
+            raise ValueError(f"E: the model's E has {len(model.E)} entries but policy_len={policy_len} gives {num_policies} policies")
+        self.model, self.n_agents, self.policy_len = model, int(n_agents), int(policy_len)
+        self.gamma, self.alpha = _positive_float(gamma, "gamma"), _positive_float(alpha, "alpha")
+        self.action_selection, self.num_threads = action_selection, num_threads
+        self.backend = _backend.resolve(backend)
+        self._key = _key_of(seed)
+        E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
+        args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
+                bool(use_utility), bool(use_states_info_gain))  # fmt: skip
+        log_E = np.log(E + EPS)
+        if self.backend == "rust":
+            self._kernel = _backend.native().AgentKernelCore(model.derived(), *args, INFO_EPS, log_E, num_threads)
+        else:
+            self._kernel = _py.AgentKernel(model, *args, log_E, num_threads)
+        n, s = self.n_agents, model.num_states
+        self.beliefs = np.empty((n, s))
+        self.q_pi = np.empty((n, num_policies))
+        self.G = np.empty((n, num_policies))
+        self.F = np.empty(n)
+        self.actions = np.empty(n, np.int64)
+        self.timesteps = np.empty(n, np.int64)
+        self.reset()
+
+    @property
+    def num_policies(self) -> int:
+        return self.q_pi.shape[1]
+
+    def reset(self, agents: Iterable[int] | slice | None = None) -> None:
+        """Back to the start (uniform beliefs and q_pi, no action taken) for every agent, or for
+        the agents given (indices, a boolean mask or a slice)."""
+        rows = slice(None) if agents is None else agents
+        if not isinstance(rows, slice):
+            rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)
+            if rows.dtype != bool and len(rows) and (rows.min() < -self.n_agents or rows.max() >= self.n_agents):
+                raise IndexError(f"agents: index out of range for {self.n_agents} agents")
+        self.beliefs[rows] = 1.0 / self.model.num_states
+        self.q_pi[rows] = 1.0 / self.num_policies
+        self.G[rows] = 0.0
+        self.F[rows] = 0.0
+        self.actions[rows] = -1
+        self.timesteps[rows] = 0
+
+    def _observations(self, observations: Any, rows: int) -> np.ndarray:
+        obs = np.asarray(observations)
+        m = self.model.num_modalities
+        if obs.dtype.kind not in "iu":
+            raise TypeError(f"observations: must be integers, got dtype {obs.dtype}")
+        if obs.shape == (rows,) and m == 1:
+            obs = obs.reshape(rows, 1)
+        if obs.shape != (rows, m):
+            expected = f"({rows},) or ({rows}, {m})" if m == 1 else f"({rows}, {m})"
+            raise ValueError(f"observations: must have shape {expected}, got {obs.shape}")
+        obs = np.ascontiguousarray(obs, dtype=np.int64)
+        for k, count in enumerate(self.model.num_obs):
+            column = obs[:, k]
+            if column.size and (column.min() < 0 or column.max() >= count):
+                raise ValueError(f"observations: modality {k} must lie in [0, {count}), got {column.min()}..{column.max()}")
+        return obs
+
+    def _run(self, rows: slice, observations: np.ndarray | None, infer: bool, plan: bool, act: bool) -> None:
+        arrays = (self.beliefs[rows], self.q_pi[rows], self.G[rows], self.F[rows], self.actions[rows], self.timesteps[rows])
+        first = rows.start or 0
+        if self.backend == "rust":
+            self._kernel.run(*arrays, observations, self._key, first, infer, plan, act)
+            return
+        beliefs, q_pi, G, F, actions, timesteps = arrays
+        if infer:
+            self._kernel.infer_states(beliefs, actions, observations, F)
+        if plan:
+            self._kernel.infer_policies(beliefs, q_pi, G)
+        if act:
+            self._kernel.sample_action(q_pi, actions, timesteps, self._key, first)
+
+    def step(self, observations: Any) -> np.ndarray:
+        """State inference from ``observations`` ((agents,) or (agents, modalities) ints),
+        policy inference and action selection for every agent; returns the actions (a copy)."""
+        self._run(slice(None), self._observations(observations, self.n_agents), True, True, True)
+        return self.actions.copy()
+
+    def infer_states(self, observations: Any) -> np.ndarray:
+        """Updates and returns ``beliefs`` (and ``F``) from ``observations``."""
+        self._run(slice(None), self._observations(observations, self.n_agents), True, False, False)
+        return self.beliefs
+
+    def infer_policies(self) -> tuple[np.ndarray, np.ndarray]:
+        """Updates and returns ``(q_pi, G)`` from the current beliefs."""
+        self._run(slice(None), None, False, True, False)
+        return self.q_pi, self.G
+
+    def sample_action(self) -> np.ndarray:
+        """Chooses every agent's next action from ``q_pi``; returns the actions (a copy)."""
+        self._run(slice(None), None, False, False, True)
+        return self.actions.copy()
+
+    def agent(self, index: int) -> PopulationAgent:
+        """A FreeAgentics-style agent object over row ``index`` (see ``PopulationAgent``)."""
+        return PopulationAgent(self, index)
+
+    def save_state(self) -> dict[str, Any]:
+        """A copy of the whole population's state, in the form ``AgentStateStore`` stores."""
+        state: dict[str, Any] = {k: getattr(self, k).copy() for k in _STATE_KEYS[:-1]}
+        state["key"] = np.array(self._key, np.uint64)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restores a ``save_state`` result (``ValueError`` if it does not fit this population)."""
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"state: missing {', '.join(missing)}")
+        for name in _STATE_KEYS[:-1]:
+            value = np.asarray(state[name])
+            if value.shape != getattr(self, name).shape:
+                raise ValueError(f"state: {name} has shape {value.shape}, this population needs {getattr(self, name).shape}")
+        if (np.asarray(state["actions"]) >= self.model.num_actions).any():
+            raise ValueError("state: actions out of range for this model")
+        for name in _STATE_KEYS[:-1]:
+            getattr(self, name)[...] = state[name]
+        self._key = int(np.asarray(state["key"], np.uint64))
+
+    def __len__(self) -> int:
+        return self.n_agents
+
+    def __repr__(self) -> str:
+        return f"<AgentPopulation {self.n_agents} agents, {self.num_policies} policies, backend={self.backend!r}>"
+
+
+class PopulationAgent:
+    """One agent of an ``AgentPopulation`` with FreeAgentics' agent methods, so
+    ``OptimizedThreadPoolManager`` and ``AsyncAgentManager`` can drive it: ``perceive``,
+    ``update_beliefs``, ``select_action``, ``step``, ``beliefs``, ``get_state``/``set_state``.
+    Each works on this agent's row only, so different agents may run in different threads."""
+
+    def __init__(self, population: AgentPopulation, index: int) -> None:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < population.n_agents:
+            raise IndexError(f"index: must lie in [0, {population.n_agents}), got {index!r}")
+        self.population, self.index = population, int(index)
+        self._rows = slice(self.index, self.index + 1)
+        self._observation: np.ndarray | None = None
+
+    @property
+    def beliefs(self) -> np.ndarray:
+        return self.population.beliefs[self.index]
+
+    @property
+    def action(self) -> int:
+        return int(self.population.actions[self.index])
+
+    def perceive(self, observation: Any) -> None:
+        """Stores an observation (an int, or one int per modality) for ``update_beliefs``."""
+        obs = observation.get("observation", observation) if isinstance(observation, dict) else observation
+        self._observation = self.population._observations(np.reshape(obs, (1, -1)), 1)
+
+    def update_beliefs(self) -> np.ndarray:
+        if self._observation is None:
+            raise RuntimeError("update_beliefs: no observation; call perceive first")
+        self.population._run(self._rows, self._observation, True, False, False)
+        return self.beliefs
+
+    def select_action(self) -> int:
+        self.population._run(self._rows, None, False, True, True)
+        return self.action
+
+    def step(self, observation: Any) -> int:
+        self.perceive(observation)
+        self.population._run(self._rows, self._observation, True, True, True)
+        return self.action
+
+    def get_state(self) -> dict[str, Any]:
+        p, i = self.population, self.index
+        return {"beliefs": p.beliefs[i].copy(), "q_pi": p.q_pi[i].copy(), "G": p.G[i].copy(), "F": float(p.F[i]),
+                "action": int(p.actions[i]), "timestep": int(p.timesteps[i])}  # fmt: skip
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        p, i = self.population, self.index
+        for name, target in (("beliefs", p.beliefs), ("q_pi", p.q_pi), ("G", p.G)):
+            if np.shape(state[name]) != target[i].shape:
+                raise ValueError(f"state: {name} has shape {np.shape(state[name])}, needs {target[i].shape}")
+        if not -1 <= int(state["action"]) < p.model.num_actions:
+            raise ValueError("state: action out of range for this model")
+        p.beliefs[i], p.q_pi[i], p.G[i] = state["beliefs"], state["q_pi"], state["G"]
+        p.F[i], p.actions[i], p.timesteps[i] = state["F"], state["action"], state["timestep"]

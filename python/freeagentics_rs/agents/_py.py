@@ -1,0 +1,117 @@
+"""The numpy kernel of AgentPopulation: every step vectorized over all agents at once (the Rust
+kernel, ``rust/core/agents.rs``, computes the same formulas agent by agent). The formulas are in
+``_model.py``'s docstring."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._model import EPS, INFO_EPS, TIE, GenerativeModel, policies_of
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # arithmetic modulo 2**64 is the point
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def uniforms(key: int, agents: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
+    """One uniform draw in [0, 1) per (agent, timestep) under ``key``; the Rust kernel draws
+    the same numbers, so a seed gives the same actions on both backends."""
+    h = _splitmix64(np.uint64(key & _MASK64) ^ _splitmix64(agents.astype(np.uint64) + np.uint64(1)))
+    h = _splitmix64(h ^ timesteps.astype(np.uint64))
+    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def _softmax_rows(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class AgentKernel:
+    """Active-inference steps for rows of a population's arrays (see ``AgentPopulation``)."""
+
+    def __init__(
+        self,
+        model: GenerativeModel,
+        policy_len: int,
+        gamma: float,
+        alpha: float,
+        deterministic: bool,
+        use_utility: bool,
+        use_states_info_gain: bool,
+        log_E: np.ndarray,
+        num_threads: int,
+    ) -> None:
+        d = model.derived()
+        self.policies = policies_of(model.num_actions, policy_len)
+        self.gamma, self.alpha, self.deterministic = gamma, alpha, deterministic
+        self.log_E = log_E
+        self.num_actions = model.num_actions
+        self.D, self.log_D = d["D"], d["log_D"]
+        self.A, self.offsets = d["A_stacked"], d["obs_offsets"]
+        self.utility = d["utility"] if use_utility else None
+        self.info_h = d["info_h"] if use_states_info_gain else None
+        self.joint_t = d["joint"].T.copy()
+        B = np.asarray(model.B, np.float64)
+        self.transitions_t = [np.ascontiguousarray(B[:, :, a].T) for a in range(model.num_actions)]
+        self.first_actions = np.eye(model.num_actions)[self.policies[:, 0]]  # (policies, actions)
+
+    def _predict(self, qs: np.ndarray, action: int) -> np.ndarray:
+        return qs @ self.transitions_t[action]
+
+    def infer_states(self, beliefs: np.ndarray, actions: np.ndarray, observations: np.ndarray, F: np.ndarray) -> None:
+        prior = np.empty_like(beliefs)
+        prior[actions < 0] = self.D
+        for action in range(self.num_actions):
+            rows = actions == action
+            if rows.any():
+                prior[rows] = self._predict(beliefs[rows], action)
+        likelihood = np.ones_like(beliefs)
+        for m in range(len(self.offsets) - 1):
+            likelihood *= self.A[self.offsets[m] + observations[:, m]]
+        posterior = (likelihood + EPS) * (prior + EPS)
+        posterior /= posterior.sum(axis=1, keepdims=True)
+        beliefs[:] = posterior
+        F[:] = (posterior * (np.log(posterior + EPS) - self.log_D - np.log(likelihood + EPS))).sum(axis=1)
+
+    def _node_value(self, qs: np.ndarray) -> np.ndarray:
+        """Expected utility plus state information gain of predicted states, per agent."""
+        value = qs @ self.utility if self.utility is not None else np.zeros(len(qs))
+        if self.info_h is not None:
+            masked = np.where(qs > INFO_EPS, qs, 0.0)
+            qo = masked @ self.joint_t
+            value += masked @ self.info_h - (qo * np.log(qo + EPS)).sum(axis=1)
+        return value
+
+    def infer_policies(self, beliefs: np.ndarray, q_pi: np.ndarray, G: np.ndarray) -> None:
+        values: dict[tuple[int, ...], np.ndarray] = {}
+        states: dict[tuple[int, ...], np.ndarray] = {(): beliefs}
+        for p, policy in enumerate(self.policies):
+            total = 0.0
+            for t in range(len(policy)):
+                prefix = tuple(policy[: t + 1])
+                if prefix not in states:
+                    states[prefix] = self._predict(states[prefix[:-1]], policy[t])
+                    values[prefix] = self._node_value(states[prefix])
+                total = total + values[prefix]
+            G[:, p] = total
+        q_pi[:] = _softmax_rows(G * self.gamma + self.log_E)
+
+    def sample_action(self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int) -> None:
+        marginals = q_pi @ self.first_actions
+        marginals /= marginals.sum(axis=1, keepdims=True)
+        if self.deterministic:
+            # The first action within rounding of the best (ties are exact in symmetric models).
+            best = marginals.max(axis=1, keepdims=True)
+            chosen = (marginals >= best * (1 - TIE)).argmax(axis=1)
+        else:
+            p = _softmax_rows(np.log(marginals + EPS) * self.alpha)
+            u = uniforms(key, np.arange(first_row, first_row + len(q_pi)), timesteps)
+            chosen = np.minimum((np.cumsum(p, axis=1) <= u[:, None]).sum(axis=1), self.num_actions - 1)
+        actions[:] = chosen
+        timesteps += 1

@@ -1,0 +1,482 @@
+//! Batched active-inference steps: pymdp 0.0.7.1's VANILLA agent (one hidden-state factor) for
+//! every row of a population's arrays, spread over a rayon pool. The per-model quantities (see
+//! `python/freeagentics_rs/agents/_model.py`) are computed once; transitions and joint outcome
+//! distributions are kept column-compressed, since grid models are mostly zeros.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+use crate::core::error::CoreError;
+
+/// pymdp's `EPS_VAL`.
+const EPS: f64 = 1e-16;
+/// Relative: action marginals this close to the best one are tied.
+const TIE: f64 = 1e-12;
+
+/// Column-compressed sparse matrix: column `j` holds `rows[ptr[j]..ptr[j + 1]]`.
+pub struct Csc {
+    pub ptr: Vec<usize>,
+    pub rows: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+impl Csc {
+    fn check(&self, rows: usize, columns: usize, what: &str) -> Result<(), CoreError> {
+        let ok = self.ptr.len() == columns + 1
+            && self.ptr.windows(2).all(|w| w[0] <= w[1])
+            && self.ptr.last() == Some(&self.rows.len())
+            && self.rows.len() == self.values.len()
+            && self.rows.iter().all(|&r| r < rows);
+        ok.then_some(())
+            .ok_or_else(|| CoreError::InvalidArgument(format!("{what}: malformed sparse matrix")))
+    }
+
+    /// `out = self @ x` (out is overwritten).
+    fn mul(&self, x: &[f64], out: &mut [f64]) {
+        out.fill(0.0);
+        for (j, &xj) in x.iter().enumerate() {
+            if xj != 0.0 {
+                for k in self.ptr[j]..self.ptr[j + 1] {
+                    out[self.rows[k]] += self.values[k] * xj;
+                }
+            }
+        }
+    }
+}
+
+/// A generative model as the kernel uses it.
+pub struct Model {
+    pub states: usize,
+    /// Row offsets of each modality in `a` (modalities + 1 entries).
+    pub obs_offsets: Vec<usize>,
+    /// Every modality's A matrix stacked: (total observations, states), row-major.
+    pub a: Vec<f64>,
+    /// One transition matrix per action, (next, previous).
+    pub b: Vec<Csc>,
+    /// Joint outcome distribution of each state (joint outcomes, states).
+    pub joint: Csc,
+    pub joint_outcomes: usize,
+    pub utility: Vec<f64>,
+    pub info_h: Vec<f64>,
+    pub d: Vec<f64>,
+    pub log_d: Vec<f64>,
+}
+
+impl Model {
+    pub fn check(&self) -> Result<(), CoreError> {
+        let s = self.states;
+        let total_obs = *self.obs_offsets.last().unwrap_or(&0);
+        let lengths_ok = self.a.len() == total_obs * s
+            && [&self.utility, &self.info_h, &self.d, &self.log_d]
+                .iter()
+                .all(|v| v.len() == s)
+            && !self.b.is_empty()
+            && self.obs_offsets.len() >= 2;
+        if !lengths_ok {
+            return Err(CoreError::InvalidArgument(
+                "model: inconsistent sizes".into(),
+            ));
+        }
+        for b in &self.b {
+            b.check(s, s, "B")?;
+        }
+        self.joint.check(self.joint_outcomes, s, "joint")
+    }
+
+    pub fn actions(&self) -> usize {
+        self.b.len()
+    }
+
+    pub fn modalities(&self) -> usize {
+        self.obs_offsets.len() - 1
+    }
+}
+
+pub struct Settings {
+    pub policy_len: usize,
+    pub gamma: f64,
+    pub alpha: f64,
+    pub deterministic: bool,
+    pub use_utility: bool,
+    pub use_states_info_gain: bool,
+    /// States at or below this predicted probability are left out of the information gain
+    /// (pymdp: `exp(-16)`).
+    pub info_threshold: f64,
+    /// ln(E + 1e-16), one per policy.
+    pub log_e: Vec<f64>,
+}
+
+/// Scratch space of one thread.
+struct Scratch {
+    levels: Vec<Vec<f64>>,
+    likelihood: Vec<f64>,
+    qo: Vec<f64>,
+    marginals: Vec<f64>,
+}
+
+/// The rows of a population's arrays that one call steps.
+pub struct Rows<'a> {
+    pub beliefs: &'a mut [f64],
+    pub q_pi: &'a mut [f64],
+    pub g: &'a mut [f64],
+    pub f: &'a mut [f64],
+    pub actions: &'a mut [i64],
+    pub timesteps: &'a mut [i64],
+    /// Index of the first row in the whole population (for the random draws).
+    pub first_row: u64,
+}
+
+pub struct Kernel {
+    model: Arc<Model>,
+    settings: Settings,
+    policies: usize,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The uniform draw in [0, 1) of `row` at `timestep` (the same as the numpy kernel's).
+pub fn uniform(key: u64, row: u64, timestep: u64) -> f64 {
+    let h = splitmix64(splitmix64(key ^ splitmix64(row.wrapping_add(1))) ^ timestep);
+    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+fn softmax_in_place(x: &mut [f64]) {
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// rayon pools by thread count, rebuilt in a forked child (the parent's threads are not there).
+fn pool_of(threads: usize) -> Result<Arc<rayon::ThreadPool>, CoreError> {
+    type Pools = Option<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>;
+    static POOLS: Mutex<Pools> = Mutex::new(None);
+    let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    if pools.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+        // Pools inherited over fork have no threads: leak them rather than join ghosts.
+        if let Some((_, stale)) = pools.take() {
+            std::mem::forget(stale);
+        }
+        *pools = Some((pid, HashMap::new()));
+    }
+    let (_, by_size) = pools.as_mut().expect("set above");
+    if let Some(pool) = by_size.get(&threads) {
+        return Ok(pool.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("freeagentics-agents-{i}"))
+        .build()
+        .map_err(|e| CoreError::Spawn(e.to_string()))?;
+    let pool = Arc::new(pool);
+    by_size.insert(threads, pool.clone());
+    Ok(pool)
+}
+
+impl Kernel {
+    pub fn new(model: Arc<Model>, settings: Settings, threads: usize) -> Result<Kernel, CoreError> {
+        model.check()?;
+        let exponent = u32::try_from(settings.policy_len)
+            .ok()
+            .filter(|&t| t >= 1)
+            .ok_or_else(|| CoreError::InvalidArgument("policy_len: must be at least 1".into()))?;
+        let policies = model
+            .actions()
+            .checked_pow(exponent)
+            .filter(|&p| p <= 1 << 20)
+            .ok_or_else(|| CoreError::InvalidArgument("policy_len: too many policies".into()))?;
+        if settings.log_e.len() != policies {
+            return Err(CoreError::InvalidArgument(format!(
+                "E: must have {policies} entries, one per policy"
+            )));
+        }
+        if threads == 0 {
+            return Err(CoreError::InvalidArgument(
+                "num_threads: must be at least 1".into(),
+            ));
+        }
+        Ok(Kernel {
+            model,
+            settings,
+            policies,
+            pool: pool_of(threads)?,
+        })
+    }
+
+    pub fn policies(&self) -> usize {
+        self.policies
+    }
+
+    fn scratch(&self) -> Scratch {
+        let s = self.model.states;
+        Scratch {
+            levels: vec![vec![0.0; s]; self.settings.policy_len + 1],
+            likelihood: vec![0.0; s],
+            qo: vec![0.0; self.model.joint_outcomes],
+            marginals: vec![0.0; self.model.actions()],
+        }
+    }
+
+    /// Posterior over states after `observation`, from the empirical prior (`D` before the
+    /// first action, else the last posterior pushed through B for the last action); `F` is
+    /// KL(q || D) - E_q[ln P(o | s)].
+    fn infer_states_one(
+        &self,
+        qs: &mut [f64],
+        action: i64,
+        observation: &[i64],
+        f: &mut f64,
+        scratch: &mut Scratch,
+    ) {
+        let m = &*self.model;
+        let prior = &mut scratch.levels[0];
+        match usize::try_from(action) {
+            Ok(a) => m.b[a].mul(qs, prior),
+            Err(_) => prior.copy_from_slice(&m.d),
+        }
+        let likelihood = &mut scratch.likelihood;
+        likelihood.fill(1.0);
+        for (modality, &o) in observation.iter().enumerate() {
+            let row = (m.obs_offsets[modality] + o as usize) * m.states;
+            for (l, &a) in likelihood.iter_mut().zip(&m.a[row..row + m.states]) {
+                *l *= a;
+            }
+        }
+        let mut sum = 0.0;
+        for ((q, &l), &p) in qs.iter_mut().zip(likelihood.iter()).zip(prior.iter()) {
+            *q = (l + EPS) * (p + EPS);
+            sum += *q;
+        }
+        let mut free_energy = 0.0;
+        for ((q, &l), &log_d) in qs.iter_mut().zip(likelihood.iter()).zip(&m.log_d) {
+            *q /= sum;
+            free_energy += *q * ((*q + EPS).ln() - log_d - (l + EPS).ln());
+        }
+        *f = free_energy;
+    }
+
+    /// Expected utility plus state information gain of predicted states `qs`.
+    fn node_value(&self, qs: &[f64], qo: &mut [f64]) -> f64 {
+        let m = &*self.model;
+        let mut value = 0.0;
+        if self.settings.use_utility {
+            value = qs.iter().zip(&m.utility).map(|(q, u)| q * u).sum();
+        }
+        if self.settings.use_states_info_gain {
+            qo.fill(0.0);
+            let mut expected_h = 0.0;
+            for (s, &q) in qs.iter().enumerate() {
+                if q > self.settings.info_threshold {
+                    expected_h += q * m.info_h[s];
+                    for k in m.joint.ptr[s]..m.joint.ptr[s + 1] {
+                        qo[m.joint.rows[k]] += q * m.joint.values[k];
+                    }
+                }
+            }
+            let entropy_term: f64 = qo
+                .iter()
+                .filter(|&&o| o != 0.0)
+                .map(|&o| o * (o + EPS).ln())
+                .sum();
+            value += expected_h - entropy_term;
+        }
+        value
+    }
+
+    /// G of every policy below the prefix whose predicted states are `levels[depth]`; policies
+    /// are all action sequences in lexicographic order, so a prefix's states are computed once.
+    fn visit(&self, depth: usize, prefix: usize, value: f64, g: &mut [f64], scratch: &mut Scratch) {
+        let actions = self.model.actions();
+        for a in 0..actions {
+            let (done, rest) = scratch.levels.split_at_mut(depth + 1);
+            self.model.b[a].mul(&done[depth], &mut rest[0]);
+            let total = value + self.node_value(&rest[0], &mut scratch.qo);
+            let index = prefix * actions + a;
+            if depth + 1 == self.settings.policy_len {
+                g[index] = total;
+            } else {
+                self.visit(depth + 1, index, total, g, scratch);
+            }
+        }
+    }
+
+    fn infer_policies_one(
+        &self,
+        qs: &[f64],
+        q_pi: &mut [f64],
+        g: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
+        scratch.levels[0].copy_from_slice(qs);
+        self.visit(0, 0, 0.0, g, scratch);
+        for ((q, &gi), &log_e) in q_pi.iter_mut().zip(g.iter()).zip(&self.settings.log_e) {
+            *q = gi * self.settings.gamma + log_e;
+        }
+        softmax_in_place(q_pi);
+    }
+
+    fn sample_action_one(
+        &self,
+        q_pi: &[f64],
+        row: u64,
+        action: &mut i64,
+        timestep: &mut i64,
+        key: u64,
+        scratch: &mut Scratch,
+    ) {
+        let marginals = &mut scratch.marginals;
+        marginals.fill(0.0);
+        let per_first = self.policies / marginals.len();
+        for (p, &q) in q_pi.iter().enumerate() {
+            marginals[p / per_first] += q;
+        }
+        let sum: f64 = marginals.iter().sum();
+        marginals.iter_mut().for_each(|v| *v /= sum);
+        let chosen = if self.settings.deterministic {
+            // The first action within rounding of the best (ties are exact in symmetric models).
+            let best = marginals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            marginals
+                .iter()
+                .position(|&v| v >= best * (1.0 - TIE))
+                .unwrap_or(0)
+        } else {
+            marginals
+                .iter_mut()
+                .for_each(|v| *v = (*v + EPS).ln() * self.settings.alpha);
+            softmax_in_place(marginals);
+            let u = uniform(key, row, *timestep as u64);
+            let mut cumulative = 0.0;
+            let below = marginals
+                .iter()
+                .filter(|&&p| {
+                    cumulative += p;
+                    cumulative <= u
+                })
+                .count();
+            below.min(marginals.len() - 1)
+        };
+        *action = chosen as i64;
+        *timestep += 1;
+    }
+
+    fn check_rows(
+        &self,
+        rows: &Rows<'_>,
+        observations: Option<&[i64]>,
+    ) -> Result<usize, CoreError> {
+        let n = rows.actions.len();
+        let (s, p) = (self.model.states, self.policies);
+        let ok = rows.beliefs.len() == n * s
+            && rows.q_pi.len() == n * p
+            && rows.g.len() == n * p
+            && rows.f.len() == n
+            && rows.timesteps.len() == n
+            && rows
+                .actions
+                .iter()
+                .all(|&a| a < self.model.actions() as i64);
+        if !ok {
+            return Err(CoreError::InvalidArgument(
+                "population arrays: inconsistent shapes".into(),
+            ));
+        }
+        if let Some(obs) = observations {
+            let m = &*self.model;
+            let valid = obs.len() == n * m.modalities()
+                && obs.chunks(m.modalities()).all(|o| {
+                    o.iter().enumerate().all(|(k, &v)| {
+                        v >= 0 && (v as usize) < m.obs_offsets[k + 1] - m.obs_offsets[k]
+                    })
+                });
+            if !valid {
+                return Err(CoreError::InvalidArgument(
+                    "observations: out of range".into(),
+                ));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Any of the three phases for every row, in parallel; `observations` (rows x modalities)
+    /// is needed when `infer` is set.
+    pub fn run(
+        &self,
+        rows: Rows<'_>,
+        observations: Option<&[i64]>,
+        key: u64,
+        phases: Phases,
+    ) -> Result<(), CoreError> {
+        self.check_rows(&rows, observations.filter(|_| phases.infer))?;
+        let (s, p, m) = (self.model.states, self.policies, self.model.modalities());
+        let observations = observations.unwrap_or(&[]);
+        let first_row = rows.first_row;
+        // Chunks of rows so that scratch space is made once per chunk, not per agent.
+        const CHUNK: usize = 32;
+        self.pool.install(|| {
+            rows.beliefs
+                .par_chunks_mut(s * CHUNK)
+                .zip(rows.q_pi.par_chunks_mut(p * CHUNK))
+                .zip(rows.g.par_chunks_mut(p * CHUNK))
+                .zip(rows.f.par_chunks_mut(CHUNK))
+                .zip(rows.actions.par_chunks_mut(CHUNK))
+                .zip(rows.timesteps.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(
+                    |(chunk, (((((beliefs, q_pi), g), f), actions), timesteps))| {
+                        let mut scratch = self.scratch();
+                        for i in 0..actions.len() {
+                            let row = chunk * CHUNK + i;
+                            let qs = &mut beliefs[i * s..(i + 1) * s];
+                            let (q_pi, g) =
+                                (&mut q_pi[i * p..(i + 1) * p], &mut g[i * p..(i + 1) * p]);
+                            if phases.infer {
+                                let obs = &observations[row * m..(row + 1) * m];
+                                self.infer_states_one(qs, actions[i], obs, &mut f[i], &mut scratch);
+                            }
+                            if phases.plan {
+                                self.infer_policies_one(qs, q_pi, g, &mut scratch);
+                            }
+                            if phases.act {
+                                let absolute = first_row + row as u64;
+                                self.sample_action_one(
+                                    q_pi,
+                                    absolute,
+                                    &mut actions[i],
+                                    &mut timesteps[i],
+                                    key,
+                                    &mut scratch,
+                                );
+                            }
+                        }
+                    },
+                );
+        });
+        Ok(())
+    }
+}
+
+/// Which steps `Kernel::run` performs: state inference, policy inference, action selection.
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    pub infer: bool,
+    pub plan: bool,
+    pub act: bool,
+}
+
+#[cfg(test)]
+#[path = "agents_tests.rs"]
+mod tests;

@@ -1,0 +1,171 @@
+//! Python binding of `core::agents`: `AgentKernelCore`, the Rust kernel of
+//! `freeagentics_rs.agents.AgentPopulation`. It works in place on the population's numpy arrays,
+//! detached from the interpreter while rayon runs (rule 1), and turns a panic into an exception.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteArray2};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::core::agents::{Csc, Kernel, Model, Phases, Rows, Settings};
+use crate::core::error::CoreError;
+use crate::python::errors::panic_error;
+
+fn vec_f64(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
+    let item = d
+        .get_item(key)?
+        .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.to_owned()))?;
+    Ok(item
+        .extract::<PyReadonlyArray1<'_, f64>>()?
+        .as_array()
+        .to_vec())
+}
+
+fn vec_usize(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<usize>> {
+    let item = d
+        .get_item(key)?
+        .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.to_owned()))?;
+    let values = item.extract::<PyReadonlyArray1<'_, i64>>()?;
+    values
+        .as_array()
+        .iter()
+        .map(|&v| {
+            usize::try_from(v)
+                .map_err(|_| CoreError::InvalidArgument(format!("{key}: negative entry")).into())
+        })
+        .collect()
+}
+
+/// The model from the dict of `GenerativeModel.derived()`.
+fn model_of(d: &Bound<'_, PyDict>) -> PyResult<Model> {
+    let a: PyReadonlyArray2<'_, f64> = d.get_item("A_stacked")?.expect("A_stacked").extract()?;
+    let states = a.as_array().shape()[1];
+    let b_ptr: PyReadonlyArray2<'_, i64> = d.get_item("b_ptr")?.expect("b_ptr").extract()?;
+    let (b_rows, b_values) = (vec_usize(d, "b_rows")?, vec_f64(d, "b_values")?);
+    let mut b = Vec::new();
+    for ptr in b_ptr.as_array().rows() {
+        let ptr: Vec<usize> = ptr.iter().map(|&v| v.max(0) as usize).collect();
+        let (start, end) = (ptr[0], *ptr.last().unwrap_or(&0));
+        if start > end || end > b_rows.len() {
+            return Err(CoreError::InvalidArgument("B: malformed sparse matrix".into()).into());
+        }
+        b.push(Csc {
+            ptr: ptr.iter().map(|p| p - start).collect(),
+            rows: b_rows[start..end].to_vec(),
+            values: b_values[start..end].to_vec(),
+        });
+    }
+    let joint: PyReadonlyArray2<'_, f64> = d.get_item("joint")?.expect("joint").extract()?;
+    Ok(Model {
+        states,
+        obs_offsets: vec_usize(d, "obs_offsets")?,
+        a: a.as_array().iter().copied().collect(),
+        b,
+        joint: Csc {
+            ptr: vec_usize(d, "joint_ptr")?,
+            rows: vec_usize(d, "joint_rows")?,
+            values: vec_f64(d, "joint_values")?,
+        },
+        joint_outcomes: joint.as_array().shape()[0],
+        utility: vec_f64(d, "utility")?,
+        info_h: vec_f64(d, "info_h")?,
+        d: vec_f64(d, "D")?,
+        log_d: vec_f64(d, "log_D")?,
+    })
+}
+
+/// Batched active-inference steps over a population's arrays (see `core::agents::Kernel`).
+#[pyclass(frozen, module = "freeagentics_rs._native")]
+pub struct AgentKernelCore {
+    kernel: Arc<Kernel>,
+}
+
+#[pymethods]
+impl AgentKernelCore {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (derived, policy_len, gamma, alpha, deterministic, use_utility, use_states_info_gain, info_threshold, log_e, num_threads))]
+    fn new(
+        derived: &Bound<'_, PyDict>,
+        policy_len: usize,
+        gamma: f64,
+        alpha: f64,
+        deterministic: bool,
+        use_utility: bool,
+        use_states_info_gain: bool,
+        info_threshold: f64,
+        log_e: PyReadonlyArray1<'_, f64>,
+        num_threads: usize,
+    ) -> PyResult<Self> {
+        let settings = Settings {
+            policy_len,
+            gamma,
+            alpha,
+            deterministic,
+            use_utility,
+            use_states_info_gain,
+            info_threshold,
+            log_e: log_e.as_array().to_vec(),
+        };
+        let kernel = Kernel::new(Arc::new(model_of(derived)?), settings, num_threads)?;
+        Ok(AgentKernelCore {
+            kernel: Arc::new(kernel),
+        })
+    }
+
+    #[getter]
+    fn num_policies(&self) -> usize {
+        self.kernel.policies()
+    }
+
+    /// Runs the phases selected by `infer`, `plan` and `act` for every row of the arrays.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, observations, key, first_row, infer, plan, act))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        mut beliefs: PyReadwriteArray2<'_, f64>,
+        mut q_pi: PyReadwriteArray2<'_, f64>,
+        mut g: PyReadwriteArray2<'_, f64>,
+        mut f: PyReadwriteArray1<'_, f64>,
+        mut actions: PyReadwriteArray1<'_, i64>,
+        mut timesteps: PyReadwriteArray1<'_, i64>,
+        observations: Option<PyReadonlyArray2<'_, i64>>,
+        key: u64,
+        first_row: u64,
+        infer: bool,
+        plan: bool,
+        act: bool,
+    ) -> PyResult<()> {
+        let contiguous =
+            || CoreError::InvalidArgument("population arrays: must be C-contiguous".into());
+        let rows = Rows {
+            beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
+            q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,
+            g: g.as_slice_mut().map_err(|_| contiguous())?,
+            f: f.as_slice_mut().map_err(|_| contiguous())?,
+            actions: actions.as_slice_mut().map_err(|_| contiguous())?,
+            timesteps: timesteps.as_slice_mut().map_err(|_| contiguous())?,
+            first_row,
+        };
+        let observations = match &observations {
+            Some(o) => Some(o.as_slice().map_err(|_| contiguous())?),
+            None => None,
+        };
+        let kernel = &self.kernel;
+        let phases = Phases { infer, plan, act };
+        py.detach(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                kernel.run(rows, observations, key, phases)
+            }))
+        })
+        .map_err(|payload| panic_error(&*payload))?
+        .map_err(PyErr::from)
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AgentKernelCore>()
+}
