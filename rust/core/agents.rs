@@ -15,33 +15,34 @@ const EPS: f64 = 1e-16;
 /// Relative: action marginals this close to the best one are tied.
 const TIE: f64 = 1e-12;
 
-/// Column-compressed sparse matrix: column `j` holds `rows[ptr[j]..ptr[j + 1]]`.
-pub struct Csc {
+/// Compressed sparse matrix: line `i` (a row or a column, as the user decides) holds the
+/// entries `ptr[i]..ptr[i + 1]` of `index` (the other coordinate) and `values`.
+pub struct Sparse {
     pub ptr: Vec<usize>,
-    pub rows: Vec<usize>,
+    pub index: Vec<usize>,
     pub values: Vec<f64>,
 }
 
-impl Csc {
-    fn check(&self, rows: usize, columns: usize, what: &str) -> Result<(), CoreError> {
-        let ok = self.ptr.len() == columns + 1
+impl Sparse {
+    fn check(&self, lines: usize, other: usize, what: &str) -> Result<(), CoreError> {
+        let ok = self.ptr.len() == lines + 1
             && self.ptr.windows(2).all(|w| w[0] <= w[1])
-            && self.ptr.last() == Some(&self.rows.len())
-            && self.rows.len() == self.values.len()
-            && self.rows.iter().all(|&r| r < rows);
+            && self.ptr.last() == Some(&self.index.len())
+            && self.index.len() == self.values.len()
+            && self.index.iter().all(|&i| i < other);
         ok.then_some(())
             .ok_or_else(|| CoreError::InvalidArgument(format!("{what}: malformed sparse matrix")))
     }
 
-    /// `out = self @ x` (out is overwritten).
-    fn mul(&self, x: &[f64], out: &mut [f64]) {
-        out.fill(0.0);
-        for (j, &xj) in x.iter().enumerate() {
-            if xj != 0.0 {
-                for k in self.ptr[j]..self.ptr[j + 1] {
-                    out[self.rows[k]] += self.values[k] * xj;
-                }
-            }
+    /// `out = self @ x` with lines as rows (each output is a short gather, no scattered stores).
+    fn mul_rows(&self, x: &[f64], out: &mut [f64]) {
+        for (i, o) in out.iter_mut().enumerate() {
+            let (start, end) = (self.ptr[i], self.ptr[i + 1]);
+            *o = self.values[start..end]
+                .iter()
+                .zip(&self.index[start..end])
+                .map(|(v, &j)| v * x[j])
+                .sum();
         }
     }
 }
@@ -53,11 +54,16 @@ pub struct Model {
     pub obs_offsets: Vec<usize>,
     /// Every modality's A matrix stacked: (total observations, states), row-major.
     pub a: Vec<f64>,
-    /// One transition matrix per action, (next, previous).
-    pub b: Vec<Csc>,
-    /// Joint outcome distribution of each state (joint outcomes, states).
-    pub joint: Csc,
+    /// One transition matrix per action, (next, previous), by rows.
+    pub b: Vec<Sparse>,
+    /// ln(A + 1e-16), stacked like `a`.
+    pub log_a: Vec<f64>,
+    /// Joint outcome distribution of each state (joint outcomes, states), by columns.
+    pub joint: Sparse,
     pub joint_outcomes: usize,
+    /// The same, row-major, when it is dense enough that contiguous dot products beat the
+    /// scattered sparse updates (the explorer model's joint has no zeros).
+    pub joint_dense: Option<Vec<f64>>,
     pub utility: Vec<f64>,
     pub info_h: Vec<f64>,
     pub d: Vec<f64>,
@@ -69,6 +75,11 @@ impl Model {
         let s = self.states;
         let total_obs = *self.obs_offsets.last().unwrap_or(&0);
         let lengths_ok = self.a.len() == total_obs * s
+            && self.log_a.len() == self.a.len()
+            && self
+                .joint_dense
+                .as_ref()
+                .is_none_or(|j| j.len() == self.joint_outcomes * s)
             && [&self.utility, &self.info_h, &self.d, &self.log_d]
                 .iter()
                 .all(|v| v.len() == s)
@@ -82,7 +93,7 @@ impl Model {
         for b in &self.b {
             b.check(s, s, "B")?;
         }
-        self.joint.check(self.joint_outcomes, s, "joint")
+        self.joint.check(s, self.joint_outcomes, "joint")
     }
 
     pub fn actions(&self) -> usize {
@@ -112,6 +123,8 @@ pub struct Settings {
 struct Scratch {
     levels: Vec<Vec<f64>>,
     likelihood: Vec<f64>,
+    log_likelihood: Vec<f64>,
+    masked: Vec<f64>,
     qo: Vec<f64>,
     marginals: Vec<f64>,
 }
@@ -146,6 +159,24 @@ fn splitmix64(x: u64) -> u64 {
 pub fn uniform(key: u64, row: u64, timestep: u64) -> f64 {
     let h = splitmix64(splitmix64(key ^ splitmix64(row.wrapping_add(1))) ^ timestep);
     (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Dot product with four independent partial sums, so the additions pipeline (and vectorize).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut partial = [0.0; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = a4
+        .remainder()
+        .iter()
+        .zip(b4.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a4.zip(b4) {
+        for k in 0..4 {
+            partial[k] += x[k] * y[k];
+        }
+    }
+    (partial[0] + partial[1]) + (partial[2] + partial[3]) + tail
 }
 
 fn softmax_in_place(x: &mut [f64]) {
@@ -226,6 +257,8 @@ impl Kernel {
         Scratch {
             levels: vec![vec![0.0; s]; self.settings.policy_len + 1],
             likelihood: vec![0.0; s],
+            log_likelihood: vec![0.0; s],
+            masked: vec![0.0; s],
             qo: vec![0.0; self.model.joint_outcomes],
             marginals: vec![0.0; self.model.actions()],
         }
@@ -245,15 +278,24 @@ impl Kernel {
         let m = &*self.model;
         let prior = &mut scratch.levels[0];
         match usize::try_from(action) {
-            Ok(a) => m.b[a].mul(qs, prior),
+            Ok(a) => m.b[a].mul_rows(qs, prior),
             Err(_) => prior.copy_from_slice(&m.d),
         }
-        let likelihood = &mut scratch.likelihood;
+        let (likelihood, log_likelihood) = (&mut scratch.likelihood, &mut scratch.log_likelihood);
         likelihood.fill(1.0);
+        log_likelihood.fill(0.0);
         for (modality, &o) in observation.iter().enumerate() {
             let row = (m.obs_offsets[modality] + o as usize) * m.states;
-            for (l, &a) in likelihood.iter_mut().zip(&m.a[row..row + m.states]) {
+            let rows = m.a[row..row + m.states]
+                .iter()
+                .zip(&m.log_a[row..row + m.states]);
+            for ((l, log_l), (&a, &log_a)) in likelihood
+                .iter_mut()
+                .zip(log_likelihood.iter_mut())
+                .zip(rows)
+            {
                 *l *= a;
+                *log_l += log_a;
             }
         }
         let mut sum = 0.0;
@@ -262,28 +304,39 @@ impl Kernel {
             sum += *q;
         }
         let mut free_energy = 0.0;
-        for ((q, &l), &log_d) in qs.iter_mut().zip(likelihood.iter()).zip(&m.log_d) {
+        for ((q, &log_l), &log_d) in qs.iter_mut().zip(log_likelihood.iter()).zip(&m.log_d) {
             *q /= sum;
-            free_energy += *q * ((*q + EPS).ln() - log_d - (l + EPS).ln());
+            free_energy += *q * ((*q + EPS).ln() - log_d - log_l);
         }
         *f = free_energy;
     }
 
     /// Expected utility plus state information gain of predicted states `qs`.
-    fn node_value(&self, qs: &[f64], qo: &mut [f64]) -> f64 {
+    fn node_value(&self, qs: &[f64], qo: &mut [f64], masked: &mut [f64]) -> f64 {
         let m = &*self.model;
         let mut value = 0.0;
         if self.settings.use_utility {
-            value = qs.iter().zip(&m.utility).map(|(q, u)| q * u).sum();
+            value = dot(qs, &m.utility);
         }
         if self.settings.use_states_info_gain {
-            qo.fill(0.0);
+            let threshold = self.settings.info_threshold;
             let mut expected_h = 0.0;
-            for (s, &q) in qs.iter().enumerate() {
-                if q > self.settings.info_threshold {
-                    expected_h += q * m.info_h[s];
-                    for k in m.joint.ptr[s]..m.joint.ptr[s + 1] {
-                        qo[m.joint.rows[k]] += q * m.joint.values[k];
+            if let Some(joint) = &m.joint_dense {
+                for (mq, &q) in masked.iter_mut().zip(qs) {
+                    *mq = if q > threshold { q } else { 0.0 };
+                }
+                expected_h = dot(masked, &m.info_h);
+                for (o, row) in qo.iter_mut().zip(joint.chunks_exact(m.states)) {
+                    *o = dot(row, masked);
+                }
+            } else {
+                qo.fill(0.0);
+                for (s, &q) in qs.iter().enumerate() {
+                    if q > threshold {
+                        expected_h += q * m.info_h[s];
+                        for k in m.joint.ptr[s]..m.joint.ptr[s + 1] {
+                            qo[m.joint.index[k]] += q * m.joint.values[k];
+                        }
                     }
                 }
             }
@@ -303,8 +356,8 @@ impl Kernel {
         let actions = self.model.actions();
         for a in 0..actions {
             let (done, rest) = scratch.levels.split_at_mut(depth + 1);
-            self.model.b[a].mul(&done[depth], &mut rest[0]);
-            let total = value + self.node_value(&rest[0], &mut scratch.qo);
+            self.model.b[a].mul_rows(&done[depth], &mut rest[0]);
+            let total = value + self.node_value(&rest[0], &mut scratch.qo, &mut scratch.masked);
             let index = prefix * actions + a;
             if depth + 1 == self.settings.policy_len {
                 g[index] = total;

@@ -9,7 +9,7 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteAr
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::core::agents::{Csc, Kernel, Model, Phases, Rows, Settings};
+use crate::core::agents::{Kernel, Model, Phases, Rows, Settings, Sparse};
 use crate::core::error::CoreError;
 use crate::python::errors::panic_error;
 
@@ -43,32 +43,43 @@ fn model_of(d: &Bound<'_, PyDict>) -> PyResult<Model> {
     let a: PyReadonlyArray2<'_, f64> = d.get_item("A_stacked")?.expect("A_stacked").extract()?;
     let states = a.as_array().shape()[1];
     let b_ptr: PyReadonlyArray2<'_, i64> = d.get_item("b_ptr")?.expect("b_ptr").extract()?;
-    let (b_rows, b_values) = (vec_usize(d, "b_rows")?, vec_f64(d, "b_values")?);
+    let (b_columns, b_values) = (vec_usize(d, "b_columns")?, vec_f64(d, "b_values")?);
     let mut b = Vec::new();
     for ptr in b_ptr.as_array().rows() {
         let ptr: Vec<usize> = ptr.iter().map(|&v| v.max(0) as usize).collect();
         let (start, end) = (ptr[0], *ptr.last().unwrap_or(&0));
-        if start > end || end > b_rows.len() {
+        if start > end || end > b_columns.len() {
             return Err(CoreError::InvalidArgument("B: malformed sparse matrix".into()).into());
         }
-        b.push(Csc {
+        b.push(Sparse {
             ptr: ptr.iter().map(|p| p - start).collect(),
-            rows: b_rows[start..end].to_vec(),
+            index: b_columns[start..end].to_vec(),
             values: b_values[start..end].to_vec(),
         });
     }
     let joint: PyReadonlyArray2<'_, f64> = d.get_item("joint")?.expect("joint").extract()?;
+    let log_a: PyReadonlyArray2<'_, f64> = d
+        .get_item("log_A_stacked")?
+        .expect("log_A_stacked")
+        .extract()?;
+    let joint_values = vec_f64(d, "joint_values")?;
+    let joint_size = joint.as_array().len();
+    // Dense when at most a quarter of it is zeros.
+    let joint_dense = (joint_values.len() * 4 >= joint_size * 3)
+        .then(|| joint.as_array().iter().copied().collect());
     Ok(Model {
         states,
         obs_offsets: vec_usize(d, "obs_offsets")?,
         a: a.as_array().iter().copied().collect(),
+        log_a: log_a.as_array().iter().copied().collect(),
         b,
-        joint: Csc {
+        joint: Sparse {
             ptr: vec_usize(d, "joint_ptr")?,
-            rows: vec_usize(d, "joint_rows")?,
-            values: vec_f64(d, "joint_values")?,
+            index: vec_usize(d, "joint_rows")?,
+            values: joint_values,
         },
         joint_outcomes: joint.as_array().shape()[0],
+        joint_dense,
         utility: vec_f64(d, "utility")?,
         info_h: vec_f64(d, "info_h")?,
         d: vec_f64(d, "D")?,

@@ -10,7 +10,9 @@ no per-agent work repeats per-model work:
   state ``s`` (the outer product of its A columns), ``H[s] = po_s . ln(po_s + exp(-16))`` and
   ``qo = sum qs[s] po_s``;
 * state inference: softmax(ln(L + 1e-16) + ln(prior + 1e-16)) = (L + 1e-16)(prior + 1e-16),
-  normalized, with L the product of the observed rows of the A matrices.
+  normalized, with L the product of the observed rows of the A matrices;
+* free energy (pymdp's VANILLA agent has none; this is FreeAgentics'): complexity KL(q || D)
+  minus accuracy sum_s q[s] sum_m ln(A_m[o_m, s] + 1e-16).
 """
 
 from __future__ import annotations
@@ -150,14 +152,16 @@ def _derive(As: list[np.ndarray], B: np.ndarray, Cs: list[np.ndarray], D: np.nda
     for a in As:  # pymdp's spm_cross order: the first modality varies slowest
         joint = (joint[:, None, :] * a[None, :, :]).reshape(-1, states)
     info_h = (joint * np.log(joint + INFO_EPS)).sum(axis=0)
-    col_ptr, rows, values = _csc(B.transpose(2, 0, 1))  # per action: (next, previous)
+    # Per action, (next, previous) by rows: the column-compressed form of its transpose.
+    row_ptr, columns, values = _csc(B.transpose(2, 1, 0))
     joint_ptr, joint_rows, joint_values = _csc(joint[None])
     obs_offsets = np.cumsum([0] + [a.shape[0] for a in As])
     return {
         "A_stacked": np.ascontiguousarray(np.concatenate(As, axis=0)),  # (sum of observations, states)
+        "log_A_stacked": np.log(np.concatenate(As, axis=0) + EPS),
         "obs_offsets": obs_offsets.astype(np.int64),
-        "b_ptr": col_ptr,  # (actions, states + 1)
-        "b_rows": rows,
+        "b_ptr": row_ptr,  # (actions, states + 1)
+        "b_columns": columns,
         "b_values": values,
         "joint": np.ascontiguousarray(joint),
         "joint_ptr": joint_ptr[0],

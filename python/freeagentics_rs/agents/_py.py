@@ -53,7 +53,7 @@ class AgentKernel:
         self.log_E = log_E
         self.num_actions = model.num_actions
         self.D, self.log_D = d["D"], d["log_D"]
-        self.A, self.offsets = d["A_stacked"], d["obs_offsets"]
+        self.A, self.log_A, self.offsets = d["A_stacked"], d["log_A_stacked"], d["obs_offsets"]
         self.utility = d["utility"] if use_utility else None
         self.info_h = d["info_h"] if use_states_info_gain else None
         self.joint_t = d["joint"].T.copy()
@@ -72,12 +72,15 @@ class AgentKernel:
             if rows.any():
                 prior[rows] = self._predict(beliefs[rows], action)
         likelihood = np.ones_like(beliefs)
+        log_likelihood = np.zeros_like(beliefs)
         for m in range(len(self.offsets) - 1):
-            likelihood *= self.A[self.offsets[m] + observations[:, m]]
+            rows = self.offsets[m] + observations[:, m]
+            likelihood *= self.A[rows]
+            log_likelihood += self.log_A[rows]
         posterior = (likelihood + EPS) * (prior + EPS)
         posterior /= posterior.sum(axis=1, keepdims=True)
         beliefs[:] = posterior
-        F[:] = (posterior * (np.log(posterior + EPS) - self.log_D - np.log(likelihood + EPS))).sum(axis=1)
+        F[:] = (posterior * (np.log(posterior + EPS) - self.log_D - log_likelihood)).sum(axis=1)
 
     def _node_value(self, qs: np.ndarray) -> np.ndarray:
         """Expected utility plus state information gain of predicted states, per agent."""
