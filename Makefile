@@ -20,6 +20,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q "maturin>=1.8,<2" "pytest>=8" "pytest-timeout>=2.3" "pytest-benchmark>=5" "numpy>=1.24" "threadpoolctl>=3"
 	touch $(STAMP)
 
+# pymdp 0.0.7.1, the reference the native agents are checked against. It declares many unneeded
+# requirements (docs and notebook tools), so it goes in without them, with what it imports.
+TEST_STAMP := $(VENV)/.test-deps-stamp
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q "scipy>=1.10" "pandas>=2" "matplotlib>=3.7" "seaborn>=0.12"
+	$(PY) -m pip install -q --no-deps "inferactively-pymdp==0.0.7.1"
+	touch $(TEST_STAMP)
+
 venv: $(STAMP)  ## create/refresh the virtualenv with the build and test tools
 
 build: $(STAMP)  ## build the extension in release mode into .venv
@@ -33,14 +41,14 @@ test: build test-rust test-python  ## Rust core tests, then pytest on both backe
 test-rust:  ## the pure Rust core, no Python
 	cargo test --release --no-default-features -q
 
-test-python: build  ## pytest on the Rust backend, then on the pure-Python one
+test-python: build $(TEST_STAMP)  ## pytest on the Rust backend, then on the pure-Python one
 	FREEAGENTICS_RS_BACKEND=rust $(PY) -m pytest -q
 	FREEAGENTICS_RS_BACKEND=python $(PY) -m pytest -q
 
-stress: build  ## long randomized concurrency runs
+stress: build $(TEST_STAMP)  ## long randomized concurrency runs
 	$(PY) -m pytest -q -m stress
 
-bench: build  ## pytest-benchmark suites (ratios against ThreadPoolExecutor in the same run)
+bench: build $(TEST_STAMP)  ## pytest-benchmark suites (ratios against a baseline measured in the same run)
 	mkdir -p .benchmarks
 	$(PY) -m pytest benches -q --benchmark-columns=median,min,max,rounds --benchmark-json=.benchmarks/executor.json
 	$(PY) benches/table.py .benchmarks/executor.json

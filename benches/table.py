@@ -26,6 +26,8 @@ def main(path: str) -> None:
     manager_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "manager"])
     agent_io_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agent-io"])
     memory_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "memory"])
+    agents_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agents"])
+    agents_memory_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agents-memory"])
 
 
 def _ms(seconds: float) -> str:
@@ -164,6 +166,34 @@ def memory_table(benchmarks: list[dict]) -> None:
         for label, r in per_agent.items():
             print(f"| {label} | {r['median'] / 1024:.2f} KB | {r['min'] / 1024:.2f} – {r['max'] / 1024:.2f} KB | "
                   f"{naive / r['median']:.0f}x |")
+
+
+def agents_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for bench in benchmarks:
+        groups[bench["group"]].append(bench)
+    print("\n| workload | agents stepped by | median per round | agent-steps per round | agent-steps/s | µs per agent-step | vs pymdp serial (or first row) |")
+    print("|---|---|---|---|---|---|---|")
+    for group, rows in groups.items():
+        rates = {b["extra_info"]["kind"]: b["extra_info"]["steps"] / b["stats"]["median"] for b in rows}
+        baseline = rates.get("pymdp serial", next(iter(rates.values())))
+        for bench in rows:
+            info, stats = bench["extra_info"], bench["stats"]
+            rate = rates[info["kind"]]
+            print(f"| {group} | {info['kind']} | {_ms(stats['median'])} | {info['steps']} | {rate:,.0f} | "
+                  f"{1e6 / rate:.2f} | {rate / baseline:,.1f}x |")
+
+
+def agents_memory_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    print(f"\n| {benchmarks[0]['group']} | arrays per agent | RSS growth per agent (median of 3 runs) |")
+    print("|---|---|---|")
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        print(f"| {info['kind']} | {info['arrays']:.0f} B | {info['rss']:.0f} B |")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,45 @@ class ModelStoreCore:
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
+class AgentKernelCore:
+    """Rust kernel of ``freeagentics_rs.agents.AgentPopulation``: pymdp's VANILLA agent for
+    every row of the population's arrays at once, on a rayon pool of ``num_threads`` threads
+    (one pool per size, rebuilt after fork), detached from the interpreter. The numpy twin is
+    ``freeagentics_rs.agents._py.AgentKernel``."""
+
+    def __init__(
+        self,
+        derived: dict[str, np.ndarray],
+        policy_len: int,
+        gamma: float,
+        alpha: float,
+        deterministic: bool,
+        use_utility: bool,
+        use_states_info_gain: bool,
+        info_threshold: float,
+        log_e: np.ndarray,
+        num_threads: int,
+    ) -> None: ...
+    @property
+    def num_policies(self) -> int: ...
+    def run(
+        self,
+        beliefs: np.ndarray,
+        q_pi: np.ndarray,
+        g: np.ndarray,
+        f: np.ndarray,
+        actions: np.ndarray,
+        timesteps: np.ndarray,
+        observations: np.ndarray | None,
+        key: int,
+        first_row: int,
+        infer: bool,
+        plan: bool,
+        act: bool,
+    ) -> None:
+        """State inference (``infer``, needs ``observations``), policy inference (``plan``)
+        and action selection (``act``) for every row, in place."""
+
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and joins its threads (interpreter exit)."""
 

@@ -18,7 +18,6 @@ no per-agent work repeats per-model work:
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any, Sequence
 
 import numpy as np
