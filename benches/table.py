@@ -21,6 +21,7 @@ def main(path: str) -> None:
           f"{info.get('cpu', {}).get('count', '?')} CPUs, Python {info['python_version']}; "
           f"medians of the rounds shown, in one run.\n")
     executor_table([b for b in data["benchmarks"] if "family" not in b.get("extra_info", {})])
+    scaling_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "scaling"])
     adaptive_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "adaptive"])
     registry_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "registry"])
     manager_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "manager"])
@@ -166,6 +167,21 @@ def memory_table(benchmarks: list[dict]) -> None:
         for label, r in per_agent.items():
             print(f"| {label} | {r['median'] / 1024:.2f} KB | {r['min'] / 1024:.2f} – {r['max'] / 1024:.2f} KB | "
                   f"{naive / r['median']:.0f}x |")
+
+
+def scaling_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    print("\n| threads | tasks | ThreadPoolExecutor | WorkStealingThreadPool (python) | WorkStealingThreadPool (rust) | tasks/s (rust) | rust vs ThreadPoolExecutor |")
+    print("|---|---|---|---|---|---|---|")
+    for group, kinds in _groups(benchmarks, "kind").items():
+        first = next(iter(kinds.values()))["extra_info"]
+        medians = {k: b["stats"]["median"] for k, b in kinds.items()}
+        cells = [_ms(medians[k]) if k in medians else "n/a" for k in ("ThreadPoolExecutor", "python", "rust")]
+        rust = medians.get("rust")
+        rate = f"{first['tasks'] / rust:,.0f}" if rust else "n/a"
+        ratio = f"{medians['ThreadPoolExecutor'] / rust:.2f}x" if rust and "ThreadPoolExecutor" in medians else "n/a"
+        print(f"| {first['threads']} | {first['tasks']} | {' | '.join(cells)} | {rate} | {ratio} |")
 
 
 def agents_table(benchmarks: list[dict]) -> None:

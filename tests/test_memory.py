@@ -151,6 +151,8 @@ def test_block_waits_for_a_slot_freed_by_another_thread_and_times_out(make_pool)
     thread = threading.Thread(target=waiter)
     thread.start()
     waiting.wait()
+    while pool.stats()["waits"] < 2:  # until the waiter is blocked
+        threading.Event().wait(0.001)
     held.pop()  # the last array dies: the slot is free
     thread.join(30)
     assert len(got) == 1 and pool.stats()["waits"] == 2
