@@ -16,6 +16,8 @@ from freeagentics_rs import AgentStateStore, AsyncAgentManager, OptimizedThreadP
 from freeagentics_rs.agents import AgentPopulation, GenerativeModel, GridWorld, grid_world_model, reward_grid_model
 from freeagentics_rs.agents._model import EPS
 
+from helpers import run_python
+
 
 @pytest.fixture
 def explorer(backend):
@@ -134,8 +136,10 @@ def test_the_same_results_at_any_thread_count(backend):
     assert all(np.array_equal(pops[0].beliefs, p.beliefs) for p in pops[1:])
 
 
-def test_both_backends_agree(backend):
-    if freeagentics_rs.BACKEND != "rust":
+def test_both_backends_agree():
+    try:
+        freeagentics_rs._backend.native()
+    except ImportError:
         pytest.skip("needs the Rust extension")
     model = reward_grid_model()
     env_obs = np.random.default_rng(0).integers(0, [9, 3, 2], (50, 64, 3))
@@ -230,3 +234,79 @@ def test_memory_per_agent_is_the_arrays(backend):
     pop = AgentPopulation(grid_world_model(10, backend=backend), 10_000, backend=backend)
     per_agent = sum(a.nbytes for a in (pop.beliefs, pop.q_pi, pop.G, pop.F, pop.actions, pop.timesteps)) / 10_000
     assert per_agent <= 2048
+
+
+def test_model_inputs_in_pymdp_forms_and_copies(backend):
+    A, B = np.array([[0.9, 0.2], [0.1, 0.8]]), np.stack([np.eye(2), np.eye(2)[::-1]], axis=2)
+    D = np.array([0.5, 0.5])
+    objects = np.empty(1, dtype=object)
+    objects[0] = B
+    model = GenerativeModel(A, objects, [0.0, 1.0], D, E=[2.0, 6.0], backend=backend)  # a list of numbers is one C
+    assert model.num_modalities == 1 and np.allclose(model.E, [0.25, 0.75])
+    pop = AgentPopulation(model, 1, action_selection="deterministic", backend=backend)
+    D[:] = [1.0, 0.0]  # the caller's arrays were copied: reusing them changes nothing
+    B[:] = 0.5
+    assert np.allclose(pop.infer_states([0])[0], [0.9 / 1.1, 0.2 / 1.1])
+    with pytest.raises(ValueError, match="^E: must be non-negative and not all zero$"):
+        GenerativeModel(A, B, [0.0, 1.0], [0.5, 0.5], E=[0.0, 0.0], backend=backend)
+
+
+def test_information_gain_off_needs_no_joint_outcome_table(backend):
+    states, modalities = 4, 8  # 10**8 joint outcomes x 4 states: never built
+    A = [np.full((10, states), 0.1)] * modalities
+    model = GenerativeModel(A, np.stack([np.eye(states)] * 2, axis=2), [np.zeros(10)] * modalities,
+                            np.full(states, 0.25), backend=backend)  # fmt: skip
+    pop = AgentPopulation(model, 3, use_states_info_gain=False, backend=backend)
+    assert pop.step(np.zeros((3, modalities), np.int64)).shape == (3,)
+
+
+def test_arrays_cannot_be_replaced_and_bad_actions_are_refused(explorer, backend):
+    pop = AgentPopulation(explorer, 4, backend=backend)
+    with pytest.raises(AttributeError):
+        pop.beliefs = np.asfortranarray(pop.beliefs)
+    pop.actions[2] = 7
+    for call in (lambda: pop.step(np.zeros(4, np.int64)), pop.infer_policies, pop.sample_action):
+        with pytest.raises(ValueError, match=r"^actions: must lie in \[-1, 5\)$"):
+            call()
+    pop.reset(2)
+    pop.reset([])
+    pop.reset(np.array([True, False, False, False]))
+    pop.reset(slice(1, 3))
+    assert (pop.actions == -1).all()
+
+
+def test_load_state_checks_everything_before_changing_anything(explorer, backend):
+    pop = AgentPopulation(explorer, 3, seed=1, backend=backend)
+    pop.step(np.zeros(3, np.int64))
+    before = pop.save_state()
+    for change, message in [
+        ({"key": np.int64(-1)}, "state: key must be one unsigned 64-bit integer"),
+        ({"actions": np.array([0.5, 1.0, 2.0])}, "state: actions must be integers"),
+        ({"actions": np.array([0, 9, 1])}, r"state: actions must lie in \[-1, 5\)"),
+        ({"timesteps": np.zeros(3)}, "state: timesteps must be integers"),
+    ]:
+        broken = {**pop.save_state(), "timesteps": np.full(3, 9), **change}
+        with pytest.raises(ValueError, match="^" + message):
+            pop.load_state(broken)
+        assert np.array_equal(pop.timesteps, before["timesteps"])
+
+
+def test_a_population_built_before_fork_steps_in_the_child(backend):
+    child = run_python(
+        """
+        import os, sys
+        import numpy as np
+        from freeagentics_rs.agents import AgentPopulation, grid_world_model
+        pop = AgentPopulation(grid_world_model(5), 64, seed=0, num_threads=2)
+        pop.step(np.zeros(64, np.int64))
+        pid = os.fork()
+        if pid == 0:
+            pop.step(np.zeros(64, np.int64))
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """,
+        backend=backend,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr

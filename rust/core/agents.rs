@@ -145,7 +145,8 @@ pub struct Kernel {
     model: Arc<Model>,
     settings: Settings,
     policies: usize,
-    pool: Arc<rayon::ThreadPool>,
+    /// Size of the rayon pool, looked up per call: a forked child gets a pool of its own.
+    threads: usize,
 }
 
 fn splitmix64(x: u64) -> u64 {
@@ -244,7 +245,7 @@ impl Kernel {
             model,
             settings,
             policies,
-            pool: pool_of(threads)?,
+            threads: pool_of(threads).map(|_| threads)?,
         })
     }
 
@@ -437,15 +438,17 @@ impl Kernel {
             && rows.q_pi.len() == n * p
             && rows.g.len() == n * p
             && rows.f.len() == n
-            && rows.timesteps.len() == n
-            && rows
-                .actions
-                .iter()
-                .all(|&a| a < self.model.actions() as i64);
+            && rows.timesteps.len() == n;
         if !ok {
             return Err(CoreError::InvalidArgument(
                 "population arrays: inconsistent shapes".into(),
             ));
+        }
+        let actions = self.model.actions() as i64;
+        if !rows.actions.iter().all(|&a| (-1..actions).contains(&a)) {
+            return Err(CoreError::InvalidArgument(format!(
+                "actions: must lie in [-1, {actions})"
+            )));
         }
         if let Some(obs) = observations {
             let m = &*self.model;
@@ -479,7 +482,7 @@ impl Kernel {
         let first_row = rows.first_row;
         // Chunks of rows so that scratch space is made once per chunk, not per agent.
         const CHUNK: usize = 32;
-        self.pool.install(|| {
+        pool_of(self.threads)?.install(|| {
             rows.beliefs
                 .par_chunks_mut(s * CHUNK)
                 .zip(rows.q_pi.par_chunks_mut(p * CHUNK))

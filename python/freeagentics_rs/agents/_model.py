@@ -61,18 +61,29 @@ def _distribution(a: np.ndarray, name: str) -> None:
     if (a < 0).any():
         raise ValueError(f"{name}: must be non-negative")
     sums = a.sum(axis=0)
-    if not np.allclose(sums, 1.0, atol=_TOLERANCE):
+    if not np.allclose(sums, 1.0, rtol=0, atol=_TOLERANCE):
         raise ValueError(f"{name}: columns must sum to 1 (within {_TOLERANCE}); worst sum is {sums.flat[np.abs(sums - 1).argmax()]:.6g}")
 
 
 def _modalities(value: Any, name: str) -> list[Any]:
+    """One array per modality: a list, tuple or pymdp object array of them, or one array (a
+    list of numbers is one array)."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        value = list(value)
     if isinstance(value, (list, tuple)):
         if not value:
             raise ValueError(f"{name}: needs at least one modality")
-        return list(value)
-    if isinstance(value, np.ndarray) and value.dtype == object:
+        if all(np.ndim(v) == 0 for v in value):
+            return [value]
         return list(value)
     return [value]
+
+
+def _single(value: Any) -> Any:
+    """B or D given as a pymdp object array of one factor."""
+    if isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
+        return value.flat[0]
+    return value
 
 
 class GenerativeModel:
@@ -90,8 +101,8 @@ class GenerativeModel:
         A_in, C_in = _modalities(A, "A"), _modalities(C, "C")
         As = [_array(a, f"A[{m}]", 2) for m, a in enumerate(A_in)]
         Cs = [_array(c, f"C[{m}]", 1) for m, c in enumerate(C_in)]
-        B_in, B = B, _array(B, "B", 3)
-        D = _array(D, "D", 1)
+        B_in = _single(B)
+        B, D = _array(B_in, "B", 3), _array(_single(D), "D", 1)
         states = D.shape[0]
         if B.shape[0] != states or B.shape[1] != states:
             raise ValueError(f"B: must have shape (states, states, actions) with states = len(D) = {states}, got {B.shape}")
@@ -109,7 +120,9 @@ class GenerativeModel:
         _distribution(D, "D")
         if E is not None:
             E = _array(E, "E", 1)
-            _distribution(E, "E")
+            if (E < 0).any() or not E.any():
+                raise ValueError("E: must be non-negative and not all zero")
+            E = E / E.sum()  # pymdp takes ln E as given; a constant shift leaves q_pi unchanged
         store = _store(self.backend)
         # Interned as given (B keeps its float32, say): one copy per distinct model.
         self.A = [store.intern(_numeric(a, As[m])) for m, a in enumerate(A_in)]
@@ -119,18 +132,26 @@ class GenerativeModel:
         self.E = None if E is None else store.intern(E)
         self.num_states, self.num_actions = states, B.shape[2]
         self.num_obs = tuple(a.shape[0] for a in As)
-        self._A64, self._B64, self._C64, self._D64 = As, B, Cs, D
         self._derived: dict[str, np.ndarray] | None = None
+        self._joint: dict[str, np.ndarray] | None = None
 
     @property
     def num_modalities(self) -> int:
         return len(self.num_obs)
 
-    def derived(self) -> dict[str, np.ndarray]:
-        """The per-model quantities of the kernels (see the module docstring), computed once."""
+    def derived(self, info_gain: bool = True) -> dict[str, np.ndarray]:
+        """The per-model quantities of the kernels (see the module docstring), computed once
+        from the interned arrays. The joint outcome distributions, whose size is the product of
+        the modalities' observation counts times the states, are made only for ``info_gain``."""
+        As = [np.asarray(a, np.float64) for a in self.A]
         if self._derived is None:
-            self._derived = _derive(self._A64, self._B64, self._C64, self._D64)
-        return self._derived
+            Cs = [np.asarray(c, np.float64) for c in self.C]
+            self._derived = _derive(As, np.asarray(self.B, np.float64), Cs, np.asarray(self.D, np.float64))
+        if not info_gain:
+            return {**self._derived, **_joint([np.ones((1, self.num_states))])}
+        if self._joint is None:
+            self._joint = _joint(As)
+        return {**self._derived, **self._joint}
 
     def __repr__(self) -> str:
         return (f"<GenerativeModel states={self.num_states} actions={self.num_actions} "
@@ -147,13 +168,8 @@ def _derive(As: list[np.ndarray], B: np.ndarray, Cs: list[np.ndarray], D: np.nda
     utility = np.zeros(states)
     for a, c in zip(As, Cs):
         utility += np.log(_softmax(c) + EPS) @ a
-    joint = np.ones((1, states))
-    for a in As:  # pymdp's spm_cross order: the first modality varies slowest
-        joint = (joint[:, None, :] * a[None, :, :]).reshape(-1, states)
-    info_h = (joint * np.log(joint + INFO_EPS)).sum(axis=0)
     # Per action, (next, previous) by rows: the column-compressed form of its transpose.
     row_ptr, columns, values = _csc(B.transpose(2, 1, 0))
-    joint_ptr, joint_rows, joint_values = _csc(joint[None])
     obs_offsets = np.cumsum([0] + [a.shape[0] for a in As])
     return {
         "A_stacked": np.ascontiguousarray(np.concatenate(As, axis=0)),  # (sum of observations, states)
@@ -162,14 +178,26 @@ def _derive(As: list[np.ndarray], B: np.ndarray, Cs: list[np.ndarray], D: np.nda
         "b_ptr": row_ptr,  # (actions, states + 1)
         "b_columns": columns,
         "b_values": values,
-        "joint": np.ascontiguousarray(joint),
-        "joint_ptr": joint_ptr[0],
-        "joint_rows": joint_rows,
-        "joint_values": joint_values,
         "utility": utility,
-        "info_h": info_h,
         "D": D,
         "log_D": np.log(D + EPS),
+    }
+
+
+def _joint(As: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each state's joint outcome distribution (the outer product of its A columns, in pymdp's
+    spm_cross order: the first modality varies slowest) and H[s] = po_s . ln(po_s + exp(-16))."""
+    states = As[0].shape[1]
+    joint = np.ones((1, states))
+    for a in As:
+        joint = (joint[:, None, :] * a[None, :, :]).reshape(-1, states)
+    ptr, rows, values = _csc(joint[None])
+    return {
+        "joint": np.ascontiguousarray(joint),
+        "joint_ptr": ptr[0],
+        "joint_rows": rows,
+        "joint_values": values,
+        "info_h": (joint * np.log(joint + INFO_EPS)).sum(axis=0),
     }
 
 

@@ -48,6 +48,11 @@ class AgentPopulation:
     the action marginals with precision ``alpha``, drawn from a per-agent stream of ``seed``:
     the same seed gives the same actions, on either backend) or ``"deterministic"`` (argmax).
     ``num_threads`` sizes the Rust kernel's thread pool (default: this machine's CPUs).
+
+    Different agents (``agent(i)`` rows) may be stepped from different threads at once; the
+    same rows must not be (the Rust backend refuses overlapping use with a ``TypeError``, numpy
+    would race). ``reset`` restarts each agent's random stream too: episodes after a reset
+    repeat their draws unless the population is built with another seed.
     """
 
     def __init__(
@@ -74,7 +79,7 @@ class AgentPopulation:
             raise ValueError(f"action_selection: must be 'stochastic' or 'deterministic', not {action_selection!r}")
         if num_threads is None:
             num_threads = available_cpus()
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
             raise ValueError(f"num_threads: must be a positive int, got {num_threads!r}")
         num_policies = model.num_actions**policy_len
         if num_policies > 1 << 20:
@@ -83,25 +88,35 @@ class AgentPopulation:
             raise ValueError(f"E: the model's E has {len(model.E)} entries but policy_len={policy_len} gives {num_policies} policies")
         self.model, self.n_agents, self.policy_len = model, int(n_agents), int(policy_len)
         self.gamma, self.alpha = _positive_float(gamma, "gamma"), _positive_float(alpha, "alpha")
-        self.action_selection, self.num_threads = action_selection, num_threads
+        self.action_selection, self.num_threads = action_selection, int(num_threads)
         self.backend = _backend.resolve(backend)
         self._key = _key_of(seed)
         E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
         args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
                 bool(use_utility), bool(use_states_info_gain))  # fmt: skip
         log_E = np.log(E + EPS)
+        derived = model.derived(info_gain=bool(use_states_info_gain))
         if self.backend == "rust":
-            self._kernel = _backend.native().AgentKernelCore(model.derived(), *args, INFO_EPS, log_E, num_threads)
+            self._kernel = _backend.native().AgentKernelCore(derived, *args, INFO_EPS, log_E, self.num_threads)
         else:
-            self._kernel = _py.AgentKernel(model, *args, log_E, num_threads)
+            self._kernel = _py.AgentKernel(model, derived, *args, log_E)
         n, s = self.n_agents, model.num_states
-        self.beliefs = np.empty((n, s))
-        self.q_pi = np.empty((n, num_policies))
-        self.G = np.empty((n, num_policies))
-        self.F = np.empty(n)
-        self.actions = np.empty(n, np.int64)
-        self.timesteps = np.empty(n, np.int64)
+        self._beliefs = np.empty((n, s))
+        self._q_pi = np.empty((n, num_policies))
+        self._G = np.empty((n, num_policies))
+        self._F = np.empty(n)
+        self._actions = np.empty(n, np.int64)
+        self._timesteps = np.empty(n, np.int64)
         self.reset()
+
+    # The arrays are the population's own: read and write them in place; they cannot be
+    # replaced (the kernels rely on their dtype, shape and C order).
+    beliefs = property(lambda self: self._beliefs, doc="(agents, states) posteriors over states")
+    q_pi = property(lambda self: self._q_pi, doc="(agents, policies) posteriors over policies")
+    G = property(lambda self: self._G, doc="(agents, policies) negative expected free energies")
+    F = property(lambda self: self._F, doc="(agents,) variational free energy of the last state inference")
+    actions = property(lambda self: self._actions, doc="(agents,) last actions, -1 before the first")
+    timesteps = property(lambda self: self._timesteps, doc="(agents,) actions taken since the last reset")
 
     @property
     def num_policies(self) -> int:
@@ -110,11 +125,13 @@ class AgentPopulation:
     def reset(self, agents: Iterable[int] | slice | None = None) -> None:
         """Back to the start (uniform beliefs and q_pi, no action taken) for every agent, or for
         the agents given (indices, a boolean mask or a slice)."""
-        rows = slice(None) if agents is None else agents
+        rows: Any = slice(None) if agents is None else agents
         if not isinstance(rows, slice):
-            rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)
-            if rows.dtype != bool and len(rows) and (rows.min() < -self.n_agents or rows.max() >= self.n_agents):
-                raise IndexError(f"agents: index out of range for {self.n_agents} agents")
+            rows = np.asarray(rows if isinstance(rows, np.ndarray) or np.ndim(rows) == 0 else list(rows))
+            if rows.dtype != bool:
+                rows = rows.astype(np.intp).reshape(-1)
+                if rows.size and (rows.min() < -self.n_agents or rows.max() >= self.n_agents):
+                    raise IndexError(f"agents: index out of range for {self.n_agents} agents")
         self.beliefs[rows] = 1.0 / self.model.num_states
         self.q_pi[rows] = 1.0 / self.num_policies
         self.G[rows] = 0.0
@@ -141,6 +158,9 @@ class AgentPopulation:
 
     def _run(self, rows: slice, observations: np.ndarray | None, infer: bool, plan: bool, act: bool) -> None:
         arrays = (self.beliefs[rows], self.q_pi[rows], self.G[rows], self.F[rows], self.actions[rows], self.timesteps[rows])
+        actions = arrays[4]
+        if actions.size and (actions.min() < -1 or actions.max() >= self.model.num_actions):
+            raise ValueError(f"actions: must lie in [-1, {self.model.num_actions})")
         first = rows.start or 0
         if self.backend == "rust":
             self._kernel.run(*arrays, observations, self._key, first, infer, plan, act)
@@ -189,15 +209,22 @@ class AgentPopulation:
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise ValueError(f"state: missing {', '.join(missing)}")
+        values = {name: np.asarray(state[name]) for name in _STATE_KEYS}
         for name in _STATE_KEYS[:-1]:
-            value = np.asarray(state[name])
-            if value.shape != getattr(self, name).shape:
-                raise ValueError(f"state: {name} has shape {value.shape}, this population needs {getattr(self, name).shape}")
-        if (np.asarray(state["actions"]) >= self.model.num_actions).any():
-            raise ValueError("state: actions out of range for this model")
+            target = getattr(self, name)
+            if values[name].shape != target.shape:
+                raise ValueError(f"state: {name} has shape {values[name].shape}, this population needs {target.shape}")
+            if target.dtype.kind == "i" and values[name].dtype.kind not in "iu":
+                raise ValueError(f"state: {name} must be integers")
+        actions = values["actions"]
+        if actions.size and (actions.min() < -1 or actions.max() >= self.model.num_actions):
+            raise ValueError(f"state: actions must lie in [-1, {self.model.num_actions})")
+        key = values["key"]
+        if key.shape != () or key.dtype.kind not in "iu" or not 0 <= int(key) < 1 << 64:
+            raise ValueError("state: key must be one unsigned 64-bit integer")
         for name in _STATE_KEYS[:-1]:
-            getattr(self, name)[...] = state[name]
-        self._key = int(np.asarray(state["key"], np.uint64))
+            getattr(self, name)[...] = values[name]
+        self._key = int(key)
 
     def __len__(self) -> int:
         return self.n_agents

@@ -38,6 +38,7 @@ class AgentKernel:
     def __init__(
         self,
         model: GenerativeModel,
+        derived: dict[str, np.ndarray],
         policy_len: int,
         gamma: float,
         alpha: float,
@@ -45,9 +46,9 @@ class AgentKernel:
         use_utility: bool,
         use_states_info_gain: bool,
         log_E: np.ndarray,
-        num_threads: int,
     ) -> None:
-        d = model.derived()
+        d = derived
+        self.policy_len = policy_len
         self.policies = policies_of(model.num_actions, policy_len)
         self.gamma, self.alpha, self.deterministic = gamma, alpha, deterministic
         self.log_E = log_E
@@ -66,7 +67,7 @@ class AgentKernel:
 
     def infer_states(self, beliefs: np.ndarray, actions: np.ndarray, observations: np.ndarray, F: np.ndarray) -> None:
         prior = np.empty_like(beliefs)
-        prior[actions < 0] = self.D
+        prior[actions == -1] = self.D
         for action in range(self.num_actions):
             rows = actions == action
             if rows.any():
@@ -91,18 +92,20 @@ class AgentKernel:
             value += masked @ self.info_h - (qo * np.log(qo + EPS)).sum(axis=1)
         return value
 
+    def _visit(self, qs: np.ndarray, depth: int, prefix: int, value: np.ndarray, G: np.ndarray) -> None:
+        """G of every policy below a prefix (policies are all action sequences in lexicographic
+        order), depth first: one level of predicted states is alive per depth."""
+        for action in range(self.num_actions):
+            predicted = self._predict(qs, action)
+            total = value + self._node_value(predicted)
+            index = prefix * self.num_actions + action
+            if depth + 1 == self.policy_len:
+                G[:, index] = total
+            else:
+                self._visit(predicted, depth + 1, index, total, G)
+
     def infer_policies(self, beliefs: np.ndarray, q_pi: np.ndarray, G: np.ndarray) -> None:
-        values: dict[tuple[int, ...], np.ndarray] = {}
-        states: dict[tuple[int, ...], np.ndarray] = {(): beliefs}
-        for p, policy in enumerate(self.policies):
-            total = 0.0
-            for t in range(len(policy)):
-                prefix = tuple(policy[: t + 1])
-                if prefix not in states:
-                    states[prefix] = self._predict(states[prefix[:-1]], policy[t])
-                    values[prefix] = self._node_value(states[prefix])
-                total = total + values[prefix]
-            G[:, p] = total
+        self._visit(beliefs, 0, 0, np.zeros(len(beliefs)), G)
         q_pi[:] = _softmax_rows(G * self.gamma + self.log_E)
 
     def sample_action(self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int) -> None:
