@@ -132,8 +132,34 @@ def test_lease_releases_on_exit_even_after_an_error_or_an_early_release(make_poo
         with pool.lease() as a:
             raise KeyError("boom")
     with pool.lease() as a:
-        pool.release(a)
+        pool.release(a)  # the lease holds `a` too: it comes back with `a`
+    assert pool.stats()["in_use"] == 1
+    del a
     assert pool.stats()["in_use"] == 0
+
+
+def test_release_waits_for_other_holders_of_the_array_itself(make_pool):
+    """A memoryview, a subclass view or another variable holding the array itself keep using
+    its memory: release must not hand the slot out while they live."""
+    import numpy.lib.stride_tricks as tricks
+
+    class Sub(np.ndarray):
+        pass
+
+    pool = make_pool(4, "float64", capacity=1, on_exhausted="raise")
+    for make_holder in (memoryview, lambda a: a.view(Sub), lambda a: tricks.as_strided(a), lambda a: [a]):
+        a = pool.acquire()
+        a[:] = 7
+        holder = make_holder(a)
+        pool.release(a)
+        assert pool.stats()["in_use"] == 1 and not a.flags.writeable
+        with pytest.raises(PoolExhaustedError):
+            pool.acquire()
+        assert np.asarray(holder[0] if isinstance(holder, list) else holder).sum() == 28
+        with pytest.raises(ValueError, match="^release: the array was already released$"):
+            pool.release(a)
+        del a, holder
+        assert pool.stats()["in_use"] == 0
 
 
 def test_block_waits_for_a_slot_freed_by_another_thread_and_times_out(make_pool):
@@ -329,3 +355,31 @@ def test_acquire_release_cycles_leak_nothing(make_pool):
     tracemalloc.stop()
     assert grown < 64 * 1024  # 40 000 cycles of 40 KB buffers: no per-cycle growth
     assert pool.stats()["in_use"] == 0
+
+
+def test_timeouts_of_every_kind(make_pool):
+    pool = make_pool(4, capacity=1)
+    kept = pool.acquire(timeout=1e20)  # too long to represent: waits forever, never fails
+    with pytest.raises(TypeError, match="^timeout: must be a number of seconds or None$"):
+        pool.acquire(timeout="1")
+    with pytest.raises(PoolExhaustedError, match=r"^no slot was freed within 0\.0 s$"):
+        pool.acquire(timeout=0)
+    del kept
+
+
+def test_release_refuses_arrays_that_only_look_like_views_of_a_slot(make_pool):
+    pool = make_pool((2, 3), "float32", capacity=1)
+    a = pool.acquire()
+    # A write-back temporary: its own float64 copy, whose base is the slot's root.
+    it = np.nditer(a.base, op_flags=[["readwrite", "updateifcopy"]], op_dtypes=["f8"], casting="same_kind")
+    with it:
+        with pytest.raises(ValueError, match="^release: the array was not acquired from this pool$"):
+            pool.release(it.operands[0])
+    pool.release(a)
+    assert pool.stats()["in_use"] == 0
+
+
+def test_shapes_too_large_for_memory(backend):
+    for shape in [(2**62 + 1, 4), (2**32, 2**32)]:
+        with pytest.raises(ValueError, match="^shape: the buffer would be too large$"):
+            SharedMemoryPool(shape, "uint8", backend=backend)

@@ -157,8 +157,8 @@ def test_a_child_process_reads_interned_arrays_without_a_copy(backend):
 
 @needs_shm
 def test_attach_errors(backend):
-    with pytest.raises(FileNotFoundError, match="no shared pool named 'fars-1-abc'"):
-        SharedMemoryPool.attach("fars-1-abc")
+    with pytest.raises(FileNotFoundError, match="no shared pool named 'fars-1-abcdefabcdef'"):
+        SharedMemoryPool.attach("fars-1-abcdefabcdef")
     with pytest.raises(ValueError, match="^name: '../etc' is not the name of a shared pool or store$"):
         SharedModelStore.attach("../etc")
     with SharedModelStore(shared=True, backend=backend) as store:
@@ -220,3 +220,50 @@ def test_segments_of_a_killed_owner_are_removed_by_the_next_start_up(backend):
         assert orphans <= set(cleanup_orphans())
         assert [segments(name) for name in names] == [[], []]
         assert len(segments(mine.name)) == 2 and mine_kept.sum() == 2
+
+
+@needs_shm
+def test_a_forked_child_leaves_shared_objects_to_their_owner(backend):
+    pool = SharedMemoryPool(4, "int64", capacity=2, shared=True, backend=backend)
+    store = SharedModelStore(shared=True, backend=backend)
+    kept = pool.acquire(), store.intern(np.eye(2))
+    pid = os.fork()
+    if pid == 0:  # the child: no slots, no interning, no removing the parent's names
+        code = 0
+        try:
+            pool.acquire()
+            code = 3
+        except RuntimeError as e:
+            code = 0 if str(e) == f"the pool belongs to process {os.getppid()}; in this process, attach to it by name" else 4
+        try:
+            store.intern(np.ones(3))
+            code = code or 5
+        except RuntimeError:
+            pass
+        pool.close()
+        store.close()
+        del kept
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(segments(pool.name)) == 2 and len(segments(store.name)) == 2
+    a, b = pool.acquire(), store.intern(np.ones(3))  # the parent goes on
+    assert not a.any() and b.sum() == 3
+    pool.close()
+    store.close()
+    assert segments(pool.name) == [] and segments(store.name) == [] or kept is None
+
+
+@needs_shm
+def test_creating_an_existing_segment_is_file_exists_on_both_backends(backend):
+    import freeagentics_rs
+    from freeagentics_rs.memory import _py, _shm
+
+    name = _shm.new_name()
+    _shm.create(f"{name}-c0", 64).close()  # the pool's first chunk is taken
+    try:
+        module = freeagentics_rs._backend.native() if backend == "rust" else _py
+        with pytest.raises(FileExistsError):
+            module.SlotPoolCore(np.dtype("f4"), (4,), 1, "block", None, name)
+    finally:
+        _shm.unlink(f"{name}-c0")

@@ -17,8 +17,9 @@ pub enum CoreError {
     Exhausted(String),
     /// The object was closed; carries the message.
     Closed(String),
-    /// An operating-system call failed (shared memory, allocation); carries the message.
-    Os(String),
+    /// An operating-system call failed (shared memory, allocation): errno (0 if none) and the
+    /// message. Python raises the `OSError` subclass of the errno (`FileExistsError`, ...).
+    Os(i32, String),
 }
 
 impl fmt::Display for CoreError {
@@ -28,9 +29,9 @@ impl fmt::Display for CoreError {
             CoreError::Broken(reason) => f.write_str(reason),
             CoreError::InvalidArgument(message) => f.write_str(message),
             CoreError::Spawn(message) => write!(f, "could not start a worker thread: {message}"),
-            CoreError::Exhausted(message) | CoreError::Closed(message) | CoreError::Os(message) => {
-                f.write_str(message)
-            }
+            CoreError::Exhausted(message)
+            | CoreError::Closed(message)
+            | CoreError::Os(_, message) => f.write_str(message),
         }
     }
 }

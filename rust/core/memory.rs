@@ -32,10 +32,11 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 fn os_error(what: &str, name: &str) -> CoreError {
-    CoreError::Os(format!(
-        "{what} {name}: {}",
-        std::io::Error::last_os_error()
-    ))
+    let error = std::io::Error::last_os_error();
+    CoreError::Os(
+        error.raw_os_error().unwrap_or(0),
+        format!("{what} {name}: {error}"),
+    )
 }
 
 fn shm_path(name: &str) -> Result<CString, CoreError> {
@@ -49,8 +50,12 @@ impl Region {
             CoreError::InvalidArgument(format!("a region of {len} bytes is too large"))
         })?;
         // Safety: the layout has a non-zero size.
-        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
-            .ok_or_else(|| CoreError::Os(format!("out of memory allocating {len} bytes")))?;
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).ok_or_else(|| {
+            CoreError::Os(
+                libc::ENOMEM,
+                format!("out of memory allocating {len} bytes"),
+            )
+        })?;
         Ok(Region {
             ptr,
             len,
@@ -77,6 +82,17 @@ impl Region {
                 libc::close(fd);
                 libc::shm_unlink(path.as_ptr());
                 return Err(error);
+            }
+            // Reserve the pages now: on a full /dev/shm the first write to an unreserved page
+            // would kill the process with SIGBUS. (Filesystems without fallocate stay lazy.)
+            let reserved = libc::posix_fallocate(fd, 0, size as libc::off_t);
+            if reserved == libc::ENOSPC {
+                libc::close(fd);
+                libc::shm_unlink(path.as_ptr());
+                return Err(CoreError::Os(
+                    reserved,
+                    format!("cannot reserve {size} bytes of shared memory {name}: no space left"),
+                ));
             }
             let flags = libc::PROT_READ | libc::PROT_WRITE;
             let ptr = libc::mmap(std::ptr::null_mut(), size, flags, libc::MAP_SHARED, fd, 0);
@@ -191,8 +207,24 @@ pub struct SlotPool {
     chunk_slots: usize,
     on_exhausted: OnExhausted,
     shm_name: Option<String>,
+    /// The process that created the shared memory: only it hands out slots or removes names
+    /// (a forked child's copy of the free list would hand out the parent's slots again).
+    owner: u32,
     state: Mutex<PoolState>,
     freed: Condvar,
+}
+
+/// The error of a shared object used in a forked child.
+pub fn foreign_process(what: &str, owner: u32) -> CoreError {
+    CoreError::Closed(format!(
+        "the {what} belongs to process {owner}; in this process, attach to it by name"
+    ))
+}
+
+/// Whether this is the process's main thread (the only one that sees Ctrl-C).
+fn on_main_thread() -> bool {
+    // Safety: plain system calls without arguments.
+    unsafe { libc::gettid() == libc::getpid() }
 }
 
 /// How often a blocked `acquire` runs its interrupt check (Ctrl-C).
@@ -215,6 +247,7 @@ impl SlotPool {
             chunk_slots: capacity,
             on_exhausted,
             shm_name,
+            owner: std::process::id(),
             state: Mutex::new(PoolState {
                 chunks: Vec::new(),
                 free: Vec::new(),
@@ -259,6 +292,9 @@ impl SlotPool {
     fn take(&self, state: &mut PoolState) -> Result<Option<Acquired>, CoreError> {
         if state.closed {
             return Err(CoreError::Closed("the pool is closed".into()));
+        }
+        if self.shm_name.is_some() && std::process::id() != self.owner {
+            return Err(foreign_process("pool", self.owner));
         }
         let (slot, fresh) = if let Some(slot) = state.free.pop() {
             (slot, false)
@@ -306,14 +342,20 @@ impl SlotPool {
         self.take(&mut self.lock())
     }
 
-    /// Waits up to `timeout` (forever if `None`) for a slot, calling `interrupt` every few tens
-    /// of milliseconds without the lock held; its error ends the wait.
+    /// Waits up to `timeout` (forever if `None`) for a slot. On the main thread it calls
+    /// `interrupt` every few tens of milliseconds, without the lock held (its error, Ctrl-C,
+    /// ends the wait); other threads sleep until woken or timed out.
     pub fn acquire_blocking<E: From<CoreError>>(
         &self,
         timeout: Option<Duration>,
         mut interrupt: impl FnMut() -> Result<(), E>,
     ) -> Result<Acquired, E> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let slice_limit = if on_main_thread() {
+            WAIT_SLICE
+        } else {
+            Duration::MAX
+        };
         let mut state = self.lock();
         let mut waited = false;
         loop {
@@ -325,29 +367,36 @@ impl SlotPool {
                 state.stats.waits += 1;
             }
             let slice = match deadline {
-                None => WAIT_SLICE,
+                None => slice_limit,
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         let seconds = timeout.unwrap_or_default().as_secs_f64();
                         return Err(CoreError::Exhausted(format!(
-                            "no slot was freed within {seconds} s"
+                            "no slot was freed within {seconds:?} s"
                         ))
                         .into());
                     }
-                    left.min(WAIT_SLICE)
+                    left.min(slice_limit)
                 }
             };
             state.waiters += 1;
-            state = self
-                .freed
-                .wait_timeout(state, slice)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
+            state = if slice == Duration::MAX {
+                self.freed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            } else {
+                self.freed
+                    .wait_timeout(state, slice)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0
+            };
             state.waiters -= 1;
-            drop(state);
-            interrupt()?;
-            state = self.lock();
+            if slice_limit == WAIT_SLICE {
+                drop(state);
+                interrupt()?;
+                state = self.lock();
+            }
         }
     }
 
@@ -378,7 +427,11 @@ impl SlotPool {
         if std::mem::replace(&mut state.closed, true) {
             return;
         }
-        if let Some(name) = &self.shm_name {
+        if let Some(name) = self
+            .shm_name
+            .as_ref()
+            .filter(|_| std::process::id() == self.owner)
+        {
             for k in 0..state.chunks.len() {
                 shm_unlink(&format!("{name}-c{k}"));
             }
@@ -417,6 +470,8 @@ pub struct Blob {
     meta: Vec<u8>,
     key: String,
     segment: Option<String>,
+    /// The process that created the segment: the only one that removes its name.
+    owner: u32,
     store: Weak<StoreShared>,
 }
 
@@ -454,7 +509,11 @@ impl Drop for Blob {
         // an entry that is still listed, so it never meets a segment name that is still taken.
         let store = self.store.upgrade();
         let mut entries = store.as_ref().map(|store| store.lock());
-        if let Some(segment) = &self.segment {
+        if let Some(segment) = self
+            .segment
+            .as_ref()
+            .filter(|_| std::process::id() == self.owner)
+        {
             shm_unlink(segment);
         }
         if let Some(entries) = entries.as_mut() {
@@ -492,6 +551,7 @@ pub struct StoreStats {
 /// In shared memory, the entry with key `k` is the segment `{name}-{k}`: `header` then data.
 pub struct ModelStore {
     shm_name: Option<String>,
+    owner: u32,
     shared: Arc<StoreShared>,
 }
 
@@ -499,6 +559,7 @@ impl ModelStore {
     pub fn new(shm_name: Option<String>) -> ModelStore {
         ModelStore {
             shm_name,
+            owner: std::process::id(),
             shared: Arc::new(StoreShared {
                 entries: Mutex::new(HashMap::new()),
             }),
@@ -507,41 +568,71 @@ impl ModelStore {
 
     /// The held copy of `data` (with the same `meta`), creating it if there is none; the flag
     /// says whether an existing copy was found. `header` goes before the data in shared memory.
+    ///
+    /// The lock is held only to look up or reserve a key: bytes are compared and copied without
+    /// it, so dropping a model array (which takes the lock) never waits for a big copy. Two
+    /// threads interning the same new content at once may make two copies; both are correct.
     pub fn intern(
         &self,
         meta: &[u8],
         data: &[u8],
         header: &[u8],
     ) -> Result<(Arc<Blob>, bool), CoreError> {
+        if self.shm_name.is_some() && std::process::id() != self.owner {
+            return Err(foreign_process("store", self.owner));
+        }
         let hash = content_hash(&[meta, data]);
-        // Blobs upgraded here are dropped after the lock (a Blob's drop takes it).
-        let mut seen: Vec<Arc<Blob>> = Vec::new();
-        let mut entries = self.shared.lock();
         for n in 0.. {
             let key = if n == 0 {
                 format!("{hash:016x}")
             } else {
                 format!("{hash:016x}-{n}")
             };
-            if let Some(entry) = entries.get_mut(&key) {
-                // A listed entry whose blob is being dropped keeps its key until it is gone.
-                if let Some(blob) = entry.blob.upgrade() {
-                    if blob.meta == meta && blob.data() == data {
-                        entry.handed_out += 1;
-                        return Ok((blob, true));
+            let found = {
+                let mut entries = self.shared.lock();
+                match entries.get(&key) {
+                    Some(entry) => Some(entry.blob.upgrade()),
+                    None => {
+                        let pending = Entry {
+                            blob: Weak::new(),
+                            len: data.len(),
+                            handed_out: 0,
+                        };
+                        entries.insert(key.clone(), pending);
+                        None
                     }
-                    seen.push(blob);
                 }
-                continue;
-            }
-            let blob = Arc::new(self.copy(key.clone(), meta, data, header)?);
-            let entry = Entry {
-                blob: Arc::downgrade(&blob),
-                len: data.len(),
-                handed_out: 1,
             };
-            entries.insert(key, entry);
-            return Ok((blob, false));
+            match found {
+                // Reserved: copy, then publish (or give the key back).
+                None => {
+                    let copied = self.copy(key.clone(), meta, data, header);
+                    let mut entries = self.shared.lock();
+                    let blob = match copied {
+                        Ok(blob) => Arc::new(blob),
+                        Err(error) => {
+                            entries.remove(&key);
+                            return Err(error);
+                        }
+                    };
+                    let entry = Entry {
+                        blob: Arc::downgrade(&blob),
+                        len: data.len(),
+                        handed_out: 1,
+                    };
+                    entries.insert(key, entry);
+                    return Ok((blob, false));
+                }
+                Some(Some(blob)) if blob.meta == meta && blob.data() == data => {
+                    // Held alive by `blob`, so still listed.
+                    if let Some(entry) = self.shared.lock().get_mut(&key) {
+                        entry.handed_out += 1;
+                    }
+                    return Ok((blob, true));
+                }
+                // Another content under this hash, or an entry being made or dropped: next key.
+                Some(_) => {}
+            }
         }
         unreachable!("the key space is unbounded")
     }
@@ -577,6 +668,7 @@ impl ModelStore {
             meta: meta.to_vec(),
             key,
             segment,
+            owner: self.owner,
             store: Arc::downgrade(&self.shared),
         })
     }
@@ -594,7 +686,11 @@ impl ModelStore {
 
     /// Removes every entry's shared-memory name (the memory lives on while held).
     pub fn close(&self) {
-        if let Some(name) = &self.shm_name {
+        if let Some(name) = self
+            .shm_name
+            .as_ref()
+            .filter(|_| std::process::id() == self.owner)
+        {
             for key in self.shared.lock().keys() {
                 shm_unlink(&format!("{name}-{key}"));
             }

@@ -18,7 +18,8 @@ impl From<CoreError> for PyErr {
                 PyRuntimeError::new_err(error.to_string())
             }
             CoreError::Exhausted(message) => PoolExhaustedError::new_err(message),
-            CoreError::Os(message) => PyOSError::new_err(message),
+            CoreError::Os(0, message) => PyOSError::new_err(message),
+            CoreError::Os(errno, message) => PyOSError::new_err((errno, message)),
             CoreError::Broken(reason) => BrokenThreadPool::new_err(reason),
             CoreError::InvalidArgument(message) => PyValueError::new_err(message),
         }

@@ -66,13 +66,27 @@ fn base_of<'py>(object: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     }
 }
 
-fn check_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
-    match timeout {
-        Some(t) if !(t >= 0.0 && t.is_finite()) => Err(PyValueError::new_err(
+/// `timeout` as a duration: `None` waits forever, and so does one too long to represent.
+fn check_timeout(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {
+    let Some(timeout) = timeout.filter(|t| !t.is_none()) else {
+        return Ok(None);
+    };
+    let seconds: f64 = timeout
+        .extract()
+        .map_err(|_| PyTypeError::new_err("timeout: must be a number of seconds or None"))?;
+    if !(seconds >= 0.0 && seconds.is_finite()) {
+        return Err(PyValueError::new_err(
             "timeout: must be a non-negative number of seconds",
-        )),
-        _ => Ok(timeout.map(Duration::from_secs_f64)),
+        ));
     }
+    Ok(Duration::try_from_secs_f64(seconds).ok())
+}
+
+/// The base of a released array that other objects still held when it was released: it keeps
+/// the root, so the slot comes back only when the array (and whatever holds it) is gone.
+#[pyclass(frozen, module = "freeagentics_rs._native")]
+struct ReleasedHold {
+    _root: Py<PyAny>,
 }
 
 /// The holder of one acquired slot, the base of its root array; gives the slot back when it
@@ -106,26 +120,57 @@ pub struct SlotPoolCore {
     nbytes: usize,
     /// Zeros that released arrays point to instead of their slot.
     tombstone: Region,
+    /// References an array passed to `release` has when only the caller's variable holds it.
+    arg_refs: isize,
 }
 
 impl SlotPoolCore {
     /// An array handed out by this pool (or a view of one) is alive while its base is a root
     /// whose base is a `SlotOwner` of this pool; a released one's base is the pool itself.
     fn lease_of<'py>(slf: &Bound<'py, Self>, array: &Bound<'py, PyAny>) -> Lease<'py> {
+        let released =
+            |base: &Bound<'py, PyAny>| base.is(slf) || base.is_instance_of::<ReleasedHold>();
         let Some(base) = base_of(array) else {
             return Lease::Foreign;
         };
-        if base.is(slf) {
+        if released(&base) {
             return Lease::Released;
         }
         match base_of(&base) {
-            Some(owner) if owner.is(slf) => Lease::Released,
+            Some(owner) if released(&owner) => Lease::Released,
             Some(owner) => match owner.cast_into::<SlotOwner>() {
                 Ok(owner) if Arc::ptr_eq(&owner.get().pool, &slf.get().pool) => Lease::Alive(owner),
                 _ => Lease::Foreign,
             },
             None => Lease::Foreign,
         }
+    }
+
+    /// Whether `array` is a view lying inside the slot at `start` (not an array owning a copy,
+    /// such as a write-back temporary, whose base happens to be the root).
+    fn lies_in_slot(&self, array: &Bound<'_, PyUntypedArray>, start: usize) -> bool {
+        // Safety: a live ndarray; its dimensions and strides arrays have `nd` entries.
+        let fields = unsafe { &(*array.as_array_ptr()).fields };
+        if fields.flags & (npyffi::NPY_ARRAY_OWNDATA | npyffi::NPY_ARRAY_WRITEBACKIFCOPY) != 0 {
+            return false;
+        }
+        let (mut low, mut high) = (0isize, 0isize);
+        for k in 0..fields.nd as usize {
+            // Safety: k < nd.
+            let (dim, stride) = unsafe { (*fields.dimensions.add(k), *fields.strides.add(k)) };
+            if dim == 0 {
+                return true; // empty: touches no memory
+            }
+            let reach = (dim - 1) * stride;
+            if reach < 0 {
+                low += reach;
+            } else {
+                high += reach;
+            }
+        }
+        let data = fields.data as isize;
+        let itemsize = array.dtype().itemsize() as isize;
+        data + low >= start as isize && data + high + itemsize <= (start + self.nbytes) as isize
     }
 
     fn owner_of<'py>(
@@ -148,7 +193,7 @@ impl SlotPoolCore {
 #[pymethods]
 impl SlotPoolCore {
     #[new]
-    #[pyo3(signature = (dtype, shape, capacity, on_exhausted, max_capacity, shm_name))]
+    #[pyo3(signature = (dtype, shape, capacity, on_exhausted, max_capacity, shm_name, arg_refs=2))]
     fn new(
         dtype: &Bound<'_, PyArrayDescr>,
         shape: Vec<usize>,
@@ -156,9 +201,13 @@ impl SlotPoolCore {
         on_exhausted: &str,
         max_capacity: Option<usize>,
         shm_name: Option<String>,
+        arg_refs: isize,
     ) -> PyResult<Self> {
-        let items: usize = shape.iter().product();
-        let nbytes = items * dtype.itemsize();
+        let nbytes = shape
+            .iter()
+            .try_fold(dtype.itemsize(), |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= isize::MAX as usize / 2)
+            .ok_or_else(|| PyValueError::new_err("shape: the buffer would be too large"))?;
         let policy = match on_exhausted {
             "block" => OnExhausted::Block,
             "raise" => OnExhausted::Raise,
@@ -177,6 +226,7 @@ impl SlotPoolCore {
             dims: shape.iter().map(|&d| d as npy_intp).collect(),
             nbytes,
             tombstone: Region::heap(nbytes)?,
+            arg_refs,
         })
     }
 
@@ -191,7 +241,11 @@ impl SlotPoolCore {
     }
 
     #[pyo3(signature = (timeout=None))]
-    fn acquire<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    fn acquire<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = check_timeout(timeout)?;
         let acquired = match self.pool.try_acquire()? {
             Some(acquired) => acquired,
@@ -221,22 +275,45 @@ impl SlotPoolCore {
         }
     }
 
-    /// Detaches `array` from its slot: it becomes a read-only view of zeros (the same place in
-    /// the tombstone), and its reference to the root goes, so the slot comes back as soon as no
-    /// other view of it is alive.
-    fn release(slf: &Bound<'_, Self>, array: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Gives `array`'s slot back early. If nothing but the caller (and `held` references the
+    /// caller knows of) holds `array`, it is detached from the slot: it becomes a read-only view
+    /// of zeros (the same place in the tombstone) and drops the root, so the slot comes back as
+    /// soon as no other view is alive. If something else holds it (a memoryview, a subclass
+    /// view, a DLPack capsule...), it is only made read-only, and the slot comes back with it.
+    #[pyo3(signature = (array, held=0))]
+    fn release(slf: &Bound<'_, Self>, array: &Bound<'_, PyAny>, held: isize) -> PyResult<()> {
         let owner = Self::owner_of(slf, array, "release")?;
         let this = slf.get();
-        // Safety: `array` is a live ndarray (it has a root); its data lies in the owner's slot,
-        // `nbytes` long like the tombstone. The old base reference is released last.
+        // Safety: `array` is a live ndarray (it has a root).
+        let array = unsafe { array.cast_unchecked::<PyUntypedArray>() };
+        if !this.lies_in_slot(array, owner.get().ptr) {
+            return Err(PyValueError::new_err(
+                "release: the array was not acquired from this pool",
+            ));
+        }
+        // Safety: a live object.
+        let refs = unsafe { pyo3::ffi::Py_REFCNT(array.as_ptr()) };
+        let sole = refs <= this.arg_refs + held;
+        let py = slf.py();
+        // Safety: `array` lies in the owner's slot, `nbytes` long like the tombstone (checked
+        // above); the old base reference is released last.
         unsafe {
-            let fields = &mut (*array.cast_unchecked::<PyUntypedArray>().as_array_ptr()).fields;
-            let offset = fields.data as usize - owner.get().ptr;
-            fields.data = this.tombstone.as_ptr().add(offset).cast();
+            let fields = &mut (*array.as_array_ptr()).fields;
             fields.flags &= !npyffi::NPY_ARRAY_WRITEABLE;
-            let root = std::mem::replace(&mut fields.base, slf.clone().into_any().into_ptr());
+            let new_base = if sole {
+                fields.data = this
+                    .tombstone
+                    .as_ptr()
+                    .add(fields.data as usize - owner.get().ptr)
+                    .cast();
+                slf.clone().into_any()
+            } else {
+                let root = Bound::from_borrowed_ptr(py, fields.base).unbind();
+                Bound::new(py, ReleasedHold { _root: root })?.into_any()
+            };
+            let root = std::mem::replace(&mut fields.base, new_base.into_ptr());
             drop(owner);
-            drop(Bound::from_owned_ptr(slf.py(), root));
+            drop(Bound::from_owned_ptr(py, root));
         }
         Ok(())
     }
@@ -330,7 +407,16 @@ impl ModelStoreCore {
     }
 }
 
+/// The reference count of `object` as a function called from Python sees it: what `release`
+/// sees of an array only the caller's variable holds (2 on CPython 3.10-3.13).
+#[pyfunction]
+fn refcount(object: &Bound<'_, PyAny>) -> isize {
+    // Safety: a live object.
+    unsafe { pyo3::ffi::Py_REFCNT(object.as_ptr()) }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(refcount, m)?)?;
     m.add_class::<SlotPoolCore>()?;
     m.add_class::<ModelStoreCore>()
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
+import os
 import re
 import weakref
 from typing import Any, Iterator, Mapping
@@ -20,6 +21,7 @@ from ._shm import cleanup_orphans
 __all__ = ["AttachedPool", "AttachedStore", "SharedMemoryPool", "SharedModelStore", "cleanup_orphans"]
 
 _POLICIES = ("block", "raise", "grow")
+_MAX_BYTES = 1 << 62  # per slot
 _KEY = re.compile(r"[0-9a-f]{16}(-\d+)?")
 
 
@@ -70,7 +72,12 @@ class SharedMemoryPool:
     ``None``); each then raises ``PoolExhaustedError``.
 
     ``shared=True`` puts the slabs in POSIX shared memory named ``pool.name``: another process
-    maps a slot with ``SharedMemoryPool.attach(pool.name).view(pool.slot_of(arr))``.
+    maps a slot with ``SharedMemoryPool.attach(pool.name).view(pool.slot_of(arr))``. Only the
+    creating process hands out slots: in a forked child, ``acquire`` is a ``RuntimeError``.
+
+    ``release(arr)`` detaches ``arr`` only when nothing else holds it. If a memoryview, a
+    subclass view, a DLPack capsule or another variable holds ``arr`` itself, those may still
+    use its memory, so ``arr`` is only made read-only and the slot comes back when it is gone.
     """
 
     def __init__(
@@ -93,27 +100,31 @@ class SharedMemoryPool:
             if on_exhausted != "grow":
                 raise ValueError("max_capacity: only applies with on_exhausted='grow'")
             max_capacity = _check_int(max_capacity, "max_capacity", capacity)
+        if math.prod(self.shape) * self.dtype.itemsize > _MAX_BYTES:
+            raise ValueError("shape: the buffer would be too large")
         self.on_exhausted = on_exhausted
         self.backend = _backend.resolve(backend)
+        module: Any = _backend.native() if self.backend == "rust" else _py
         self.name: str | None = None
+        lock_fd = None
         if shared:
             cleanup_orphans()
             self.name = _shm.new_name()
             slot_bytes = _shm.align_up(math.prod(self.shape) * self.dtype.itemsize)
             header = _shm.header(_shm.KIND_POOL, self.dtype, self.shape, slot_bytes, capacity, max_capacity or 0)
-            _shm.create_header_segment(self.name, header)
-        core_class = _backend.native().SlotPoolCore if self.backend == "rust" else _py.SlotPoolCore
+            lock_fd = _shm.create_header_segment(self.name, header)
         try:
-            core = self._core = core_class(self.dtype, self.shape, capacity, on_exhausted, max_capacity, self.name)
+            core = self._core = module.SlotPoolCore(
+                self.dtype, self.shape, capacity, on_exhausted, max_capacity, self.name, _arg_refs(module)
+            )
         except BaseException:
-            if self.name is not None:
-                _shm.unlink(self.name)
+            _close(None, self.name, lock_fd, os.getpid())
             raise
         # The hot methods are the core's own, bound here: no wrapper frame per call.
         self.acquire = core.acquire
         self.release = core.release
         self.slot_of = core.slot_of
-        self._finalizer = weakref.finalize(self, _close, core, self.name)
+        self._finalizer = weakref.finalize(self, _close, core, self.name, lock_fd, os.getpid())
 
     def acquire(self, timeout: float | None = None) -> np.ndarray:
         """A zero-filled writeable array over a free slot. ``PoolExhaustedError`` when none is
@@ -138,7 +149,7 @@ class SharedMemoryPool:
             yield arr
         finally:
             with contextlib.suppress(ValueError):  # released in the block already
-                self._core.release(arr)
+                self._core.release(arr, 1)  # 1: this generator's own reference
 
     @property
     def closed(self) -> bool:
@@ -174,10 +185,27 @@ class SharedMemoryPool:
         return AttachedPool(name)
 
 
-def _close(core: Any, name: str | None) -> None:
-    core.close()
-    if name is not None:
+def _close(core: Any, name: str | None, lock_fd: int | None, owner: int) -> None:
+    """Closes a core and, in the process that created them, removes the shared names (a forked
+    child leaves its parent's alone)."""
+    if core is not None:
+        core.close()
+    if name is not None and os.getpid() == owner:
         _shm.unlink(name)
+    if lock_fd is not None:
+        os.close(lock_fd)
+
+
+def _arg_refs(module: Any) -> int:
+    """What a core's ``release`` sees as the reference count of an array that only the
+    caller's variable holds (interpreters differ)."""
+    if module not in _ARG_REFS:
+        probe = object()
+        _ARG_REFS[module] = module.refcount(probe)
+    return _ARG_REFS[module]
+
+
+_ARG_REFS: dict[Any, int] = {}
 
 
 def _open(name: str, kind: int) -> Any:
@@ -239,15 +267,16 @@ class SharedModelStore:
     def __init__(self, *, shared: bool = False, backend: str | None = None) -> None:
         self.backend = _backend.resolve(backend)
         self.name: str | None = None
+        lock_fd = None
         if shared:
             cleanup_orphans()
             self.name = _shm.new_name()
-            _shm.create_header_segment(self.name, _shm.header(_shm.KIND_STORE, np.dtype(np.uint8), ()))
+            lock_fd = _shm.create_header_segment(self.name, _shm.header(_shm.KIND_STORE, np.dtype(np.uint8), ()))
         core_class = _backend.native().ModelStoreCore if self.backend == "rust" else _py.ModelStoreCore
         self._core = core_class(self.name)
         self._arrays: dict[str, weakref.ref] = {}
         self.closed = False
-        self._finalizer = weakref.finalize(self, _close, self._core, self.name)
+        self._finalizer = weakref.finalize(self, _close, self._core, self.name, lock_fd, os.getpid())
 
     def intern(self, array: Any) -> np.ndarray:
         """A read-only array equal to ``array`` (same dtype and shape), sharing memory with every

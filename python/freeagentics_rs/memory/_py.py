@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sys
 import threading
 import time
@@ -19,15 +20,44 @@ from typing import Any
 
 import numpy as np
 
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # numpy 1.x
+    from numpy import byte_bounds
+
 from ..errors import PoolExhaustedError
 from . import _shm
 
-_WAIT_SLICE = 0.05
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
+def _check_timeout(timeout: Any) -> float | None:
+    """``timeout`` in seconds; ``None`` waits forever, and so does one too long to represent."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
+        raise TypeError("timeout: must be a number of seconds or None")
+    if not (timeout >= 0 and math.isfinite(timeout)):
         raise ValueError("timeout: must be a non-negative number of seconds")
+    return float(timeout) if timeout < threading.TIMEOUT_MAX else None
+
+
+def _lies_in(array: np.ndarray, root: np.ndarray) -> bool:
+    """Whether ``array`` is a view inside ``root``'s memory (not a copy, such as a write-back
+    temporary, whose base happens to be the root)."""
+    if array.flags.owndata or array.flags.writebackifcopy:
+        return False
+    if array.size == 0:
+        return True
+    low, high = byte_bounds(array)
+    start, end = byte_bounds(root)
+    return start <= low and high <= end
+
+
+def refcount(obj: Any) -> int:
+    """The reference count of ``obj`` as ``release`` sees an array only the caller holds."""
+    return sys.getrefcount(obj)
+
+
+def foreign_process(what: str, owner: int) -> RuntimeError:
+    return RuntimeError(f"the {what} belongs to process {owner}; in this process, attach to it by name")
 
 
 class _Lease(weakref.ref):
@@ -45,6 +75,7 @@ class SlotPoolCore:
         on_exhausted: str,
         max_capacity: int | None,
         shm_name: str | None,
+        arg_refs: int = 3,
     ) -> None:
         if on_exhausted not in ("block", "raise", "grow"):
             raise ValueError("on_exhausted: must be 'block', 'raise' or 'grow'")
@@ -54,7 +85,7 @@ class SlotPoolCore:
         self.slot_bytes = _shm.align_up(self._nbytes)
         self._chunk_slots, self._on_exhausted = capacity, on_exhausted
         self._max_slots = max_capacity if max_capacity is not None else math.inf
-        self._shm_name = shm_name
+        self._shm_name, self._owner, self._arg_refs = shm_name, os.getpid(), arg_refs
         # Re-entrant: a root dying during an allocation made under the lock gives its slot back.
         self._lock = threading.RLock()
         self._freed = threading.Condition(self._lock)
@@ -85,6 +116,8 @@ class SlotPoolCore:
     def _take(self) -> tuple[int, bool] | None:
         if self.closed:
             raise RuntimeError("the pool is closed")
+        if self._shm_name is not None and os.getpid() != self._owner:
+            raise foreign_process("pool", self._owner)
         stats = self._stats
         if self._free:
             slot, fresh = self._free.pop(), False
@@ -109,25 +142,27 @@ class SlotPoolCore:
         return slot, fresh
 
     def _wait(self, timeout: float | None) -> tuple[int, bool]:
+        # A lock wait is interrupted by Ctrl-C on the main thread: no need to wake up and look.
         deadline = None if timeout is None else time.monotonic() + timeout
         self._stats["waits"] += 1
         while True:
             taken = self._take()
             if taken is not None:
                 return taken
-            left = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise PoolExhaustedError(f"no slot was freed within {float(timeout)} s")
-            self._freed.wait(min(left, _WAIT_SLICE))
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise PoolExhaustedError(f"no slot was freed within {timeout!r} s")
+            self._freed.wait(left)
 
     def acquire(self, timeout: float | None = None) -> np.ndarray:
-        _check_timeout(timeout)
-        with self._lock:
-            taken = self._take()
-            if taken is None:
-                taken = self._wait(timeout)
-        slot, fresh = taken
+        timeout = _check_timeout(timeout)
+        slot = None
         try:
+            with self._lock:
+                taken = self._take()
+                if taken is None:
+                    taken = self._wait(timeout)
+            slot, fresh = taken
             chunk, index = divmod(slot, self._chunk_slots)
             root = np.frombuffer(self._chunk_views[chunk], self._dtype, self._items, index * self.slot_bytes)
             if not fresh:
@@ -135,7 +170,8 @@ class SlotPoolCore:
             array = root.reshape(self._shape)
             lease = _Lease(root, self._root_died)
         except BaseException:
-            self._give_back(slot)
+            if slot is not None:
+                self._give_back(slot)
             raise
         lease.slot, lease.root_id = slot, id(root)
         self._leases[lease.root_id] = lease
@@ -160,15 +196,19 @@ class SlotPoolCore:
                     raise ValueError(f"{what}: the array was already released")
         root = array.base if isinstance(array, np.ndarray) else None
         lease = self._leases.get(id(root))
-        if lease is None or lease() is not root:
+        if lease is None or lease() is not root or not _lies_in(array, root):
             raise ValueError(f"{what}: the array was not acquired from this pool")
         return lease
 
-    def release(self, array: np.ndarray) -> None:
+    def release(self, array: np.ndarray, held: int = 0) -> None:
         self._lease_of(array, "release")
-        # Detach `array` from the slot: it becomes read-only zeros of its own, and drops its
-        # reference to the root, so the slot comes back as soon as no other view is alive.
-        array.__setstate__((1, array.shape, array.dtype, False, bytes(array.nbytes)))
+        if sys.getrefcount(array) <= self._arg_refs + held:
+            # Only the caller holds it: detach it from the slot (it becomes read-only zeros of
+            # its own) and drop its reference to the root, so the slot comes back as soon as no
+            # other view is alive.
+            array.__setstate__((1, array.shape, array.dtype, False, bytes(array.nbytes)))
+        # Else something else (a memoryview, a subclass view...) holds the array itself: it
+        # keeps the root, and the slot comes back with it.
         array.flags.writeable = False
         key = id(array)
         self._released[key] = weakref.ref(array, lambda ref, key=key: self._forget_released(key, ref))
@@ -191,7 +231,7 @@ class SlotPoolCore:
             if self.closed:
                 return
             self.closed = True
-            if self._shm_name is not None:
+            if self._shm_name is not None and os.getpid() == self._owner:
                 for k in range(len(self._chunks)):
                     _shm.unlink(f"{self._shm_name}-c{k}")
             self._freed.notify_all()
@@ -206,12 +246,14 @@ class _Entry:
 
 class ModelStoreCore:
     def __init__(self, shm_name: str | None = None) -> None:
-        self._shm_name = shm_name
+        self._shm_name, self._owner = shm_name, os.getpid()
         self._lock = threading.RLock()
         self._entries: dict[str, _Entry] = {}
         self._keys: dict[int, str] = {}
 
     def intern(self, data: np.ndarray, meta: bytes, header: bytes) -> tuple[np.ndarray, bool]:
+        if self._shm_name is not None and os.getpid() != self._owner:
+            raise foreign_process("store", self._owner)
         digest = hashlib.blake2b(meta, digest_size=8)
         digest.update(data)
         base_key = digest.hexdigest()
@@ -244,7 +286,7 @@ class ModelStoreCore:
 
     def _died(self, key: str, root_id: int) -> None:
         with self._lock:
-            if self._shm_name is not None:
+            if self._shm_name is not None and os.getpid() == self._owner:
                 _shm.unlink(f"{self._shm_name}-{key}")
             self._entries.pop(key, None)
             self._keys.pop(root_id, None)
@@ -264,7 +306,7 @@ class ModelStoreCore:
         }
 
     def close(self) -> None:
-        if self._shm_name is not None:
+        if self._shm_name is not None and os.getpid() == self._owner:
             with self._lock:
-                for key in self._entries:
+                for key in list(self._entries):
                     _shm.unlink(f"{self._shm_name}-{key}")

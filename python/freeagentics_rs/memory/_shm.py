@@ -1,18 +1,21 @@
 """POSIX shared memory as both backends lay it out, so either can attach to the other's.
 
 A shared pool or store is named ``fars-<pid>-<token>``. The segment of that name holds a header
-(dtype, shape, layout); a pool's chunk ``k`` is ``<name>-c<k>``; a store's array with key ``k``
-is ``<name>-<k>``: a header, then the data at the offset the header gives. Segments are created
-owner-only (0600); the pid in the name lets ``cleanup_orphans`` find those of dead processes.
+(dtype, shape, layout), locked (flock) by the owner while it lives; a pool's chunk ``k`` is
+``<name>-c<k>``; a store's array with key ``k`` is ``<name>-<k>``: a header, then the data at
+the offset the header gives. Segments are created owner-only (0600).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
 import re
 import secrets
 import struct
+import time
 from typing import Any
 
 import numpy as np
@@ -31,7 +34,7 @@ KIND_POOL, KIND_STORE, KIND_ENTRY = 1, 2, 3
 # pool: slot bytes, slots per chunk, max slots (0: unbounded); entry: data bytes, data offset.
 HEADER = struct.Struct(f"<8sI16sI{MAX_DIMS}QQQQ")
 MAGIC = b"FARSSHM1"
-_NAME = re.compile(r"fars-(\d+)-[0-9a-f]+")
+_NAME = re.compile(r"fars-(\d+)-[0-9a-f]{12}")
 _SHM_DIR = "/dev/shm"
 
 
@@ -67,15 +70,29 @@ def parse_header(buffer: Any, name: str, kind: int) -> tuple[np.dtype, tuple[int
 _KINDS = {KIND_POOL: "pool", KIND_STORE: "model store", KIND_ENTRY: "model store entry"}
 
 
-def create(name: str, size: int) -> mmap.mmap:
-    """Creates the segment ``name`` (it must not exist), 0600, zero-filled, and maps it."""
+def _create_fd(name: str, size: int) -> int:
     fd = _posixshmem.shm_open(f"/{name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
     try:
         os.ftruncate(fd, max(size, 1))
-        return mmap.mmap(fd, max(size, 1))
+        # Reserve the pages now: on a full /dev/shm the first write to an unreserved page would
+        # kill the process with SIGBUS. (Filesystems without fallocate stay lazy.)
+        try:
+            os.posix_fallocate(fd, 0, max(size, 1))
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise OSError(e.errno, f"cannot reserve {max(size, 1)} bytes of shared memory {name}: no space left") from None
     except BaseException:
+        os.close(fd)
         _posixshmem.shm_unlink(f"/{name}")
         raise
+    return fd
+
+
+def create(name: str, size: int) -> mmap.mmap:
+    """Creates the segment ``name`` (it must not exist), 0600, zero-filled, and maps it."""
+    fd = _create_fd(name, size)
+    try:
+        return mmap.mmap(fd, max(size, 1))
     finally:
         os.close(fd)
 
@@ -99,10 +116,19 @@ def unlink(name: str) -> bool:
     return True
 
 
-def create_header_segment(name: str, data: bytes) -> None:
-    segment = create(name, len(data))
-    segment[: len(data)] = data
-    segment.close()
+def create_header_segment(name: str, data: bytes) -> int:
+    """Creates the header segment ``name`` and returns an open descriptor of it holding an
+    exclusive lock: the owner keeps it while the pool or store lives, and ``cleanup_orphans``
+    takes a segment group for an orphan only when it can take that lock."""
+    fd = _create_fd(name, len(data))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.pwrite(fd, data, 0)
+    except BaseException:
+        os.close(fd)
+        unlink(name)
+        raise
+    return fd
 
 
 def _alive(pid: int) -> bool:
@@ -115,17 +141,46 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_YOUNG = 2.0  # seconds: a header this new may not be locked by its owner yet
+
+
+def _orphaned(group: str, members: list[str]) -> bool:
+    """Whether the pool or store ``group`` has no owner left: its header's lock is free (the
+    owner holds it for its lifetime; it works across PID namespaces). Without a header, the
+    owner died while creating it: fall back to its pid."""
+    pid_alive = _alive(int(_NAME.match(group).group(1)))
+    if group not in members:
+        return not pid_alive
+    try:
+        fd = _posixshmem.shm_open(f"/{group}", os.O_RDONLY, mode=0o600)
+    except OSError:  # gone meanwhile, or another user's
+        return False
+    try:
+        if pid_alive and time.time() - os.fstat(fd).st_ctime < _YOUNG:
+            return False  # maybe created a moment ago and not locked yet
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # locked: the owner lives
+        return False
+    finally:
+        os.close(fd)
+
+
 def cleanup_orphans() -> list[str]:
-    """Removes the shared-memory segments of pools and stores whose process is gone (killed
+    """Removes the shared-memory segments of pools and stores whose owner is gone (killed
     before it could close them) and returns their names. Pools and stores created with
     ``shared=True`` run it on start-up. Only this user's segments can be removed."""
     try:
         names = os.listdir(_SHM_DIR)
     except OSError:
         return []
-    removed = []
+    groups: dict[str, list[str]] = {}
     for name in sorted(names):
         match = _NAME.match(name)
-        if match and not _alive(int(match.group(1))) and unlink(name):
-            removed.append(name)
+        if match:
+            groups.setdefault(match.group(0), []).append(name)
+    removed = []
+    for group, members in groups.items():
+        if _orphaned(group, members):
+            removed += [name for name in members if unlink(name)]
     return removed

@@ -1,0 +1,124 @@
+"""InstrumentedLock: a drop-in Lock/RLock that records how often it was contended and how long
+threads waited for it and held it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+__all__ = ["InstrumentedLock", "percentiles"]
+
+MAX_SAMPLES = 100_000  # per series; the newest are kept
+
+
+def percentiles(samples: Any, scale: float = 1e3) -> dict[str, float]:
+    """p50/p95/p99/max (and the count) of ``samples`` in seconds, scaled (to ms by default)."""
+    ordered = sorted(samples)
+    if not ordered:
+        return {"count": 0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * scale
+
+    return {"count": len(ordered), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1] * scale}
+
+
+class InstrumentedLock:
+    """A ``threading.Lock`` (or ``RLock`` with ``reentrant=True``) that counts acquisitions and
+    contended acquisitions (the lock was held by someone else) and keeps wait and hold times.
+    Use it where the lock it replaces was used: ``with lock:``, ``acquire(blocking, timeout)``,
+    ``release()``, ``locked()``. For a reentrant lock, nested acquisitions by the owner count as
+    acquisitions; the hold time runs from the outermost acquire to the matching release."""
+
+    def __init__(self, name: str = "lock", reentrant: bool = False) -> None:
+        self.name, self.reentrant = name, reentrant
+        self._lock: Any = threading.RLock() if reentrant else threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._acquired_at = 0.0
+        self._acquisitions = self._contended = self._failed = 0
+        self._waits: deque[float] = deque(maxlen=MAX_SAMPLES)
+        self._holds: deque[float] = deque(maxlen=MAX_SAMPLES)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = threading.get_ident()
+        contended, waited = False, 0.0
+        if not self._lock.acquire(False):
+            contended = True
+            if not blocking:
+                self._record_failure(0.0)
+                return False
+            start = time.perf_counter()
+            acquired = self._lock.acquire(True, timeout)
+            waited = time.perf_counter() - start
+            if not acquired:
+                self._record_failure(waited)
+                return False
+        if self.reentrant and self._owner == me:
+            self._depth += 1
+        else:
+            self._owner, self._depth, self._acquired_at = me, 1, time.perf_counter()
+        with self._stats_lock:
+            self._acquisitions += 1
+            self._contended += contended
+            self._waits.append(waited)
+        return True
+
+    def _record_failure(self, waited: float) -> None:
+        with self._stats_lock:
+            self._failed += 1
+            self._contended += 1
+            self._waits.append(waited)
+
+    def release(self) -> None:
+        outermost = self._depth <= 1
+        acquired_at = self._acquired_at
+        if self.reentrant and self._owner != threading.get_ident():
+            self._lock.release()  # raises RuntimeError: cannot release un-acquired lock
+        if outermost:
+            self._owner, self._depth = None, 0
+        else:
+            self._depth -= 1
+        try:
+            self._lock.release()
+        except RuntimeError:
+            if outermost:
+                self._owner, self._depth = None, 0
+            raise
+        if outermost:
+            held = time.perf_counter() - acquired_at
+            with self._stats_lock:
+                self._holds.append(held)
+
+    def locked(self) -> bool:
+        return self._depth > 0 if self.reentrant else self._lock.locked()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def stats(self) -> dict[str, Any]:
+        """acquisitions, contended (waited, or failed for it), contention_rate, failed (timed out
+        or non-blocking), and wait_ms / hold_ms percentiles (p50, p95, p99, max)."""
+        with self._stats_lock:
+            waits, holds = list(self._waits), list(self._holds)
+            acquisitions, contended, failed = self._acquisitions, self._contended, self._failed
+        attempts = acquisitions + failed
+        return {
+            "name": self.name,
+            "reentrant": self.reentrant,
+            "acquisitions": acquisitions,
+            "contended": contended,
+            "contention_rate": contended / attempts if attempts else 0.0,
+            "failed": failed,
+            "wait_ms": percentiles(waits),
+            "hold_ms": percentiles(holds),
+        }
+
+    def __repr__(self) -> str:
+        return f"<InstrumentedLock {self.name!r} {'locked' if self.locked() else 'unlocked'}>"
