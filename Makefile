@@ -17,7 +17,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.8,<2" "pytest>=8" "pytest-timeout>=2.3" "pytest-benchmark>=5" "numpy>=1.24" "threadpoolctl>=3"
+	$(PY) -m pip install -q "maturin>=1.8,<2" "pytest>=8" "pytest-timeout>=2.3" "pytest-benchmark>=5" "numpy>=1.24" "threadpoolctl>=3" "tqdm>=4.60"
 	touch $(STAMP)
 
 # pymdp 0.0.7.1, the reference the native agents are checked against. It declares many unneeded
@@ -33,8 +33,8 @@ venv: $(STAMP)  ## create/refresh the virtualenv with the build and test tools
 build: $(STAMP)  ## build the extension in release mode into .venv
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/maturin develop --release -q
 
-demo: build  ## a short comparison of the executors on this machine
-	$(PY) -m freeagentics_rs.demo
+demo: build $(TEST_STAMP)  ## one multi-agent simulation under each execution strategy (under a minute)
+	$(PY) -m freeagentics_rs demo
 
 test: build test-rust test-python  ## Rust core tests, then pytest on both backends
 

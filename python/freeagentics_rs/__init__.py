@@ -18,6 +18,7 @@ from .errors import (
 )
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
 from .memory import SharedMemoryPool, SharedModelStore
+from .profiler import ExecutorProfile, InstrumentedLock, ThreadingProfiler, ThreadingReport
 from .manager import AgentTask, OptimizedThreadPoolManager, TaskResult
 from .registry import AgentRegistry, LockFreeAgentRegistry
 from .state import AgentStateStore, StateVersion
@@ -37,7 +38,9 @@ __all__ = [
     "BrokenThreadPool",
     "EventBus",
     "EventLoopThread",
+    "ExecutorProfile",
     "FreeAgenticsError",
+    "InstrumentedLock",
     "LockFreeAgentRegistry",
     "OptimizedThreadPoolManager",
     "PoolExhaustedError",
@@ -48,6 +51,8 @@ __all__ = [
     "StateCorruptedError",
     "StateVersion",
     "TaskResult",
+    "ThreadingProfiler",
+    "ThreadingReport",
     "WorkStealingThreadPool",
     "__version__",
     "available_cpus",

@@ -27,6 +27,9 @@ __all__ = [
     "python_then_sleeps",
     "median_time",
     "explorer_model_arrays",
+    "LockedDict",
+    "registry_plans",
+    "registry_mix",
 ]
 
 
@@ -172,3 +175,50 @@ def explorer_model_arrays(grid_size: int = 10, start: int = 0) -> dict[str, Any]
     D[start] *= 2
     D /= D.sum()
     return {"A": A, "B": B, "C": C, "D": D}
+
+
+class LockedDict:
+    """FreeAgentics' registry design: one dict guarded by one lock."""
+
+    def __init__(self) -> None:
+        self._agents: dict = {}
+        self._lock = threading.Lock()
+
+    def register(self, agent_id: Any, agent: Any) -> None:
+        with self._lock:
+            self._agents[agent_id] = agent
+
+    def get(self, agent_id: Any, default: Any = None) -> Any:
+        with self._lock:
+            return self._agents.get(agent_id, default)
+
+    def update(self, agent_id: Any, agent: Any) -> None:
+        with self._lock:
+            self._agents[agent_id] = agent
+
+
+def registry_plans(threads: int, operations: int, agents: int, seed: int = 0) -> list[list[tuple[str, bool]]]:
+    """Per thread, ``operations / threads`` (agent id, is_update) pairs: 10% updates."""
+    import random
+
+    rng = random.Random(seed + threads)
+    return [[(f"agent-{rng.randrange(agents)}", rng.random() < 0.1) for _ in range(operations // threads)]
+            for _ in range(threads)]  # fmt: skip
+
+
+def registry_mix(registry: Any, plans: list[list[tuple[str, bool]]]) -> None:
+    """Runs each plan on its own thread against ``registry`` (get, or update for 10%)."""
+    get, update = registry.get, registry.update
+
+    def worker(plan: list[tuple[str, bool]]) -> None:
+        for agent_id, is_update in plan:
+            if is_update:
+                update(agent_id, agent_id)
+            else:
+                get(agent_id)
+
+    workers = [threading.Thread(target=worker, args=(plan,)) for plan in plans]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()

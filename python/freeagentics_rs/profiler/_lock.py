@@ -45,17 +45,17 @@ class InstrumentedLock:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         me = threading.get_ident()
-        contended, waited = False, 0.0
+        waited = 0.0
         if not self._lock.acquire(False):
-            contended = True
-            if not blocking:
-                self._record_failure(0.0)
-                return False
+            with self._stats_lock:  # counted before waiting, so a blocked waiter shows at once
+                self._contended += 1
             start = time.perf_counter()
-            acquired = self._lock.acquire(True, timeout)
-            waited = time.perf_counter() - start
+            acquired = blocking and self._lock.acquire(True, timeout)
+            waited = time.perf_counter() - start if blocking else 0.0
             if not acquired:
-                self._record_failure(waited)
+                with self._stats_lock:
+                    self._failed += 1
+                    self._waits.append(waited)
                 return False
         if self.reentrant and self._owner == me:
             self._depth += 1
@@ -63,15 +63,8 @@ class InstrumentedLock:
             self._owner, self._depth, self._acquired_at = me, 1, time.perf_counter()
         with self._stats_lock:
             self._acquisitions += 1
-            self._contended += contended
             self._waits.append(waited)
         return True
-
-    def _record_failure(self, waited: float) -> None:
-        with self._stats_lock:
-            self._failed += 1
-            self._contended += 1
-            self._waits.append(waited)
 
     def release(self) -> None:
         outermost = self._depth <= 1

@@ -1,0 +1,185 @@
+"""``freeagentics-rs bench``: the seed report's benchmark table, measured. Each row runs the same
+workload on FreeAgentics' design (or the stdlib), on the Python fallback and on the Rust core,
+and reports the median and min-max of several timed runs after a warm-up, BLAS on one thread."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import _backend, workloads
+from ..agents import AgentPopulation, GridWorld, grid_world_model
+from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
+from ..registry import AgentRegistry
+from ._machine import blas_pinned, machine_info, timed_runs
+
+KINDS = ("baseline", "python", "rust")
+
+
+@dataclass
+class Row:
+    key: str
+    title: str
+    unit: str  # what the median measures
+    baseline: str  # what the baseline is
+    measure: Callable[[str, bool, int], dict[str, Any]]  # (kind, quick, runs) -> timing
+
+
+def _executor_row(make_baseline: Callable[[], cf.Executor], make: Callable[[str], cf.Executor], work: Callable[[cf.Executor], None],
+                  fresh: bool) -> Callable[[str, bool, int], dict[str, Any]]:  # fmt: skip
+    """Times ``work`` on an executor of each kind; ``fresh``: a new executor per run (the
+    adaptive executor then starts from scratch each time), else one warmed executor."""
+
+    def measure(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+        new = make_baseline if kind == "baseline" else (lambda: make(kind))
+        if not fresh:
+            with new() as executor:
+                return timed_runs(lambda: work(executor), runs)
+        times = []
+        for _ in range(runs + 1):
+            with new() as executor:
+                start = time.perf_counter()
+                work(executor)
+                times.append(time.perf_counter() - start)
+        times = times[1:]  # the first is the warm-up
+        return {"median": float(np.median(times)), "min": min(times), "max": max(times), "runs": runs}
+
+    return measure
+
+
+def _registry(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+    registry = workloads.LockedDict() if kind == "baseline" else AgentRegistry(backend=kind)
+    agents = 10_000
+    for i in range(agents):
+        registry.register(f"agent-{i}", i)
+    plans = workloads.registry_plans(4, 40_000 if quick else 200_000, agents)
+    return timed_runs(lambda: workloads.registry_mix(registry, plans), runs)
+
+
+def _memory(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+    from ._memory import run
+
+    variant = "naive" if kind == "baseline" else kind
+    r = run(1000, runs, [variant])[variant]
+    return {**r, "runs": runs, "unit_scale": 1.0}
+
+
+def _agents(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+    n = 1000
+    model = grid_world_model(10)
+    obs = GridWorld(10, n, seed=0).observe()
+    if kind == "baseline":
+        from ._strategies import Simulation, Unavailable, _pymdp_agents, _step_pymdp
+
+        try:
+            agents, _ = _pymdp_agents(Simulation(8 if quick else 16, 1, 10), {})
+        except Unavailable as e:
+            return {"unavailable": str(e)}
+        r = timed_runs(lambda: [_step_pymdp(a, int(o)) for a, o in zip(agents, obs)], runs)
+        scale = len(agents)
+    else:
+        population = AgentPopulation(model, n, seed=0, backend=kind)
+        r = timed_runs(lambda: population.step(obs), runs)
+        scale = n
+    return {key: (value / scale if key in ("median", "min", "max") else value) for key, value in r.items()}
+
+
+def rows(quick: bool) -> list[Row]:
+    io_tasks, cpu_tasks, mixed_tasks, dispatch_tasks = (500, 40, 300, 5000) if quick else (2000, 200, 1000, 20_000)
+    tpe8 = lambda: cf.ThreadPoolExecutor(8)  # noqa: E731
+    adaptive = lambda kind: AdaptiveThreadPoolExecutor(backend=kind)  # noqa: E731
+    table = [
+        Row("io", "I/O pool (the report's): 100 x sleep(10 ms)", "s per run", "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, 100, 0.01), fresh=True)),
+        Row("adaptive-io", f"adaptive sizing, I/O: {io_tasks} x sleep(10 ms)", "s per run", "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, io_tasks, 0.01), fresh=True)),
+        Row("registry", "registry: 4 threads, 90% get / 10% update on 10k agents", "s per run", "dict + one lock", _registry),
+        Row("adaptive-cpu", f"adaptive sizing, CPU: {cpu_tasks} pure-Python tasks", "s per run", "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.python_tasks(e, cpu_tasks), fresh=True)),
+        Row("adaptive-mixed", f"adaptive sizing, mixed: {mixed_tasks} x (50x50 matmul + sleep(2 ms))", "s per run",
+            "ThreadPoolExecutor(8)", _executor_row(tpe8, adaptive, lambda e: workloads.matmul_sleep_tasks(e, mixed_tasks), fresh=True)),
+        Row("memory", "memory per agent: 1000 explorer agents (grid 10)", "bytes per agent", "per-agent copies", _memory),
+    ]  # fmt: skip
+    for threads in (1, 4, 8, 16, 32):
+        work = lambda e, t=threads: workloads.matmul_sleep_tasks(e, 10 * t, 100, 0.001)  # noqa: E731
+        table.append(Row(f"scaling-{threads}", f"scaling: {threads} thread{'s' * (threads > 1)} x 10 tasks of (100x100 matmul + sleep(1 ms))",
+                         "s per run", "ThreadPoolExecutor",
+                         _executor_row(lambda t=threads: cf.ThreadPoolExecutor(t), lambda k, t=threads: WorkStealingThreadPool(t, backend=k),
+                                       work, fresh=False)))  # fmt: skip
+    table += [
+        Row("dispatch", f"dispatch: {dispatch_tasks} no-op tasks, 2 workers", "s per run", "ThreadPoolExecutor(2)",
+            _executor_row(lambda: cf.ThreadPoolExecutor(2), lambda k: WorkStealingThreadPool(2, backend=k),
+                          lambda e: workloads.submit_all_wait_all(e, dispatch_tasks), fresh=False)),
+        Row("agents", "agent step: explorer model (grid 10), 1000 agents", "s per agent-step", "pymdp 0.0.7.1, one agent at a time",
+            _agents),
+    ]  # fmt: skip
+    return table
+
+
+ROW_KEYS = [r.key for r in rows(True)] + ["scaling"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="smaller workloads: under 2 minutes on 2 cores")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per cell after a warm-up (at least 5; default 5)")
+    parser.add_argument("--only", nargs="+", choices=ROW_KEYS, metavar="ROW", help=f"rows to run: {', '.join(ROW_KEYS)}")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw the results as PNG charts (needs matplotlib)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.runs < 5:
+        print("bench: --runs must be at least 5", file=sys.stderr)
+        return 2
+    info = machine_info()
+    selected = [r for r in rows(args.quick) if not args.only or r.key in args.only
+                or (r.key.startswith("scaling-") and "scaling" in args.only)]  # fmt: skip
+    kinds = [k for k in KINDS if k != "rust" or _has_rust()]
+    results: list[dict[str, Any]] = []
+    interrupted = False
+    with blas_pinned() as pinned:
+        print(f"BLAS {'pinned to one thread' if pinned else 'threads not pinned (install threadpoolctl)'}; "
+              f"median (min-max) of {args.runs} runs after a warm-up{', quick sizes' if args.quick else ''}.\n")  # fmt: skip
+        try:
+            for row in selected:
+                print(f"  {row.title} ...", file=sys.stderr, flush=True)
+                cells = {}
+                for kind in kinds:
+                    cells[kind] = row.measure(kind, args.quick, args.runs)
+                results.append({"key": row.key, "title": row.title, "unit": row.unit, "baseline": row.baseline, "results": cells})
+        except KeyboardInterrupt:
+            interrupted = True
+    report = {"command": "bench", "machine": info, "quick": args.quick, "runs": args.runs,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": results, "interrupted": interrupted}  # fmt: skip
+    from ._render import bench_markdown
+
+    print(bench_markdown(report))
+    if interrupted:
+        print("\nInterrupted: the table holds the rows that finished.")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    if args.plot:
+        from ._render import bench_plot
+
+        try:
+            bench_plot(report, args.plot)
+        except ImportError:
+            print("bench: --plot needs matplotlib (pip install matplotlib); no chart written", file=sys.stderr)
+            return 1
+    return 130 if interrupted else 0
+
+
+def _has_rust() -> bool:
+    try:
+        _backend.native()
+    except ImportError:
+        return False
+    return True

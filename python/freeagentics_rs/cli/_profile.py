@@ -1,0 +1,75 @@
+"""``freeagentics-rs profile``: a ThreadingProfiler report for one workload."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import workloads
+from ..executor import WorkStealingThreadPool
+from ..profiler import ThreadingProfiler
+from ._machine import blas_pinned, machine_info, machine_line
+
+WORKLOADS = ("io", "cpu", "mixed", "agents")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workload", choices=WORKLOADS, default="mixed",
+                        help="io: sleep(5 ms); cpu: pure Python; mixed: 50x50 matmul + sleep(2 ms); "
+                             "agents: per-agent explorer steps (default mixed)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=4, help="threads for the GIL probe and the executors (default 4)")
+    parser.add_argument("--tasks", type=int, default=200, help="tasks per executor profile (default 200)")
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+
+
+def _work(name: str) -> Callable[[], Any]:
+    if name == "io":
+        return lambda: time.sleep(0.005)
+    if name == "cpu":
+        return lambda: workloads.python_work(20_000)
+    if name == "mixed":
+        a = np.random.default_rng(0).random((50, 50))
+        return lambda: (a @ a, time.sleep(0.002))
+    from ..agents import AgentPopulation, grid_world_model
+
+    population = AgentPopulation(grid_world_model(10, backend="python"), 64, seed=0, backend="python")
+    agents = [population.agent(i) for i in range(64)]
+    counter = iter(range(10**12))
+    return lambda: agents[next(counter) % 64].step(0)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads < 1 or args.tasks < 1:
+        raise SystemExit("profile: --threads and --tasks must be at least 1")
+    info = machine_info()
+    print(f"Machine: {machine_line(info)}\nWorkload: {args.workload}, {args.threads} threads.\n")
+    work = _work(args.workload)
+    profiler = ThreadingProfiler()
+    lock = profiler.create_instrumented_lock("shared state (FreeAgentics' registry lock)")
+    state: dict[int, int] = {}
+
+    def task(i: int) -> None:
+        work()
+        with lock:  # the bookkeeping FreeAgentics did under one lock after every step
+            state[i % 64] = state.get(i % 64, 0) + 1
+
+    with blas_pinned():
+        profiler.measure_gil_contention(work, threads=args.threads)
+        for executor in (cf.ThreadPoolExecutor(args.threads), WorkStealingThreadPool(args.threads)):
+            with executor:
+                cf.wait([executor.submit(work) for _ in range(args.threads)])  # warm
+                profiler.profile_executor(executor, task, range(args.tasks))
+        candidates = tuple(n for n in (1, 2, 4, 8, 16, 32) if n <= max(32, args.threads))
+        profiler.find_optimal_thread_count(work, candidates, tasks=max(64, 2 * max(candidates)))
+    report = profiler.report()
+    print(report.to_markdown())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"command": "profile", "machine": info, "workload": args.workload, "threads": args.threads,
+                       **report.to_dict()}, f, indent=2)  # fmt: skip
+    return 0

@@ -1,0 +1,104 @@
+"""The freeagentics-rs command: every subcommand at small sizes, its JSON, bad arguments, a
+plot, and Ctrl-C during a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import freeagentics_rs
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, FREEAGENTICS_RS_BACKEND=freeagentics_rs.BACKEND)
+    return subprocess.run([sys.executable, "-m", "freeagentics_rs", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)  # fmt: skip
+
+
+def extension_built() -> bool:
+    try:
+        freeagentics_rs._backend.native()
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("command", ["demo", "bench", "profile"])
+def test_help_on_every_command(command):
+    result = cli(command, "--help")
+    assert result.returncode == 0 and f"usage: freeagentics-rs {command}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["nonsense"], ["demo", "--agents", "0"], ["demo", "--strategies", "magic"], ["bench", "--only", "everything"],
+     ["profile", "--workload", "gpu"], ["demo", "--steps", "x"]],
+)  # fmt: skip
+def test_bad_arguments_exit_2_with_usage(args):
+    result = cli(*args)
+    assert result.returncode == 2 and "usage: freeagentics-rs" in result.stderr
+
+
+def test_demo_runs_every_strategy_and_writes_json(tmp_path):
+    out = tmp_path / "demo.json"
+    result = cli("demo", "--agents", "12", "--steps", "3", "--grid", "4", "--budget", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["command"] == "demo" and report["config"] == {"agents": 12, "steps": 3, "grid": 4, "budget": 1.0}
+    assert {"cpu", "cpus", "python", "numpy"} <= set(report["machine"])
+    rows = {r["strategy"]: r for r in report["strategies"]}
+    assert list(rows) == ["freeagentics", "workstealing", "adaptive", "native-rust", "native-python", "processes"]
+    for name, row in rows.items():
+        if row["available"]:
+            assert row["agent_steps"] > 0 and row["agent_steps_per_s"] > 0 and row["seconds"] > 0, name
+        else:
+            assert row["reason"] and f"{name}: not run" in result.stderr
+    assert rows["native-python"]["available"] and rows["native-python"]["agent_steps"] == 36
+    assert rows["native-rust"]["available"] == extension_built()
+    assert "| native population, numpy kernel |" in result.stdout
+
+
+def test_bench_rows_and_json(tmp_path):
+    out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = cli("bench", "--quick", "--only", "dispatch", "registry", "agents", "--json", str(out), "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [r["key"] for r in report["rows"]] == ["registry", "dispatch", "agents"] and report["runs"] == 5
+    for row in report["rows"]:
+        kinds = {"baseline", "python"} | ({"rust"} if extension_built() else set())
+        assert set(row["results"]) == kinds
+        for cell in row["results"].values():
+            assert "unavailable" in cell or cell["min"] <= cell["median"] <= cell["max"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| registry: 4 threads" in result.stdout and "Machine:" in result.stdout
+
+
+def test_profile_reports_and_writes_json(tmp_path):
+    out = tmp_path / "profile.json"
+    result = cli("profile", "--workload", "io", "--threads", "2", "--tasks", "20", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert {"measurements", "bottlenecks", "recommendations", "machine"} <= set(report)
+    assert len(report["measurements"]["executors"]) == 2 and report["measurements"]["gil"]["threads"] == 2
+    assert "# Threading report" in result.stdout and "## Recommendations" in result.stdout
+
+
+def test_ctrl_c_stops_the_demo_with_a_partial_table():
+    env = dict(os.environ, FREEAGENTICS_RS_BACKEND=freeagentics_rs.BACKEND)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "freeagentics_rs", "demo", "--agents", "50", "--steps", "2000", "--grid", "5",
+         "--strategies", "native-python", "native-rust", "--budget", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout.readline().startswith("Machine:")
+    proc.stdout.readline()  # the simulation line: the first strategy is starting
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Interrupted: the table holds the strategies that finished." in stdout
+    assert "| strategy |" in stdout
