@@ -60,8 +60,9 @@ def derive_findings(m: dict[str, Any]) -> tuple[list[str], list[str]]:
                 )
             else:
                 recommendations.append(
-                    f"{name}: tasks are CPU-bound ({p['cpu_share']:.0%} CPU): more threads than cores will not help; "
-                    "batch the work or move it out of the GIL."
+                    f"{name}: tasks use the CPU for {p['cpu_share']:.0%} of their run time (the rest is waiting, for "
+                    "the GIL or I/O): threads beyond the cores will not shorten the queue; batch the work or move "
+                    "it out of the GIL."
                 )
     counts = m.get("thread_counts")
     if counts:
