@@ -17,7 +17,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{IntoPyDict, PyDict, PyTuple};
 
 use crate::core::error::CoreError;
 use crate::core::memory::{Blob, ModelStore, OnExhausted, Region, SlotPool};
@@ -327,15 +327,16 @@ impl SlotPoolCore {
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.pool.stats();
-        let dict = PyDict::new(py);
-        dict.set_item("capacity", s.capacity)?;
-        dict.set_item("in_use", s.in_use)?;
-        dict.set_item("high_water", s.high_water)?;
-        dict.set_item("acquires", s.acquires)?;
-        dict.set_item("reuses", s.reuses)?;
-        dict.set_item("waits", s.waits)?;
-        dict.set_item("bytes", s.bytes)?;
-        Ok(dict)
+        let counts = [
+            ("capacity", s.capacity as u64),
+            ("in_use", s.in_use as u64),
+            ("high_water", s.high_water as u64),
+            ("acquires", s.acquires),
+            ("reuses", s.reuses),
+            ("waits", s.waits),
+            ("bytes", s.bytes as u64),
+        ];
+        counts.into_py_dict(py)
     }
 
     fn close(&self) {
@@ -395,11 +396,12 @@ impl ModelStoreCore {
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.store.stats();
-        let dict = PyDict::new(py);
-        dict.set_item("unique", s.unique)?;
-        dict.set_item("bytes_held", s.bytes_held)?;
-        dict.set_item("bytes_saved", s.bytes_saved)?;
-        Ok(dict)
+        [
+            ("unique", s.unique),
+            ("bytes_held", s.bytes_held),
+            ("bytes_saved", s.bytes_saved),
+        ]
+        .into_py_dict(py)
     }
 
     fn close(&self) {
