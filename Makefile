@@ -22,10 +22,12 @@ $(STAMP): pyproject.toml
 
 # pymdp 0.0.7.1, the reference the native agents are checked against. It declares many unneeded
 # requirements (docs and notebook tools), so it goes in without them, with what it imports.
+# Dask distributed: the optional extra freeagentics_rs.distributed runs on.
 TEST_STAMP := $(VENV)/.test-deps-stamp
-$(TEST_STAMP): $(STAMP)
+$(TEST_STAMP): $(STAMP) Makefile
 	$(PY) -m pip install -q "scipy>=1.10" "pandas>=2" "matplotlib>=3.7" "seaborn>=0.12"
 	$(PY) -m pip install -q --no-deps "inferactively-pymdp==0.0.7.1"
+	$(PY) -m pip install -q "dask[distributed]>=2024.1"
 	touch $(TEST_STAMP)
 
 venv: $(STAMP)  ## create/refresh the virtualenv with the build and test tools

@@ -29,6 +29,7 @@ def main(path: str) -> None:
     memory_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "memory"])
     agents_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agents"])
     agents_memory_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agents-memory"])
+    distributed_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "distributed"])
 
 
 def _ms(seconds: float) -> str:
@@ -210,6 +211,24 @@ def agents_memory_table(benchmarks: list[dict]) -> None:
     for bench in benchmarks:
         info = bench["extra_info"]
         print(f"| {info['kind']} | {info['arrays']:.0f} B | {info['rss']:.0f} B |")
+
+
+def distributed_table(benchmarks: list[dict]) -> None:
+    if not benchmarks:
+        return
+    rows: dict[int, dict[str, dict]] = defaultdict(dict)
+    for bench in benchmarks:
+        rows[bench["extra_info"]["agents"]][bench["params"]["kind"]] = bench
+    labels = {k: b["extra_info"]["kind"] for r in rows.values() for k, b in r.items()}
+    print(f"\n| agents | {labels.get('local', 'local')}: per step | {labels.get('dask', 'dask')}: per step | "
+          "Dask per step minus local | local / Dask |")
+    print("|---|---|---|---|---|")
+    for agents, kinds in sorted(rows.items()):
+        if "local" not in kinds or "dask" not in kinds:
+            continue
+        steps = kinds["local"]["extra_info"]["steps"]
+        local, dask = (kinds[k]["stats"]["median"] / steps for k in ("local", "dask"))
+        print(f"| {agents:,} | {_ms(local)} | {_ms(dask)} | {_ms(dask - local)} | {local / dask:.2f}x |")
 
 
 if __name__ == "__main__":

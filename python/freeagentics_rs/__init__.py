@@ -14,6 +14,7 @@ from .errors import (
     FreeAgenticsError,
     PoolExhaustedError,
     RustPanicError,
+    ShardsLostError,
     StateCorruptedError,
 )
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
@@ -46,6 +47,7 @@ __all__ = [
     "PoolExhaustedError",
     "ResizeEvent",
     "RustPanicError",
+    "ShardsLostError",
     "SharedMemoryPool",
     "SharedModelStore",
     "StateCorruptedError",

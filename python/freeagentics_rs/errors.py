@@ -12,6 +12,7 @@ __all__ = [
     "FreeAgenticsError",
     "PoolExhaustedError",
     "RustPanicError",
+    "ShardsLostError",
     "StateCorruptedError",
 ]
 
@@ -44,3 +45,16 @@ class StateCorruptedError(FreeAgenticsError):
 class PoolExhaustedError(FreeAgenticsError):
     """A ``SharedMemoryPool`` had no free slot: at once with ``on_exhausted="raise"``, after the
     timeout with ``"block"``, or at ``max_capacity`` with ``"grow"``."""
+
+
+class ShardsLostError(FreeAgenticsError, RuntimeError):
+    """Shards of a ``DistributedPopulation`` were lost with their worker. They have been rebuilt
+    on surviving workers from the last checkpoint; ``shards`` names them, ``step`` is the step
+    of that checkpoint, and the step that failed returned nothing."""
+
+    def __init__(self, shards: list[int], step: int) -> None:
+        super().__init__(
+            f"shards {shards} were lost with their worker; rebuilt from the checkpoint of step {step}, "
+            "so those agents are back at that step (this step returned no actions)"
+        )
+        self.shards, self.step = shards, step

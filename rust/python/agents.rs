@@ -151,7 +151,7 @@ impl AgentKernelCore {
         act: bool,
     ) -> PyResult<()> {
         let contiguous =
-            || CoreError::InvalidArgument("population arrays: must be C-contiguous".into());
+            || CoreError::InvalidArgument("population arrays: must be C-contiguous and aligned".into());
         let rows = Rows {
             beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
             q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,

@@ -48,6 +48,9 @@ class AgentPopulation:
     the action marginals with precision ``alpha``, drawn from a per-agent stream of ``seed``:
     the same seed gives the same actions, on either backend) or ``"deterministic"`` (argmax).
     ``num_threads`` sizes the Rust kernel's thread pool (default: this machine's CPUs).
+    ``row_offset``: the index of this population's first agent in a larger one split into
+    parts (``DistributedPopulation`` shards): agent ``i`` then draws the random stream of agent
+    ``row_offset + i``, so the parts together act exactly as the whole.
 
     Different agents (``agent(i)`` rows) may be stepped from different threads at once; the
     same rows must not be (the Rust backend refuses overlapping use with a ``TypeError``, numpy
@@ -68,6 +71,7 @@ class AgentPopulation:
         use_states_info_gain: bool = True,
         seed: int | None = None,
         num_threads: int | None = None,
+        row_offset: int = 0,
         backend: str | None = None,
     ) -> None:
         if not isinstance(model, GenerativeModel):
@@ -91,6 +95,9 @@ class AgentPopulation:
         self.action_selection, self.num_threads = action_selection, int(num_threads)
         self.backend = _backend.resolve(backend)
         self._key = _key_of(seed)
+        if isinstance(row_offset, bool) or not isinstance(row_offset, (int, np.integer)) or row_offset < 0:
+            raise ValueError(f"row_offset: must be a non-negative int, got {row_offset!r}")
+        self.row_offset = int(row_offset)
         E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
         args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
                 bool(use_utility), bool(use_states_info_gain))  # fmt: skip
@@ -149,7 +156,7 @@ class AgentPopulation:
         if obs.shape != (rows, m):
             expected = f"({rows},) or ({rows}, {m})" if m == 1 else f"({rows}, {m})"
             raise ValueError(f"observations: must have shape {expected}, got {obs.shape}")
-        obs = np.ascontiguousarray(obs, dtype=np.int64)
+        obs = np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
         for k, count in enumerate(self.model.num_obs):
             column = obs[:, k]
             if column.size and (column.min() < 0 or column.max() >= count):
@@ -161,7 +168,7 @@ class AgentPopulation:
         actions = arrays[4]
         if actions.size and (actions.min() < -1 or actions.max() >= self.model.num_actions):
             raise ValueError(f"actions: must lie in [-1, {self.model.num_actions})")
-        first = rows.start or 0
+        first = (rows.start or 0) + self.row_offset
         if self.backend == "rust":
             self._kernel.run(*arrays, observations, self._key, first, infer, plan, act)
             return

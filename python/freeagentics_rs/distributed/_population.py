@@ -1,0 +1,187 @@
+"""DistributedPopulation: one AgentPopulation split into shards, each living on a Dask worker
+(an actor) across steps, so only observations and actions travel each step."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+from distributed import Client
+
+from ..agents import AgentPopulation, GenerativeModel, GridWorld
+from ..errors import ShardsLostError
+
+__all__ = ["DistributedPopulation"]
+
+
+def _model_arrays(model: GenerativeModel) -> dict[str, Any]:
+    return {"A": [np.asarray(a) for a in model.A], "B": np.asarray(model.B), "C": [np.asarray(c) for c in model.C],
+            "D": np.asarray(model.D), "E": None if model.E is None else np.asarray(model.E)}  # fmt: skip
+
+
+class _Shard:
+    """Agents ``row_offset`` to ``row_offset + n_agents`` of a population, on one worker."""
+
+    def __init__(self, arrays: dict[str, Any], n_agents: int, row_offset: int, kwargs: dict[str, Any]) -> None:
+        model = GenerativeModel(arrays["A"], arrays["B"], arrays["C"], arrays["D"], E=arrays["E"],
+                                backend=kwargs.get("backend"))  # fmt: skip
+        self.population = AgentPopulation(model, n_agents, row_offset=row_offset, **kwargs)
+
+    def step(self, observations: np.ndarray) -> np.ndarray:
+        return self.population.step(observations)
+
+    def beliefs(self) -> np.ndarray:
+        return self.population.beliefs.copy()
+
+    def save_state(self) -> dict[str, Any]:
+        return self.population.save_state()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.population.load_state(state)
+
+
+def _is_lost_worker(error: BaseException) -> bool:
+    """Whether a shard call failed because its worker went away (before the scheduler says so,
+    the call fails on the closed connection)."""
+    return isinstance(error, OSError) or "Worker holding Actor was lost" in str(error)
+
+
+class DistributedPopulation:
+    """``n_agents`` agents of ``model``, split into ``shards`` (default: one per worker of
+    ``client``) that live on Dask workers across steps; the same results as one local
+    ``AgentPopulation`` with the same arguments (``seed`` included).
+
+    ``step(observations)`` sends each shard its observations and returns all actions.
+    ``run(world, steps)``, ``gather_beliefs()``, ``checkpoint(store)`` and ``restore(store)``
+    (an ``AgentStateStore``) complete it. When a worker dies, its shards are rebuilt on the
+    surviving workers from the last checkpoint (the construction counts as one) and the step
+    raises ``ShardsLostError`` naming them; a step never returns fewer agents.
+    """
+
+    def __init__(self, model: GenerativeModel, n_agents: int, client: Client, *, shards: int | None = None,
+                 **population_kwargs: Any) -> None:  # fmt: skip
+        if not isinstance(model, GenerativeModel):
+            raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
+        if isinstance(n_agents, bool) or not isinstance(n_agents, (int, np.integer)) or n_agents < 1:
+            raise ValueError(f"n_agents: must be a positive int, got {n_agents!r}")
+        workers = self._workers(client)
+        shards = len(workers) if shards is None else shards
+        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= n_agents:
+            raise ValueError(f"shards: must be an int in [1, n_agents], got {shards!r}")
+        if "row_offset" in population_kwargs:
+            raise TypeError("row_offset: is set per shard by DistributedPopulation")
+        self.model, self.n_agents, self.client = model, int(n_agents), client
+        self._arrays = _model_arrays(model)
+        self._kwargs = population_kwargs
+        bounds = np.linspace(0, self.n_agents, shards + 1).astype(int)
+        self.bounds = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        self.steps_taken = 0
+        self._checkpoint: tuple[int, list[dict[str, Any] | None]] = (0, [None] * shards)
+        self._actors = [self._start(i, workers[i % len(workers)]) for i in range(shards)]
+
+    @staticmethod
+    def _workers(client: Client) -> list[str]:
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise RuntimeError("client: the cluster has no workers")
+        return workers
+
+    def _start(self, shard: int, worker: str) -> Any:
+        lo, hi = self.bounds[shard]
+        future = self.client.submit(_Shard, self._arrays, hi - lo, lo, self._kwargs, actor=True, workers=[worker],
+                                    allow_other_workers=True, pure=False)  # fmt: skip
+        return future.result()
+
+    @property
+    def shards(self) -> int:
+        return len(self._actors)
+
+    def _call_all(self, method: str, arguments: list[tuple[Any, ...]] | None = None) -> list[Any]:
+        """Calls ``method`` on every shard; rebuilds shards lost with their worker and raises
+        ``ShardsLostError`` for them."""
+        arguments = arguments or [()] * self.shards
+        futures, errors = {}, {}
+        for shard, (actor, args) in enumerate(zip(self._actors, arguments)):
+            try:  # an actor whose worker is known to be gone refuses the call at once
+                futures[shard] = getattr(actor, method)(*args)
+            except Exception as e:  # noqa: BLE001 - sorted out below
+                errors[shard] = e
+        results = [None] * self.shards
+        for shard, future in futures.items():
+            try:
+                results[shard] = future.result()
+            except Exception as e:  # noqa: BLE001 - sorted out below
+                errors[shard] = e
+        if not errors:
+            return results
+        alive = set(self._workers(self.client))
+        lost = [shard for shard, error in errors.items()
+                if getattr(self._actors[shard], "_address", None) not in alive or _is_lost_worker(error)]  # fmt: skip
+        if len(lost) < len(errors):  # an error of the shard's own (bad input, say): the caller's
+            raise next(e for shard, e in errors.items() if shard not in lost)
+        workers = sorted(alive)
+        step, states = self._checkpoint
+        for k, shard in enumerate(lost):
+            self._actors[shard] = self._start(shard, workers[k % len(workers)])
+            if states[shard] is not None:
+                self._actors[shard].load_state(states[shard]).result()
+        raise ShardsLostError(lost, step)
+
+    def step(self, observations: Any) -> np.ndarray:
+        """Every agent's step (state inference, policies, action); returns all actions."""
+        obs = np.asarray(observations)
+        if obs.ndim not in (1, 2) or obs.shape[0] != self.n_agents:
+            raise ValueError(f"observations: must have {self.n_agents} rows, got shape {obs.shape}")
+        parts = self._call_all("step", [(obs[lo:hi],) for lo, hi in self.bounds])
+        self.steps_taken += 1
+        return np.concatenate(parts)
+
+    def run(self, world: GridWorld, steps: int) -> np.ndarray:
+        """``steps`` rounds of observe, step, move; returns the last actions."""
+        actions = np.empty(0, np.int64)
+        for _ in range(steps):
+            actions = self.step(world.observe())
+            world.move(actions)
+        return actions
+
+    def gather_beliefs(self) -> np.ndarray:
+        """All agents' beliefs, (n_agents, states), fetched from the shards."""
+        return np.concatenate(self._call_all("beliefs"))
+
+    def checkpoint(self, store: Any = None, prefix: str = "population") -> None:
+        """Keeps every shard's state (for rebuilding lost shards) and, with an
+        ``AgentStateStore``, saves it there in one transaction as ``{prefix}/shard-{i}``."""
+        states = self._call_all("save_state")
+        self._checkpoint = (self.steps_taken, states)
+        if store is not None:
+            saved = {f"{prefix}/shard-{i}": {**state, "bounds": np.array(self.bounds[i]), "steps_taken": self.steps_taken}
+                     for i, state in enumerate(states)}  # fmt: skip
+            store.save_many(saved)
+
+    def restore(self, store: Any, prefix: str = "population") -> None:
+        """Loads the states ``checkpoint(store)`` saved (the same shard layout is required)."""
+        states = []
+        for i in range(self.shards):
+            try:
+                state = store.load(f"{prefix}/shard-{i}")
+            except KeyError:
+                state = {}
+            if tuple(int(b) for b in state.get("bounds", ())) != self.bounds[i]:
+                raise ValueError(f"store: shard {i} was saved with another layout than {self.bounds[i]}, or not at all")
+            states.append(state)
+        clean = [{k: v for k, v in s.items() if k not in ("bounds", "steps_taken")} for s in states]
+        self._call_all("load_state", [(s,) for s in clean])
+        self.steps_taken = int(states[0]["steps_taken"])
+        self._checkpoint = (self.steps_taken, clean)
+
+    def close(self) -> None:
+        """Lets the shards go (their workers free them)."""
+        with contextlib.suppress(Exception):
+            del self._actors[:]
+
+    def __enter__(self) -> DistributedPopulation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,156 @@
+"""freeagentics_rs.distributed against a real LocalCluster (2 worker processes, loopback only,
+no dashboard on 0.0.0.0), with warnings as errors: the same results as a local population, state
+round trips, chunked map, a worker killed mid-run, clean shutdown, and the missing-extra error."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from freeagentics_rs import AgentStateStore, ShardsLostError
+from freeagentics_rs.agents import AgentPopulation, GridWorld, grid_world_model, reward_grid_model
+
+from helpers import run_python
+
+distributed = pytest.importorskip("distributed", reason="Dask is an optional extra (`make test` installs it)")
+from freeagentics_rs.distributed import DistributedPopulation, executor  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+CLUSTER = dict(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(**CLUSTER) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def test_results_equal_a_local_population(client, backend):
+    model = grid_world_model(5, backend=backend)
+    remote = DistributedPopulation(model, 50, client, shards=3, seed=3, backend=backend)
+    local = AgentPopulation(model, 50, seed=3, backend=backend)
+    assert remote.shards == 3 and remote.bounds == [(0, 16), (16, 33), (33, 50)]
+    worlds = GridWorld(5, 50, seed=1), GridWorld(5, 50, seed=1)
+    for _ in range(8):
+        actions = remote.step(worlds[0].observe()), local.step(worlds[1].observe())
+        assert np.array_equal(*actions)
+        for world, a in zip(worlds, actions):
+            world.move(a)
+    assert np.allclose(remote.gather_beliefs(), local.beliefs, rtol=0, atol=1e-15)
+    last = remote.run(worlds[0], 3)
+    for _ in range(3):
+        expected = local.step(worlds[1].observe())
+        worlds[1].move(expected)
+    assert np.array_equal(last, expected) and np.array_equal(worlds[0].positions, worlds[1].positions)
+    with pytest.raises(ValueError, match="^observations: must have 50 rows"):
+        remote.step(np.zeros(49, np.int64))
+    with pytest.raises(ValueError, match=r"^observations: modality 0 must lie in \[0, 5\)"):
+        remote.step(np.full(50, 7))  # the shards' own error comes back
+
+
+def test_multi_modality_and_deterministic_runs(client, backend):
+    model = reward_grid_model(backend=backend)
+    remote = DistributedPopulation(model, 20, client, action_selection="deterministic", backend=backend)
+    local = AgentPopulation(model, 20, action_selection="deterministic", backend=backend)
+    obs = np.random.default_rng(0).integers(0, [9, 3, 2], (5, 20, 3))
+    for o in obs:
+        assert np.array_equal(remote.step(o), local.step(o))
+    assert remote.shards == 2 and remote.steps_taken == 5
+
+
+def test_checkpoint_and_restore_through_a_state_store(client, backend, tmp_path):
+    model = grid_world_model(4, backend=backend)
+    world = GridWorld(4, 30, seed=2)
+    with AgentStateStore(tmp_path / "states.db") as store:
+        first = DistributedPopulation(model, 30, client, shards=2, seed=7, backend=backend)
+        first.run(world, 4)
+        first.checkpoint(store)
+        obs = world.observe()
+        expected = first.step(obs)
+        second = DistributedPopulation(model, 30, client, shards=2, seed=99, backend=backend)
+        second.restore(store)
+        assert second.steps_taken == 4 and np.array_equal(second.step(obs), expected)
+        third = DistributedPopulation(model, 30, client, shards=3, backend=backend)
+        with pytest.raises(ValueError, match="another layout"):
+            third.restore(store)
+
+
+def test_executor_ships_chunks(client):
+    with executor(client) as pool:
+        assert list(pool.map(pow, range(10), [2] * 10, chunksize=4)) == [i * i for i in range(10)]
+        assert pool.tasks_submitted == 3
+        assert pool.submit(sum, [1, 2, 3]).result() == 6
+        with pytest.raises(ZeroDivisionError):
+            pool.submit(divmod, 1, 0).result()
+        assert list(pool.map(abs, [-1, -2, -3, -4, -5, -6, -7, -8, -9])) == list(range(1, 10))
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(abs, 1)
+
+
+def test_a_worker_killed_during_a_run(backend):
+    model = grid_world_model(4, backend=backend)
+    with distributed.LocalCluster(**CLUSTER) as cluster, distributed.Client(cluster) as client:
+        population = DistributedPopulation(model, 20, client, shards=2, seed=1, backend=backend)
+        world = GridWorld(4, 20, seed=3)
+        population.run(world, 2)
+        population.checkpoint()
+        population.run(world, 2)
+        victim = population._actors[1]._address
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+        lost = None
+        for _ in range(50):  # until the scheduler notices
+            try:
+                actions = population.step(world.observe())
+            except ShardsLostError as e:
+                lost = e
+                break
+            assert actions.shape == (20,)  # never fewer agents
+        assert lost is not None and lost.shards == [1] and lost.step == 2
+        assert population.step(world.observe()).shape == (20,)  # rebuilt on a live worker
+        assert population.gather_beliefs().shape == (20, 16)
+
+
+def test_clean_shutdown_leaves_no_processes(backend):
+    result = run_python(
+        """
+        import psutil
+        import numpy as np
+        from distributed import Client, LocalCluster
+        from freeagentics_rs.agents import grid_world_model
+        from freeagentics_rs.distributed import DistributedPopulation
+        if __name__ == "__main__":
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                              dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+                population = DistributedPopulation(grid_world_model(3), 10, client)
+                population.step(np.zeros(10, np.int64))
+                population.close()
+            # multiprocessing's resource tracker stays until this process exits, by design
+            children = psutil.Process().children(recursive=True)
+            print(len([p for p in children if "resource_tracker" not in " ".join(p.cmdline())]))
+        """,
+        backend=backend,
+        timeout=120,
+        env_extra={"PYTHONWARNINGS": "error"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "0"
+
+
+def test_without_dask_the_import_error_names_the_extra(backend):
+    result = run_python(
+        """
+        import sys
+        sys.modules["distributed"] = None
+        try:
+            import freeagentics_rs.distributed
+        except ImportError as e:
+            print(e)
+        """,
+        backend=backend,
+    )
+    assert "pip install 'freeagentics_rs[distributed]'" in result.stdout, result.stderr
