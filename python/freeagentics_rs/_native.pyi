@@ -103,6 +103,7 @@ class SlotPoolCore:
         on_exhausted: str,
         max_capacity: int | None,
         shm_name: str | None,
+        arg_refs: int = 2,
     ) -> None: ...
     @property
     def slot_bytes(self) -> int: ...
@@ -110,8 +111,10 @@ class SlotPoolCore:
     def closed(self) -> bool: ...
     def acquire(self, timeout: float | None = None) -> np.ndarray:
         """A zero-filled slot; waits detached from the interpreter, checking signals."""
-    def release(self, array: np.ndarray) -> None:
-        """Points ``array`` at read-only zeros and drops its hold on the slot."""
+    def release(self, array: np.ndarray, held: int = 0) -> None:
+        """Gives the slot back early: when only the caller (plus ``held`` references it knows
+        of) holds ``array``, points it at read-only zeros and drops its hold on the slot; else
+        makes it read-only and leaves the slot to come back with it."""
     def slot_of(self, array: np.ndarray) -> int: ...
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -167,6 +170,10 @@ class AgentKernelCore:
     ) -> None:
         """State inference (``infer``, needs ``observations``), policy inference (``plan``)
         and action selection (``act``) for every row, in place."""
+
+def refcount(object: object) -> int:
+    """The reference count of ``object`` as a function called from Python sees it (calibrates
+    ``SlotPoolCore.release``)."""
 
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and joins its threads (interpreter exit)."""
