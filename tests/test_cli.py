@@ -37,7 +37,8 @@ def test_help_on_every_command(command):
 @pytest.mark.parametrize(
     "args",
     [[], ["nonsense"], ["demo", "--agents", "0"], ["demo", "--strategies", "magic"], ["bench", "--only", "everything"],
-     ["profile", "--workload", "gpu"], ["demo", "--steps", "x"]],
+     ["profile", "--workload", "gpu"], ["demo", "--steps", "x"], ["profile", "--threads", "1"],
+     ["bench", "--runs", "3"], ["demo", "--budget", "nan"], ["demo", "--budget", "-1"]],
 )  # fmt: skip
 def test_bad_arguments_exit_2_with_usage(args):
     result = cli(*args)

@@ -4,8 +4,11 @@ round trips, chunked map, a worker killed mid-run, clean shutdown, and the missi
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -46,10 +49,11 @@ def test_results_equal_a_local_population(client, backend):
         expected = local.step(worlds[1].observe())
         worlds[1].move(expected)
     assert np.array_equal(last, expected) and np.array_equal(worlds[0].positions, worlds[1].positions)
-    with pytest.raises(ValueError, match="^observations: must have 50 rows"):
+    with pytest.raises(ValueError, match=r"^observations: must have shape \(50,\) or \(50, 1\)"):
         remote.step(np.zeros(49, np.int64))
     with pytest.raises(ValueError, match=r"^observations: modality 0 must lie in \[0, 5\)"):
-        remote.step(np.full(50, 7))  # the shards' own error comes back
+        remote.step(np.r_[np.zeros(40, np.int64), np.full(10, 7)])  # checked before any shard steps
+    assert np.array_equal(remote.step(worlds[0].observe()), local.step(worlds[1].observe()))
 
 
 def test_multi_modality_and_deterministic_runs(client, backend):
@@ -79,6 +83,31 @@ def test_checkpoint_and_restore_through_a_state_store(client, backend, tmp_path)
             third.restore(store)
 
 
+def test_only_a_gone_worker_counts_as_lost_and_close_frees_the_shards(client, backend):
+    population = DistributedPopulation(grid_world_model(3, backend=backend), 6, client, backend=backend)
+    assert population._worker_lost(0, TimeoutError("the shard's own")) is False  # its worker answers
+    assert population._worker_lost(0, ValueError("bad")) is False
+    actors = lambda: sum(client.run(lambda dask_worker: len(dask_worker.state.actors)).values())  # noqa: E731
+    before = actors()
+    population.close()
+    for _ in range(100):
+        if actors() <= before - 2:
+            break
+        threading.Event().wait(0.02)
+    assert actors() == before - 2
+
+
+def test_executor_follows_concurrent_futures(client):
+    with executor(client) as pool:
+        assert pool.submit(sorted, [3, -1, 2], key=abs).result() == [-1, 2, 3]  # fn's keywords stay fn's
+        blockers = [pool.submit(time.sleep, 0.5) for _ in range(2)]  # both workers busy
+        queued = pool.submit(abs, -5)
+        assert not queued.running() and queued.cancel() and queued.cancelled()
+        with pytest.raises(cf.TimeoutError):
+            list(pool.map(time.sleep, [0.3] * 6, chunksize=1, timeout=0.4))
+        cf.wait(blockers)
+
+
 def test_executor_ships_chunks(client):
     with executor(client) as pool:
         assert list(pool.map(pow, range(10), [2] * 10, chunksize=4)) == [i * i for i in range(10)]
@@ -95,9 +124,14 @@ def test_a_worker_killed_during_a_run(backend):
     model = grid_world_model(4, backend=backend)
     with distributed.LocalCluster(**CLUSTER) as cluster, distributed.Client(cluster) as client:
         population = DistributedPopulation(model, 20, client, shards=2, seed=1, backend=backend)
+        twin = AgentPopulation(model, 20, seed=1, backend=backend)
         world = GridWorld(4, 20, seed=3)
         population.run(world, 2)
+        twin_world = GridWorld(4, 20, seed=3)
+        for _ in range(2):
+            twin_world.move(twin.step(twin_world.observe()))
         population.checkpoint()
+        saved = twin.save_state()
         population.run(world, 2)
         victim = population._actors[1]._address
         pid = client.run(os.getpid, workers=[victim])[victim]
@@ -110,9 +144,11 @@ def test_a_worker_killed_during_a_run(backend):
                 lost = e
                 break
             assert actions.shape == (20,)  # never fewer agents
-        assert lost is not None and lost.shards == [1] and lost.step == 2
-        assert population.step(world.observe()).shape == (20,)  # rebuilt on a live worker
-        assert population.gather_beliefs().shape == (20, 16)
+        assert lost is not None and lost.shards == [1] and lost.step == 2 and population.steps_taken == 2
+        twin.load_state(saved)  # every shard went back to the checkpoint: still one population
+        obs = world.observe()
+        assert np.array_equal(population.step(obs), twin.step(obs))
+        assert np.allclose(population.gather_beliefs(), twin.beliefs, rtol=0, atol=1e-15)
 
 
 def test_clean_shutdown_leaves_no_processes(backend):

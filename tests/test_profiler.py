@@ -129,6 +129,56 @@ def test_the_report_derives_findings_from_measurements():
     gil = data["measurements"]["gil"]
     if gil["ratio"] > 0.8:
         assert any(b.startswith("GIL: 2 threads") for b in report.bottlenecks)
-    assert any("Lock 'registry': 50% of 1 acquisitions waited" in b for b in report.bottlenecks)
+    assert any("Lock 'registry': 1 of 2 acquisition attempts (50%) found it held" in b for b in report.bottlenecks)
     markdown = report.to_markdown()
     assert "# Threading report" in markdown and "| registry | 1 | 50% |" in markdown
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_instrumented_locks_work_under_a_condition(reentrant):
+    lock = InstrumentedLock("condition", reentrant=reentrant)
+    condition = threading.Condition(lock)
+    items = []
+
+    def producer():
+        for i in range(50):
+            with condition:
+                items.append(i)
+                condition.notify()
+
+    thread = threading.Thread(target=producer)
+    with condition:
+        if reentrant:
+            lock.acquire()  # nested: wait must still release it completely
+        thread.start()
+        assert condition.wait_for(lambda: len(items) == 50, timeout=30)
+        if reentrant:
+            lock.release()
+    thread.join()
+    assert not lock.locked() and lock.stats()["failed"] == 0
+
+
+def test_acquire_arguments_are_checked_like_threading_lock():
+    for lock in (threading.Lock(), InstrumentedLock("args")):
+        with pytest.raises(TypeError):
+            lock.acquire(timeout=None)
+        with pytest.raises(ValueError, match="can't specify a timeout for a non-blocking call"):
+            lock.acquire(False, 1.0)
+        with pytest.raises(ValueError, match="timeout value must be positive"):
+            lock.acquire(timeout=-5)
+        assert not lock.locked()
+
+
+def test_idle_workers_count_in_the_imbalance():
+    import concurrent.futures as cf
+
+    profiler = ThreadingProfiler()
+    with cf.ThreadPoolExecutor(4) as pool:
+        lock = threading.Lock()
+        with lock:  # the first worker blocks on the lock while the rest of the tasks queue up
+            first = pool.submit(lambda: lock.acquire() and lock.release())
+        first.result()
+        profile = profiler.profile_executor(pool, lambda _: None, range(1))
+    assert profile.imbalance == 4.0  # one task on 1 of 4 workers: max 1, mean 0.25
+    with pytest.raises(ValueError, match="^threads: must be at least 2"):
+        profiler.measure_gil_contention(lambda: None, threads=1)

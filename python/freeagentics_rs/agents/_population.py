@@ -36,6 +36,26 @@ def _positive_float(value: Any, name: str) -> float:
     return float(value)
 
 
+def check_observations(model: GenerativeModel, observations: Any, rows: int) -> np.ndarray:
+    """``observations`` as a C-contiguous, aligned (rows, modalities) int64 array, or the error
+    naming what is wrong."""
+    obs = np.asarray(observations)
+    m = model.num_modalities
+    if obs.dtype.kind not in "iu":
+        raise TypeError(f"observations: must be integers, got dtype {obs.dtype}")
+    if obs.shape == (rows,) and m == 1:
+        obs = obs.reshape(rows, 1)
+    if obs.shape != (rows, m):
+        expected = f"({rows},) or ({rows}, {m})" if m == 1 else f"({rows}, {m})"
+        raise ValueError(f"observations: must have shape {expected}, got {obs.shape}")
+    obs = np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
+    for k, count in enumerate(model.num_obs):
+        column = obs[:, k]
+        if column.size and (column.min() < 0 or column.max() >= count):
+            raise ValueError(f"observations: modality {k} must lie in [0, {count}), got {column.min()}..{column.max()}")
+    return obs
+
+
 class AgentPopulation:
     """``n_agents`` agents of one ``GenerativeModel`` (pymdp 0.0.7.1's VANILLA agent with
     ``inference_horizon=1``), all stepped by one call.
@@ -147,21 +167,7 @@ class AgentPopulation:
         self.timesteps[rows] = 0
 
     def _observations(self, observations: Any, rows: int) -> np.ndarray:
-        obs = np.asarray(observations)
-        m = self.model.num_modalities
-        if obs.dtype.kind not in "iu":
-            raise TypeError(f"observations: must be integers, got dtype {obs.dtype}")
-        if obs.shape == (rows,) and m == 1:
-            obs = obs.reshape(rows, 1)
-        if obs.shape != (rows, m):
-            expected = f"({rows},) or ({rows}, {m})" if m == 1 else f"({rows}, {m})"
-            raise ValueError(f"observations: must have shape {expected}, got {obs.shape}")
-        obs = np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
-        for k, count in enumerate(self.model.num_obs):
-            column = obs[:, k]
-            if column.size and (column.min() < 0 or column.max() >= count):
-                raise ValueError(f"observations: modality {k} must lie in [0, {count}), got {column.min()}..{column.max()}")
-        return obs
+        return check_observations(self.model, observations, rows)
 
     def _run(self, rows: slice, observations: np.ndarray | None, infer: bool, plan: bool, act: bool) -> None:
         arrays = (self.beliefs[rows], self.q_pi[rows], self.G[rows], self.F[rows], self.actions[rows], self.timesteps[rows])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import importlib.util
 import json
 import sys
 import time
@@ -128,16 +129,29 @@ ROW_KEYS = [r.key for r in rows(True)] + ["scaling"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads: under 2 minutes on 2 cores")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per cell after a warm-up (at least 5; default 5)")
+    parser.add_argument("--runs", type=_at_least(5), default=5, help="timed runs per cell after a warm-up (at least 5; default 5)")
     parser.add_argument("--only", nargs="+", choices=ROW_KEYS, metavar="ROW", help=f"rows to run: {', '.join(ROW_KEYS)}")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the results as PNG charts (needs matplotlib)")
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {value}")
+        return value
+
+    return parse
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.runs < 5:
-        print("bench: --runs must be at least 5", file=sys.stderr)
-        return 2
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        print("bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return 1
     info = machine_info()
     selected = [r for r in rows(args.quick) if not args.only or r.key in args.only
                 or (r.key.startswith("scaling-") and "scaling" in args.only)]  # fmt: skip
@@ -166,14 +180,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
-    if args.plot:
+    if args.plot and results:
         from ._render import bench_plot
 
-        try:
-            bench_plot(report, args.plot)
-        except ImportError:
-            print("bench: --plot needs matplotlib (pip install matplotlib); no chart written", file=sys.stderr)
-            return 1
+        bench_plot(report, args.plot)
     return 130 if interrupted else 0
 
 

@@ -20,9 +20,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", type=_positive, default=10, help="grid size; states = grid**2 (default 10)")
     parser.add_argument("--strategies", nargs="+", choices=_strategies.STRATEGIES, default=list(_strategies.STRATEGIES),
                         metavar="NAME", help=f"which to run (default all: {', '.join(_strategies.STRATEGIES)})")  # fmt: skip
-    parser.add_argument("--budget", type=float, default=4.0,
+    parser.add_argument("--budget", type=_seconds, default=4.0,
                         help="seconds each per-agent (pymdp) strategy may run; it reports what it finished (default 4)")  # fmt: skip
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -56,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
                         outcome = _strategies.runner(name)(sim, cache)
                 except _strategies.Unavailable as e:
                     row.update(available=False, reason=str(e))
+                except Exception as e:  # noqa: BLE001 - one failed strategy must not end the demo
+                    row.update(available=False, reason=f"failed: {type(e).__name__}: {e}")
                 except KeyboardInterrupt:
                     interrupted = True
                     break
@@ -89,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(rows: list[dict[str, Any]], agents: int) -> str:
-    lines = ["| strategy | agent-steps/s | ms per round | memory per agent | vs FreeAgentics' design | measured over |",
+    lines = ["| strategy | agent-steps/s | ms per round | heap per agent | vs FreeAgentics' design | measured over |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         if not r["available"]:
@@ -102,5 +114,7 @@ def render(rows: list[dict[str, Any]], agents: int) -> str:
         lines.append(f"| {r['label']} | {r['agent_steps_per_s']:,.0f} | {r['ms_per_round']:.2f} | {memory_text} | "
                      f"{'n/a' if speedup is None else f'{speedup:,.1f}x'} | {over} |")  # fmt: skip
     lines.append(f"\nA round is one step of all {agents} agents; for time-limited strategies it is agents / rate. "
-                 "Memory per agent: bytes allocated while building the agents (tracemalloc), over the agents.")
+                 "Heap per agent: bytes allocated on the Python heap (Python objects and numpy arrays, by "
+                 "tracemalloc) while building the agents, over the agents; the Rust kernel's own buffers "
+                 "(its copy of the model) are not in it.")
     return "\n".join(lines)

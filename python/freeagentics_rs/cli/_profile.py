@@ -13,6 +13,7 @@ import numpy as np
 from .. import workloads
 from ..executor import WorkStealingThreadPool
 from ..profiler import ThreadingProfiler
+from ._bench import _at_least
 from ._machine import blas_pinned, machine_info, machine_line
 
 WORKLOADS = ("io", "cpu", "mixed", "agents")
@@ -22,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workload", choices=WORKLOADS, default="mixed",
                         help="io: sleep(5 ms); cpu: pure Python; mixed: 50x50 matmul + sleep(2 ms); "
                              "agents: per-agent explorer steps (default mixed)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=4, help="threads for the GIL probe and the executors (default 4)")
-    parser.add_argument("--tasks", type=int, default=200, help="tasks per executor profile (default 200)")
+    parser.add_argument("--threads", type=_at_least(2), default=4, help="threads for the GIL probe and the executors (at least 2; default 4)")
+    parser.add_argument("--tasks", type=_at_least(1), default=200, help="tasks per executor profile (default 200)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
 
@@ -44,8 +45,6 @@ def _work(name: str) -> Callable[[], Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads < 1 or args.tasks < 1:
-        raise SystemExit("profile: --threads and --tasks must be at least 1")
     info = machine_info()
     print(f"Machine: {machine_line(info)}\nWorkload: {args.workload}, {args.threads} threads.\n")
     work = _work(args.workload)
@@ -58,18 +57,24 @@ def run(args: argparse.Namespace) -> int:
         with lock:  # the bookkeeping FreeAgentics did under one lock after every step
             state[i % 64] = state.get(i % 64, 0) + 1
 
-    with blas_pinned():
-        profiler.measure_gil_contention(work, threads=args.threads)
-        for executor in (cf.ThreadPoolExecutor(args.threads), WorkStealingThreadPool(args.threads)):
-            with executor:
-                cf.wait([executor.submit(work) for _ in range(args.threads)])  # warm
-                profiler.profile_executor(executor, task, range(args.tasks))
-        candidates = tuple(n for n in (1, 2, 4, 8, 16, 32) if n <= max(32, args.threads))
-        profiler.find_optimal_thread_count(work, candidates, tasks=max(64, 2 * max(candidates)))
+    interrupted = False
+    try:
+        with blas_pinned():
+            profiler.measure_gil_contention(work, threads=args.threads)
+            for executor in (cf.ThreadPoolExecutor(args.threads), WorkStealingThreadPool(args.threads)):
+                with executor:
+                    cf.wait([executor.submit(work) for _ in range(args.threads)])  # warm
+                    profiler.profile_executor(executor, task, range(args.tasks))
+            candidates = (1, 2, 4, 8, 16, 32)
+            profiler.find_optimal_thread_count(work, candidates, tasks=max(64, 2 * max(candidates)))
+    except KeyboardInterrupt:
+        interrupted = True
     report = profiler.report()
     print(report.to_markdown())
+    if interrupted:
+        print("\nInterrupted: the report holds what was measured before.")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"command": "profile", "machine": info, "workload": args.workload, "threads": args.threads,
                        **report.to_dict()}, f, indent=2)  # fmt: skip
-    return 0
+    return 130 if interrupted else 0

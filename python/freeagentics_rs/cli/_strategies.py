@@ -98,28 +98,32 @@ def per_agent(make_executor: Callable[[], cf.Executor]) -> Callable[[Simulation,
     def run(sim: Simulation, cache: dict[str, Any]) -> Outcome:
         agents, memory = _pymdp_agents(sim, cache)
         world = sim.world()
-        done, start, boxed = 0, time.perf_counter(), False
+        done, boxed = 0, False
+        start = time.perf_counter()
         with make_executor() as executor:
-            for _ in range(sim.steps):
-                obs = world.observe()
-                futures = [executor.submit(_step_pymdp, a, int(o)) for a, o in zip(agents, obs)]
-                actions = np.full(sim.agents, 4)
-                for future in cf.as_completed(futures):
-                    done += 1
-                    sim.progress(1)
-                    if time.perf_counter() - start > sim.budget:
-                        boxed = True
-                        break
-                for i, future in enumerate(futures):
+            try:
+                for _ in range(sim.steps):
+                    obs = world.observe()
+                    futures = [executor.submit(_step_pymdp, a, int(o)) for a, o in zip(agents, obs)]
+                    actions = np.full(sim.agents, 4)
+                    for future in cf.as_completed(futures):
+                        done += 1
+                        sim.progress(1)
+                        if time.perf_counter() - start > sim.budget:
+                            boxed = True
+                            break
+                    for i, future in enumerate(futures):
+                        if boxed:
+                            future.cancel()
+                        elif future.done():
+                            actions[i] = future.result()
                     if boxed:
-                        future.cancel()
-                    elif future.done():
-                        actions[i] = future.result()
-                if boxed:
-                    break
-                world.move(actions)
-            elapsed = time.perf_counter() - start
-            cf.wait([f for f in futures if not f.cancelled()])
+                        break
+                    world.move(actions)
+                elapsed = time.perf_counter() - start
+            except BaseException:  # Ctrl-C: drop the queued agent steps instead of running them
+                executor.shutdown(wait=True, cancel_futures=True)
+                raise
         return Outcome(done, elapsed, memory, boxed)
 
     return run
@@ -151,8 +155,12 @@ def native(backend: str) -> Callable[[Simulation, dict[str, Any]], Outcome]:
 
 def _shard_worker(conn: Any, grid: int, rows: slice, seed: int, slots: tuple[str, int, str, int]) -> None:
     """A worker process: its rows of the population, observations in and actions out through
-    the two shared-memory slots."""
+    the two shared-memory slots. Ctrl-C is the parent's to handle: it stops the workers."""
+    import signal
+
     from ..memory import SharedMemoryPool
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     model = grid_world_model(grid, backend="python")
     population, nbytes = allocated(lambda: AgentPopulation(model, rows.stop - rows.start, seed=seed, backend="python"))
@@ -171,8 +179,11 @@ def processes(sim: Simulation, cache: dict[str, Any]) -> Outcome:
 
     workers = max(1, min(available_cpus(), sim.agents))
     bounds = np.linspace(0, sim.agents, workers + 1).astype(int)
-    obs_pool = SharedMemoryPool(sim.agents, "int64", capacity=1, shared=True)
-    act_pool = SharedMemoryPool(sim.agents, "int64", capacity=1, shared=True)
+    try:
+        obs_pool = SharedMemoryPool(sim.agents, "int64", capacity=1, shared=True)
+        act_pool = SharedMemoryPool(sim.agents, "int64", capacity=1, shared=True)
+    except OSError as e:
+        raise Unavailable(f"no POSIX shared memory here: {e}") from None
     observations, actions = obs_pool.acquire(), act_pool.acquire()
     slots = (obs_pool.name, obs_pool.slot_of(observations), act_pool.name, act_pool.slot_of(actions))
     context = mp.get_context("spawn")

@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 from distributed import Client
+from distributed.comm.core import CommClosedError
 
 from ..agents import AgentPopulation, GenerativeModel, GridWorld
+from ..agents._population import check_observations
 from ..errors import ShardsLostError
 
 __all__ = ["DistributedPopulation"]
@@ -40,11 +42,12 @@ class _Shard:
     def load_state(self, state: dict[str, Any]) -> None:
         self.population.load_state(state)
 
+    def reset(self) -> None:
+        self.population.reset()
 
-def _is_lost_worker(error: BaseException) -> bool:
-    """Whether a shard call failed because its worker went away (before the scheduler says so,
-    the call fails on the closed connection)."""
-    return isinstance(error, OSError) or "Worker holding Actor was lost" in str(error)
+
+def _alive() -> bool:
+    return True
 
 
 class DistributedPopulation:
@@ -55,8 +58,9 @@ class DistributedPopulation:
     ``step(observations)`` sends each shard its observations and returns all actions.
     ``run(world, steps)``, ``gather_beliefs()``, ``checkpoint(store)`` and ``restore(store)``
     (an ``AgentStateStore``) complete it. When a worker dies, its shards are rebuilt on the
-    surviving workers from the last checkpoint (the construction counts as one) and the step
-    raises ``ShardsLostError`` naming them; a step never returns fewer agents.
+    surviving workers, every shard goes back to the last checkpoint (the construction counts as
+    one) and the step raises ``ShardsLostError`` naming the lost shards; a step never returns
+    fewer agents, and the shards never end up at different steps.
     """
 
     def __init__(self, model: GenerativeModel, n_agents: int, client: Client, *, shards: int | None = None,
@@ -78,7 +82,9 @@ class DistributedPopulation:
         self.bounds = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
         self.steps_taken = 0
         self._checkpoint: tuple[int, list[dict[str, Any] | None]] = (0, [None] * shards)
-        self._actors = [self._start(i, workers[i % len(workers)]) for i in range(shards)]
+        started = [self._start(i, workers[i % len(workers)]) for i in range(shards)]
+        self._actors = [actor for actor, _ in started]
+        self._futures = [future for _, future in started]
 
     @staticmethod
     def _workers(client: Client) -> list[str]:
@@ -87,19 +93,25 @@ class DistributedPopulation:
             raise RuntimeError("client: the cluster has no workers")
         return workers
 
-    def _start(self, shard: int, worker: str) -> Any:
+    def _start(self, shard: int, worker: str) -> tuple[Any, Any]:
+        """(the actor, the future that keeps it alive on its worker)."""
         lo, hi = self.bounds[shard]
         future = self.client.submit(_Shard, self._arrays, hi - lo, lo, self._kwargs, actor=True, workers=[worker],
                                     allow_other_workers=True, pure=False)  # fmt: skip
-        return future.result()
+        return future.result(), future
+
+    def _release(self, shard: int) -> None:
+        with contextlib.suppress(Exception):
+            self.client.cancel([self._futures[shard]])
 
     @property
     def shards(self) -> int:
         return len(self._actors)
 
     def _call_all(self, method: str, arguments: list[tuple[Any, ...]] | None = None) -> list[Any]:
-        """Calls ``method`` on every shard; rebuilds shards lost with their worker and raises
-        ``ShardsLostError`` for them."""
+        """Calls ``method`` on every shard. If shards were lost with their worker, rebuilds them
+        on live workers, puts every shard back at the last checkpoint (so the population stays
+        one population) and raises ``ShardsLostError``."""
         arguments = arguments or [()] * self.shards
         futures, errors = {}, {}
         for shard, (actor, args) in enumerate(zip(self._actors, arguments)):
@@ -115,24 +127,42 @@ class DistributedPopulation:
                 errors[shard] = e
         if not errors:
             return results
-        alive = set(self._workers(self.client))
-        lost = [shard for shard, error in errors.items()
-                if getattr(self._actors[shard], "_address", None) not in alive or _is_lost_worker(error)]  # fmt: skip
-        if len(lost) < len(errors):  # an error of the shard's own (bad input, say): the caller's
+        lost = [shard for shard, error in errors.items() if self._worker_lost(shard, error)]
+        if len(lost) < len(errors):  # an error of the shard's own: the caller's
             raise next(e for shard, e in errors.items() if shard not in lost)
-        workers = sorted(alive)
-        step, states = self._checkpoint
+        workers = self._workers(self.client)
         for k, shard in enumerate(lost):
-            self._actors[shard] = self._start(shard, workers[k % len(workers)])
-            if states[shard] is not None:
-                self._actors[shard].load_state(states[shard]).result()
-        raise ShardsLostError(lost, step)
+            self._release(shard)
+            self._actors[shard], self._futures[shard] = self._start(shard, workers[k % len(workers)])
+        self._rewind()
+        raise ShardsLostError(lost, self.steps_taken)
+
+    def _worker_lost(self, shard: int, error: BaseException) -> bool:
+        """Whether the shard's worker is gone: the scheduler no longer lists it, or the call
+        failed on the connection and the worker does not answer."""
+        address = getattr(self._actors[shard], "_address", None)
+        if address not in set(self._workers(self.client)):
+            return True
+        if not (isinstance(error, (CommClosedError, OSError)) or "Worker holding Actor was lost" in str(error)):
+            return False
+        try:
+            self.client.run(_alive, workers=[address])
+        except Exception:  # noqa: BLE001 - any failure to answer means it is gone
+            return True
+        return False
+
+    def _rewind(self) -> None:
+        """Every shard back to the last checkpoint (a fresh shard's reset for the construction)."""
+        step, states = self._checkpoint
+        calls = [actor.reset() if state is None else actor.load_state(state) for actor, state in zip(self._actors, states)]
+        for call in calls:
+            call.result()
+        self.steps_taken = step
 
     def step(self, observations: Any) -> np.ndarray:
-        """Every agent's step (state inference, policies, action); returns all actions."""
-        obs = np.asarray(observations)
-        if obs.ndim not in (1, 2) or obs.shape[0] != self.n_agents:
-            raise ValueError(f"observations: must have {self.n_agents} rows, got shape {obs.shape}")
+        """Every agent's step (state inference, policies, action); returns all actions.
+        Observations are checked here first, so a bad one changes no shard."""
+        obs = check_observations(self.model, observations, self.n_agents)
         parts = self._call_all("step", [(obs[lo:hi],) for lo, hi in self.bounds])
         self.steps_taken += 1
         return np.concatenate(parts)
@@ -160,7 +190,8 @@ class DistributedPopulation:
             store.save_many(saved)
 
     def restore(self, store: Any, prefix: str = "population") -> None:
-        """Loads the states ``checkpoint(store)`` saved (the same shard layout is required)."""
+        """Loads the states ``checkpoint(store)`` saved (the same shard layout is required). If a
+        shard refuses its state, every shard goes back to the previous checkpoint."""
         states = []
         for i in range(self.shards):
             try:
@@ -171,14 +202,21 @@ class DistributedPopulation:
                 raise ValueError(f"store: shard {i} was saved with another layout than {self.bounds[i]}, or not at all")
             states.append(state)
         clean = [{k: v for k, v in s.items() if k not in ("bounds", "steps_taken")} for s in states]
-        self._call_all("load_state", [(s,) for s in clean])
-        self.steps_taken = int(states[0]["steps_taken"])
-        self._checkpoint = (self.steps_taken, clean)
+        try:
+            self._call_all("load_state", [(s,) for s in clean])
+        except ShardsLostError:
+            raise
+        except Exception:
+            self._rewind()
+            raise
+        self._checkpoint = (int(states[0]["steps_taken"]), clean)
+        self.steps_taken = self._checkpoint[0]
 
     def close(self) -> None:
-        """Lets the shards go (their workers free them)."""
-        with contextlib.suppress(Exception):
-            del self._actors[:]
+        """Frees the shards on their workers."""
+        for shard in range(len(self._futures)):
+            self._release(shard)
+        self._actors, self._futures = [], []
 
     def __enter__(self) -> DistributedPopulation:
         return self

@@ -44,20 +44,31 @@ class InstrumentedLock:
         self._holds: deque[float] = deque(maxlen=MAX_SAMPLES)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        # The arguments are checked as threading.Lock checks them, contended or not.
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"must be real number, not {type(timeout).__name__}")
+        if not blocking and timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be positive")
         me = threading.get_ident()
         waited = 0.0
         if not self._lock.acquire(False):
             with self._stats_lock:  # counted before waiting, so a blocked waiter shows at once
                 self._contended += 1
             start = time.perf_counter()
-            acquired = blocking and self._lock.acquire(True, timeout)
-            waited = time.perf_counter() - start if blocking else 0.0
+            acquired = False
+            try:
+                acquired = blocking and self._lock.acquire(True, timeout)
+            finally:
+                waited = time.perf_counter() - start if blocking else 0.0
+                if not acquired:  # timed out, or interrupted (Ctrl-C) while waiting
+                    with self._stats_lock:
+                        self._failed += 1
+                        self._waits.append(waited)
             if not acquired:
-                with self._stats_lock:
-                    self._failed += 1
-                    self._waits.append(waited)
                 return False
-        if self.reentrant and self._owner == me:
+        if self._owner == me and self.reentrant:
             self._depth += 1
         else:
             self._owner, self._depth, self._acquired_at = me, 1, time.perf_counter()
@@ -85,6 +96,25 @@ class InstrumentedLock:
             held = time.perf_counter() - acquired_at
             with self._stats_lock:
                 self._holds.append(held)
+
+    # threading.Condition works with any lock that has these three (as RLock does).
+    def _is_owned(self) -> bool:
+        return self._owner == threading.get_ident()
+
+    def _release_save(self) -> int:
+        """Releases the lock completely (all nested levels of an RLock) for Condition.wait."""
+        depth = self._depth
+        for _ in range(depth - 1):  # the inner levels of the underlying RLock
+            self._lock.release()
+        self._depth = 1
+        self.release()
+        return depth
+
+    def _acquire_restore(self, depth: int) -> None:
+        self.acquire()
+        for _ in range(depth - 1):
+            self._lock.acquire()
+        self._depth = depth
 
     def locked(self) -> bool:
         return self._depth > 0 if self.reentrant else self._lock.locked()

@@ -25,7 +25,8 @@ def _default_work() -> int:
 @dataclass
 class ExecutorProfile:
     """What ``profile_executor`` measured. Times in milliseconds; ``busy_share`` of a worker is
-    its thread CPU time over the run's wall time; ``imbalance`` is max / mean tasks per worker;
+    its thread CPU time over the run's wall time; ``imbalance`` is max / mean tasks per worker,
+    idle workers included (``None`` when the executor does not say how many it has);
     ``steals`` comes from the executor's ``stats()`` when it has one (else ``None``)."""
 
     executor: str
@@ -37,7 +38,7 @@ class ExecutorProfile:
     run_ms: dict[str, float]
     cpu_share: float
     workers: dict[str, dict[str, float]] = field(default_factory=dict)
-    imbalance: float = 1.0
+    imbalance: float | None = None  # None: the executor's size is unknown
     steals: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,8 +59,10 @@ class ThreadingProfiler:
         calls one after another (median of ``repeats``). About ``1 / threads`` when the work
         runs in parallel; 1 or more when the GIL (or anything else) serializes it. The thread
         pool is created and warmed outside the timed region."""
-        if threads < 1 or repeats < 1:
-            raise ValueError("threads and repeats: must be at least 1")
+        if threads < 2:
+            raise ValueError("threads: must be at least 2 (one thread cannot show parallelism)")
+        if repeats < 1:
+            raise ValueError("repeats: must be at least 1")
         work = work or _default_work
         ratios = []
         with cf.ThreadPoolExecutor(threads) as pool:
@@ -109,7 +112,11 @@ class ThreadingProfiler:
         per_worker: dict[int, list[float]] = {}
         for ident, _, _, cpu in records:
             per_worker.setdefault(ident, []).append(cpu)
+        # Workers that ran nothing count too (one worker doing everything is the worst case).
+        size = getattr(executor, "num_workers", None) or getattr(executor, "_max_workers", None)
         counts = [len(v) for v in per_worker.values()]
+        if size is not None and size >= len(counts):
+            counts += [0] * (size - len(counts))
         run_total = sum(r[2] for r in records)
         profile = ExecutorProfile(
             executor=type(executor).__name__,
@@ -124,7 +131,7 @@ class ThreadingProfiler:
                 f"worker-{i}": {"tasks": len(cpus), "busy_share": sum(cpus) / wall if wall > 0 else 0.0}
                 for i, cpus in enumerate(per_worker.values())
             },
-            imbalance=max(counts) / statistics.mean(counts) if counts else 1.0,
+            imbalance=max(counts) / statistics.mean(counts) if size is not None and counts and max(counts) else None,
             steals=None if stolen_before is None or stolen_after is None else stolen_after - stolen_before,
         )
         self.executors.append(profile)

@@ -36,16 +36,18 @@ def derive_findings(m: dict[str, Any]) -> tuple[list[str], list[str]]:
             )
     for lock in m.get("locks", []):
         if lock["acquisitions"] and lock["contention_rate"] > LOCK_CONTENDED:
+            attempts = lock["acquisitions"] + lock["failed"]
             bottlenecks.append(
-                f"Lock {lock['name']!r}: {lock['contention_rate']:.0%} of {lock['acquisitions']} acquisitions waited "
-                f"(wait p95 {lock['wait_ms']['p95']:.3f} ms, hold p95 {lock['hold_ms']['p95']:.3f} ms)."
+                f"Lock {lock['name']!r}: {lock['contended']} of {attempts} acquisition attempts "
+                f"({lock['contention_rate']:.0%}) found it held (wait p95 {lock['wait_ms']['p95']:.3f} ms, "
+                f"hold p95 {lock['hold_ms']['p95']:.3f} ms)."
             )
             recommendations.append(
                 f"Shorten what runs under {lock['name']!r}, or split the data it guards (AgentRegistry shards by agent)."
             )
     for p in m.get("executors", []):
         name = p["executor"]
-        if p["imbalance"] > IMBALANCED:
+        if p["imbalance"] is not None and p["imbalance"] > IMBALANCED:
             bottlenecks.append(f"{name}: uneven work, the busiest worker ran {p['imbalance']:.2f}x the mean number of tasks.")
             recommendations.append("Use WorkStealingThreadPool: idle workers take queued tasks from busy ones.")
         if p["queue_wait_ms"]["p50"] > p["run_ms"]["p50"]:
@@ -110,8 +112,9 @@ class ThreadingReport:
             for p in m["executors"]:
                 q, r = p["queue_wait_ms"], p["run_ms"]
                 steals = "n/a" if p["steals"] is None else str(p["steals"])
+                imbalance = "n/a" if p["imbalance"] is None else f"{p['imbalance']:.2f}"
                 lines.append(f"| {p['executor']} | {p['tasks']} | {p['throughput']:,.0f} | {q['p50']:.3f} / {q['p95']:.3f} | "
-                             f"{r['p50']:.3f} / {r['p95']:.3f} | {p['cpu_share']:.0%} | {p['imbalance']:.2f} | {steals} |")  # fmt: skip
+                             f"{r['p50']:.3f} / {r['p95']:.3f} | {p['cpu_share']:.0%} | {imbalance} | {steals} |")  # fmt: skip
             lines.append("")
         if m.get("thread_counts"):
             c = m["thread_counts"]
