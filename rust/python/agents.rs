@@ -150,8 +150,9 @@ impl AgentKernelCore {
         plan: bool,
         act: bool,
     ) -> PyResult<()> {
-        let contiguous =
-            || CoreError::InvalidArgument("population arrays: must be C-contiguous and aligned".into());
+        let contiguous = || {
+            CoreError::InvalidArgument("population arrays: must be C-contiguous and aligned".into())
+        };
         let rows = Rows {
             beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
             q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,

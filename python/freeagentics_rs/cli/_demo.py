@@ -47,13 +47,13 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     info = machine_info()
-    print(f"Machine: {machine_line(info)}")
-    print(f"Simulation: {args.agents} explorer agents on a {args.grid}x{args.grid} grid, {args.steps} steps. "
-          f"Per-agent (pymdp) strategies run for at most {args.budget:g} s each.\n")  # fmt: skip
     rows: list[dict[str, Any]] = []
     cache: dict[str, Any] = {}
     interrupted = False
     try:
+        print(f"Machine: {machine_line(info)}")
+        print(f"Simulation: {args.agents} explorer agents on a {args.grid}x{args.grid} grid, {args.steps} steps. "
+              f"Per-agent (pymdp) strategies run for at most {args.budget:g} s each.\n")  # fmt: skip
         with blas_pinned():
             for name in args.strategies:
                 row: dict[str, Any] = {"strategy": name, "label": _strategies.LABELS[name], "available": False,

@@ -4,6 +4,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::*;
+use crate::core::error::CoreError;
 
 fn unique_name(tag: &str) -> String {
     format!(

@@ -1,0 +1,289 @@
+//! A pool of fixed-size slots carved out of regions: handed out and given back by index, with a
+//! policy for when all are in use. The binding decides when a slot comes back.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::region::{align_up, foreign_process, shm_unlink, Region};
+use crate::core::error::CoreError;
+
+/// What `acquire` does when every slot is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExhausted {
+    Block,
+    Raise,
+    /// Add chunks of slots until the pool has `max_slots`; then raise.
+    Grow {
+        max_slots: usize,
+    },
+}
+
+/// A slot handed out: its index and address; `fresh` when it was never used, so it is still
+/// zero-filled (regions start zeroed).
+#[derive(Debug, Clone, Copy)]
+pub struct Acquired {
+    pub slot: usize,
+    pub ptr: *mut u8,
+    pub fresh: bool,
+}
+
+// The address is only a number until the binding that acquired the slot writes through it.
+unsafe impl Send for Acquired {}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub capacity: usize,
+    pub in_use: usize,
+    pub high_water: usize,
+    pub acquires: u64,
+    pub reuses: u64,
+    pub waits: u64,
+    pub bytes: usize,
+}
+
+struct PoolState {
+    chunks: Vec<Region>,
+    /// Slots given back, reused last-in first-out (their memory is warm in cache).
+    free: Vec<usize>,
+    /// Slots below this index have been handed out at least once.
+    next_fresh: usize,
+    stats: PoolStats,
+    closed: bool,
+    /// Threads in `acquire_blocking`: `give_back` wakes one only when there are any (a
+    /// condvar notification is a system call even when no one waits).
+    waiters: usize,
+}
+
+/// Fixed-size slots in chunks of `chunk_slots` (the last chunk may be shorter). Every chunk is
+/// one region; in shared memory, chunk `k` is the segment `{name}-c{k}`.
+pub struct SlotPool {
+    slot_bytes: usize,
+    chunk_slots: usize,
+    on_exhausted: OnExhausted,
+    shm_name: Option<String>,
+    /// The process that created the shared memory: only it hands out slots or removes names
+    /// (a forked child's copy of the free list would hand out the parent's slots again).
+    owner: u32,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+/// Whether this is the process's main thread (the only one that sees Ctrl-C).
+fn on_main_thread() -> bool {
+    // Safety: plain system calls without arguments.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
+/// How often a blocked `acquire` runs its interrupt check (Ctrl-C).
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+impl SlotPool {
+    pub fn new(
+        slot_bytes: usize,
+        capacity: usize,
+        on_exhausted: OnExhausted,
+        shm_name: Option<String>,
+    ) -> Result<SlotPool, CoreError> {
+        if slot_bytes == 0 || capacity == 0 {
+            return Err(CoreError::InvalidArgument(
+                "capacity: must be at least 1".into(),
+            ));
+        }
+        let pool = SlotPool {
+            slot_bytes: align_up(slot_bytes),
+            chunk_slots: capacity,
+            on_exhausted,
+            shm_name,
+            owner: std::process::id(),
+            state: Mutex::new(PoolState {
+                chunks: Vec::new(),
+                free: Vec::new(),
+                next_fresh: 0,
+                stats: PoolStats::default(),
+                closed: false,
+                waiters: 0,
+            }),
+            freed: Condvar::new(),
+        };
+        pool.add_chunk(&mut pool.lock(), capacity)?;
+        Ok(pool)
+    }
+
+    pub fn slot_bytes(&self) -> usize {
+        self.slot_bytes
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // The state stays consistent across a panic (no step leaves it half-done), so a poisoned
+        // lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add_chunk(&self, state: &mut PoolState, slots: usize) -> Result<(), CoreError> {
+        let bytes = slots
+            .checked_mul(self.slot_bytes)
+            .ok_or_else(|| CoreError::InvalidArgument("capacity: too large".into()))?;
+        let region = match &self.shm_name {
+            Some(name) => Region::shm_create(&format!("{name}-c{}", state.chunks.len()), bytes)?,
+            None => Region::heap(bytes)?,
+        };
+        state.chunks.push(region);
+        state.stats.capacity += slots;
+        state.stats.bytes += bytes;
+        Ok(())
+    }
+
+    /// A free slot now, `Ok(None)` when the policy is to wait, or the reason there is none.
+    fn take(&self, state: &mut PoolState) -> Result<Option<Acquired>, CoreError> {
+        if state.closed {
+            return Err(CoreError::Closed("the pool is closed".into()));
+        }
+        if self.shm_name.is_some() && std::process::id() != self.owner {
+            return Err(foreign_process("pool", self.owner));
+        }
+        let (slot, fresh) = if let Some(slot) = state.free.pop() {
+            (slot, false)
+        } else if state.next_fresh < state.stats.capacity {
+            state.next_fresh += 1;
+            (state.next_fresh - 1, true)
+        } else {
+            let capacity = state.stats.capacity;
+            match self.on_exhausted {
+                OnExhausted::Block => return Ok(None),
+                OnExhausted::Raise => {
+                    return Err(CoreError::Exhausted(format!(
+                        "all {capacity} slots are in use"
+                    )))
+                }
+                OnExhausted::Grow { max_slots } if capacity >= max_slots => {
+                    return Err(CoreError::Exhausted(format!(
+                        "all {capacity} slots are in use and max_capacity is reached"
+                    )))
+                }
+                OnExhausted::Grow { max_slots } => {
+                    self.add_chunk(state, self.chunk_slots.min(max_slots - capacity))?;
+                    state.next_fresh += 1;
+                    (capacity, true)
+                }
+            }
+        };
+        let stats = &mut state.stats;
+        stats.acquires += 1;
+        stats.reuses += u64::from(!fresh);
+        stats.in_use += 1;
+        stats.high_water = stats.high_water.max(stats.in_use);
+        let chunk = &state.chunks[slot / self.chunk_slots];
+        // Safety: the offset lies inside the chunk (slot % chunk_slots < slots of that chunk).
+        let ptr = unsafe {
+            chunk
+                .as_ptr()
+                .add(slot % self.chunk_slots * self.slot_bytes)
+        };
+        Ok(Some(Acquired { slot, ptr, fresh }))
+    }
+
+    /// A slot without waiting: `Ok(None)` when the pool blocks on exhaustion and none is free.
+    pub fn try_acquire(&self) -> Result<Option<Acquired>, CoreError> {
+        self.take(&mut self.lock())
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for a slot. On the main thread it calls
+    /// `interrupt` every few tens of milliseconds, without the lock held (its error, Ctrl-C,
+    /// ends the wait); other threads sleep until woken or timed out.
+    pub fn acquire_blocking<E: From<CoreError>>(
+        &self,
+        timeout: Option<Duration>,
+        mut interrupt: impl FnMut() -> Result<(), E>,
+    ) -> Result<Acquired, E> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let slice_limit = if on_main_thread() {
+            WAIT_SLICE
+        } else {
+            Duration::MAX
+        };
+        let mut state = self.lock();
+        let mut waited = false;
+        loop {
+            if let Some(acquired) = self.take(&mut state)? {
+                return Ok(acquired);
+            }
+            if !waited {
+                waited = true;
+                state.stats.waits += 1;
+            }
+            let slice = match deadline {
+                None => slice_limit,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        let seconds = timeout.unwrap_or_default().as_secs_f64();
+                        return Err(CoreError::Exhausted(format!(
+                            "no slot was freed within {seconds:?} s"
+                        ))
+                        .into());
+                    }
+                    left.min(slice_limit)
+                }
+            };
+            state.waiters += 1;
+            state = if slice == Duration::MAX {
+                self.freed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            } else {
+                self.freed
+                    .wait_timeout(state, slice)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0
+            };
+            state.waiters -= 1;
+            if slice_limit == WAIT_SLICE {
+                drop(state);
+                interrupt()?;
+                state = self.lock();
+            }
+        }
+    }
+
+    /// Gives a slot back (the caller guarantees it was acquired and is returned once).
+    pub fn give_back(&self, slot: usize) {
+        let mut state = self.lock();
+        state.free.push(slot);
+        state.stats.in_use -= 1;
+        let wake = state.waiters > 0;
+        drop(state);
+        if wake {
+            self.freed.notify_one();
+        }
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        self.lock().stats
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// No more acquires; blocked ones fail. Removes the shared-memory names, while the memory
+    /// itself lives on until the pool is dropped (arrays still point into it).
+    pub fn close(&self) {
+        let mut state = self.lock();
+        if std::mem::replace(&mut state.closed, true) {
+            return;
+        }
+        if let Some(name) = self
+            .shm_name
+            .as_ref()
+            .filter(|_| std::process::id() == self.owner)
+        {
+            for k in 0..state.chunks.len() {
+                shm_unlink(&format!("{name}-c{k}"));
+            }
+        }
+        drop(state);
+        self.freed.notify_all();
+    }
+}
