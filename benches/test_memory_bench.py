@@ -1,20 +1,16 @@
 """SharedMemoryPool against allocating and against FreeAgentics' queue-based pool, in one run:
 1000 acquire+release cycles of a 100x100 float32 buffer per round. And memory per agent
-(`memory_per_agent.py`), recorded as extra info for `table.py`."""
+(`freeagentics_rs.cli._memory`, also `benches/memory_per_agent.py`), recorded as extra info for `table.py`."""
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 
 import numpy as np
 import pytest
 
 import freeagentics_rs
-
-sys.path.insert(0, os.path.dirname(__file__))
-import memory_per_agent  # noqa: E402
+from freeagentics_rs.cli import _memory as memory_per_agent
 
 CYCLES = 1000
 SHAPE = (100, 100)

@@ -70,15 +70,6 @@ def timed_runs(run: Callable[[], Any], runs: int, warmups: int = 1) -> dict[str,
     return {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs}
 
 
-def rss_bytes() -> int:
-    """This process's resident set size (0 where /proc is missing)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
 def allocated(build: Callable[[], Any]) -> tuple[Any, int]:
     """``build()``'s result and the bytes it left allocated (Python objects and numpy data, by
     tracemalloc; exact where resident-set sizes are blurred by reused pages)."""

@@ -30,27 +30,23 @@ def naive():
     agent["beliefs"] = model["D"].copy()
     return agent
 
-def build():
+def build(n):
     if variant == "naive":
-        return [naive() for _ in range(agents)]
+        return [naive() for _ in range(n)]
     store = freeagentics_rs.SharedModelStore(backend=variant)
-    pool = freeagentics_rs.SharedMemoryPool(model["D"].shape, "float64", capacity=agents, backend=variant)
+    pool = freeagentics_rs.SharedMemoryPool(model["D"].shape, "float64", capacity=n, backend=variant)
     population = []
-    for _ in range(agents):
+    for _ in range(n):
         agent = store.intern_many(model)
         agent["beliefs"] = pool.acquire()
         agent["beliefs"][:] = model["D"]
         population.append(agent)
     return population, store, pool
 
-build_small = build  # warm-up: the first calls allocate caches that are not per agent
-agents, real = 8, agents
-warm = build_small()
-del warm
-agents = real
+build(8)  # warm-up: the first calls allocate caches that are not per agent
 gc.collect()
 before = rss()
-kept = build()
+kept = build(agents)
 gc.collect()
 print(json.dumps({"bytes_per_agent": (rss() - before) / agents}))
 """
