@@ -27,7 +27,7 @@ TEST_STAMP := $(VENV)/.test-deps-stamp
 $(TEST_STAMP): $(STAMP) Makefile
 	$(PY) -m pip install -q "scipy>=1.10" "pandas>=2" "matplotlib>=3.7" "seaborn>=0.12"
 	$(PY) -m pip install -q --no-deps "inferactively-pymdp==0.0.7.1"
-	$(PY) -m pip install -q "dask[distributed]>=2024.1"
+	$(PY) -m pip install -q "dask[distributed]>=2024.1" "hypothesis>=6.100"
 	touch $(TEST_STAMP)
 
 venv: $(STAMP)  ## create/refresh the virtualenv with the build and test tools
@@ -47,8 +47,8 @@ test-python: build $(TEST_STAMP)  ## pytest on the Rust backend, then on the pur
 	FREEAGENTICS_RS_BACKEND=rust $(PY) -m pytest -q
 	FREEAGENTICS_RS_BACKEND=python $(PY) -m pytest -q
 
-stress: build $(TEST_STAMP)  ## long randomized concurrency runs
-	$(PY) -m pytest -q -m stress
+stress: build $(TEST_STAMP)  ## long randomized concurrency runs, and the property tests with many more examples
+	HYPOTHESIS_PROFILE=stress $(PY) -m pytest -q -m "stress or hypothesis"
 
 bench: build $(TEST_STAMP)  ## pytest-benchmark suites (ratios against a baseline measured in the same run)
 	mkdir -p .benchmarks

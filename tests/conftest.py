@@ -10,9 +10,24 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 import freeagentics_rs
+
+# Property-based tests: a small profile keeps `make test` fast; `make stress` selects the large
+# one (HYPOTHESIS_PROFILE=stress). No deadline: this machine is shared and its timings are noisy.
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "stress", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
@@ -43,3 +58,19 @@ def pool_factory(backend):
 @pytest.fixture
 def adaptive_factory(backend):
     yield from _factory(freeagentics_rs.AdaptiveThreadPoolExecutor, backend)
+
+
+@pytest.fixture
+def run_isolated(backend):
+    """Runs `code` in a fresh interpreter on the backend under test, for cases that could crash
+    or hang the process: returns the CompletedProcess (a crash is a negative returncode, a hang
+    a `subprocess.TimeoutExpired`)."""
+
+    def run(code: str, timeout: float = 60, **kwargs):
+        env = dict(os.environ, FREEAGENTICS_RS_BACKEND=backend)
+        return subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True, text=True, timeout=timeout, env=env, **kwargs,
+        )
+
+    return run
