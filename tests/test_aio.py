@@ -185,7 +185,7 @@ def test_bad_arguments():
         bus.subscribe(1)
     with pytest.raises(ValueError, match="maxsize must be greater than 0"):
         bus.subscribe("t", maxsize=0)
-    with pytest.raises(TypeError, match="name must be a str"):
+    with pytest.raises(TypeError, match="name: must be a str"):
         EventLoopThread(name=3)
 
 
@@ -252,3 +252,28 @@ def test_close_wakes_every_waiting_consumer(loop_thread):
     threading.Event().wait(0.05)
     sub.close()
     assert [f.result(timeout=10) for f in futures] == [[], [], []]
+
+
+def test_stop_from_the_loop_thread_is_refused_and_changes_nothing(run_isolated):
+    # Issue 14 item 10: the refused call used to mark the thread stopped and forget it at exit,
+    # so run() said "not running" and interpreter exit hung on the loop thread.
+    out = run_isolated(
+        """
+        import asyncio, freeagentics_rs
+        lt = freeagentics_rs.EventLoopThread().start()
+
+        async def stop_from_inside():
+            try:
+                lt.stop()
+            except RuntimeError as exc:
+                return str(exc)
+
+        print(lt.run(stop_from_inside()))
+        print(lt.run(asyncio.sleep(0, "still running")), lt.is_running)
+        # not stopped by hand: the exit-time stop must still know this loop thread
+        """,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["EventLoopThread.stop() called from its own loop thread", "still running True"]
+
