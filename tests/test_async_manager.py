@@ -186,3 +186,40 @@ def test_one_agents_failing_fetch_does_not_sink_the_others(backend):
     results = run(main())
     assert results["up"].success
     assert not results["down"].success and "sensor offline" in results["down"].error
+
+
+def test_one_manager_works_from_successive_event_loops(backend):
+    # Issue 14 item 11: each agent's lock was bound to the first loop that used it.
+    executor = WorkStealingThreadPool(4, backend=backend)
+    m = AsyncAgentManager(executor=executor)
+    agent = Agent("a", delay=0.01)
+    m.register_agent("a", agent)
+
+    async def burst(start):
+        return await m.execute_batch_operations([("a", "step", {"observation": start + i}) for i in range(3)])
+
+    try:
+        first = asyncio.run(burst(0))
+        second = asyncio.run(burst(3))  # concurrent operations on one agent, a new loop
+    finally:
+        executor.shutdown()
+    assert all(r.success for r in first + second), [r.error for r in first + second]
+    assert agent.seen == list(range(6))
+
+
+def test_an_operation_that_timed_out_on_a_closed_loop_frees_its_agent(backend):
+    # Issue 14 item 11: the agent's release was scheduled on the loop, which had closed by the
+    # time the operation finished: the agent stayed locked forever.
+    executor = WorkStealingThreadPool(2, backend=backend)
+    m = AsyncAgentManager(executor=executor)
+    agent = Agent("a", delay=0.3)
+    m.register_agent("a", agent)
+    try:
+        first = asyncio.run(m.execute_operation("a", "step", {"observation": 1}, timeout=0.05))
+        agent.delay = 0.0
+        second = asyncio.run(m.execute_operation("a", "step", {"observation": 2}, timeout=5))
+    finally:
+        executor.shutdown()
+    assert not first.success and "timed out" in first.error
+    assert second.success, second.error
+    assert agent.seen == [1, 2]

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Iterable, Optional
 from ..executor import WorkStealingThreadPool
 from ..manager._manager import OPERATIONS, _perform
 from ..state import AgentStateStore
+from ._agent_lock import AgentLock
 from ._bus import EventBus
 
 __all__ = ["AgentOperationResult", "AsyncAgentManager"]
@@ -61,7 +62,7 @@ class AsyncAgentManager:
         self.event_bus = event_bus if event_bus is not None else EventBus()
         self.observation_source = observation_source
         self.agents: dict[Any, Any] = {}
-        self._locks: dict[Any, asyncio.Lock] = {}
+        self._locks: dict[Any, AgentLock] = {}
         self._ids = itertools.count(1)
         self._stats: dict[str, float] = defaultdict(int)
         self._closed = False
@@ -107,11 +108,10 @@ class AsyncAgentManager:
         self._stats["total_time_ms"] += elapsed_ms
         return AgentOperationResult(operation_id, agent_id, True, result, None, elapsed_ms)
 
-    def _lock_for(self, agent_id: Any) -> asyncio.Lock:
-        lock = self._locks.get(agent_id)
-        if lock is None:
-            lock = self._locks[agent_id] = asyncio.Lock()
-        return lock
+    def _lock_for(self, agent_id: Any) -> AgentLock:
+        # Not an asyncio.Lock: the manager may be used from successive event loops, and the
+        # executor frees the agent from its own thread (see _agent_lock).
+        return self._locks.setdefault(agent_id, AgentLock())
 
     async def _run(self, agent_id: Any, agent: Any, operation: str, data: dict) -> tuple[Any, float]:
         lock = self._lock_for(agent_id)
@@ -122,15 +122,14 @@ class AsyncAgentManager:
             value = _perform(agent, operation, data)
             return value, (time.perf_counter() - started) * 1000
 
-        loop = asyncio.get_running_loop()
         try:
             job = self.executor.submit(call)
         except BaseException:
             lock.release()
             raise
         # The lock is held until the executor is really done with the agent (or the job was
-        # cancelled before it started), however long we wait for it.
-        job.add_done_callback(lambda _: loop.call_soon_threadsafe(lock.release))
+        # cancelled before it started), however long we wait for it, even if our loop closed.
+        job.add_done_callback(lambda _: lock.release())
         try:
             return await asyncio.shield(asyncio.wrap_future(job))
         except asyncio.CancelledError:
