@@ -11,14 +11,17 @@ import threading
 import time
 import weakref
 import zlib
+from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
+
+import numpy as np
 
 from .. import _backend
 from ..errors import StateCorruptedError
 from ..executor import WorkStealingThreadPool
 from ._codec import decode, encode
 
-__all__ = ["AgentStateStore", "StateVersion"]
+__all__ = ["AgentStateStore", "StateHistory", "StateVersion"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agent_states (
@@ -51,13 +54,32 @@ class StateVersion(NamedTuple):
 def _key(agent_id: object) -> str:
     if isinstance(agent_id, str):
         return "s:" + agent_id
-    if isinstance(agent_id, int) and not isinstance(agent_id, bool):
+    if isinstance(agent_id, (int, np.integer)) and not isinstance(agent_id, (bool, np.bool_)):
         return f"i:{int(agent_id)}"
     raise TypeError(f"agent_id must be a str or an int, not {type(agent_id).__name__}")
 
 
-def _agent_id(key: str) -> str | int:
-    return key[2:] if key.startswith("s:") else int(key[2:])
+def _agent_id(key: object) -> str | int | None:
+    """The agent id a key of this store stands for; ``None`` for a key it did not write."""
+    if isinstance(key, str):
+        if key.startswith("s:"):
+            return key[2:]
+        if key.startswith("i:"):
+            try:
+                number = int(key[2:])
+            except ValueError:
+                return None
+            return number if f"i:{number}" == key else None
+    return None
+
+
+class StateHistory(list):
+    """``history()``'s result: the intact versions (``StateVersion``), newest first, and in
+    ``corrupted`` a ``StateCorruptedError`` for each kept version that failed its checks."""
+
+    def __init__(self, intact: list[StateVersion], corrupted: list[StateCorruptedError]) -> None:
+        super().__init__(intact)
+        self.corrupted = corrupted
 
 
 class AgentStateStore:
@@ -111,6 +133,8 @@ class AgentStateStore:
 
     def save_many(self, states: dict) -> dict:
         """Saves several agents' states in one transaction; returns their version numbers."""
+        if not isinstance(states, Mapping):
+            raise TypeError(f"states: must be a dict (agent_id -> state), not {type(states).__name__}")
         records = [(_key(agent_id), agent_id, encode(state)) for agent_id, state in states.items()]
         conn = self._conn()
         now = time.time()
@@ -118,7 +142,11 @@ class AgentStateStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for key, agent_id, data in records:
-                (latest,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM agent_states WHERE agent = ?", (key,)).fetchone()
+                (latest,) = conn.execute(
+                    # A version some other writer stored as text or real is not a version of ours.
+                    "SELECT COALESCE(MAX(version), 0) FROM agent_states WHERE agent = ? AND typeof(version) = 'integer'",
+                    (key,),
+                ).fetchone()
                 version = latest + 1
                 conn.execute(
                     "INSERT INTO agent_states VALUES (?, ?, ?, ?, ?)", (key, version, now, zlib.crc32(data), data)
@@ -152,7 +180,10 @@ class AgentStateStore:
 
     @staticmethod
     def _decode(agent_id: object, version: int, checksum: int, data: bytes) -> dict:
-        if zlib.crc32(data) != checksum:
+        # Rows another writer put there may hold any SQLite type in any column.
+        if not isinstance(data, bytes):
+            raise StateCorruptedError(agent_id, version, f"its data is a {type(data).__name__}, not a BLOB")
+        if type(checksum) is not int or zlib.crc32(data) != checksum:
             raise StateCorruptedError(agent_id, version)
         try:
             return decode(data)
@@ -175,17 +206,24 @@ class AgentStateStore:
         assert first_error is not None
         raise first_error
 
-    def history(self, agent_id: str | int) -> list[StateVersion]:
-        """The kept versions of an agent's state, newest first."""
-        return [
-            StateVersion(version, saved_at, self._decode(agent_id, version, checksum, data))
-            for version, saved_at, checksum, data in self._rows(agent_id)
-        ]
+    def history(self, agent_id: str | int) -> StateHistory:
+        """The intact kept versions of an agent's state, newest first (a list of
+        ``StateVersion``); its ``corrupted`` attribute lists a ``StateCorruptedError`` for each
+        kept version that is not intact (newest first). ``KeyError`` if the agent has none."""
+        intact, corrupted = [], []
+        for version, saved_at, checksum, data in self._rows(agent_id):
+            try:
+                if isinstance(saved_at, bool) or not isinstance(saved_at, (int, float)):
+                    raise StateCorruptedError(agent_id, version, f"its time is a {type(saved_at).__name__}")
+                intact.append(StateVersion(version, saved_at, self._decode(agent_id, version, checksum, data)))
+            except StateCorruptedError as exc:
+                corrupted.append(exc)
+        return StateHistory(intact, corrupted)
 
     def ids(self) -> list[str | int]:
-        """Every agent with a saved state."""
+        """Every agent with a saved state (keys this store did not write are skipped)."""
         rows = self._conn().execute("SELECT DISTINCT agent FROM agent_states ORDER BY agent").fetchall()
-        return [_agent_id(key) for (key,) in rows]
+        return [agent_id for (key,) in rows if (agent_id := _agent_id(key)) is not None]
 
     def __contains__(self, agent_id: object) -> bool:
         row = self._conn().execute("SELECT 1 FROM agent_states WHERE agent = ? LIMIT 1", (_key(agent_id),)).fetchone()
@@ -194,6 +232,8 @@ class AgentStateStore:
     # -- async ------------------------------------------------------------------------------
     async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
+            if self._closed:  # refused before anything is created
+                raise RuntimeError("the state store is closed")
             if self._executor is None:
                 self._executor = WorkStealingThreadPool(2, "AgentStateStore", backend=self.backend)
             executor = self._executor
