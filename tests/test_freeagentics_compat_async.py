@@ -97,6 +97,20 @@ def test_start_stop_execute_operation_and_counts(backend):
     assert again.success and manager.executor is not stopped
 
 
+def test_max_workers_and_the_adaptive_default(backend):
+    manager = AsyncAgentManager(backend=backend)
+    try:
+        assert type(manager.executor).__name__ == "AdaptiveThreadPoolExecutor"
+        assert manager.max_workers == manager.executor.max_workers
+    finally:
+        manager.executor.shutdown()
+    fixed = AsyncAgentManager(3, backend=backend)
+    try:
+        assert type(fixed.executor).__name__ == "WorkStealingThreadPool" and fixed.max_workers == 3
+    finally:
+        fixed.executor.shutdown()
+
+
 def test_a_config_dict_without_a_factory_is_a_type_error_that_says_what_to_do(backend):
     manager = AsyncAgentManager(2, backend=backend)
     try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from .. import _validate
-from ..executor import WorkStealingThreadPool
+from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 from ..manager._manager import OPERATIONS, _perform
 from ..state import AgentStateStore
 from ._agent_lock import AgentLock
@@ -45,7 +45,11 @@ class AgentOperationResult:
 
 class AsyncAgentManager:
     """Runs agents' operations (``step``, ``perceive``, ``update_beliefs``, ``select_action``)
-    on an executor from async code. See the module docstring; ``async with`` shuts it down."""
+    on an executor from async code. See the module docstring; ``async with`` shuts it down.
+
+    Without ``executor`` or ``max_workers`` it runs on an ``AdaptiveThreadPoolExecutor``, which
+    grows for agents that wait on I/O and stays small for GIL-bound ones; ``max_workers=N``
+    gives a fixed ``WorkStealingThreadPool`` of N workers."""
 
     def __init__(
         self,
@@ -83,6 +87,8 @@ class AsyncAgentManager:
 
     def _new_executor(self) -> Executor:
         max_workers, backend = self._pool_args
+        if max_workers is None:  # keyword arguments only: its positional order is ThreadPoolExecutor's
+            return AdaptiveThreadPoolExecutor(thread_name_prefix="AsyncAgentManager", backend=backend)
         return WorkStealingThreadPool(max_workers, "AsyncAgentManager", backend=backend)
 
     @property
