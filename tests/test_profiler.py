@@ -118,7 +118,7 @@ def test_the_best_thread_count_for_sleeping_work_is_more_than_one():
 def test_the_report_derives_findings_from_measurements():
     profiler = ThreadingProfiler()
     profiler.measure_gil_contention(lambda: workloads.python_work(50_000), threads=2, repeats=1)
-    lock = profiler.create_instrumented_lock("registry")
+    lock = profiler.create_instrumented_lock("registry", reentrant=False)
     lock.acquire()
     lock.acquire(blocking=False)  # contended
     lock.release()
