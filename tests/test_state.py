@@ -174,9 +174,9 @@ def test_closed_store_and_bad_arguments(tmp_path, backend):
         store.save("a", {})
     with pytest.raises(ValueError, match="path must name a file"):
         AgentStateStore(":memory:")
-    with pytest.raises(ValueError, match="keep_versions must be greater than 0"):
+    with pytest.raises(ValueError, match="keep_versions: must be between 1 and"):
         AgentStateStore(tmp_path / "y.db", keep_versions=0)
-    with pytest.raises(TypeError, match="agent_id must be a str or an int"):
+    with pytest.raises(TypeError, match="agent_id: must be a str or an int"):
         AgentStateStore(tmp_path / "z.db").save(1.5, {})
     with pytest.raises(TypeError, match="state must be a dict"):
         AgentStateStore(tmp_path / "w.db").save("a", [1])

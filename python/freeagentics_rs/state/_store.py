@@ -16,12 +16,14 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _validate
 from ..errors import StateCorruptedError
 from ..executor import WorkStealingThreadPool
 from ._codec import decode, encode
 
 __all__ = ["AgentStateStore", "StateHistory", "StateVersion"]
+
+MAX_KEEP_VERSIONS = 1 << 62
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agent_states (
@@ -56,7 +58,7 @@ def _key(agent_id: object) -> str:
         return "s:" + agent_id
     if isinstance(agent_id, (int, np.integer)) and not isinstance(agent_id, (bool, np.bool_)):
         return f"i:{int(agent_id)}"
-    raise TypeError(f"agent_id must be a str or an int, not {type(agent_id).__name__}")
+    raise TypeError(f"agent_id: must be a str or an int, not {type(agent_id).__name__}")
 
 
 def _agent_id(key: object) -> str | int | None:
@@ -89,11 +91,13 @@ class AgentStateStore:
     ``*_async`` variants run on the store's own worker threads."""
 
     def __init__(self, path: str | os.PathLike[str], *, keep_versions: int = 3, backend: Optional[str] = None) -> None:
-        if isinstance(keep_versions, bool) or not isinstance(keep_versions, int):
-            raise TypeError(f"keep_versions must be an int, not {type(keep_versions).__name__}")
-        if keep_versions < 1:
-            raise ValueError("keep_versions must be greater than 0")
-        self.path = os.fspath(path)
+        # Versions are SQLite integers (64 bits): a larger count could never be reached.
+        keep_versions = _validate.integer(keep_versions, "keep_versions", minimum=1, maximum=MAX_KEEP_VERSIONS)
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"path: must be a str or an os.PathLike, not {type(path).__name__}")
+        self.path = os.fsdecode(path)
+        if "\0" in self.path:
+            raise ValueError(f"path: must not contain a NUL character, got {self.path!r}")
         if self.path == ":memory:" or not self.path:
             raise ValueError("path must name a file (an in-memory database is not durable)")
         self.keep_versions = keep_versions
@@ -129,6 +133,7 @@ class AgentStateStore:
     # -- writing ----------------------------------------------------------------------------
     def save(self, agent_id: str | int, state: dict) -> int:
         """Saves a new version of an agent's state; returns its version number."""
+        _key(agent_id)  # named before it is used as a dict key (a list is unhashable)
         return self.save_many({agent_id: state})[agent_id]
 
     def save_many(self, states: dict) -> dict:
@@ -226,6 +231,10 @@ class AgentStateStore:
         return [agent_id for (key,) in rows if (agent_id := _agent_id(key)) is not None]
 
     def __contains__(self, agent_id: object) -> bool:
+        try:
+            _key(agent_id)
+        except TypeError:
+            return False  # as a dict answers for a key of another type
         row = self._conn().execute("SELECT 1 FROM agent_states WHERE agent = ? LIMIT 1", (_key(agent_id),)).fetchone()
         return row is not None
 
