@@ -142,6 +142,7 @@ class AsyncAgentManager:
             operation = operation_type
         if operation is None:
             raise TypeError("execute_operation() missing the operation (operation= or operation_type=)")
+        timeout = _validate.optional_timeout(timeout)
         if self._closed:
             raise RuntimeError("the manager is shut down")
         operation_id = next(self._ids)
