@@ -85,7 +85,8 @@ def test_a_timed_out_operation_that_has_not_started_never_runs(backend):
             m.register_agent("slow", slow)
             m.register_agent("queued", queued)
             busy = asyncio.ensure_future(m.execute_operation("slow", "step", {"observation": 1}))
-            await asyncio.sleep(0.05)  # the only worker is now busy
+            while not slow._busy.locked():  # the only worker is now busy (however loaded the machine)
+                await asyncio.sleep(0.001)
             late = await m.execute_operation("queued", "step", {"observation": "late"}, timeout=0.05)
             same_agent = await m.execute_operation("slow", "step", {"observation": 2}, timeout=0.05)
             done = await busy
