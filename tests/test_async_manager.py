@@ -152,7 +152,7 @@ def test_the_step_pipeline_fetches_steps_saves_and_broadcasts(tmp_path, backend)
 def test_bad_arguments(backend):
     with pytest.raises(ValueError, match="max_workers or executor"):
         AsyncAgentManager(2, executor=WorkStealingThreadPool(1, backend=backend))
-    with pytest.raises(TypeError, match="observation_source must be an async callable"):
+    with pytest.raises(TypeError, match="observation_source: must be an async callable"):
         AsyncAgentManager(observation_source=3, backend=backend)
 
 

@@ -69,7 +69,7 @@ class AsyncAgentManager:
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(f"executor: must be a concurrent.futures.Executor, not {type(executor).__name__}")
         if observation_source is not None and not callable(observation_source):
-            raise TypeError("observation_source must be an async callable: agent_id -> observation")
+            raise TypeError(f"observation_source: must be an async callable agent_id -> observation, not {type(observation_source).__name__}")
         if agent_factory is not None and not callable(agent_factory):
             raise TypeError(f"agent_factory: must be a callable (agent_id, config) -> agent, not {type(agent_factory).__name__}")
         self._owns_executor = executor is None
@@ -203,11 +203,13 @@ class AsyncAgentManager:
         self, operations: Iterable[tuple[Any, str, Optional[dict]]], timeout: Optional[float] = 10.0
     ) -> list[AgentOperationResult]:
         """Runs ``(agent_id, operation, data)`` triples concurrently; results in order."""
+        _validate.optional_timeout(timeout)  # refused before any operation starts
         return list(await asyncio.gather(*(self.execute_operation(a, op, d, timeout) for a, op, d in operations)))
 
     async def step_all_agents(self, observations: Optional[dict] = None, timeout: Optional[float] = 10.0) -> dict[Any, AgentOperationResult]:
         """For every agent at once: the observation (given, or fetched from the source), the
         step on the executor, then saving its state and broadcasting the step concurrently."""
+        _validate.optional_timeout(timeout)  # refused before any observation is fetched
         if observations is None:
             agent_ids = list(self.agents)
         else:
