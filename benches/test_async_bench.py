@@ -3,11 +3,19 @@ operations (load and save state in a real SQLite file, fetch an observation and 
 event with 10 ms of simulated network latency each), under FreeAgentics' two patterns and under
 AsyncAgentManager; and `save_many` of 1000 states against 1000 single saves. Rows report
 agent-steps per second (the serialized baselines run 2 rounds, the manager 20: their rate does
-not depend on the round count)."""
+not depend on the round count).
+
+Then the default sizing: 50 agents whose step blocks 10 ms on I/O inside the step itself (on the
+executor), under FreeAgentics' serialized AsyncAgentManager (one operation at a time on a pool
+of one worker per CPU, 2 here) and under ``AsyncAgentManager()`` with default arguments (an
+adaptive pool that grows while the steps wait). The gain there is 50 agents overlapping
+against FreeAgentics' one-at-a-time on 2 workers; the adaptive pool's warm-up (it starts at 2
+workers) is inside the timing."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,6 +23,7 @@ import pytest
 
 import freeagentics_rs
 from freeagentics_rs import AgentStateStore, AsyncAgentManager, EventBus
+from freeagentics_rs._cpus import available_cpus
 
 AGENTS = 50
 LATENCY = 0.010
@@ -139,3 +148,61 @@ def test_save_many(benchmark, tmp_path, how):
         benchmark.pedantic(single if how == "1000 x save" else (lambda: store.save_many(states)), rounds=5, iterations=1, warmup_rounds=1)
     finally:
         store.close()
+
+
+class BlockingAgent:
+    """A step that waits 10 ms on I/O (a blocking client call) inside the step."""
+
+    def step(self, observation):
+        time.sleep(LATENCY)
+        return observation
+
+
+def serialized_blocking(rounds):
+    """FreeAgentics' AsyncAgentManager: a pool of one worker per CPU, each operation awaited
+    before the next is taken from its queue."""
+    agents = {f"agent-{i}": BlockingAgent() for i in range(AGENTS)}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(available_cpus()) as pool:
+            for _ in range(rounds):
+                for agent_id, agent in agents.items():
+                    await loop.run_in_executor(pool, agent.step, agent_id)
+
+    asyncio.run(main())
+
+
+def manager_blocking(rounds, backend, max_workers=None):
+    agents = {f"agent-{i}": BlockingAgent() for i in range(AGENTS)}
+
+    async def main():
+        async with AsyncAgentManager(max_workers, backend=backend) as manager:
+            for agent_id, agent in agents.items():
+                manager.register_agent(agent_id, agent)
+            observations = {agent_id: agent_id for agent_id in agents}
+            for _ in range(rounds):
+                results = await manager.step_all_agents(observations)
+                assert all(r.success for r in results.values())
+
+    asyncio.run(main())
+
+
+BLOCKING = {
+    f"FreeAgentics: serialized AsyncAgentManager ({available_cpus()} workers, one operation at a time)": (
+        lambda: serialized_blocking(2), 2),
+    f"AsyncAgentManager({available_cpus()}): the old default, one worker per CPU": (
+        lambda: manager_blocking(20, freeagentics_rs.BACKEND, available_cpus()), 20),
+    "AsyncAgentManager() default, adaptive (python)": (lambda: manager_blocking(20, "python"), 20),
+    "AsyncAgentManager() default, adaptive (rust)": (lambda: manager_blocking(20, "rust"), 20),
+}
+
+
+@pytest.mark.parametrize("manager", list(BLOCKING))
+def test_default_sizing_blocking_steps(benchmark, manager):
+    if manager.endswith("(rust)") and freeagentics_rs.BACKEND != "rust":
+        pytest.skip("the Rust extension is not built")
+    run, rounds = BLOCKING[manager]
+    benchmark.group = f"default sizing: {AGENTS} agents, each step blocks 10 ms (50 overlapping vs one at a time on {available_cpus()} workers)"
+    benchmark.extra_info.update(family="agent-io", steps=AGENTS * rounds)
+    benchmark.pedantic(run, rounds=3, iterations=1)

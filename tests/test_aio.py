@@ -181,11 +181,11 @@ def test_close_ends_a_waiting_iteration(loop_thread):
 
 def test_bad_arguments():
     bus = EventBus()
-    with pytest.raises(TypeError, match="topic must be a str"):
+    with pytest.raises(TypeError, match="topic: must be a str"):
         bus.subscribe(1)
-    with pytest.raises(ValueError, match="maxsize must be greater than 0"):
+    with pytest.raises(ValueError, match="maxsize: must be at least 1, got 0"):
         bus.subscribe("t", maxsize=0)
-    with pytest.raises(TypeError, match="name must be a str"):
+    with pytest.raises(TypeError, match="name: must be a str"):
         EventLoopThread(name=3)
 
 
@@ -252,3 +252,55 @@ def test_close_wakes_every_waiting_consumer(loop_thread):
     threading.Event().wait(0.05)
     sub.close()
     assert [f.result(timeout=10) for f in futures] == [[], [], []]
+
+
+def test_stop_from_the_loop_thread_is_refused_and_changes_nothing(run_isolated):
+    # Issue 14 item 10: the refused call used to mark the thread stopped and forget it at exit,
+    # so run() said "not running" and interpreter exit hung on the loop thread.
+    out = run_isolated(
+        """
+        import asyncio, freeagentics_rs
+        lt = freeagentics_rs.EventLoopThread().start()
+
+        async def stop_from_inside():
+            try:
+                lt.stop()
+            except RuntimeError as exc:
+                return str(exc)
+
+        print(lt.run(stop_from_inside()))
+        print(lt.run(asyncio.sleep(0, "still running")), lt.is_running)
+        # not stopped by hand: the exit-time stop must still know this loop thread
+        """,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["EventLoopThread.stop() called from its own loop thread", "still running True"]
+
+
+def test_publish_checks_its_topic_like_subscribe():
+    # Issue 14 item 15: publish(123, x) was accepted while subscribe(123) raised.
+    bus = EventBus()
+    with pytest.raises(TypeError, match="topic: must be a str, not int"):
+        bus.publish(123, "x")
+    with pytest.raises(TypeError, match="topic: must be a str, not int"):
+        bus.subscribe(123)
+    assert bus.stats() == {}  # the refused publish counted nothing
+
+
+def test_a_closed_subscribers_counts_stay_in_stats(loop_thread):
+    # Issue 14 item 15: counters are cumulative per topic; closing a subscriber lost its counts.
+    bus = EventBus()
+    sub = bus.subscribe("t", maxsize=2)
+    for i in range(5):
+        bus.publish("t", i)  # 3 dropped, 2 queued
+
+    async def take_one():
+        return await sub.__anext__()
+
+    assert loop_thread.run(take_one()) == 3
+    before = bus.stats()["t"]
+    sub.close()
+    after = bus.stats()["t"]
+    assert before == {"published": 5, "subscribers": 1, "queued": 1, "delivered": 1, "dropped": 3}
+    assert after == {"published": 5, "subscribers": 0, "queued": 0, "delivered": 1, "dropped": 3}

@@ -85,7 +85,8 @@ def test_a_timed_out_operation_that_has_not_started_never_runs(backend):
             m.register_agent("slow", slow)
             m.register_agent("queued", queued)
             busy = asyncio.ensure_future(m.execute_operation("slow", "step", {"observation": 1}))
-            await asyncio.sleep(0.05)  # the only worker is now busy
+            while not slow._busy.locked():  # the only worker is now busy (however loaded the machine)
+                await asyncio.sleep(0.001)
             late = await m.execute_operation("queued", "step", {"observation": "late"}, timeout=0.05)
             same_agent = await m.execute_operation("slow", "step", {"observation": 2}, timeout=0.05)
             done = await busy
@@ -151,7 +152,7 @@ def test_the_step_pipeline_fetches_steps_saves_and_broadcasts(tmp_path, backend)
 def test_bad_arguments(backend):
     with pytest.raises(ValueError, match="max_workers or executor"):
         AsyncAgentManager(2, executor=WorkStealingThreadPool(1, backend=backend))
-    with pytest.raises(TypeError, match="observation_source must be an async callable"):
+    with pytest.raises(TypeError, match="observation_source: must be an async callable"):
         AsyncAgentManager(observation_source=3, backend=backend)
 
 
@@ -186,3 +187,40 @@ def test_one_agents_failing_fetch_does_not_sink_the_others(backend):
     results = run(main())
     assert results["up"].success
     assert not results["down"].success and "sensor offline" in results["down"].error
+
+
+def test_one_manager_works_from_successive_event_loops(backend):
+    # Issue 14 item 11: each agent's lock was bound to the first loop that used it.
+    executor = WorkStealingThreadPool(4, backend=backend)
+    m = AsyncAgentManager(executor=executor)
+    agent = Agent("a", delay=0.01)
+    m.register_agent("a", agent)
+
+    async def burst(start):
+        return await m.execute_batch_operations([("a", "step", {"observation": start + i}) for i in range(3)])
+
+    try:
+        first = asyncio.run(burst(0))
+        second = asyncio.run(burst(3))  # concurrent operations on one agent, a new loop
+    finally:
+        executor.shutdown()
+    assert all(r.success for r in first + second), [r.error for r in first + second]
+    assert agent.seen == list(range(6))
+
+
+def test_an_operation_that_timed_out_on_a_closed_loop_frees_its_agent(backend):
+    # Issue 14 item 11: the agent's release was scheduled on the loop, which had closed by the
+    # time the operation finished: the agent stayed locked forever.
+    executor = WorkStealingThreadPool(2, backend=backend)
+    m = AsyncAgentManager(executor=executor)
+    agent = Agent("a", delay=0.3)
+    m.register_agent("a", agent)
+    try:
+        first = asyncio.run(m.execute_operation("a", "step", {"observation": 1}, timeout=0.05))
+        agent.delay = 0.0
+        second = asyncio.run(m.execute_operation("a", "step", {"observation": 2}, timeout=5))
+    finally:
+        executor.shutdown()
+    assert not first.success and "timed out" in first.error
+    assert second.success, second.error
+    assert agent.seen == [1, 2]

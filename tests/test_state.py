@@ -174,9 +174,9 @@ def test_closed_store_and_bad_arguments(tmp_path, backend):
         store.save("a", {})
     with pytest.raises(ValueError, match="path must name a file"):
         AgentStateStore(":memory:")
-    with pytest.raises(ValueError, match="keep_versions must be greater than 0"):
+    with pytest.raises(ValueError, match="keep_versions: must be between 1 and"):
         AgentStateStore(tmp_path / "y.db", keep_versions=0)
-    with pytest.raises(TypeError, match="agent_id must be a str or an int"):
+    with pytest.raises(TypeError, match="agent_id: must be a str or an int"):
         AgentStateStore(tmp_path / "z.db").save(1.5, {})
     with pytest.raises(TypeError, match="state must be a dict"):
         AgentStateStore(tmp_path / "w.db").save("a", [1])
@@ -255,3 +255,78 @@ def test_each_threads_connection_closes_with_its_thread(store):
         t.start()
         t.join()
     assert len(store._connections) <= 2  # this thread's, and maybe one not yet collected
+
+
+def test_nothing_is_created_after_close(tmp_path, backend):
+    # Issue 14 item 12: the async variants recreated the store's thread pool before refusing.
+    store = AgentStateStore(tmp_path / "closed.db", backend=backend)
+
+    async def use_after_close():
+        store.close()
+        for call in (store.load_async("a"), store.save_async("a", {}), store.save_many_async({"a": {}})):
+            with pytest.raises(RuntimeError, match="the state store is closed"):
+                await call
+
+    asyncio.run(use_after_close())
+    assert store._executor is None
+
+
+def insert_raw(path, rows):
+    """Rows written by something other than the store: (agent key, version, saved_at, checksum, data)."""
+    with sqlite3.connect(path) as conn:
+        conn.executemany("INSERT INTO agent_states VALUES (?, ?, ?, ?, ?)", rows)
+    conn.close()
+
+
+def test_rows_the_store_did_not_write_are_corrupted_and_skipped(tmp_path, backend):
+    # Issue 14 item 13: non-BLOB data raised TypeError, keys the store did not write broke ids().
+    path = tmp_path / "foreign.db"
+    with AgentStateStore(path, backend=backend) as store:
+        store.save("a", {"k": 1})
+        good = encode({"k": 2})
+        import zlib
+
+        insert_raw(path, [
+            ("s:a", 2, 0.0, zlib.crc32(b"text"), "text"),  # TEXT data
+            ("s:a", 3, 0.0, 0, 12345),  # INTEGER data
+            ("s:a", 4, 0.0, 0, 1.5),  # REAL data
+            ("s:b", 1, 0.0, "not a checksum", good),  # TEXT checksum
+            ("i:x", 1, 0.0, zlib.crc32(good), good),  # an int key that is not an int
+            ("q:c", 1, 0.0, zlib.crc32(good), good),  # an unknown kind of key
+            (7, 1, 0.0, zlib.crc32(good), good),  # a key that is not even text
+        ])
+        for version in (4, 3, 2):
+            with pytest.raises(StateCorruptedError, match=f"state of agent 'a', version {version}, is corrupted"):
+                store.load("a")
+            with sqlite3.connect(path) as conn:
+                conn.execute("DELETE FROM agent_states WHERE agent = 's:a' AND version = ?", (version,))
+            conn.close()
+        insert_raw(path, [("s:a", 2, 0.0, 0, "text"), ("s:a", 3, 0.0, 0, 12345)])
+        assert store.load("a", fallback=True) == {"k": 1}
+        with pytest.raises(StateCorruptedError, match="agent 'b', version 1"):
+            store.load("b", fallback=True)
+        assert store.ids() == ["a", "b"]  # keys it did not write are no agents of this store
+        assert store.save("a", {"k": 9}) == 4
+
+
+def test_history_returns_the_intact_versions_and_reports_the_corrupted_ones(tmp_path, backend):
+    # Issue 14 item 14: one corrupted kept version made history() raise.
+    path = tmp_path / "h.db"
+    with AgentStateStore(path, keep_versions=3, backend=backend) as store:
+        for k in range(3):
+            store.save("a", {"k": k})
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE agent_states SET data = X'00' WHERE agent = 's:a' AND version = 2")
+        conn.close()
+        history = store.history("a")
+        assert [(v.version, v.state) for v in history] == [(3, {"k": 2}), (1, {"k": 0})]
+        assert [(e.agent_id, e.version) for e in history.corrupted] == [("a", 2)]
+        assert all(isinstance(e, StateCorruptedError) for e in history.corrupted)
+
+
+def test_save_many_names_its_argument(tmp_path, backend):
+    # Issue 14 item 15: a list of pairs gave AttributeError.
+    with AgentStateStore(tmp_path / "m.db", backend=backend) as store:
+        with pytest.raises(TypeError, match=r"states: must be a dict \(agent_id -> state\), not list"):
+            store.save_many([("a", {})])
+        assert store.ids() == []

@@ -8,6 +8,8 @@ import collections
 import threading
 from typing import Any, AsyncIterator
 
+from .. import _validate
+
 __all__ = ["EventBus", "Subscription"]
 
 
@@ -27,17 +29,21 @@ class Subscription:
         # Consumers awaiting an empty queue: (their loop, their future).
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
-    def _put(self, event: Any) -> None:
+    def _put(self, event: Any) -> int:
+        """Queues ``event``; returns how many events it pushed out (0 or 1)."""
+        dropped = 0
         with self._lock:
             if self._closed:
-                return
+                return 0
             if len(self._events) >= self.maxsize:
                 self._events.popleft()
                 self.dropped += 1
+                dropped = 1
             self._events.append(event)
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:  # each retries; one of them gets the event
             _wake(*waiter)
+        return dropped
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
@@ -47,6 +53,7 @@ class Subscription:
             with self._lock:
                 if self._events:
                     self.delivered += 1
+                    self._bus._count(self.topic, "delivered")
                     return self._events.popleft()
                 if self._closed:
                     raise StopAsyncIteration
@@ -102,16 +109,13 @@ class EventBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._topics: dict[str, list[Subscription]] = collections.defaultdict(list)
-        self._published: collections.Counter[str] = collections.Counter()
+        # Cumulative per topic (subscribers that closed still count): published, delivered, dropped.
+        self._counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
 
     def subscribe(self, topic: str, maxsize: int = 1000) -> Subscription:
         """A new subscription to ``topic`` (``async for event in bus.subscribe(topic)``)."""
-        if not isinstance(topic, str):
-            raise TypeError(f"topic must be a str, not {type(topic).__name__}")
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
-            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
-        if maxsize < 1:
-            raise ValueError("maxsize must be greater than 0")
+        _validate.string(topic, "topic")
+        maxsize = _validate.integer(maxsize, "maxsize", minimum=1)
         subscription = Subscription(self, topic, maxsize)
         with self._lock:
             self._topics[topic].append(subscription)
@@ -123,13 +127,19 @@ class EventBus:
             if subscription in subscribers:
                 subscribers.remove(subscription)
 
+    def _count(self, topic: str, what: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[topic][what] += n
+
     def publish(self, topic: str, event: Any) -> int:
         """Hands ``event`` to every subscriber of ``topic``; returns how many there were."""
+        _validate.string(topic, "topic")
         with self._lock:
             subscribers = list(self._topics.get(topic, ()))
-            self._published[topic] += 1
-        for subscription in subscribers:
-            subscription._put(event)
+            self._counts[topic]["published"] += 1
+        dropped = sum(subscription._put(event) for subscription in subscribers)
+        if dropped:
+            self._count(topic, "dropped", dropped)
         return len(subscribers)
 
     async def broadcast(self, topic: str, event: Any) -> int:
@@ -139,17 +149,18 @@ class EventBus:
         return count
 
     def stats(self) -> dict[str, Any]:
-        """Per topic: events published, subscribers, and per-subscriber queued/delivered/dropped."""
+        """Per topic: events published, delivered and dropped since the bus was made (closed
+        subscribers included), and the current subscribers and their queued events."""
         with self._lock:
             topics = {topic: list(subs) for topic, subs in self._topics.items()}
-            published = dict(self._published)
+            counts = {topic: dict(c) for topic, c in self._counts.items()}
         return {
             topic: {
-                "published": published.get(topic, 0),
+                "published": counts.get(topic, {}).get("published", 0),
                 "subscribers": len(topics.get(topic, [])),
                 "queued": sum(s.qsize() for s in topics.get(topic, [])),
-                "delivered": sum(s.delivered for s in topics.get(topic, [])),
-                "dropped": sum(s.dropped for s in topics.get(topic, [])),
+                "delivered": counts.get(topic, {}).get("delivered", 0),
+                "dropped": counts.get(topic, {}).get("dropped", 0),
             }
-            for topic in set(topics) | set(published)
+            for topic in set(topics) | set(counts)
         }

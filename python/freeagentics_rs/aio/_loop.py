@@ -10,6 +10,8 @@ import threading
 import weakref
 from typing import Any, Coroutine, Optional, TypeVar
 
+from .. import _validate
+
 __all__ = ["EventLoopThread"]
 
 T = TypeVar("T")
@@ -30,8 +32,7 @@ class EventLoopThread:
     """
 
     def __init__(self, name: str = "freeagentics-loop") -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        _validate.string(name, "name")
         self.name = name
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -114,14 +115,15 @@ class EventLoopThread:
 
     def stop(self) -> None:
         """Cancels pending tasks, stops the loop and joins its thread (no-op if not running)."""
+        # Refused before anything changes: the loop keeps running and exit still stops it.
+        if self._thread is not None and threading.current_thread() is self._thread:
+            raise RuntimeError("EventLoopThread.stop() called from its own loop thread")
         with self._lock:
             self._stopped = True
             thread, loop = self._thread, self._loop
             _running.discard(self)
         if thread is None or loop is None:
             return
-        if threading.current_thread() is thread:
-            raise RuntimeError("EventLoopThread.stop() called from its own loop thread")
         if not loop.is_closed():
             try:
                 loop.call_soon_threadsafe(_cancel_all_and_stop, loop)

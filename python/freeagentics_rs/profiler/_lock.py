@@ -8,6 +8,8 @@ import time
 from collections import deque
 from typing import Any
 
+from .. import _validate
+
 __all__ = ["InstrumentedLock", "percentiles"]
 
 MAX_SAMPLES = 100_000  # per series; the newest are kept
@@ -30,10 +32,15 @@ class InstrumentedLock:
     contended acquisitions (the lock was held by someone else) and keeps wait and hold times.
     Use it where the lock it replaces was used: ``with lock:``, ``acquire(blocking, timeout)``,
     ``release()``, ``locked()``. For a reentrant lock, nested acquisitions by the owner count as
-    acquisitions; the hold time runs from the outermost acquire to the matching release."""
+    acquisitions; the hold time runs from the outermost acquire to the matching release.
+
+    FreeAgentics' names work too: ``lock_id`` (the name), ``profiler`` (the ThreadingProfiler
+    that made it, if any), and ``with lock as x`` binds the lock itself."""
 
     def __init__(self, name: str = "lock", reentrant: bool = False) -> None:
-        self.name, self.reentrant = name, reentrant
+        self.name = _validate.string(name, "name")
+        self.reentrant = _validate.boolean(reentrant, "reentrant")
+        self.profiler: Any = None
         self._lock: Any = threading.RLock() if reentrant else threading.Lock()
         self._stats_lock = threading.Lock()
         self._owner: int | None = None
@@ -42,6 +49,14 @@ class InstrumentedLock:
         self._acquisitions = self._contended = self._failed = 0
         self._waits: deque[float] = deque(maxlen=MAX_SAMPLES)
         self._holds: deque[float] = deque(maxlen=MAX_SAMPLES)
+        # Totals over every acquisition (the sample series keep only the newest).
+        self._total_wait = self._max_wait = 0.0
+        self._by_thread: dict[int, list[Any]] = {}  # thread id -> [acquisitions, total wait]
+
+    @property
+    def lock_id(self) -> str:
+        """FreeAgentics' name for ``name``."""
+        return self.name
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         # The arguments are checked as threading.Lock checks them, contended or not.
@@ -75,6 +90,11 @@ class InstrumentedLock:
         with self._stats_lock:
             self._acquisitions += 1
             self._waits.append(waited)
+            self._total_wait += waited
+            self._max_wait = max(self._max_wait, waited)
+            per_thread = self._by_thread.setdefault(me, [0, 0.0])
+            per_thread[0] += 1
+            per_thread[1] += waited
         return True
 
     def release(self) -> None:
@@ -119,8 +139,9 @@ class InstrumentedLock:
     def locked(self) -> bool:
         return self._depth > 0 if self.reentrant else self._lock.locked()
 
-    def __enter__(self) -> bool:
-        return self.acquire()
+    def __enter__(self) -> InstrumentedLock:
+        self.acquire()
+        return self  # FreeAgentics' `with lock as x` binds the lock
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -142,6 +163,18 @@ class InstrumentedLock:
             "wait_ms": percentiles(waits),
             "hold_ms": percentiles(holds),
         }
+
+    def totals(self) -> dict[str, Any]:
+        """Totals over every acquisition: acquisitions, contended, total_wait and max_wait (s),
+        and per thread id its acquisitions and total wait (``threads``: id -> (n, s))."""
+        with self._stats_lock:
+            return {
+                "acquisitions": self._acquisitions,
+                "contended": self._contended,
+                "total_wait": self._total_wait,
+                "max_wait": self._max_wait,
+                "threads": {ident: (n, wait) for ident, (n, wait) in self._by_thread.items()},
+            }
 
     def __repr__(self) -> str:
         return f"<InstrumentedLock {self.name!r} {'locked' if self.locked() else 'unlocked'}>"

@@ -14,6 +14,12 @@ GIL_BOUND = 0.8  # threaded / serial time above this: the work does not run in p
 LOCK_CONTENDED = 0.10  # share of acquisitions that had to wait
 IMBALANCED = 1.5  # max / mean tasks per worker
 IO_BOUND = 0.2  # CPU share of task run time below this
+LONG_WAIT_MS = 10.0  # a lock wait this long stalls an agent step
+LOW_EFFICIENCY = 0.7  # profiled threads' CPU time / wall time below this: they mostly wait
+WAITING = 0.5  # ... below this, waiting dominates
+CPU_BOUND = 0.9  # ... above this, they are CPU-bound
+UNEVEN_CPU = 0.3  # coefficient of variation of the threads' CPU time
+LARGE_RSS_MB = 1000.0
 
 
 def derive_findings(m: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -45,6 +51,38 @@ def derive_findings(m: dict[str, Any]) -> tuple[list[str], list[str]]:
             recommendations.append(
                 f"Shorten what runs under {lock['name']!r}, or split the data it guards (AgentRegistry shards by agent)."
             )
+        if lock["wait_ms"]["max"] > LONG_WAIT_MS:
+            bottlenecks.append(f"Lock {lock['name']!r}: the longest wait was {lock['wait_ms']['max']:.1f} ms.")
+    threads = m.get("threads")
+    if threads:
+        efficiency, n = threads["efficiency"], threads["threads"]
+        if efficiency < LOW_EFFICIENCY:
+            bottlenecks.append(
+                f"Profiled threads: {n} threads spent {efficiency:.0%} of their wall time on the CPU "
+                "(the rest waiting: I/O, locks or the GIL)."
+            )
+        if efficiency < WAITING:
+            recommendations.append(
+                f"Profiled threads wait {1 - efficiency:.0%} of the time: overlap the waits (more threads, or asyncio "
+                "with AsyncAgentManager); AdaptiveThreadPoolExecutor sizes a pool from this measurement."
+            )
+        elif efficiency > CPU_BOUND:
+            recommendations.append(
+                f"Profiled threads are on the CPU {efficiency:.0%} of the time: threads beyond the cores will not help; "
+                "step agents in batch (freeagentics_rs.agents, GIL released) or in processes."
+            )
+        if threads["cpu_time_cv"] > UNEVEN_CPU:
+            bottlenecks.append(
+                f"Uneven work across threads: their CPU time varies by {threads['cpu_time_cv']:.0%} "
+                f"(coefficient of variation over {n} threads)."
+            )
+            recommendations.append("Use WorkStealingThreadPool: idle workers take queued tasks from busy ones.")
+    memory = m.get("memory")
+    if memory and memory["rss_mb"] > LARGE_RSS_MB:
+        recommendations.append(
+            f"The process uses {memory['rss_mb']:.0f} MB: share identical model arrays (SharedModelStore) and pool "
+            "belief buffers (SharedMemoryPool)."
+        )
     for p in m.get("executors", []):
         name = p["executor"]
         if p["imbalance"] is not None and p["imbalance"] > IMBALANCED:
@@ -116,6 +154,15 @@ class ThreadingReport:
                 lines.append(f"| {p['executor']} | {p['tasks']} | {p['throughput']:,.0f} | {q['p50']:.3f} / {q['p95']:.3f} | "
                              f"{r['p50']:.3f} / {r['p95']:.3f} | {p['cpu_share']:.0%} | {imbalance} | {steals} |")  # fmt: skip
             lines.append("")
+        if m.get("threads"):
+            t = m["threads"]
+            lines += ["## Profiled threads", "", f"{t['threads']} threads, {t['tasks']} blocks: CPU time / wall time "
+                      f"{t['efficiency']:.0%}, CPU time variation {t['cpu_time_cv']:.0%}, "
+                      f"{t['context_switches']} context switches.", ""]  # fmt: skip
+        if m.get("memory"):
+            mem = m["memory"]
+            lines += ["## Memory", "", f"RSS {mem['rss_mb']:.1f} MB, {mem['threads']} OS threads, "
+                      f"{mem['open_files']} open files, {mem['connections']} sockets.", ""]  # fmt: skip
         if m.get("thread_counts"):
             c = m["thread_counts"]
             lines += ["## Thread count", "", "| threads | calls/s |", "|---|---|"]

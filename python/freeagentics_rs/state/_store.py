@@ -11,14 +11,19 @@ import threading
 import time
 import weakref
 import zlib
+from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
-from .. import _backend
+import numpy as np
+
+from .. import _backend, _validate
 from ..errors import StateCorruptedError
 from ..executor import WorkStealingThreadPool
 from ._codec import decode, encode
 
-__all__ = ["AgentStateStore", "StateVersion"]
+__all__ = ["AgentStateStore", "StateHistory", "StateVersion"]
+
+MAX_KEEP_VERSIONS = 1 << 62
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agent_states (
@@ -51,13 +56,32 @@ class StateVersion(NamedTuple):
 def _key(agent_id: object) -> str:
     if isinstance(agent_id, str):
         return "s:" + agent_id
-    if isinstance(agent_id, int) and not isinstance(agent_id, bool):
+    if isinstance(agent_id, (int, np.integer)) and not isinstance(agent_id, (bool, np.bool_)):
         return f"i:{int(agent_id)}"
-    raise TypeError(f"agent_id must be a str or an int, not {type(agent_id).__name__}")
+    raise TypeError(f"agent_id: must be a str or an int, not {type(agent_id).__name__}")
 
 
-def _agent_id(key: str) -> str | int:
-    return key[2:] if key.startswith("s:") else int(key[2:])
+def _agent_id(key: object) -> str | int | None:
+    """The agent id a key of this store stands for; ``None`` for a key it did not write."""
+    if isinstance(key, str):
+        if key.startswith("s:"):
+            return key[2:]
+        if key.startswith("i:"):
+            try:
+                number = int(key[2:])
+            except ValueError:
+                return None
+            return number if f"i:{number}" == key else None
+    return None
+
+
+class StateHistory(list):
+    """``history()``'s result: the intact versions (``StateVersion``), newest first, and in
+    ``corrupted`` a ``StateCorruptedError`` for each kept version that failed its checks."""
+
+    def __init__(self, intact: list[StateVersion], corrupted: list[StateCorruptedError]) -> None:
+        super().__init__(intact)
+        self.corrupted = corrupted
 
 
 class AgentStateStore:
@@ -67,11 +91,13 @@ class AgentStateStore:
     ``*_async`` variants run on the store's own worker threads."""
 
     def __init__(self, path: str | os.PathLike[str], *, keep_versions: int = 3, backend: Optional[str] = None) -> None:
-        if isinstance(keep_versions, bool) or not isinstance(keep_versions, int):
-            raise TypeError(f"keep_versions must be an int, not {type(keep_versions).__name__}")
-        if keep_versions < 1:
-            raise ValueError("keep_versions must be greater than 0")
-        self.path = os.fspath(path)
+        # Versions are SQLite integers (64 bits): a larger count could never be reached.
+        keep_versions = _validate.integer(keep_versions, "keep_versions", minimum=1, maximum=MAX_KEEP_VERSIONS)
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"path: must be a str or an os.PathLike, not {type(path).__name__}")
+        self.path = os.fsdecode(path)
+        if "\0" in self.path:
+            raise ValueError(f"path: must not contain a NUL character, got {self.path!r}")
         if self.path == ":memory:" or not self.path:
             raise ValueError("path must name a file (an in-memory database is not durable)")
         self.keep_versions = keep_versions
@@ -107,10 +133,13 @@ class AgentStateStore:
     # -- writing ----------------------------------------------------------------------------
     def save(self, agent_id: str | int, state: dict) -> int:
         """Saves a new version of an agent's state; returns its version number."""
+        _key(agent_id)  # named before it is used as a dict key (a list is unhashable)
         return self.save_many({agent_id: state})[agent_id]
 
     def save_many(self, states: dict) -> dict:
         """Saves several agents' states in one transaction; returns their version numbers."""
+        if not isinstance(states, Mapping):
+            raise TypeError(f"states: must be a dict (agent_id -> state), not {type(states).__name__}")
         records = [(_key(agent_id), agent_id, encode(state)) for agent_id, state in states.items()]
         conn = self._conn()
         now = time.time()
@@ -118,7 +147,11 @@ class AgentStateStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for key, agent_id, data in records:
-                (latest,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM agent_states WHERE agent = ?", (key,)).fetchone()
+                (latest,) = conn.execute(
+                    # A version some other writer stored as text or real is not a version of ours.
+                    "SELECT COALESCE(MAX(version), 0) FROM agent_states WHERE agent = ? AND typeof(version) = 'integer'",
+                    (key,),
+                ).fetchone()
                 version = latest + 1
                 conn.execute(
                     "INSERT INTO agent_states VALUES (?, ?, ?, ?, ?)", (key, version, now, zlib.crc32(data), data)
@@ -152,7 +185,10 @@ class AgentStateStore:
 
     @staticmethod
     def _decode(agent_id: object, version: int, checksum: int, data: bytes) -> dict:
-        if zlib.crc32(data) != checksum:
+        # Rows another writer put there may hold any SQLite type in any column.
+        if not isinstance(data, bytes):
+            raise StateCorruptedError(agent_id, version, f"its data is a {type(data).__name__}, not a BLOB")
+        if type(checksum) is not int or zlib.crc32(data) != checksum:
             raise StateCorruptedError(agent_id, version)
         try:
             return decode(data)
@@ -175,25 +211,38 @@ class AgentStateStore:
         assert first_error is not None
         raise first_error
 
-    def history(self, agent_id: str | int) -> list[StateVersion]:
-        """The kept versions of an agent's state, newest first."""
-        return [
-            StateVersion(version, saved_at, self._decode(agent_id, version, checksum, data))
-            for version, saved_at, checksum, data in self._rows(agent_id)
-        ]
+    def history(self, agent_id: str | int) -> StateHistory:
+        """The intact kept versions of an agent's state, newest first (a list of
+        ``StateVersion``); its ``corrupted`` attribute lists a ``StateCorruptedError`` for each
+        kept version that is not intact (newest first). ``KeyError`` if the agent has none."""
+        intact, corrupted = [], []
+        for version, saved_at, checksum, data in self._rows(agent_id):
+            try:
+                if isinstance(saved_at, bool) or not isinstance(saved_at, (int, float)):
+                    raise StateCorruptedError(agent_id, version, f"its time is a {type(saved_at).__name__}")
+                intact.append(StateVersion(version, saved_at, self._decode(agent_id, version, checksum, data)))
+            except StateCorruptedError as exc:
+                corrupted.append(exc)
+        return StateHistory(intact, corrupted)
 
     def ids(self) -> list[str | int]:
-        """Every agent with a saved state."""
+        """Every agent with a saved state (keys this store did not write are skipped)."""
         rows = self._conn().execute("SELECT DISTINCT agent FROM agent_states ORDER BY agent").fetchall()
-        return [_agent_id(key) for (key,) in rows]
+        return [agent_id for (key,) in rows if (agent_id := _agent_id(key)) is not None]
 
     def __contains__(self, agent_id: object) -> bool:
+        try:
+            _key(agent_id)
+        except TypeError:
+            return False  # as a dict answers for a key of another type
         row = self._conn().execute("SELECT 1 FROM agent_states WHERE agent = ? LIMIT 1", (_key(agent_id),)).fetchone()
         return row is not None
 
     # -- async ------------------------------------------------------------------------------
     async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
+            if self._closed:  # refused before anything is created
+                raise RuntimeError("the state store is closed")
             if self._executor is None:
                 self._executor = WorkStealingThreadPool(2, "AgentStateStore", backend=self.backend)
             executor = self._executor
