@@ -264,15 +264,19 @@ class OptimizedThreadPoolManager:
         # Takes the best idle agent's next task until none is left. One lock round per task:
         # finishing the last task (stats, the agent's next task) and taking the next one. A
         # task's future is settled after its stats are recorded, with no lock held, and before
-        # this runner may linger.
+        # this runner may linger. On an adaptive pool a runner runs one task and hands over to a
+        # fresh runner job: the controller measures each job, so a job must be one task.
         finished: Optional[tuple[_Queued, TaskResult]] = None
         while True:
             with self._lock:
                 if finished is not None:
                     self._finish_locked(finished[1])
-                    if self.adaptive:
-                        self._start_runners_locked()  # the controller may have grown the pool
-                queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
+                if finished is not None and self.adaptive:
+                    self._runners -= 1
+                    self._start_runners_locked()  # at the controller's current size
+                    queued = None
+                else:
+                    queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
             if finished is not None:
                 self._settle(*finished)
                 finished = None
