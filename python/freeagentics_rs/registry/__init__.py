@@ -69,20 +69,19 @@ class AgentRegistry(MutableMapping):
         """The registered agent, or registers ``default`` and returns it (atomically)."""
         return self._core.setdefault(agent_id, default)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:
+    def update(self, other: Any = _MISSING, agent: Any = _MISSING, /, **kwargs: Any) -> None:
         """Two forms. ``update(agent_id, agent)`` (also by keyword) replaces a registered agent:
         ``KeyError`` if it is not registered. Otherwise as ``dict.update``: registers or replaces
         the pairs of a mapping, of an iterable of pairs and of the keywords; every id is checked
         before anything is written, so a bad id changes nothing."""
-        if len(args) == 2 and not kwargs:
-            return self._core.update(*args)
-        if not args and kwargs.keys() == {"agent_id", "agent"}:
+        if agent is not _MISSING:  # positional-only parameters: the hot path builds no tuple
+            if kwargs:
+                raise TypeError("update: the form update(agent_id, agent) takes no keywords")
+            return self._core.update(other, agent)
+        if other is _MISSING and kwargs.keys() == {"agent_id", "agent"}:
             return self._core.update(kwargs["agent_id"], kwargs["agent"])
-        if len(args) > 1:
-            raise TypeError(f"update expected at most 2 arguments, got {len(args)}")
         pairs = []
-        if args:
-            other = args[0]
+        if other is not _MISSING:
             if isinstance(other, Mapping):
                 pairs = list(other.items())
             elif hasattr(other, "keys"):
