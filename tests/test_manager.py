@@ -9,6 +9,10 @@ from concurrent.futures import Future
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import freeagentics_rs
 
 from freeagentics_rs import (
     AdaptiveThreadPoolExecutor,
@@ -445,3 +449,33 @@ def test_without_sizes_the_pool_sizes_itself_and_a_gil_bound_load_stays_small(ma
     assert most < 64, m.executor.resize_events()
     sized = manager(initial_workers=4)
     assert not sized.adaptive and type(sized.executor) is WorkStealingThreadPool
+
+
+_size_values = st.one_of(
+    st.none(), st.integers(min_value=-3, max_value=40), st.sampled_from([0, 2**40, -(2**63)]),
+    st.integers(min_value=1, max_value=40).map(np.int64), st.floats(allow_nan=True), st.booleans(),
+    st.sampled_from(["8", b"8", [8], np.bool_(True), np.float64(8.0)]),
+)
+_real_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(min_value=-2, max_value=2),
+    st.sampled_from(["x", None, True, np.float32(0.5), np.int8(1), 2**64]),
+)
+
+
+@settings(max_examples=25)
+@given(initial=_size_values, maximum=_size_values, minimum=_size_values, threshold=_real_values, interval=_real_values)
+def test_any_constructor_arguments_work_or_are_refused_naming_one(initial, maximum, minimum, threshold, interval):
+    # Issue 14's property: every argument either works or is a TypeError/ValueError naming it.
+    names = ("initial_workers", "max_workers", "min_workers", "scaling_threshold", "monitoring_interval")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # clamping, tested above
+        try:
+            m = OptimizedThreadPoolManager(initial, maximum, minimum, threshold, interval, backend=freeagentics_rs.BACKEND)
+        except (TypeError, ValueError) as e:
+            assert str(e).split(":")[0] in names, e
+            return
+    try:
+        assert 1 <= m.min_workers <= m.current_workers <= m.max_workers <= 4096
+        assert 0 < m.scaling_threshold <= 1
+    finally:
+        m.shutdown()
