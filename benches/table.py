@@ -117,12 +117,15 @@ def manager_table(benchmarks: list[dict]) -> None:
     baseline = by_kind.get("FreeAgentics design", {}).get("stats", {}).get("median")
     print("\n| workload | manager | median per round | min – max | rounds | rounds/s | vs FreeAgentics design | workers |")
     print("|---|---|---|---|---|---|---|---|")
-    for kind in ("FreeAgentics design", "python", "rust"):
+    for kind in ("FreeAgentics design", "python", "rust", "FreeAgentics design, same size"):
         if kind not in by_kind:
             continue
         bench = by_kind[kind]
         stats = bench["stats"]
-        label = "FreeAgentics design (ThreadPoolExecutor(8), locked dict)" if kind == "FreeAgentics design" else f"OptimizedThreadPoolManager ({kind})"
+        label = {
+            "FreeAgentics design": "FreeAgentics design (ThreadPoolExecutor(8), locked dict)",
+            "FreeAgentics design, same size": "FreeAgentics design on the manager's worker count",
+        }.get(kind, f"OptimizedThreadPoolManager ({kind})")
         ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
         workers = bench.get("extra_info", {}).get("workers", 8)
         print(f"| {bench['group'].split(': ', 1)[1]} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – "

@@ -1,6 +1,10 @@
-"""OptimizedThreadPoolManager (Rust and Python backends) against FreeAgentics' design, in the
-same run: 100 agents whose step is a 100x100 matmul plus sleep(1 ms) (the report's agent work),
-timed per `step_all_agents` round after one warm-up round."""
+"""OptimizedThreadPoolManager (Rust and Python backends, default constructor: adaptive sizing)
+against FreeAgentics' design, in the same run: 100 agents whose step is a 100x100 matmul plus
+sleep(1 ms) (the report's agent work), timed per `step_all_agents` round after warm-up rounds.
+
+Two baselines: FreeAgentics' design as it ships (8 workers), and the same design on as many
+workers as the manager ended with (measured after it, in the same run), so that the table shows
+how much of the gain is the pool size the manager found and how much is its design."""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ import pytest
 import freeagentics_rs
 
 AGENTS = 100
-KINDS = ["FreeAgentics design", "python", "rust"]
+KINDS = ["FreeAgentics design", "python", "rust", "FreeAgentics design, same size"]
+_manager_workers: dict[str, int] = {}  # backend -> workers the manager ended with, this run
 
 
 class ReportAgent:
@@ -31,8 +36,8 @@ class FreeAgenticsDesign:
     """The baseline: FreeAgentics' manager reduced to what a round uses, a ThreadPoolExecutor(8)
     and a dict of agents behind one lock."""
 
-    def __init__(self) -> None:
-        self.executor = ThreadPoolExecutor(8)
+    def __init__(self, workers: int = 8) -> None:
+        self.executor = ThreadPoolExecutor(workers)
         self.agents: dict = {}
         self._lock = threading.Lock()
 
@@ -56,13 +61,25 @@ def test_manager(benchmark, kind):
         pytest.skip("the Rust extension is not built")
     benchmark.group = "manager: step_all_agents, 100 agents (100x100 matmul + sleep(1 ms))"
     benchmark.extra_info["family"] = "manager"
-    manager = FreeAgenticsDesign() if kind == "FreeAgentics design" else freeagentics_rs.OptimizedThreadPoolManager(backend=kind)
+    if kind == "FreeAgentics design":
+        manager = FreeAgenticsDesign()
+    elif kind == "FreeAgentics design, same size":
+        if not _manager_workers:
+            pytest.skip("no manager ran before it")
+        workers = _manager_workers.get("rust", _manager_workers.get("python"))
+        manager = FreeAgenticsDesign(workers)
+        benchmark.extra_info["workers"] = workers
+    else:
+        manager = freeagentics_rs.OptimizedThreadPoolManager(backend=kind)
     try:
         for i in range(AGENTS):
             manager.register_agent(f"agent-{i}", ReportAgent())
         observations = {f"agent-{i}": i for i in range(AGENTS)}
-        benchmark.pedantic(manager.step_all_agents, args=(observations,), rounds=50, iterations=1, warmup_rounds=2)
+        # Warm-up rounds also let the adaptive controller classify the workload.
+        benchmark.pedantic(manager.step_all_agents, args=(observations,), rounds=50, iterations=1, warmup_rounds=10)
         if hasattr(manager, "get_pool_status"):
-            benchmark.extra_info["workers"] = manager.get_pool_status()["current_workers"]
+            workers = manager.get_pool_status()["current_workers"]
+            benchmark.extra_info["workers"] = _manager_workers[kind] = workers
+            benchmark.extra_info["resize_events"] = [tuple(e) for e in manager.executor.resize_events()] if manager.adaptive else []
     finally:
         manager.shutdown()

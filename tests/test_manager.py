@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from freeagentics_rs import AgentNotRegisteredError, AgentTask, OptimizedThreadPoolManager, TaskResult
+import freeagentics_rs
+
+from freeagentics_rs import (
+    AdaptiveThreadPoolExecutor,
+    AgentNotRegisteredError,
+    AgentTask,
+    ManagerShutdownError,
+    OptimizedThreadPoolManager,
+    TaskResult,
+    WorkStealingThreadPool,
+)
 from freeagentics_rs.manager import _manager
 
 
@@ -190,15 +204,20 @@ def test_step_all_agents_with_a_timeout_returns_partial_results_and_leaks_nothin
     assert set(stats) == {"slow0", "slow1"} and stats["slow0"]["total_tasks"] == 1, stats
 
 
-def test_batch_execute_keeps_order_and_reports_unknown_agents(manager):
+def test_batch_execute_keeps_order_and_refuses_unknown_agents_before_submitting(manager):
     m = manager()
-    for name in "abc":
-        m.register_agent(name, Agent(name))
-    results = m.batch_execute([("a", "step", {"observation": 1}), ("ghost", "step", {}), AgentTask("c", "select_action", {}), ("b", "step", {"observation": 2})])
-    assert [r.agent_id for r in results] == ["a", "ghost", "c", "b"]
-    assert [r.success for r in results] == [True, False, True, True]
-    assert results[1].error == "agent is not registered"
-    assert [r.result for r in results if r.success] == ["action-1", "up", "action-2"]
+    agents = {name: Agent(name) for name in "abc"}
+    for name, agent in agents.items():
+        m.register_agent(name, agent)
+    results = m.batch_execute([("a", "step", {"observation": 1}), AgentTask("c", "select_action", {}), ("b", "step", {"observation": 2})])
+    assert [r.agent_id for r in results] == ["a", "c", "b"] and all(r.success for r in results)
+    assert [r.result for r in results] == ["action-1", "up", "action-2"]
+    # Issue 16 item 4: FreeAgentics raised ValueError here; this gave a failed result.
+    with pytest.raises(ValueError, match="agent 'ghost' is not registered") as info:
+        m.batch_execute([("a", "step", {"observation": 3}), ("ghost", "step", {})])
+    assert isinstance(info.value, AgentNotRegisteredError) and isinstance(info.value, KeyError)
+    m.shutdown(wait=True)
+    assert agents["a"].steps == [1]  # nothing of the refused batch ran
 
 
 def test_the_pool_grows_under_load_and_shrinks_when_idle_without_being_rebuilt(manager, monkeypatch):
@@ -225,16 +244,65 @@ def test_submit_after_shutdown_and_bad_arguments(manager, backend):
     m.register_agent("a", Agent("a"))
     m.shutdown()
     assert m.get_pool_status()["total_agents"] == 0
-    with pytest.raises(RuntimeError, match="cannot submit tasks after shutdown"):
-        m.submit_task("a", "step", {})
-    with pytest.raises(ValueError, match="min_workers"):
-        OptimizedThreadPoolManager(4, 8, 9, backend=backend)
-    with pytest.raises(ValueError, match="initial_workers"):
-        OptimizedThreadPoolManager(16, 8, 2, backend=backend)
-    with pytest.raises(ValueError, match="scaling_threshold"):
+    for call in (lambda: m.submit_task("a", "step", {}), lambda: m.batch_execute([("a", "step", {})])):
+        # Issue 16 item 4: a RuntimeError, and the ValueError FreeAgentics raised.
+        for error in (RuntimeError, ValueError, ManagerShutdownError):
+            with pytest.raises(error, match="cannot submit tasks after shutdown"):
+                call()
+    with pytest.raises(ValueError, match=r"scaling_threshold: must be greater than 0.0, got 0"):
         OptimizedThreadPoolManager(scaling_threshold=0, backend=backend)
-    with pytest.raises(TypeError, match="max_workers must be an int"):
+    with pytest.raises(ValueError, match=r"scaling_threshold: must be between 0.0 and 1.0, got 1.5"):
+        OptimizedThreadPoolManager(scaling_threshold=1.5, backend=backend)
+    with pytest.raises(TypeError, match="max_workers: must be an int, not str"):
         OptimizedThreadPoolManager(max_workers="8", backend=backend)
+    for name in ("initial_workers", "max_workers", "min_workers"):
+        with pytest.raises(ValueError, match=f"{name}: must be between 1 and 4096, got -1"):
+            OptimizedThreadPoolManager(**{name: -1}, backend=backend)
+    with pytest.raises(ValueError, match="max_workers: must be between 1 and 4096, got 1099511627776"):
+        OptimizedThreadPoolManager(max_workers=2**40, backend=backend)
+
+
+def test_a_non_numeric_scaling_threshold_is_a_type_error_naming_it(backend):
+    # Issue 14 item 15: gave "'<' not supported between instances of 'int' and 'str'".
+    with pytest.raises(TypeError, match="scaling_threshold: must be a number, not str"):
+        OptimizedThreadPoolManager(scaling_threshold="x", backend=backend)
+    m = OptimizedThreadPoolManager(4, np.int64(8), np.int32(2), np.float32(0.5), backend=backend)
+    assert (m.current_workers, m.max_workers, m.min_workers, m.scaling_threshold) == (4, 8, 2, 0.5)
+    m.shutdown()
+
+
+@pytest.mark.parametrize(
+    "kwargs, using",
+    [
+        # EnhancedAgentCoordinator's default configuration
+        ({"initial_workers": 50, "max_workers": 20, "scaling_threshold": 0.8}, (20, 20, 2)),
+        # FreeAgentics' threading benchmark with one agent
+        ({"initial_workers": 1, "max_workers": 2}, (1, 2, 1)),
+        ({"initial_workers": 4, "max_workers": 8, "min_workers": 9}, (4, 8, 4)),
+    ],
+)
+def test_sizes_freeagentics_accepted_are_clamped_with_one_warning(backend, kwargs, using):
+    # Issue 16 item 1: these raised ValueError; FreeAgentics accepted them.
+    with pytest.warns(RuntimeWarning) as warned:
+        m = OptimizedThreadPoolManager(**kwargs, backend=backend)
+    try:
+        assert len(warned) == 1
+        message = str(warned[0].message)
+        initial, maximum, minimum = using
+        assert f"initial_workers={kwargs['initial_workers']}" in message
+        assert f"using initial_workers={initial}, max_workers={maximum}, min_workers={minimum}" in message
+        assert (m.current_workers, m.max_workers, m.min_workers) == using
+        m.register_agent("a", Agent("a"))
+        assert m.step_all_agents({"a": 1})["a"].result == "action-1"
+    finally:
+        m.shutdown()
+
+
+def test_consistent_sizes_do_not_warn(backend):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for args in [(), (4,), (16, 64, 2), (1, 1, 1)]:
+            OptimizedThreadPoolManager(*args, backend=backend).shutdown()
 
 
 def hammer_manager(backend, seed, submitters=4, per_thread=300):
@@ -315,3 +383,99 @@ def test_registry_keyword_arguments_work_on_both_backends(backend):
     r.update(agent_id="a", agent=2)
     assert r.compare_and_set(agent_id="a", expected=r["a"], new=3)
     assert r.pop("a", default=None) == 3 and r.pop("a", default=None) is None
+
+
+def test_results_follow_registration_order(manager):
+    # Issue 16 item 3: results came in shard order, different on each backend.
+    m = manager()
+    names = [f"agent-{i}" for i in range(40)] + [7, 3, "z", "a"]
+    for name in names:
+        m.register_agent(name, Agent(str(name)))
+    m.register_agent("agent-5", Agent("again"))  # replacing keeps the place, as in a dict
+    observations = {name: i for i, name in reversed(list(enumerate(names)))}
+    assert list(m.step_all_agents(observations)) == names
+    assert list(m.step_all_agents(observations, timeout=30)) == names
+    assert list(m.agents) == names and m.agents.ids() == names
+
+
+def test_performance_stats_and_active_futures_as_freeagentics_reads_them(manager):
+    # Issue 16 item 5: FreeAgentics code reads these attributes.
+    m = manager(initial_workers=1, min_workers=1, max_workers=1)
+    gate = threading.Event()
+
+    class Blocker(Agent):
+        def step(self, observation):
+            gate.wait(10)
+            return "done"
+
+    m.register_agent("b", Blocker("b"))
+    m.register_agent("a", Agent("a"))
+    assert len(m.active_futures) == 0
+    first = m.submit_task("b", "step", {})
+    second = m.submit_task("a", "step", {"observation": 1})
+    while m.get_pool_status()["active_tasks"] != 1:
+        time.sleep(0.001)
+    live = m.active_futures  # a live view: what is running or queued now
+    assert len(live) == 2 and set(live) == {first, second}
+    assert live[second].agent_id == "a" and live[first].operation == "step"
+    gate.set()
+    assert first.result(timeout=10).result == "done" and second.result(timeout=10).success
+    m.shutdown(wait=True)
+    assert len(live) == 0 and dict(live) == {}  # finished futures are not kept
+    assert m.performance_stats["a"]["total_tasks"] == 1 and m.performance_stats["b"]["successful_tasks"] == 1
+    assert m.get_performance_stats() == {k: dict(v) for k, v in m.performance_stats.items()}
+
+
+def test_without_sizes_the_pool_sizes_itself_and_a_gil_bound_load_stays_small(manager):
+    # Issue 15 item 4: the load rule grew the pool to 64 workers for GIL-bound work.
+    m = manager()
+    assert m.adaptive and isinstance(m.executor, AdaptiveThreadPoolExecutor)
+    assert (m.min_workers, m.max_workers) == (2, 64)
+
+    class Busy:
+        def step(self, observation):
+            total = 0
+            for i in range(10_000):  # pure Python: holds the GIL
+                total += i
+            return total
+
+    for i in range(100):
+        m.register_agent(i, Busy())
+    most = 0
+    for _ in range(10):
+        results = m.step_all_agents({i: i for i in range(100)})
+        assert all(r.success for r in results.values())
+        most = max(most, m.get_pool_status()["current_workers"])
+    assert most < 64, m.executor.resize_events()
+    sized = manager(initial_workers=4)
+    assert not sized.adaptive and type(sized.executor) is WorkStealingThreadPool
+
+
+_size_values = st.one_of(
+    st.none(), st.integers(min_value=-3, max_value=40), st.sampled_from([0, 2**40, -(2**63)]),
+    st.integers(min_value=1, max_value=40).map(np.int64), st.floats(allow_nan=True), st.booleans(),
+    st.sampled_from(["8", b"8", [8], np.bool_(True), np.float64(8.0)]),
+)
+_real_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(min_value=-2, max_value=2),
+    st.sampled_from(["x", None, True, np.float32(0.5), np.int8(1), 2**64]),
+)
+
+
+@settings(max_examples=25)
+@given(initial=_size_values, maximum=_size_values, minimum=_size_values, threshold=_real_values, interval=_real_values)
+def test_any_constructor_arguments_work_or_are_refused_naming_one(initial, maximum, minimum, threshold, interval):
+    # Issue 14's property: every argument either works or is a TypeError/ValueError naming it.
+    names = ("initial_workers", "max_workers", "min_workers", "scaling_threshold", "monitoring_interval")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # clamping, tested above
+        try:
+            m = OptimizedThreadPoolManager(initial, maximum, minimum, threshold, interval, backend=freeagentics_rs.BACKEND)
+        except (TypeError, ValueError) as e:
+            assert str(e).split(":")[0] in names, e
+            return
+    try:
+        assert 1 <= m.min_workers <= m.current_workers <= m.max_workers <= 4096
+        assert 0 < m.scaling_threshold <= 1
+    finally:
+        m.shutdown()

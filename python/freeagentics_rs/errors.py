@@ -10,6 +10,7 @@ __all__ = [
     "AgentNotRegisteredError",
     "BrokenThreadPool",
     "FreeAgenticsError",
+    "ManagerShutdownError",
     "PoolExhaustedError",
     "RustPanicError",
     "ShardsLostError",
@@ -32,6 +33,11 @@ class AgentNotRegisteredError(FreeAgenticsError, KeyError, ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ManagerShutdownError(FreeAgenticsError, RuntimeError, ValueError):
+    """A task was submitted to an ``OptimizedThreadPoolManager`` after ``shutdown()``. A
+    ``RuntimeError``, and also the ``ValueError`` FreeAgentics' manager raised then."""
 
 
 class StateCorruptedError(FreeAgenticsError):

@@ -5,28 +5,73 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError};
+use pyo3::exceptions::{PyKeyError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 
-use crate::core::registry::{AgentId, Refused, Registry};
+use crate::core::registry::{
+    AgentId, NewError, OutOfMemory, Refused, Registry, MAX_INT_ID, MIN_INT_ID,
+};
 
 type Agent = Arc<Py<PyAny>>;
 
+static NUMPY_INTEGER: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn out_of_memory(_: OutOfMemory) -> PyErr {
+    PyMemoryError::new_err("the agent registry could not allocate memory")
+}
+
+fn int_id(number: &Bound<'_, PyAny>) -> PyResult<AgentId> {
+    if let Ok(i) = number.extract::<i64>() {
+        return Ok(AgentId::Int(i as i128));
+    }
+    if let Ok(u) = number.extract::<u64>() {
+        return Ok(AgentId::Int(u as i128));
+    }
+    Err(PyValueError::new_err(format!(
+        "agent_id: must be between {MIN_INT_ID} and {MAX_INT_ID}, got {}",
+        number.repr()?
+    )))
+}
+
+/// A str (subclasses become plain str: no user `__hash__` runs under a lock), or an int or
+/// numpy integer (not a bool) in `MIN_INT_ID..=MAX_INT_ID`.
 fn agent_id(key: &Bound<'_, PyAny>) -> PyResult<AgentId> {
     if let Ok(s) = key.cast::<PyString>() {
-        return Ok(AgentId::Str(s.to_str()?.to_owned()));
+        let s = s.to_str()?;
+        let mut owned = String::new();
+        owned
+            .try_reserve_exact(s.len())
+            .map_err(|_| out_of_memory(OutOfMemory))?;
+        owned.push_str(s);
+        return Ok(AgentId::Str(owned));
     }
-    if key.is_instance_of::<PyInt>() && !key.is_instance_of::<PyBool>() {
-        return key
-            .extract::<i64>()
-            .map(AgentId::Int)
-            .map_err(|_| PyOverflowError::new_err("agent_id must fit in a signed 64-bit integer"));
+    if key.is_instance_of::<PyInt>() {
+        if !key.is_instance_of::<PyBool>() {
+            return int_id(key);
+        }
+    } else if key.is_instance(NUMPY_INTEGER.import(key.py(), "numpy", "integer")?.as_any())? {
+        return int_id(&key.call_method0("__index__")?);
     }
     Err(PyTypeError::new_err(format!(
-        "agent_id must be a str or an int, not {}",
+        "agent_id: must be a str or an int, not {}",
         key.get_type().name()?
     )))
+}
+
+/// The id, or None for a key that cannot be an id (a lookup finds nothing there).
+fn lookup_id(key: &Bound<'_, PyAny>) -> PyResult<Option<AgentId>> {
+    match agent_id(key) {
+        Ok(id) => Ok(Some(id)),
+        Err(e)
+            if e.is_instance_of::<PyTypeError>(key.py())
+                || e.is_instance_of::<PyValueError>(key.py()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn id_object<'py>(py: Python<'py>, id: &AgentId) -> PyResult<Bound<'py, PyAny>> {
@@ -47,7 +92,7 @@ fn into_object(py: Python<'_>, agent: Agent) -> Py<PyAny> {
     Arc::try_unwrap(agent).unwrap_or_else(|shared| shared.clone_ref(py))
 }
 
-/// A sharded concurrent map agent id -> agent (see `core::registry`).
+/// A sharded concurrent map agent id -> agent in registration order (see `core::registry`).
 #[pyclass(frozen, module = "freeagentics_rs._native")]
 pub struct AgentRegistryCore {
     registry: Registry<Agent>,
@@ -57,9 +102,11 @@ pub struct AgentRegistryCore {
 impl AgentRegistryCore {
     #[new]
     fn new(num_shards: usize) -> PyResult<Self> {
-        Ok(AgentRegistryCore {
-            registry: Registry::new(num_shards)?,
-        })
+        match Registry::new(num_shards) {
+            Ok(registry) => Ok(AgentRegistryCore { registry }),
+            Err(NewError::InvalidArgument(message)) => Err(PyValueError::new_err(message)),
+            Err(NewError::OutOfMemory) => Err(out_of_memory(OutOfMemory)),
+        }
     }
 
     #[getter]
@@ -77,12 +124,54 @@ impl AgentRegistryCore {
             .register(self::agent_id(agent_id)?, Arc::new(agent))
         {
             Ok(()) => Ok(()),
+            Err(Refused::OutOfMemory(offered)) => {
+                drop(offered);
+                Err(out_of_memory(OutOfMemory))
+            }
             Err(refused) => {
                 drop(refused);
                 Err(PyKeyError::new_err(format!(
                     "agent {} is already registered",
                     agent_id.repr()?
                 )))
+            }
+        }
+    }
+
+    /// Registers an agent or replaces the registered one in its place (`registry[id] = agent`).
+    fn set(&self, agent_id: &Bound<'_, PyAny>, agent: Py<PyAny>) -> PyResult<()> {
+        match self
+            .registry
+            .set(self::agent_id(agent_id)?, Arc::new(agent))
+        {
+            Ok(replaced) => {
+                drop(replaced);
+                Ok(())
+            }
+            Err(refused) => {
+                drop(refused);
+                Err(out_of_memory(OutOfMemory))
+            }
+        }
+    }
+
+    /// The registered agent; else registers `default` and returns it.
+    #[pyo3(signature = (agent_id, default=None))]
+    fn setdefault(
+        &self,
+        py: Python<'_>,
+        agent_id: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let offered = Arc::new(default.unwrap_or_else(|| py.None()));
+        match self.registry.setdefault(self::agent_id(agent_id)?, offered) {
+            Ok((agent, unused)) => {
+                drop(unused);
+                Ok(into_object(py, agent))
+            }
+            Err(refused) => {
+                drop(refused);
+                Err(out_of_memory(OutOfMemory))
             }
         }
     }
@@ -114,26 +203,30 @@ impl AgentRegistryCore {
         }
     }
 
+    /// False for keys that cannot be ids (other types, ints out of range), as a dict would be.
     fn __contains__(&self, agent_id: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.registry.contains(&self::agent_id(agent_id)?))
+        Ok(match lookup_id(agent_id)? {
+            Some(id) => self.registry.contains(&id),
+            None => false,
+        })
     }
 
     fn __len__(&self) -> usize {
         self.registry.len()
     }
 
-    /// Every id at one instant.
+    /// Every id at one instant, in registration order.
     fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let ids = PyList::empty(py);
-        for id in &self.registry.ids() {
+        for id in &self.registry.ids().map_err(out_of_memory)? {
             ids.append(id_object(py, id)?)?;
         }
         Ok(ids)
     }
 
-    /// Every (id, agent) pair at one instant.
+    /// Every (id, agent) pair at one instant, in registration order.
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let snapshot = self.registry.snapshot();
+        let snapshot = self.registry.snapshot().map_err(out_of_memory)?;
         let items = PyList::empty(py);
         for (id, agent) in snapshot {
             let pair = PyTuple::new(
@@ -171,8 +264,8 @@ impl AgentRegistryCore {
                 drop(old);
                 Ok(())
             }
-            Err(Refused::NotRegistered(offered) | Refused::AlreadyRegistered(offered)) => {
-                drop(offered);
+            Err(refused) => {
+                drop(refused);
                 Err(not_registered(agent_id))
             }
         }
@@ -216,8 +309,9 @@ impl AgentRegistryCore {
         }
     }
 
-    fn clear(&self) {
-        drop(self.registry.clear());
+    fn clear(&self) -> PyResult<()> {
+        drop(self.registry.clear().map_err(out_of_memory)?);
+        Ok(())
     }
 
     fn shard_sizes(&self) -> Vec<usize> {

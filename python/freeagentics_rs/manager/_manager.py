@@ -8,11 +8,15 @@ the next one, so that:
 
 * two tasks of one agent never run at once, and an agent's tasks run in submission order;
 * ``priority`` really orders the queued tasks (a FIFO executor queue would ignore it);
-* ``queue_size`` is the real number of queued tasks, and scaling follows it: the pool grows as
-  soon as (running + queued) / workers passes ``scaling_threshold``, and halves after each
-  ``IDLE_SHRINK_AFTER`` seconds with nothing to do (the last runner lingers that long, waiting on
-  a condition). It resizes online and is never rebuilt (FreeAgentics replaced its executor and
-  orphaned queued work).
+* ``queue_size`` is the real number of queued tasks.
+
+Sizing. Without sizes (``OptimizedThreadPoolManager()``), the pool is an
+``AdaptiveThreadPoolExecutor``: its controller measures the runners' CPU and wall time and sizes
+the pool (a GIL-bound workload stays at the few threads it can use), and the number of runners
+follows its target. With sizes, the load rule: the pool grows as soon as (running + queued) /
+workers passes ``scaling_threshold``, and halves after each ``IDLE_SHRINK_AFTER`` seconds with
+nothing to do (the last runner lingers that long, waiting on a condition). Either way it resizes
+online and is never rebuilt (FreeAgentics replaced its executor and orphaned queued work).
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections import defaultdict, deque
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from ..errors import AgentNotRegisteredError
-from ..executor import WorkStealingThreadPool
+from .._validate import integer, optional_timeout, real
+from ..errors import AgentNotRegisteredError, ManagerShutdownError
+from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 from ..executor._pool import _PoolFuture
 from ..registry import AgentRegistry
 
@@ -41,6 +48,10 @@ OPERATIONS = ("perceive", "select_action", "step", "update_beliefs")
 _GONE = "agent is not registered"
 _LINGER: Any = object()
 IDLE_SHRINK_AFTER = 0.5  # seconds of idleness after which the pool halves
+# This package's defaults (the threading report's recommendation; FreeAgentics had 8/32/2/0.8).
+DEFAULT_INITIAL_WORKERS, DEFAULT_MAX_WORKERS, DEFAULT_MIN_WORKERS = 16, 64, 2
+MAX_POOL_WORKERS = 4096  # bound of every size argument
+_SHUTDOWN_MESSAGE = "cannot submit tasks after shutdown"
 
 
 @dataclass
@@ -123,43 +134,64 @@ class OptimizedThreadPoolManager:
 
     def __init__(
         self,
-        initial_workers: int = 16,
-        max_workers: int = 64,
-        min_workers: int = 2,
+        initial_workers: Optional[int] = None,
+        max_workers: Optional[int] = None,
+        min_workers: Optional[int] = None,
         scaling_threshold: float = 0.7,
         monitoring_interval: float = 1.0,
         *,
         backend: Optional[str] = None,
     ) -> None:
-        for name, value in (("initial_workers", initial_workers), ("max_workers", max_workers), ("min_workers", min_workers)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than 0")
-        if min_workers > max_workers:
-            raise ValueError(f"min_workers ({min_workers}) must not be greater than max_workers ({max_workers})")
-        if not min_workers <= initial_workers <= max_workers:
-            raise ValueError(f"initial_workers ({initial_workers}) must be between min_workers and max_workers")
-        if not 0 < scaling_threshold <= 1:
-            raise ValueError(f"scaling_threshold must be in (0, 1], got {scaling_threshold!r}")
-        self.min_workers, self.max_workers = min_workers, max_workers
-        self.scaling_threshold = scaling_threshold
-        self.monitoring_interval = monitoring_interval  # accepted for compatibility; scaling is event-driven
-        self.executor = WorkStealingThreadPool(initial_workers, "OptimizedThreadPoolManager", backend=backend)
+        self.adaptive = initial_workers is None and max_workers is None and min_workers is None
+        given = {"initial_workers": initial_workers, "max_workers": max_workers, "min_workers": min_workers}
+        defaults = {"initial_workers": DEFAULT_INITIAL_WORKERS, "max_workers": DEFAULT_MAX_WORKERS, "min_workers": DEFAULT_MIN_WORKERS}
+        sizes = {
+            name: defaults[name] if value is None else integer(value, name, minimum=1, maximum=MAX_POOL_WORKERS)
+            for name, value in given.items()
+        }
+        self.scaling_threshold = real(scaling_threshold, "scaling_threshold", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        # Accepted for compatibility; scaling is event-driven.
+        self.monitoring_interval = real(monitoring_interval, "monitoring_interval", minimum=0.0, finite=False)
+        # FreeAgentics accepted any sizes (its own coordinator passes initial_workers=50,
+        # max_workers=20): clamp into max >= initial >= min and say so once.
+        used = dict(sizes)
+        used["initial_workers"] = min(sizes["initial_workers"], sizes["max_workers"])
+        used["min_workers"] = min(sizes["min_workers"], used["initial_workers"])
+        if used != sizes:
+            asked = ", ".join(f"{name}={sizes[name]}" for name in given)
+            using = ", ".join(f"{name}={used[name]}" for name in given)
+            warnings.warn(
+                f"OptimizedThreadPoolManager: {asked} are inconsistent (min_workers <= initial_workers <= "
+                f"max_workers); using {using}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.min_workers, self.max_workers = used["min_workers"], used["max_workers"]
+        if self.adaptive:
+            self.executor: WorkStealingThreadPool = AdaptiveThreadPoolExecutor(
+                max_workers=self.max_workers,
+                min_workers=self.min_workers,
+                thread_name_prefix="OptimizedThreadPoolManager",
+                backend=backend,
+            )
+        else:
+            self.executor = WorkStealingThreadPool(used["initial_workers"], "OptimizedThreadPoolManager", backend=backend)
         self.backend = self.executor.backend
-        self.current_workers = initial_workers
+        self._workers = used["initial_workers"]
         self.agents = AgentRegistry(backend=self.backend)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the lingering runner waits on it
         self._queues: dict[Any, deque[_Queued]] = {}
         self._ready: list[tuple[int, int, Any]] = []  # (-priority, seq, agent_id) of idle agents' heads
-        self._running: set[Any] = set()
+        self._running: dict[Any, _Queued] = {}  # agent id -> its task that is running
         self._queued = 0
         self._runners = 0
         self._lingering = False
         self._seq = itertools.count()
         self._shutdown = False
-        self._stats: dict[Any, dict[str, Any]] = defaultdict(
+        # Per agent, as FreeAgentics' attribute of this name (updated under the manager's lock;
+        # get_performance_stats() returns a copy).
+        self.performance_stats: dict[Any, dict[str, Any]] = defaultdict(
             lambda: {
                 "total_tasks": 0,
                 "successful_tasks": 0,
@@ -170,19 +202,23 @@ class OptimizedThreadPoolManager:
                 "last_error": None,
             }
         )
+        self._stats = self.performance_stats
+        self.active_futures: Mapping[Future, AgentTask] = _ActiveFutures(self)
+
+    @property
+    def current_workers(self) -> int:
+        """The pool's size now: the adaptive controller's target, or the load rule's size."""
+        if self.adaptive and not self._shutdown:
+            try:
+                self._workers = self.executor.target_workers
+            except RuntimeError:  # shut down meanwhile: the last size seen
+                pass
+        return self._workers
 
     # -- agents -----------------------------------------------------------------------------
     def register_agent(self, agent_id: Any, agent: Any) -> None:
         """Registers an agent, replacing one registered under the same id (as FreeAgentics)."""
-        while True:
-            try:
-                return self.agents.register(agent_id, agent)
-            except KeyError:
-                pass
-            try:
-                return self.agents.update(agent_id, agent)
-            except KeyError:
-                pass  # unregistered meanwhile: register again
+        self.agents[agent_id] = agent
 
     def unregister_agent(self, agent_id: Any) -> None:
         """Forgets an agent (no error if it is not registered); its queued tasks still run."""
@@ -192,19 +228,20 @@ class OptimizedThreadPoolManager:
     def submit_task(self, agent_id: Any, operation: str, data: dict[str, Any], priority: int = 0) -> Future:
         """Queues ``operation`` for an agent; the future's result is a ``TaskResult`` (a failed
         one, not an exception, when the operation raises or is unknown).
-        ``AgentNotRegisteredError`` (a ``KeyError`` and a ``ValueError``) for an unknown agent."""
+        ``AgentNotRegisteredError`` (a ``KeyError`` and a ``ValueError``) for an unknown agent,
+        ``ManagerShutdownError`` (a ``RuntimeError`` and a ``ValueError``) after shutdown."""
         return self._submit(AgentTask(agent_id, operation, data, priority))
 
     def _submit(self, task: AgentTask, latch: Optional[_Latch] = None) -> Future:
         if self._shutdown:
-            raise RuntimeError("cannot submit tasks after shutdown")
+            raise ManagerShutdownError(_SHUTDOWN_MESSAGE)
         agent = self.agents.get(task.agent_id)
         if agent is None and task.agent_id not in self.agents:
             raise AgentNotRegisteredError(f"agent {task.agent_id!r} is not registered")
         queued = _Queued(task, agent, next(self._seq), latch)
         with self._lock:
             if self._shutdown:
-                raise RuntimeError("cannot submit tasks after shutdown")
+                raise ManagerShutdownError(_SHUTDOWN_MESSAGE)
             fifo = self._queues.get(task.agent_id)
             if fifo is None:
                 fifo = self._queues[task.agent_id] = deque()
@@ -227,13 +264,19 @@ class OptimizedThreadPoolManager:
         # Takes the best idle agent's next task until none is left. One lock round per task:
         # finishing the last task (stats, the agent's next task) and taking the next one. A
         # task's future is settled after its stats are recorded, with no lock held, and before
-        # this runner may linger.
+        # this runner may linger. On an adaptive pool a runner runs one task and hands over to a
+        # fresh runner job: the controller measures each job, so a job must be one task.
         finished: Optional[tuple[_Queued, TaskResult]] = None
         while True:
             with self._lock:
                 if finished is not None:
                     self._finish_locked(finished[1])
-                queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
+                if finished is not None and self.adaptive:
+                    self._runners -= 1
+                    self._start_runners_locked()  # at the controller's current size
+                    queued = None
+                else:
+                    queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
             if finished is not None:
                 self._settle(*finished)
                 finished = None
@@ -252,7 +295,7 @@ class OptimizedThreadPoolManager:
             return None
         queued = self._take_locked()
         while queued is None:
-            if self._shutdown or self._runners > 1 or self.current_workers <= self.min_workers:
+            if self._shutdown or self.adaptive or self._runners > 1 or self.current_workers <= self.min_workers:
                 self._runners -= 1
                 return None
             if not may_linger:
@@ -275,7 +318,7 @@ class OptimizedThreadPoolManager:
             if not fifo:
                 del self._queues[agent_id]
             if queued.future.set_running_or_notify_cancel():
-                self._running.add(agent_id)
+                self._running[agent_id] = queued
                 return queued
             self._requeue_head_locked(agent_id)  # cancelled while queued: its successor is next
         return None
@@ -307,7 +350,7 @@ class OptimizedThreadPoolManager:
             queued.latch.count_down()
 
     def _finish_locked(self, result: TaskResult) -> None:
-        self._running.discard(result.agent_id)
+        self._running.pop(result.agent_id, None)
         self._requeue_head_locked(result.agent_id)
         stats = self._stats[result.agent_id]
         stats["total_tasks"] += 1
@@ -322,6 +365,8 @@ class OptimizedThreadPoolManager:
 
     # -- scaling ----------------------------------------------------------------------------
     def _grow_locked(self) -> None:
+        if self.adaptive:
+            return  # the controller sizes the pool
         busy = len(self._running) + self._queued
         if busy / self.current_workers > self.scaling_threshold and self.current_workers < self.max_workers:
             # Enough workers to bring the load under the threshold, and at least twice as many.
@@ -331,27 +376,39 @@ class OptimizedThreadPoolManager:
         if workers == self.current_workers or self._shutdown:
             return
         logger.info("Resizing the agent pool from %d to %d workers", self.current_workers, workers)
-        self.current_workers = workers
+        self._workers = workers
         self.executor._resize(workers)
 
     # -- batches ----------------------------------------------------------------------------
     def step_all_agents(self, observations: dict[Any, Any], timeout: Optional[float] = None) -> dict[Any, TaskResult]:
-        """Steps every registered agent that has an observation, concurrently. With a timeout,
-        returns what finished in time and a failed ``TaskResult`` (error ``"timeout"``) for the
-        rest, whose queued steps are cancelled."""
+        """Steps every registered agent that has an observation, concurrently; the results
+        follow registration order. With a timeout, returns what finished in time and a failed
+        ``TaskResult`` (error ``"timeout"``) for the rest, whose queued steps are cancelled."""
+        timeout = optional_timeout(timeout)
         tasks = [
             AgentTask(agent_id, "step", {"observation": observations[agent_id]})
             for agent_id in self.agents.ids()
             if agent_id in observations
         ]
-        results = self.batch_execute(tasks, timeout)
+        results = self._run_batch(tasks, timeout)
         return {task.agent_id: result for task, result in zip(tasks, results) if result.error != _GONE}
 
     def batch_execute(self, tasks: Iterable[Any], timeout: Optional[float] = None) -> list[TaskResult]:
         """Runs ``(agent_id, operation, data)`` tuples (or ``AgentTask``s) and returns their
-        results in order; an unknown agent, or a task not done by ``timeout`` (error
-        ``"timeout"``, and it is cancelled if it has not started), gives a failed ``TaskResult``."""
+        results in order; a task not done by ``timeout`` (error ``"timeout"``, and it is
+        cancelled if it has not started) gives a failed ``TaskResult``. An unknown agent is an
+        ``AgentNotRegisteredError`` (also the ``ValueError`` FreeAgentics raised) before any task
+        is submitted; an agent unregistered while the batch is submitted gives a failed result."""
+        timeout = optional_timeout(timeout)
         agent_tasks = [task if isinstance(task, AgentTask) else AgentTask(*task) for task in tasks]
+        if self._shutdown:
+            raise ManagerShutdownError(_SHUTDOWN_MESSAGE)
+        for task in agent_tasks:
+            if task.agent_id not in self.agents:
+                raise AgentNotRegisteredError(f"agent {task.agent_id!r} is not registered")
+        return self._run_batch(agent_tasks, timeout)
+
+    def _run_batch(self, agent_tasks: list[AgentTask], timeout: Optional[float]) -> list[TaskResult]:
         latch = _Latch(len(agent_tasks))
         submitted: list[tuple[AgentTask, Future | str]] = []
         for task in agent_tasks:
@@ -412,6 +469,7 @@ class OptimizedThreadPoolManager:
     def shutdown(self, wait: bool = True) -> None:
         """Refuses new tasks; queued ones still run. With ``wait``, returns when all are done.
         Then forgets the agents (as FreeAgentics did)."""
+        self.current_workers  # remembers the adaptive pool's last size
         with self._lock:
             self._shutdown = True
             self._cond.notify_all()  # a lingering runner exits
@@ -423,3 +481,31 @@ class OptimizedThreadPoolManager:
 
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown(wait=True)
+
+
+class _ActiveFutures(Mapping):
+    """``manager.active_futures``: a live read-only view ``{future: AgentTask}`` of the tasks
+    running or queued now (FreeAgentics' dict of this name also kept finished futures)."""
+
+    def __init__(self, manager: OptimizedThreadPoolManager) -> None:
+        self._manager = manager
+
+    def _snapshot(self) -> dict[Future, AgentTask]:
+        m = self._manager
+        with m._lock:
+            active = {queued.future: queued.task for queued in m._running.values()}
+            for fifo in m._queues.values():
+                active.update((q.future, q.task) for q in fifo if not q.future.cancelled())
+        return active
+
+    def __getitem__(self, future: Future) -> AgentTask:
+        return self._snapshot()[future]
+
+    def __iter__(self) -> Iterator[Future]:
+        return iter(self._snapshot())
+
+    def __len__(self) -> int:
+        return len(self._snapshot())
+
+    def __repr__(self) -> str:
+        return f"<active_futures: {len(self)} running or queued>"
