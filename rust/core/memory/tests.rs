@@ -170,3 +170,21 @@ fn content_hash_depends_on_every_byte_and_on_part_boundaries() {
     assert_ne!(base, content_hash(&[b"abcde", b"fghij"]));
     assert_eq!(base, content_hash(&[b"abcdefghij"]));
 }
+
+#[test]
+fn a_released_slot_is_not_reused_until_reclaimed_and_more_memory_covers_it() {
+    let pool = SlotPool::new(64, 1, OnExhausted::Raise, None).unwrap();
+    let first = pool.try_acquire().unwrap().unwrap();
+    pool.release();
+    let second = pool.try_acquire().unwrap().unwrap();
+    assert_ne!(second.slot, first.slot);
+    assert_ne!(second.ptr, first.ptr);
+    let stats = pool.stats();
+    assert_eq!((stats.capacity, stats.in_use, stats.retained, stats.bytes), (1, 1, 1, 128));
+    assert!(matches!(pool.try_acquire(), Err(CoreError::Exhausted(_))));
+    pool.reclaim(first.slot);
+    pool.give_back(second.slot);
+    let third = pool.try_acquire().unwrap().unwrap();
+    assert_eq!((third.slot, third.fresh), (second.slot, false));
+    assert_eq!(pool.stats().retained, 0);
+}
