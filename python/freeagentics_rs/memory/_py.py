@@ -1,12 +1,12 @@
 """Pure-Python cores of SharedMemoryPool and SharedModelStore, with the Rust cores' behaviour
 and messages (``rust/python/memory.rs``).
 
-A slot is handed out as one array made by ``np.frombuffer`` over its chunk's memoryview. numpy
-collapses the base of every further view to that array, and every other holder of its memory (a
-memoryview, a subclass view) holds it or a view of it, so it dies with the last object that can
-reach the slot's memory; a weak reference to it then gives the memory back. ``release`` never
-detaches anything: it only stops the slot counting as in use. No decision depends on a
-reference count.
+A slot is handed out as one array whose base is a small ``_SlotOwner`` (numpy reads the slot's
+address from its ``__array_interface__``). numpy collapses the base of every further view to that
+array, and every other holder of its memory (a memoryview, a subclass view) holds it or a view of
+it, so the owner dies with the last object that can reach the slot's memory, and then gives the
+memory back. ``release`` never detaches anything: it only stops the slot counting as in use. No
+decision depends on a reference count.
 """
 
 from __future__ import annotations
@@ -65,15 +65,21 @@ def foreign_process(what: str, owner: int) -> RuntimeError:
     return RuntimeError(f"the {what} belongs to process {owner}; in this process, attach to it by name")
 
 
-class _Lease(weakref.ref):
-    """A weak reference to a slot's array, with the slot it holds and whether it was released."""
+class _SlotOwner:
+    """The base of one acquired slot's array, as the Rust core's ``SlotOwner``: numpy reads the
+    slot's address from it, every view's base collapses to that array, and it gives the slot's
+    memory back when it dies with the last of them. It keeps its core (and so the memory)
+    alive. One small object per acquire: no weak reference, no memoryview, no lookup table."""
 
-    __slots__ = ("slot", "root_id", "released")
+    __slots__ = ("core", "slot", "address", "released")
 
+    @property
+    def __array_interface__(self) -> dict[str, Any]:
+        core = self.core
+        return {"data": (self.address, False), "shape": core._shape, "typestr": core._dtype.str, "version": 3}
 
-# Cores with slots out (in use or retained): every array handed out keeps its core alive, as a
-# Rust array's base does.
-_CORES_WITH_ARRAYS: set[SlotPoolCore] = set()
+    def __del__(self) -> None:
+        self.core._give_back(self.slot, self.released)
 
 
 class SlotPoolCore:
@@ -98,12 +104,10 @@ class SlotPoolCore:
         # Re-entrant: a root dying during an allocation made under the lock gives its slot back.
         self._lock = threading.RLock()
         self._freed = threading.Condition(self._lock)
-        self._chunk_views: list[memoryview] = []
+        self._chunk_addresses: list[int] = []
         self._chunks: list[Any] = []
         self._free: list[int] = []
         self._next_fresh = self._slots = 0
-        self._leases: dict[int, _Lease] = {}
-        self._on_death = self._root_died  # one bound method for every lease
         keys = ("capacity", "in_use", "retained", "high_water", "acquires", "reuses", "waits", "bytes")
         self._stats = dict.fromkeys(keys, 0)
         self.closed = False
@@ -122,16 +126,14 @@ class SlotPoolCore:
                 _shm.unlink(segment)
                 raise
             self._segments.append(segment)
-            view: Any = memoryview(buffer)
+            memory = np.frombuffer(buffer, np.uint8)  # keeps the mapping (page-aligned)
         else:
             try:
-                buffer = np.zeros(size + _shm.ALIGN, np.uint8)
+                memory = np.zeros(size + _shm.ALIGN, np.uint8)
             except MemoryError:
                 raise MemoryError(f"out of memory allocating {size} bytes") from None
-            start = -buffer.ctypes.data % _shm.ALIGN
-            view = memoryview(buffer)[start : start + size]
-        self._chunks.append(buffer)
-        self._chunk_views.append(view)
+        self._chunks.append(memory)
+        self._chunk_addresses.append(memory.ctypes.data + -memory.ctypes.data % _shm.ALIGN)
         self._slots += self._chunk_slots
         self._stats["bytes"] += size
 
@@ -179,38 +181,19 @@ class SlotPoolCore:
 
     def acquire(self, timeout: float | None = None) -> np.ndarray:
         timeout = _check_timeout(timeout)
-        slot = None
-        try:
-            with self._lock:
-                taken = self._take()
-                if taken is None:
-                    taken = self._wait(timeout)
-            slot, fresh = taken
-            chunk, index = divmod(slot, self._chunk_slots)
-            # np.frombuffer's base is not an array, so every view's base collapses to `root`
-            # (np.ndarray(buffer=...) would hide an array in between, which a view could outlive).
-            root = np.frombuffer(self._chunk_views[chunk], self._dtype, self._items, index * self.slot_bytes)
-            if len(self._shape) > 1:
-                root.shape = self._shape  # in place: one array object per acquire
-            if not fresh:
-                root.fill(0)
-            lease = _Lease(root, self._on_death)
-        except BaseException:
-            if slot is not None:
-                self._give_back(slot, False)
-            raise
-        lease.slot, lease.root_id, lease.released = slot, id(root), False
-        if not self._leases:
-            _CORES_WITH_ARRAYS.add(self)
-        self._leases[lease.root_id] = lease
-        return root
-
-    def _root_died(self, lease: _Lease) -> None:
-        if self._leases.get(lease.root_id) is lease:
-            del self._leases[lease.root_id]
-        self._give_back(lease.slot, lease.released)
-        if not self._leases:
-            _CORES_WITH_ARRAYS.discard(self)
+        with self._lock:
+            taken = self._take()
+            if taken is None:
+                taken = self._wait(timeout)
+        # From here the owner gives the slot back when it dies, even if this fails.
+        owner = _SlotOwner()
+        owner.core, owner.slot, owner.released = self, taken[0], False
+        chunk, index = divmod(owner.slot, self._chunk_slots)
+        owner.address = self._chunk_addresses[chunk] + index * self.slot_bytes
+        array = np.asarray(owner)
+        if not taken[1]:
+            array.fill(0)
+        return array
 
     def _give_back(self, slot: int, released: bool) -> None:
         with self._lock:
@@ -218,25 +201,27 @@ class SlotPoolCore:
             self._stats["retained" if released else "in_use"] -= 1
             self._freed.notify()
 
-    def _lease_of(self, array: Any, what: str) -> _Lease:
-        """The lease of the slot ``array`` (the array ``acquire`` returned, or a view of it)
+    def _owner_of(self, array: Any, what: str) -> _SlotOwner:
+        """The owner of the slot ``array`` (the array ``acquire`` returned, or a view of it)
         lies in."""
-        lease = None
+        owner = root = None
         if isinstance(array, np.ndarray):
-            root = array if id(array) in self._leases else array.base
-            lease = self._leases.get(id(root))
-        if lease is None or lease() is not root or not _lies_in(array, root):
+            root = array if isinstance(array.base, _SlotOwner) else array.base
+            if isinstance(root, np.ndarray) and isinstance(root.base, _SlotOwner):
+                owner = root.base
+        if owner is None or owner.core is not self or not _lies_in(array, root):
             raise ValueError(f"{what}: the array was not acquired from this pool")
-        if lease.released:
+        if owner.released:
             raise ValueError(f"{what}: the array was already released")
-        return lease
+        return owner
 
     def release(self, array: np.ndarray) -> None:
         with self._lock:
-            lease = self._lease_of(array, "release")
-            lease.released = True
+            owner = self._owner_of(array, "release")
+            owner.released = True
             array.flags.writeable = False
-            lease().flags.writeable = False
+            if array.base is not owner:
+                array.base.flags.writeable = False
             self._stats["in_use"] -= 1
             self._stats["retained"] += 1
             self._freed.notify()
@@ -244,7 +229,7 @@ class SlotPoolCore:
     def slot_of(self, array: np.ndarray) -> int:
         if self.closed:
             raise RuntimeError("the pool is closed")
-        return self._lease_of(array, "slot_of").slot
+        return self._owner_of(array, "slot_of").slot
 
     def stats(self) -> dict[str, int]:
         with self._lock:
