@@ -6,8 +6,8 @@
 //! holder of its memory (a memoryview, a subclass view, a DLPack capsule) holds a view or the
 //! array itself, so the `SlotOwner` dies with the last object that can reach the slot's memory,
 //! and only then gives the memory back. `release` never detaches anything: it only stops the
-//! slot counting as in use (see the memory model in DESIGN.md). No decision depends on a
-//! reference count.
+//! slot counting as in use (README, "SharedMemoryPool and SharedModelStore"). No decision
+//! depends on a reference count.
 
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
