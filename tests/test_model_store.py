@@ -358,3 +358,21 @@ def test_key_of_refuses_views_and_slices_of_interned_arrays(backend):
         with pytest.raises(ValueError, match="^key_of: the array was not interned by this store$"):
             store.key_of(view)
     assert store.key_of(arr) == key
+
+
+@needs_shm
+def test_nothing_is_left_in_dev_shm_at_exit_while_arrays_outlive_the_interpreter(backend):
+    child = run_python(
+        """
+        import ctypes
+        from freeagentics_rs import SharedMemoryPool
+        pool = SharedMemoryPool(8, capacity=1, on_exhausted="grow", shared=True)
+        leaked = [pool.acquire(), pool.acquire()]
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(leaked))  # never freed: the core never dies
+        print(pool.name)
+        del pool
+        """,
+        backend=backend,
+    )
+    assert child.returncode == 0, child.stderr
+    assert segments(child.stdout.strip()) == []

@@ -128,7 +128,9 @@ class SharedMemoryPool:
         self.acquire = core.acquire
         self.release = core.release
         self.slot_of = core.slot_of
-        self._finalizer = weakref.finalize(core, _close, None, self.name, lock_fd, os.getpid())
+        # A weak reference: at exit the core may still live (then it is closed, its chunk names
+        # removed); else its own death removed them.
+        self._finalizer = weakref.finalize(core, _close, weakref.ref(core), self.name, lock_fd, os.getpid())
 
     def acquire(self, timeout: float | None = None) -> np.ndarray:
         """A zero-filled writeable array over a free slot. ``PoolExhaustedError`` when none is
@@ -195,8 +197,10 @@ class SharedMemoryPool:
 
 
 def _close(core: Any, name: str | None, lock_fd: int | None, owner: int) -> None:
-    """Closes a core and, in the process that created them, removes the shared names (a forked
-    child leaves its parent's alone)."""
+    """Closes a core (or the core a weak reference still reaches) and, in the process that
+    created them, removes the shared names (a forked child leaves its parent's alone)."""
+    if isinstance(core, weakref.ref):
+        core = core()
     if core is not None:
         core.close()
     if name is not None and os.getpid() == owner:
