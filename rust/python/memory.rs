@@ -393,7 +393,7 @@ impl ModelStoreCore {
     fn key_of(&self, root: &Bound<'_, PyAny>) -> Option<String> {
         let owner = base_of(root)?.cast_into::<BlobOwner>().ok()?;
         let blob = &owner.get().blob;
-        blob.belongs_to(&self.store).then(|| blob.key().to_owned())
+        blob.belongs_to(&self.store).then(|| blob.public_key().to_owned())
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -45,7 +45,8 @@ pub struct Blob {
 }
 
 impl Blob {
-    pub fn key(&self) -> &str {
+    /// The key other processes find the blob by (`attach(name).get(key)`).
+    pub fn public_key(&self) -> &str {
         &self.public_key
     }
 
