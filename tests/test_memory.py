@@ -73,42 +73,53 @@ def test_views_and_slices_keep_the_slot_until_the_last_dies(make_pool):
     assert pool.stats()["in_use"] == 1 and not b.any()
 
 
-def test_release_detaches_the_array_and_returns_the_slot(make_pool):
+def test_release_returns_the_place_at_once_and_the_memory_with_the_last_array(make_pool):
     pool = make_pool(8, "int64", capacity=1, on_exhausted="raise")
     a = pool.acquire()
     a[:] = 3
     pool.release(a)
-    assert pool.stats()["in_use"] == 0
-    assert not a.flags.writeable and not a.any()  # read-only zeros, not the slot any more
+    assert (pool.stats()["in_use"], pool.stats()["retained"]) == (0, 1)
+    assert not a.flags.writeable and (a == 3).all()  # read-only; its memory is still its own
     with pytest.raises(ValueError, match="read-only"):
         a[0] = 1
-    b = pool.acquire()  # `a` is still referenced, yet the slot is free
+    b = pool.acquire()  # `a` is still referenced, yet the pool has room: new memory
     b[:] = 9
-    assert not a.any()
+    assert (a == 3).all() and not np.shares_memory(a, b)
     with pytest.raises(ValueError, match="^release: the array was already released$"):
         pool.release(a)
     with pytest.raises(ValueError, match="^slot_of: the array was already released$"):
         pool.slot_of(a[2:])
+    address = a.ctypes.data
+    del a
+    assert (pool.stats()["in_use"], pool.stats()["retained"]) == (1, 0)
+    c = pool.release(b) or pool.acquire()  # the memory `a` had is free again: reused, zeroed
+    assert c.ctypes.data == address and not c.any() and pool.stats()["reuses"] == 1
 
 
-def test_a_slot_released_with_other_views_alive_comes_back_when_they_die(make_pool):
+def test_a_slot_released_with_other_views_alive_is_retained_until_they_die(make_pool):
     pool = make_pool(8, capacity=1, on_exhausted="raise")
     a = pool.acquire()
     a[:] = 2
     view = a[2:]
     pool.release(a)
-    assert pool.stats()["in_use"] == 1 and view.sum() == 12 and view.flags.writeable
+    del a
+    assert (pool.stats()["in_use"], pool.stats()["retained"]) == (0, 1)
+    assert view.sum() == 12 and view.flags.writeable  # taken before the release
+    b = pool.acquire()
+    assert not np.shares_memory(b, view) and not b.any()
     with pytest.raises(PoolExhaustedError):
         pool.acquire()
     del view
-    assert pool.stats()["in_use"] == 0
-    pool.release(pool.acquire())  # releasing a view releases that view; the same for slices
-    b = pool.acquire()
+    assert (pool.stats()["in_use"], pool.stats()["retained"]) == (1, 0)
     s = b[1:3]
-    pool.release(s)
-    assert pool.stats()["in_use"] == 1  # `b` still holds the slot
+    pool.release(s)  # releasing a view releases the slot; `b` becomes read-only too
+    assert (pool.stats()["in_use"], pool.stats()["retained"]) == (0, 1) and not b.flags.writeable
+    with pytest.raises(ValueError, match="^release: the array was already released$"):
+        pool.release(b)
     del b
-    assert pool.stats()["in_use"] == 0
+    assert pool.stats()["retained"] == 1  # `s` still reaches the memory
+    del s
+    assert (pool.stats()["in_use"], pool.stats()["retained"]) == (0, 0)
 
 
 def test_release_refuses_foreign_arrays(make_pool):
@@ -132,15 +143,15 @@ def test_lease_releases_on_exit_even_after_an_error_or_an_early_release(make_poo
         with pool.lease() as a:
             raise KeyError("boom")
     with pool.lease() as a:
-        pool.release(a)  # the lease holds `a` too: it comes back with `a`
-    assert pool.stats()["in_use"] == 1
+        pool.release(a)
+    assert (pool.stats()["in_use"], pool.stats()["retained"]) == (0, 1)
     del a
-    assert pool.stats()["in_use"] == 0
+    assert (pool.stats()["in_use"], pool.stats()["retained"]) == (0, 0)
 
 
-def test_release_waits_for_other_holders_of_the_array_itself(make_pool):
+def test_other_holders_of_the_array_itself_keep_its_memory(make_pool):
     """A memoryview, a subclass view or another variable holding the array itself keep using
-    its memory: release must not hand the slot out while they live."""
+    its memory: release must not hand that memory out while they live."""
     import numpy.lib.stride_tricks as tricks
 
     class Sub(np.ndarray):
@@ -152,14 +163,15 @@ def test_release_waits_for_other_holders_of_the_array_itself(make_pool):
         a[:] = 7
         holder = make_holder(a)
         pool.release(a)
-        assert pool.stats()["in_use"] == 1 and not a.flags.writeable
-        with pytest.raises(PoolExhaustedError):
-            pool.acquire()
+        assert (pool.stats()["in_use"], pool.stats()["retained"]) == (0, 1) and not a.flags.writeable
+        b = pool.acquire()
+        b[:] = 1
         assert np.asarray(holder[0] if isinstance(holder, list) else holder).sum() == 28
         with pytest.raises(ValueError, match="^release: the array was already released$"):
             pool.release(a)
         del a, holder
-        assert pool.stats()["in_use"] == 0
+        assert (pool.stats()["in_use"], pool.stats()["retained"]) == (1, 0)
+        del b
 
 
 def test_block_waits_for_a_slot_freed_by_another_thread_and_times_out(make_pool):
@@ -279,7 +291,7 @@ def _stamp_model(pool, threads, cycles, keep_max, seed):
 
     def run(index):
         rng = random.Random(seed + index)
-        kept = []  # (array or a view of it, stamp)
+        kept = []  # (array or a view of it, stamp, [whether its slot was released])
         barrier.wait()
         for step in range(cycles):
             stamp = index * 1_000_000 + step + 1
@@ -292,19 +304,20 @@ def _stamp_model(pool, threads, cycles, keep_max, seed):
                 if a.any():
                     failures.append("not zero-filled")
                 a[:] = stamp
-                shape = rng.random()
-                if shape < 0.2:  # two arrays of one slot, dropped or released separately
-                    kept += [(a, stamp), (a[1:], stamp)]
+                shape, released = rng.random(), []
+                if shape < 0.2:  # two arrays of one slot, dropped separately, released once
+                    kept += [(a, stamp, released), (a[1:], stamp, released)]
                 else:
-                    kept.append((a if shape < 0.6 else a[rng.randrange(4) :], stamp))
+                    kept.append((a if shape < 0.6 else a[rng.randrange(4) :], stamp, released))
             elif kept:
-                a, stamp = kept.pop(rng.randrange(len(kept)))
+                a, stamp, released = kept.pop(rng.randrange(len(kept)))
                 if not (a == stamp).all():
                     failures.append(f"stamp {stamp} overwritten")
-                if rng.random() < 0.5:
+                if rng.random() < 0.5 and not released:
                     pool.release(a)
+                    released.append(True)
                 del a
-        for a, stamp in kept:
+        for a, stamp, _ in kept:
             if not (a == stamp).all():
                 failures.append(f"stamp {stamp} overwritten")
 
@@ -371,7 +384,7 @@ def test_release_refuses_arrays_that_only_look_like_views_of_a_slot(make_pool):
     pool = make_pool((2, 3), "float32", capacity=1)
     a = pool.acquire()
     # A write-back temporary: its own float64 copy, whose base is the slot's root.
-    it = np.nditer(a.base, op_flags=[["readwrite", "updateifcopy"]], op_dtypes=["f8"], casting="same_kind")
+    it = np.nditer(a, op_flags=[["readwrite", "updateifcopy"]], op_dtypes=["f8"], casting="same_kind")
     with it:
         with pytest.raises(ValueError, match="^release: the array was not acquired from this pool$"):
             pool.release(it.operands[0])
@@ -383,3 +396,88 @@ def test_shapes_too_large_for_memory(backend):
     for shape in [(2**62 + 1, 4), (2**32, 2**32)]:
         with pytest.raises(ValueError, match="^shape: the buffer would be too large$"):
             SharedMemoryPool(shape, "uint8", backend=backend)
+
+
+class _SubArray(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("holder", ["memoryview", "subclass view"])
+@pytest.mark.parametrize("call", ["list pop", "memoryview obj"])
+def test_release_of_a_temporary_never_reissues_a_slot_a_view_still_writes(make_pool, holder, call):
+    """Issue 14, item 1: the reference count of a temporary plus a view held elsewhere looked
+    like "only the caller holds it"; the slot came back and the next acquire aliased the view."""
+    pool = make_pool(4, "float64", capacity=1, on_exhausted="grow")
+    kept = [pool.acquire()]
+    view = memoryview(kept[0]) if holder == "memoryview" else kept[0].view(_SubArray)
+    if call == "list pop":
+        pool.release(kept.pop())
+    else:
+        pool.release(view.obj if holder == "memoryview" else view.base)
+        kept.clear()
+    fresh = pool.acquire()
+    fresh[:] = 1.0
+    np.asarray(view)[:] = 5.0  # the released array's memory: must not be `fresh`'s
+    assert (fresh == 1.0).all()
+    assert np.asarray(view).sum() == 20.0
+
+
+def test_released_memory_outlives_the_pool_without_a_use_after_free(run_isolated):
+    """Issue 14, item 2: after such a release, deleting the pool freed the memory the view
+    still pointed to (a segfault on the Python backend)."""
+    result = run_isolated(
+        """
+        import gc
+        import numpy as np
+        from freeagentics_rs import SharedMemoryPool
+        pool = SharedMemoryPool((1 << 16,), "float64", capacity=1)
+        kept = [pool.acquire()]
+        kept[0][:] = 3.0
+        m = memoryview(kept[0])
+        pool.release(kept.pop())
+        del pool
+        gc.collect()
+        for _ in range(20):
+            junk = [np.full(1 << 16, 9.0) for _ in range(8)]
+        print(np.asarray(m).sum())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == 3.0 * (1 << 16)
+
+
+def test_an_array_or_a_bound_method_keeps_its_pool_usable(backend):
+    """Issue 14, item 6: the pool object dying first closed the pool under its arrays and bound
+    methods."""
+    a = SharedMemoryPool((3,), "float64", capacity=2, backend=backend).acquire()
+    a[:] = 1
+    pool = SharedMemoryPool((3,), "float64", capacity=2, backend=backend)
+    acquire, release = pool.acquire, pool.release
+    del pool
+    gc.collect()
+    b = acquire()
+    release(b)
+    assert (a == 1).all() and not acquire().any()
+
+
+def test_a_shared_pool_keeps_its_names_while_an_array_lives(backend):
+    import os
+
+    pool = SharedMemoryPool(4, "int32", capacity=2, shared=True, backend=backend)
+    name, a = pool.name, pool.acquire()
+    slot = pool.slot_of(a)
+    del pool
+    gc.collect()
+    a[:] = 5
+    with SharedMemoryPool.attach(name) as attached:
+        assert (attached.view(slot) == 5).all()
+    del a
+    gc.collect()
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(name)]
+
+
+def test_too_large_buffers_are_memory_errors(backend):
+    """Issue 14, item 5: OSError(ENOMEM) on Rust, MemoryError on Python."""
+    for shape, capacity in [((1 << 48,), 1), ((1 << 34,), 1 << 14)]:  # beyond any address space
+        with pytest.raises(MemoryError, match=r"^out of memory allocating \d+ bytes$"):
+            SharedMemoryPool(shape, "uint8", capacity=capacity, backend=backend)

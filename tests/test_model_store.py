@@ -105,8 +105,8 @@ def test_a_child_process_writes_into_a_slot_the_parent_sees(backend):
     with SharedMemoryPool((4, 5), "float64", capacity=2, on_exhausted="grow", shared=True, backend=backend) as pool:
         kept = [pool.acquire() for _ in range(3)]  # slot 2 lies in a second chunk
         a = kept[2]
-        mode = stat.S_IMODE(os.stat(f"/dev/shm/{pool.name}-c1").st_mode)
-        assert mode == 0o600
+        chunks = [n for n in segments(pool.name) if n != pool.name]
+        assert len(chunks) == 2 and all(stat.S_IMODE(os.stat(f"/dev/shm/{n}").st_mode) == 0o600 for n in chunks)
         child = run_python(
             f"""
             import numpy as np
@@ -123,7 +123,7 @@ def test_a_child_process_writes_into_a_slot_the_parent_sees(backend):
         attached = SharedMemoryPool.attach(pool.name)
         with pytest.raises(ValueError, match="^slot: 5 is not allocated in pool"):
             attached.view(5)
-        with pytest.raises(ValueError, match="^slot: must be at least 0$"):
+        with pytest.raises(ValueError, match="^slot: must be at least 0, got -1$"):
             attached.view(-1)
     assert segments(pool.name) == []
 
@@ -255,15 +255,124 @@ def test_a_forked_child_leaves_shared_objects_to_their_owner(backend):
 
 
 @needs_shm
-def test_creating_an_existing_segment_is_file_exists_on_both_backends(backend):
-    import freeagentics_rs
-    from freeagentics_rs.memory import _py, _shm
+def test_names_of_chunks_and_entries_cannot_be_taken_in_advance(backend):
+    """Issue 14, item 3: chunk and entry names followed from the base name, so another user
+    could create them first and growth or interning failed with FileExistsError."""
+    from freeagentics_rs.memory import _shm
 
-    name = _shm.new_name()
-    _shm.create(f"{name}-c0", 64).close()  # the pool's first chunk is taken
+    model = np.arange(6.0)
+    guessed = []
     try:
-        module = freeagentics_rs._backend.native() if backend == "rust" else _py
-        with pytest.raises(FileExistsError):
-            module.SlotPoolCore(np.dtype("f4"), (4,), 1, "block", None, name)
+        with SharedMemoryPool(4, capacity=1, on_exhausted="grow", shared=True, backend=backend) as pool:
+            with SharedModelStore(shared=True, backend=backend) as store:
+                plain = SharedModelStore(backend=backend)  # its key is the content hash: a guess
+                hash_key = plain.key_of(plain.intern(model))
+                for name in [f"{pool.name}-c{k}" for k in range(4)] + [f"{store.name}-{hash_key}"]:
+                    _shm.create(name, 64).close()
+                    guessed.append(name)
+                kept = [pool.acquire() for _ in range(4)]  # grows into three new chunks
+                interned = store.intern(model)
+                assert np.array_equal(interned, model) and len(kept) == 4
+                assert len(segments(pool.name)) == 1 + 4 + 4 and len(segments(store.name)) == 1 + 1 + 1
+                key = store.key_of(interned)
+                assert key != hash_key and np.array_equal(SharedModelStore.attach(store.name).get(key), model)
+                assert (SharedMemoryPool.attach(pool.name).view(3) == 0).all()
     finally:
-        _shm.unlink(f"{name}-c0")
+        for name in guessed:
+            _shm.unlink(name)
+
+
+def _forge(name: str, data: bytes, mode: int = 0o600, uid: int | None = None) -> None:
+    from freeagentics_rs.memory import _shm
+
+    fd = _shm._create_fd(name, max(len(data), 1))
+    try:
+        os.pwrite(fd, data, 0)
+        os.fchmod(fd, mode)
+        if uid is not None:
+            os.fchown(fd, uid, -1)
+    finally:
+        os.close(fd)
+
+
+@needs_shm
+def test_attach_refuses_segments_of_other_users_or_other_modes(backend):
+    """Issue 14, item 3: attach mapped any segment of the name, whoever made it."""
+    from freeagentics_rs.memory import _shm
+
+    with SharedMemoryPool(4, capacity=1, shared=True, backend=backend) as pool:
+        header = _shm.open_segment(pool.name, writable=False)[: _shm.HEADER.size]
+    cases = [(0o644, None), (0o666, None)] + ([(0o600, os.geteuid() + 4242)] if os.geteuid() == 0 else [])
+    for mode, uid in cases:
+        name = _shm.new_name()
+        _forge(name, header, mode, uid)
+        try:
+            with pytest.raises(PermissionError, match=f"shared memory '{name}' is not this user's own with mode 0600"):
+                SharedMemoryPool.attach(name)
+        finally:
+            _shm.unlink(name)
+
+
+@needs_shm
+def test_attaching_truncated_or_garbage_segments_is_a_value_error_naming_them(backend):
+    """Issue 14, item 4: struct.error, TypeError or ZeroDivisionError before."""
+    from freeagentics_rs.memory import _shm
+
+    good = _shm.header(_shm.KIND_POOL, np.dtype("f8"), (4,), 64, 2, 0)
+    garbage = [
+        b"",
+        b"garbage",
+        good[:100],
+        _shm.header(_shm.KIND_POOL, np.dtype("f8"), (4,), 64, 0, 0),  # no slots per chunk
+        _shm.header(_shm.KIND_POOL, np.dtype("f8"), (4,), 8, 2, 0),  # slots too small
+        good.replace(b"<f8", b"\xff\xfe"),
+        good.replace(b"<f8", b"O\0\0"),
+    ]
+    for data in garbage:
+        name = _shm.new_name()
+        _forge(name, data)
+        try:
+            with pytest.raises(ValueError, match=name):
+                SharedMemoryPool.attach(name).view(0)
+        finally:
+            _shm.unlink(name)
+    with SharedModelStore(shared=True, backend=backend) as store:
+        attached = SharedModelStore.attach(store.name)
+        entry = _shm.header(_shm.KIND_ENTRY, np.dtype("f8"), (100,), 800, _shm.DATA_OFFSET)
+        for data in (b"x" * 10, entry, entry[:50]):  # truncated: the data is missing
+            key = "%016x" % (len(data) + 1)
+            _forge(f"{store.name}-{key}", data)
+            try:
+                with pytest.raises(ValueError, match=f"{store.name}-{key}"):
+                    attached.get(key)
+            finally:
+                _shm.unlink(f"{store.name}-{key}")
+
+
+def test_key_of_refuses_views_and_slices_of_interned_arrays(backend):
+    """Issue 14, item 7: a slice of an interned array got the whole array's key."""
+    store = SharedModelStore(backend=backend)
+    arr = store.intern(np.arange(12.0).reshape(3, 4))
+    key = store.key_of(arr)
+    for view in (arr[1:], arr[:, 1], arr.reshape(12), arr.T, arr[...]):
+        with pytest.raises(ValueError, match="^key_of: the array was not interned by this store$"):
+            store.key_of(view)
+    assert store.key_of(arr) == key
+
+
+@needs_shm
+def test_nothing_is_left_in_dev_shm_at_exit_while_arrays_outlive_the_interpreter(backend):
+    child = run_python(
+        """
+        import ctypes
+        from freeagentics_rs import SharedMemoryPool
+        pool = SharedMemoryPool(8, capacity=1, on_exhausted="grow", shared=True)
+        leaked = [pool.acquire(), pool.acquire()]
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(leaked))  # never freed: the core never dies
+        print(pool.name)
+        del pool
+        """,
+        backend=backend,
+    )
+    assert child.returncode == 0, child.stderr
+    assert segments(child.stdout.strip()) == []

@@ -97,10 +97,9 @@ class AgentRegistryCore:
 
 class SlotPoolCore:
     """Engine of ``SharedMemoryPool``: fixed-size slots in 64-byte aligned Rust-owned slabs (or
-    POSIX shared-memory segments ``{shm_name}-c{k}``). A slot is handed out as an array whose
-    base is a hidden root array, itself based on the slot's owner: every view collapses to the
-    root, and the slot comes back when the root dies. The pure-Python twin is
-    ``freeagentics_rs.memory._py.SlotPoolCore``."""
+    POSIX shared-memory segments ``{shm_name}-c{k}``). A slot is handed out as one array whose
+    base is the slot's owner: every view collapses to it, and the slot's memory comes back
+    when it dies. The pure-Python twin is ``freeagentics_rs.memory._py.SlotPoolCore``."""
 
     def __init__(
         self,
@@ -110,7 +109,6 @@ class SlotPoolCore:
         on_exhausted: str,
         max_capacity: int | None,
         shm_name: str | None,
-        arg_refs: int = 2,
     ) -> None: ...
     @property
     def slot_bytes(self) -> int: ...
@@ -118,10 +116,9 @@ class SlotPoolCore:
     def closed(self) -> bool: ...
     def acquire(self, timeout: float | None = None) -> np.ndarray:
         """A zero-filled slot; waits detached from the interpreter, checking signals."""
-    def release(self, array: np.ndarray, held: int = 0) -> None:
-        """Gives the slot back early: when only the caller (plus ``held`` references it knows
-        of) holds ``array``, points it at read-only zeros and drops its hold on the slot; else
-        makes it read-only and leaves the slot to come back with it."""
+    def release(self, array: np.ndarray) -> None:
+        """Stops the slot counting as in use; its memory is retained until its last array
+        dies. Makes ``array`` and the slot's array read-only."""
     def slot_of(self, array: np.ndarray) -> int: ...
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -177,10 +174,6 @@ class AgentKernelCore:
     ) -> None:
         """State inference (``infer``, needs ``observations``), policy inference (``plan``)
         and action selection (``act``) for every row, in place."""
-
-def refcount(object: object) -> int:
-    """The reference count of ``object`` as a function called from Python sees it (calibrates
-    ``SlotPoolCore.release``)."""
 
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and joins its threads (interpreter exit)."""

@@ -1,13 +1,16 @@
 //! Python binding of `core::memory`: `SlotPoolCore` and `ModelStoreCore`, the Rust engines of
 //! `freeagentics_rs.SharedMemoryPool` and `SharedModelStore`.
 //!
-//! A slot is handed out as two numpy arrays over its memory: a hidden *root* whose base is a
-//! `SlotOwner`, and the array the caller gets, whose base is the root. numpy collapses the base
-//! of every view (slice, reshape, `asarray`) to the root, so the root, and with it the
-//! `SlotOwner` that gives the slot back, dies with the last array of the slot. `release`
-//! detaches one array from the root.
+//! A slot is handed out as one numpy array over its memory whose base is a `SlotOwner`. numpy
+//! collapses the base of every view (slice, reshape, `asarray`) to that array, and every other
+//! holder of its memory (a memoryview, a subclass view, a DLPack capsule) holds a view or the
+//! array itself, so the `SlotOwner` dies with the last object that can reach the slot's memory,
+//! and only then gives the memory back. `release` never detaches anything: it only stops the
+//! slot counting as in use (README, "SharedMemoryPool and SharedModelStore"). No decision
+//! depends on a reference count.
 
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +18,12 @@ use numpy::npyffi::{self, npy_intp, PY_ARRAY_API};
 use numpy::{
     PyArrayDescr, PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict, PyTuple};
 
 use crate::core::error::CoreError;
-use crate::core::memory::{Blob, ModelStore, OnExhausted, Region, SlotPool};
+use crate::core::memory::{Blob, ModelStore, OnExhausted, SlotPool};
 
 /// A new array of `descr` and `dims` over `data`, kept alive by `base`.
 ///
@@ -56,6 +59,27 @@ unsafe fn array_over<'py>(
     Ok(array)
 }
 
+/// A core error as an exception: an allocation failure is a `MemoryError`, as on the Python
+/// backend (never an `OSError`, never an abort).
+fn py_error(error: CoreError) -> PyErr {
+    match error {
+        CoreError::Os(libc::ENOMEM, message) => PyMemoryError::new_err(message),
+        error => error.into(),
+    }
+}
+
+/// Why a blocking acquire ended without a slot.
+enum Blocked {
+    Core(CoreError),
+    Interrupted(PyErr),
+}
+
+impl From<CoreError> for Blocked {
+    fn from(error: CoreError) -> Blocked {
+        Blocked::Core(error)
+    }
+}
+
 /// The base object of an ndarray (`None` for other objects and arrays without one).
 fn base_of<'py>(object: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     let array = object.cast::<PyUntypedArray>().ok()?;
@@ -82,68 +106,52 @@ fn check_timeout(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration
     Ok(Duration::try_from_secs_f64(seconds).ok())
 }
 
-/// The base of a released array that other objects still held when it was released: it keeps
-/// the root, so the slot comes back only when the array (and whatever holds it) is gone.
-#[pyclass(frozen, module = "freeagentics_rs._native")]
-struct ReleasedHold {
-    _root: Py<PyAny>,
-}
-
-/// The holder of one acquired slot, the base of its root array; gives the slot back when it
-/// dies.
+/// The holder of one acquired slot, the base of the array over it; gives the slot's memory back
+/// when it dies (no array of the slot is left).
 #[pyclass(frozen, module = "freeagentics_rs._native")]
 struct SlotOwner {
-    pool: Arc<SlotPool>,
+    /// The core, kept alive (usable, its shared names kept) while any array of it lives.
+    core: Py<SlotPoolCore>,
     slot: usize,
     ptr: usize,
+    released: AtomicBool,
 }
 
 impl Drop for SlotOwner {
     fn drop(&mut self) {
-        self.pool.give_back(self.slot);
+        let pool = &self.core.get().pool;
+        if self.released.load(Ordering::Acquire) {
+            pool.reclaim(self.slot);
+        } else {
+            pool.give_back(self.slot);
+        }
     }
 }
 
-/// What an array is to a pool.
-enum Lease<'py> {
-    Alive(Bound<'py, SlotOwner>),
-    Released,
-    Foreign,
-}
 
 /// A pool of zero-filled numpy buffers of one shape and dtype (see `core::memory::SlotPool`).
-#[pyclass(frozen, module = "freeagentics_rs._native")]
+/// Weakly referenceable: the Python wrapper removes the pool's shared names when it dies.
+#[pyclass(frozen, weakref, module = "freeagentics_rs._native")]
 pub struct SlotPoolCore {
     pool: Arc<SlotPool>,
     descr: Py<PyArrayDescr>,
     dims: Vec<npy_intp>,
     nbytes: usize,
-    /// Zeros that released arrays point to instead of their slot.
-    tombstone: Region,
-    /// References an array passed to `release` has when only the caller's variable holds it.
-    arg_refs: isize,
 }
 
 impl SlotPoolCore {
-    /// An array handed out by this pool (or a view of one) is alive while its base is a root
-    /// whose base is a `SlotOwner` of this pool; a released one's base is the pool itself.
-    fn lease_of<'py>(slf: &Bound<'py, Self>, array: &Bound<'py, PyAny>) -> Lease<'py> {
-        let released =
-            |base: &Bound<'py, PyAny>| base.is(slf) || base.is_instance_of::<ReleasedHold>();
-        let Some(base) = base_of(array) else {
-            return Lease::Foreign;
+    /// The owner of the slot that `array` (the array `acquire` returned, or a view of it) lies
+    /// in, if it is one of this pool's.
+    fn slot_owner_of<'py>(
+        slf: &Bound<'py, Self>,
+        array: &Bound<'py, PyAny>,
+    ) -> Option<Bound<'py, SlotOwner>> {
+        let base = base_of(array)?;
+        let owner = match base.cast_into::<SlotOwner>() {
+            Ok(owner) => owner,
+            Err(error) => base_of(&error.into_inner())?.cast_into::<SlotOwner>().ok()?,
         };
-        if released(&base) {
-            return Lease::Released;
-        }
-        match base_of(&base) {
-            Some(owner) if released(&owner) => Lease::Released,
-            Some(owner) => match owner.cast_into::<SlotOwner>() {
-                Ok(owner) if Arc::ptr_eq(&owner.get().pool, &slf.get().pool) => Lease::Alive(owner),
-                _ => Lease::Foreign,
-            },
-            None => Lease::Foreign,
-        }
+        owner.get().core.is(slf).then_some(owner)
     }
 
     /// Whether `array` is a view lying inside the slot at `start` (not an array owning a copy,
@@ -178,22 +186,30 @@ impl SlotPoolCore {
         array: &Bound<'py, PyAny>,
         what: &str,
     ) -> PyResult<Bound<'py, SlotOwner>> {
-        match Self::lease_of(slf, array) {
-            Lease::Alive(owner) => Ok(owner),
-            Lease::Released => Err(PyValueError::new_err(format!(
-                "{what}: the array was already released"
-            ))),
-            Lease::Foreign => Err(PyValueError::new_err(format!(
+        let foreign = || {
+            PyValueError::new_err(format!(
                 "{what}: the array was not acquired from this pool"
-            ))),
+            ))
+        };
+        let owner = Self::slot_owner_of(slf, array).ok_or_else(foreign)?;
+        // Safety: `array` is a live ndarray (it has a base).
+        let array = unsafe { array.cast_unchecked::<PyUntypedArray>() };
+        if !slf.get().lies_in_slot(array, owner.get().ptr) {
+            return Err(foreign());
         }
+        if owner.get().released.load(Ordering::Acquire) {
+            return Err(PyValueError::new_err(format!(
+                "{what}: the array was already released"
+            )));
+        }
+        Ok(owner)
     }
 }
 
 #[pymethods]
 impl SlotPoolCore {
     #[new]
-    #[pyo3(signature = (dtype, shape, capacity, on_exhausted, max_capacity, shm_name, arg_refs=2))]
+    #[pyo3(signature = (dtype, shape, capacity, on_exhausted, max_capacity, shm_name))]
     fn new(
         dtype: &Bound<'_, PyArrayDescr>,
         shape: Vec<usize>,
@@ -201,7 +217,6 @@ impl SlotPoolCore {
         on_exhausted: &str,
         max_capacity: Option<usize>,
         shm_name: Option<String>,
-        arg_refs: isize,
     ) -> PyResult<Self> {
         let nbytes = shape
             .iter()
@@ -221,12 +236,10 @@ impl SlotPoolCore {
             }
         };
         Ok(SlotPoolCore {
-            pool: Arc::new(SlotPool::new(nbytes, capacity, policy, shm_name)?),
+            pool: Arc::new(SlotPool::new(nbytes, capacity, policy, shm_name).map_err(py_error)?),
             descr: dtype.clone().unbind(),
             dims: shape.iter().map(|&d| d as npy_intp).collect(),
             nbytes,
-            tombstone: Region::heap(nbytes)?,
-            arg_refs,
         })
     }
 
@@ -242,79 +255,65 @@ impl SlotPoolCore {
 
     #[pyo3(signature = (timeout=None))]
     fn acquire<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         timeout: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
         let timeout = check_timeout(timeout)?;
-        let acquired = match self.pool.try_acquire()? {
+        let acquired = match this.pool.try_acquire().map_err(py_error)? {
             Some(acquired) => acquired,
             None => {
-                let pool = &self.pool;
+                let pool = &this.pool;
                 py.detach(|| {
-                    pool.acquire_blocking(timeout, || Python::attach(|py| py.check_signals()))
+                    pool.acquire_blocking(timeout, || {
+                        Python::attach(|py| py.check_signals()).map_err(Blocked::Interrupted)
+                    })
+                })
+                .map_err(|blocked| match blocked {
+                    Blocked::Core(error) => py_error(error),
+                    Blocked::Interrupted(error) => error,
                 })?
             }
         };
         // From here the owner gives the slot back if anything fails.
         let owner = SlotOwner {
-            pool: self.pool.clone(),
+            core: slf.clone().unbind(),
             slot: acquired.slot,
             ptr: acquired.ptr as usize,
+            released: AtomicBool::new(false),
         };
         let owner = Bound::new(py, owner)?;
         if !acquired.fresh {
             // Safety: the slot is ours alone and `nbytes` long.
-            unsafe { std::ptr::write_bytes(acquired.ptr, 0, self.nbytes) };
+            unsafe { std::ptr::write_bytes(acquired.ptr, 0, this.nbytes) };
         }
-        let descr = self.descr.bind(py);
+        let descr = this.descr.bind(py);
         // Safety: the slot's memory lives as long as the pool, which the owner keeps alive.
-        unsafe {
-            let root = array_over(py, descr, &self.dims, acquired.ptr, true, owner.into_any())?;
-            array_over(py, descr, &self.dims, acquired.ptr, true, root)
-        }
+        unsafe { array_over(py, descr, &this.dims, acquired.ptr, true, owner.into_any()) }
     }
 
-    /// Gives `array`'s slot back early. If nothing but the caller (and `held` references the
-    /// caller knows of) holds `array`, it is detached from the slot: it becomes a read-only view
-    /// of zeros (the same place in the tombstone) and drops the root, so the slot comes back as
-    /// soon as no other view is alive. If something else holds it (a memoryview, a subclass
-    /// view, a DLPack capsule...), it is only made read-only, and the slot comes back with it.
-    #[pyo3(signature = (array, held=0))]
-    fn release(slf: &Bound<'_, Self>, array: &Bound<'_, PyAny>, held: isize) -> PyResult<()> {
+    /// Stops `array`'s slot counting as in use, at once. Its memory is reused only when the
+    /// last array, view or memoryview of it is gone, so nothing that still reaches it ever sees
+    /// the next holder's data. `array` (and the array `acquire` returned) become read-only.
+    fn release(slf: &Bound<'_, Self>, array: &Bound<'_, PyAny>) -> PyResult<()> {
         let owner = Self::owner_of(slf, array, "release")?;
-        let this = slf.get();
-        // Safety: `array` is a live ndarray (it has a root).
-        let array = unsafe { array.cast_unchecked::<PyUntypedArray>() };
-        if !this.lies_in_slot(array, owner.get().ptr) {
+        if owner.get().released.swap(true, Ordering::AcqRel) {
             return Err(PyValueError::new_err(
-                "release: the array was not acquired from this pool",
+                "release: the array was already released",
             ));
         }
-        // Safety: a live object.
-        let refs = unsafe { pyo3::ffi::Py_REFCNT(array.as_ptr()) };
-        let sole = refs <= this.arg_refs + held;
-        let py = slf.py();
-        // Safety: `array` lies in the owner's slot, `nbytes` long like the tombstone (checked
-        // above); the old base reference is released last.
+        // Safety: `array` and its base are live ndarrays (checked by `owner_of`); only a flag
+        // changes, under the GIL.
         unsafe {
-            let fields = &mut (*array.as_array_ptr()).fields;
-            fields.flags &= !npyffi::NPY_ARRAY_WRITEABLE;
-            let new_base = if sole {
-                fields.data = this
-                    .tombstone
-                    .as_ptr()
-                    .add(fields.data as usize - owner.get().ptr)
-                    .cast();
-                slf.clone().into_any()
-            } else {
-                let root = Bound::from_borrowed_ptr(py, fields.base).unbind();
-                Bound::new(py, ReleasedHold { _root: root })?.into_any()
-            };
-            let root = std::mem::replace(&mut fields.base, new_base.into_ptr());
-            drop(owner);
-            drop(Bound::from_owned_ptr(py, root));
+            let array = array.cast_unchecked::<PyUntypedArray>();
+            (*array.as_array_ptr()).fields.flags &= !npyffi::NPY_ARRAY_WRITEABLE;
+            if let Some(root) = base_of(array).filter(|b| !b.is_instance_of::<SlotOwner>()) {
+                let root = root.cast_unchecked::<PyUntypedArray>();
+                (*root.as_array_ptr()).fields.flags &= !npyffi::NPY_ARRAY_WRITEABLE;
+            }
         }
+        slf.get().pool.release();
         Ok(())
     }
 
@@ -330,6 +329,7 @@ impl SlotPoolCore {
         let counts = [
             ("capacity", s.capacity as u64),
             ("in_use", s.in_use as u64),
+            ("retained", s.retained as u64),
             ("high_water", s.high_water as u64),
             ("acquires", s.acquires),
             ("reuses", s.reuses),
@@ -378,7 +378,9 @@ impl ModelStoreCore {
         let bytes = data
             .as_slice()
             .map_err(|_| PyTypeError::new_err("data: must be contiguous"))?;
-        let (blob, hit) = py.detach(|| self.store.intern(meta, bytes, header))?;
+        let (blob, hit) = py
+            .detach(|| self.store.intern(meta, bytes, header))
+            .map_err(py_error)?;
         let (ptr, len) = (blob.data_ptr(), blob.len());
         let owner = Bound::new(py, BlobOwner { blob })?.into_any();
         let descr = numpy::dtype::<u8>(py);
@@ -391,7 +393,7 @@ impl ModelStoreCore {
     fn key_of(&self, root: &Bound<'_, PyAny>) -> Option<String> {
         let owner = base_of(root)?.cast_into::<BlobOwner>().ok()?;
         let blob = &owner.get().blob;
-        blob.belongs_to(&self.store).then(|| blob.key().to_owned())
+        blob.belongs_to(&self.store).then(|| blob.public_key().to_owned())
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -409,16 +411,7 @@ impl ModelStoreCore {
     }
 }
 
-/// The reference count of `object` as a function called from Python sees it: what `release`
-/// sees of an array only the caller's variable holds (2 on CPython 3.10-3.13).
-#[pyfunction]
-fn refcount(object: &Bound<'_, PyAny>) -> isize {
-    // Safety: a live object.
-    unsafe { pyo3::ffi::Py_REFCNT(object.as_ptr()) }
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(refcount, m)?)?;
     m.add_class::<SlotPoolCore>()?;
     m.add_class::<ModelStoreCore>()
 }

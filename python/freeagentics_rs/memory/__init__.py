@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _validate
 from . import _py, _shm
 from ._shm import cleanup_orphans
 
@@ -36,11 +36,10 @@ def _check_dtype(dtype: Any, argument: str) -> np.dtype:
 
 
 def _check_int(value: Any, argument: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{argument}: must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argument}: must be at least {minimum}")
-    return int(value)
+    number = _validate.integer(value, argument, minimum=minimum)
+    if number > _MAX_BYTES:
+        raise ValueError(f"{argument}: must be at most {_MAX_BYTES}, got {number}")
+    return number
 
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
@@ -49,7 +48,7 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
         dims = tuple(dims)
     except TypeError:
         raise TypeError(f"shape: must be an int or a tuple of ints, not {type(shape).__name__}") from None
-    if not dims or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in dims):
+    if not dims or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) for d in dims):
         raise TypeError(f"shape: must be an int or a non-empty tuple of ints, got {shape!r}")
     if any(d <= 0 for d in dims):
         raise ValueError(f"shape: dimensions must be positive, got {shape!r}")
@@ -61,23 +60,23 @@ class SharedMemoryPool:
     of 64-byte aligned slabs (Rust-owned memory, or a numpy slab on the Python backend).
 
     ``acquire()`` hands out a writeable array over a free slot, zero-copy and zero-filled. The
-    slot comes back when the array and every view of it (slices, reshapes, ``np.asarray``) are
-    gone. ``release(arr)`` gives it back early: ``arr`` is detached from the slot (it becomes a
-    read-only array of zeros, so a stray write fails and a read never sees another holder's
-    data), and the slot comes back at once, or when the last other view of it dies. A slot is
-    never handed out while an array of it is in use. Safe to use from many threads.
+    slot comes back when the array and every view of it (slices, reshapes, ``np.asarray``,
+    memoryviews, subclass views) are gone. ``release(arr)`` gives its place back early: the slot
+    stops counting as in use at once (another ``acquire`` may proceed), and ``arr`` and the
+    array ``acquire`` returned become read-only; but the slot's *memory* is reused only when the
+    last array, view or memoryview of it is gone (until then it is *retained*, and the pool
+    takes new memory if it needs a slot). So memory that anything can still reach is never
+    handed out again, and nothing is decided from reference counts. Safe to use from many
+    threads.
 
-    ``on_exhausted``: ``"block"`` waits up to the ``timeout`` of ``acquire``, ``"raise"`` raises
-    at once, ``"grow"`` adds ``capacity`` slots at a time up to ``max_capacity`` (unbounded if
-    ``None``); each then raises ``PoolExhaustedError``.
+    ``on_exhausted`` (when ``capacity`` slots are in use): ``"block"`` waits up to the
+    ``timeout`` of ``acquire``, ``"raise"`` raises at once, ``"grow"`` adds ``capacity`` slots
+    at a time up to ``max_capacity`` (unbounded if ``None``); each then raises
+    ``PoolExhaustedError``.
 
     ``shared=True`` puts the slabs in POSIX shared memory named ``pool.name``: another process
     maps a slot with ``SharedMemoryPool.attach(pool.name).view(pool.slot_of(arr))``. Only the
     creating process hands out slots: in a forked child, ``acquire`` is a ``RuntimeError``.
-
-    ``release(arr)`` detaches ``arr`` only when nothing else holds it. If a memoryview, a
-    subclass view, a DLPack capsule or another variable holds ``arr`` itself, those may still
-    use its memory, so ``arr`` is only made read-only and the slot comes back when it is gone.
     """
 
     def __init__(
@@ -94,14 +93,19 @@ class SharedMemoryPool:
         self.shape = _check_shape(shape)
         self.dtype = _check_dtype(dtype, "dtype")
         capacity = _check_int(capacity, "capacity", 1)
+        if not isinstance(on_exhausted, str):
+            raise TypeError(f"on_exhausted: must be a str, not {type(on_exhausted).__name__}")
         if on_exhausted not in _POLICIES:
             raise ValueError(f"on_exhausted: must be 'block', 'raise' or 'grow', not {on_exhausted!r}")
         if max_capacity is not None:
             if on_exhausted != "grow":
                 raise ValueError("max_capacity: only applies with on_exhausted='grow'")
             max_capacity = _check_int(max_capacity, "max_capacity", capacity)
+        shared = _validate.boolean(shared, "shared")
         if math.prod(self.shape) * self.dtype.itemsize > _MAX_BYTES:
             raise ValueError("shape: the buffer would be too large")
+        if _shm.align_up(math.prod(self.shape) * self.dtype.itemsize) * capacity > _MAX_BYTES:
+            raise ValueError(f"capacity: {capacity} slots would be too large")
         self.on_exhausted = on_exhausted
         self.backend = _backend.resolve(backend)
         module: Any = _backend.native() if self.backend == "rust" else _py
@@ -109,22 +113,24 @@ class SharedMemoryPool:
         lock_fd = None
         if shared:
             cleanup_orphans()
-            self.name = _shm.new_name()
             slot_bytes = _shm.align_up(math.prod(self.shape) * self.dtype.itemsize)
             header = _shm.header(_shm.KIND_POOL, self.dtype, self.shape, slot_bytes, capacity, max_capacity or 0)
-            lock_fd = _shm.create_header_segment(self.name, header)
+            self.name, lock_fd = _shm.create_named_header(header)
         try:
             core = self._core = module.SlotPoolCore(
-                self.dtype, self.shape, capacity, on_exhausted, max_capacity, self.name, _arg_refs(module)
+                self.dtype, self.shape, capacity, on_exhausted, max_capacity, self.name
             )
         except BaseException:
             _close(None, self.name, lock_fd, os.getpid())
             raise
-        # The hot methods are the core's own, bound here: no wrapper frame per call.
+        # The hot methods are the core's own, bound here: no wrapper frame per call. They, and
+        # every array handed out, keep the core alive and usable; its names go when it dies.
         self.acquire = core.acquire
         self.release = core.release
         self.slot_of = core.slot_of
-        self._finalizer = weakref.finalize(self, _close, core, self.name, lock_fd, os.getpid())
+        # A weak reference: at exit the core may still live (then it is closed, its chunk names
+        # removed); else its own death removed them.
+        self._finalizer = weakref.finalize(core, _close, weakref.ref(core), self.name, lock_fd, os.getpid())
 
     def acquire(self, timeout: float | None = None) -> np.ndarray:
         """A zero-filled writeable array over a free slot. ``PoolExhaustedError`` when none is
@@ -132,9 +138,10 @@ class SharedMemoryPool:
         return self._core.acquire(timeout)
 
     def release(self, arr: np.ndarray) -> None:
-        """Gives ``arr``'s slot back: now if no other view of it is alive, else with the last.
-        ``arr`` becomes read-only zeros. ``ValueError`` if it is not from this pool or was
-        released already."""
+        """Stops ``arr``'s slot counting as in use, now; its memory is reused once no array,
+        view or memoryview of it is left. ``arr`` (and the array ``acquire`` returned) become
+        read-only and keep their data. ``ValueError`` if ``arr`` is not from this pool or its
+        slot was released already."""
         self._core.release(arr)
 
     def slot_of(self, arr: np.ndarray) -> int:
@@ -149,7 +156,7 @@ class SharedMemoryPool:
             yield arr
         finally:
             with contextlib.suppress(ValueError):  # released in the block already
-                self._core.release(arr, 1)  # 1: this generator's own reference
+                self._core.release(arr)
 
     @property
     def closed(self) -> bool:
@@ -160,13 +167,17 @@ class SharedMemoryPool:
         return self._core.stats()["capacity"]
 
     def stats(self) -> dict[str, int]:
-        """capacity, in_use, high_water, acquires, reuses (slots handed out again), waits
-        (acquires that had to wait) and bytes (slab memory)."""
+        """capacity (the most slots in use at once), in_use, retained (released slots whose
+        memory is still referenced), high_water, acquires, reuses (slots handed out again),
+        waits (acquires that had to wait) and bytes (slab memory)."""
         return self._core.stats()
 
     def close(self) -> None:
         """No more acquires. Arrays already handed out stay valid; shared-memory names are
-        removed (other processes keep what they mapped). Closing twice is a no-op."""
+        removed (other processes keep what they mapped). Closing twice is a no-op. Without
+        ``close``, the pool closes when neither it, nor a bound method of it, nor any array it
+        handed out is left."""
+        self._core.close()
         self._finalizer()
 
     def __enter__(self) -> SharedMemoryPool:
@@ -186,26 +197,16 @@ class SharedMemoryPool:
 
 
 def _close(core: Any, name: str | None, lock_fd: int | None, owner: int) -> None:
-    """Closes a core and, in the process that created them, removes the shared names (a forked
-    child leaves its parent's alone)."""
+    """Closes a core (or the core a weak reference still reaches) and, in the process that
+    created them, removes the shared names (a forked child leaves its parent's alone)."""
+    if isinstance(core, weakref.ref):
+        core = core()
     if core is not None:
         core.close()
     if name is not None and os.getpid() == owner:
         _shm.unlink(name)
     if lock_fd is not None:
         os.close(lock_fd)
-
-
-def _arg_refs(module: Any) -> int:
-    """What a core's ``release`` sees as the reference count of an array that only the
-    caller's variable holds (interpreters differ)."""
-    if module not in _ARG_REFS:
-        probe = object()
-        _ARG_REFS[module] = module.refcount(probe)
-    return _ARG_REFS[module]
-
-
-_ARG_REFS: dict[Any, int] = {}
 
 
 def _open(name: str, kind: int) -> Any:
@@ -234,10 +235,15 @@ class AttachedPool:
         chunk = slot // self._chunk_slots
         segment = self._chunks.get(chunk)
         if segment is None:
+            with _open(self.name, _shm.KIND_POOL) as header:  # its chunk table grows
+                chunk_name = _shm.chunk_name(self.name, header, chunk)
             try:
-                segment = self._chunks[chunk] = _shm.open_segment(f"{self.name}-c{chunk}", writable=True)
+                if chunk_name is None:
+                    raise FileNotFoundError(chunk_name)
+                segment = _shm.open_segment(chunk_name, writable=True)
             except FileNotFoundError:
                 raise ValueError(f"slot: {slot} is not allocated in pool {self.name!r}") from None
+            self._chunks[chunk] = segment
         offset = slot % self._chunk_slots * self._slot_bytes
         if offset + self._slot_bytes > len(segment):
             raise ValueError(f"slot: {slot} is not allocated in pool {self.name!r}")
@@ -265,13 +271,13 @@ class SharedModelStore:
     """
 
     def __init__(self, *, shared: bool = False, backend: str | None = None) -> None:
+        shared = _validate.boolean(shared, "shared")
         self.backend = _backend.resolve(backend)
         self.name: str | None = None
         lock_fd = None
         if shared:
             cleanup_orphans()
-            self.name = _shm.new_name()
-            lock_fd = _shm.create_header_segment(self.name, _shm.header(_shm.KIND_STORE, np.dtype(np.uint8), ()))
+            self.name, lock_fd = _shm.create_named_header(_shm.header(_shm.KIND_STORE, np.dtype(np.uint8), ()))
         core_class = _backend.native().ModelStoreCore if self.backend == "rust" else _py.ModelStoreCore
         self._core = core_class(self.name)
         self._arrays: dict[str, weakref.ref] = {}
@@ -310,10 +316,12 @@ class SharedModelStore:
         return {key: self.intern(value) for key, value in arrays.items()}
 
     def key_of(self, arr: np.ndarray) -> str:
-        """The key of an interned array, for ``attach(name).get(key)`` in another process."""
+        """The key of an interned array (the array ``intern`` returned, not a view or slice of
+        it), for ``attach(name).get(key)`` in another process."""
         root = arr.base if isinstance(arr, np.ndarray) else None
         key = self._core.key_of(root) if isinstance(root, np.ndarray) else None
-        if key is None:
+        known = self._arrays.get(key) if key is not None else None
+        if known is None or known() is not arr:
             raise ValueError("key_of: the array was not interned by this store")
         return key
 

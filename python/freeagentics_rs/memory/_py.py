@@ -1,10 +1,12 @@
 """Pure-Python cores of SharedMemoryPool and SharedModelStore, with the Rust cores' behaviour
 and messages (``rust/python/memory.rs``).
 
-A slot is handed out as two arrays: a hidden *root* made by ``np.frombuffer`` over the slot's
-memoryview, and the caller's array, a view whose base is the root. numpy collapses the base of
-every further view to the root, so the root dies with the last array of the slot, and a weak
-reference to it gives the slot back. ``release`` detaches one array from the root.
+A slot is handed out as one array whose base is a small ``_SlotOwner`` (numpy reads the slot's
+address from its ``__array_interface__``). numpy collapses the base of every further view to that
+array, and every other holder of its memory (a memoryview, a subclass view) holds it or a view of
+it, so the owner dies with the last object that can reach the slot's memory, and then gives the
+memory back. ``release`` never detaches anything: it only stops the slot counting as in use. No
+decision depends on a reference count.
 """
 
 from __future__ import annotations
@@ -20,11 +22,6 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from numpy.lib.array_utils import byte_bounds
-except ImportError:  # numpy 1.x
-    from numpy import byte_bounds
-
 from ..errors import PoolExhaustedError
 from . import _shm
 
@@ -39,6 +36,19 @@ def _check_timeout(timeout: Any) -> float | None:
     return float(timeout) if timeout < threading.TIMEOUT_MAX else None
 
 
+def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
+    # Not numpy's byte_bounds: its __array_interface__ grows a buffer on every call for arrays
+    # over a memoryview.
+    low = high = array.ctypes.data
+    for dim, stride in zip(array.shape, array.strides):
+        reach = (dim - 1) * stride
+        if reach < 0:
+            low += reach
+        else:
+            high += reach
+    return low, high + array.itemsize
+
+
 def _lies_in(array: np.ndarray, root: np.ndarray) -> bool:
     """Whether ``array`` is a view inside ``root``'s memory (not a copy, such as a write-back
     temporary, whose base happens to be the root)."""
@@ -46,24 +56,30 @@ def _lies_in(array: np.ndarray, root: np.ndarray) -> bool:
         return False
     if array.size == 0:
         return True
-    low, high = byte_bounds(array)
-    start, end = byte_bounds(root)
+    low, high = _byte_bounds(array)
+    start, end = _byte_bounds(root)
     return start <= low and high <= end
-
-
-def refcount(obj: Any) -> int:
-    """The reference count of ``obj`` as ``release`` sees an array only the caller holds."""
-    return sys.getrefcount(obj)
 
 
 def foreign_process(what: str, owner: int) -> RuntimeError:
     return RuntimeError(f"the {what} belongs to process {owner}; in this process, attach to it by name")
 
 
-class _Lease(weakref.ref):
-    """A weak reference to a slot's root, with the slot it holds."""
+class _SlotOwner:
+    """The base of one acquired slot's array, as the Rust core's ``SlotOwner``: numpy reads the
+    slot's address from it, every view's base collapses to that array, and it gives the slot's
+    memory back when it dies with the last of them. It keeps its core (and so the memory)
+    alive. One small object per acquire: no weak reference, no memoryview, no lookup table."""
 
-    __slots__ = ("slot", "root_id")
+    __slots__ = ("core", "slot", "address", "released")
+
+    @property
+    def __array_interface__(self) -> dict[str, Any]:
+        core = self.core
+        return {"data": (self.address, False), "shape": core._shape, "typestr": core._dtype.str, "version": 3}
+
+    def __del__(self) -> None:
+        self.core._give_back(self.slot, self.released)
 
 
 class SlotPoolCore:
@@ -75,7 +91,6 @@ class SlotPoolCore:
         on_exhausted: str,
         max_capacity: int | None,
         shm_name: str | None,
-        arg_refs: int = 3,
     ) -> None:
         if on_exhausted not in ("block", "raise", "grow"):
             raise ValueError("on_exhausted: must be 'block', 'raise' or 'grow'")
@@ -85,32 +100,41 @@ class SlotPoolCore:
         self.slot_bytes = _shm.align_up(self._nbytes)
         self._chunk_slots, self._on_exhausted = capacity, on_exhausted
         self._max_slots = max_capacity if max_capacity is not None else math.inf
-        self._shm_name, self._owner, self._arg_refs = shm_name, os.getpid(), arg_refs
+        self._shm_name, self._owner = shm_name, os.getpid()
         # Re-entrant: a root dying during an allocation made under the lock gives its slot back.
         self._lock = threading.RLock()
         self._freed = threading.Condition(self._lock)
-        self._chunk_views: list[memoryview] = []
+        self._chunk_addresses: list[int] = []
         self._chunks: list[Any] = []
         self._free: list[int] = []
-        self._next_fresh = 0
-        self._leases: dict[int, _Lease] = {}
-        self._released: dict[int, weakref.ref] = {}
-        self._stats = dict.fromkeys(("capacity", "in_use", "high_water", "acquires", "reuses", "waits", "bytes"), 0)
+        self._next_fresh = self._slots = 0
+        keys = ("capacity", "in_use", "retained", "high_water", "acquires", "reuses", "waits", "bytes")
+        self._stats = dict.fromkeys(keys, 0)
         self.closed = False
-        self._add_chunk(capacity)
+        self._segments: list[str] = []  # shared-memory names of the chunks
+        self._add_chunk()
+        self._stats["capacity"] = capacity
+        weakref.finalize(self, _unlink_owned, self._segments, self._owner)
 
-    def _add_chunk(self, slots: int) -> None:
-        size = slots * self.slot_bytes
+    def _add_chunk(self) -> None:
+        size = self._chunk_slots * self.slot_bytes
         if self._shm_name is not None:
-            buffer: Any = _shm.create(f"{self._shm_name}-c{len(self._chunks)}", size)
-            view = memoryview(buffer)
+            buffer, segment, token = _shm.create_unique(f"{self._shm_name}-c", size)
+            try:
+                _shm.write_at(self._shm_name, _shm.CHUNK_TABLE + 8 * len(self._chunks), token.to_bytes(8, "little"))
+            except BaseException:
+                _shm.unlink(segment)
+                raise
+            self._segments.append(segment)
+            memory = np.frombuffer(buffer, np.uint8)  # keeps the mapping (page-aligned)
         else:
-            buffer = np.zeros(size + _shm.ALIGN, np.uint8)
-            start = -buffer.ctypes.data % _shm.ALIGN
-            view = memoryview(buffer)[start : start + size]
-        self._chunks.append(buffer)
-        self._chunk_views.append(view)
-        self._stats["capacity"] += slots
+            try:
+                memory = np.zeros(size + _shm.ALIGN, np.uint8)
+            except MemoryError:
+                raise MemoryError(f"out of memory allocating {size} bytes") from None
+        self._chunks.append(memory)
+        self._chunk_addresses.append(memory.ctypes.data + -memory.ctypes.data % _shm.ALIGN)
+        self._slots += self._chunk_slots
         self._stats["bytes"] += size
 
     def _take(self) -> tuple[int, bool] | None:
@@ -119,21 +143,22 @@ class SlotPoolCore:
         if self._shm_name is not None and os.getpid() != self._owner:
             raise foreign_process("pool", self._owner)
         stats = self._stats
-        if self._free:
-            slot, fresh = self._free.pop(), False
-        elif self._next_fresh < stats["capacity"]:
-            slot, fresh = self._next_fresh, True
-            self._next_fresh += 1
-        else:
-            capacity = stats["capacity"]
+        capacity = stats["capacity"]
+        if stats["in_use"] >= capacity:
             if self._on_exhausted == "block":
                 return None
             if self._on_exhausted == "raise":
                 raise PoolExhaustedError(f"all {capacity} slots are in use")
             if capacity >= self._max_slots:
                 raise PoolExhaustedError(f"all {capacity} slots are in use and max_capacity is reached")
-            self._add_chunk(min(self._chunk_slots, self._max_slots - capacity))
-            slot, fresh = capacity, True
+            stats["capacity"] += min(self._chunk_slots, self._max_slots - capacity)
+        if self._free:
+            slot, fresh = self._free.pop(), False
+        else:
+            # Every slot is in use or retained: more memory, not more capacity.
+            if self._next_fresh == self._slots:
+                self._add_chunk()
+            slot, fresh = self._next_fresh, True
             self._next_fresh += 1
         stats["acquires"] += 1
         stats["reuses"] += not fresh
@@ -156,71 +181,55 @@ class SlotPoolCore:
 
     def acquire(self, timeout: float | None = None) -> np.ndarray:
         timeout = _check_timeout(timeout)
-        slot = None
-        try:
-            with self._lock:
-                taken = self._take()
-                if taken is None:
-                    taken = self._wait(timeout)
-            slot, fresh = taken
-            chunk, index = divmod(slot, self._chunk_slots)
-            root = np.frombuffer(self._chunk_views[chunk], self._dtype, self._items, index * self.slot_bytes)
-            if not fresh:
-                root.fill(0)
-            array = root.reshape(self._shape)
-            lease = _Lease(root, self._root_died)
-        except BaseException:
-            if slot is not None:
-                self._give_back(slot)
-            raise
-        lease.slot, lease.root_id = slot, id(root)
-        self._leases[lease.root_id] = lease
+        with self._lock:
+            taken = self._take()
+            if taken is None:
+                taken = self._wait(timeout)
+        # From here the owner gives the slot back when it dies, even if this fails.
+        owner = _SlotOwner()
+        owner.core, owner.slot, owner.released = self, taken[0], False
+        chunk, index = divmod(owner.slot, self._chunk_slots)
+        owner.address = self._chunk_addresses[chunk] + index * self.slot_bytes
+        array = np.asarray(owner)
+        if not taken[1]:
+            array.fill(0)
         return array
 
-    def _root_died(self, lease: _Lease) -> None:
-        if self._leases.get(lease.root_id) is lease:
-            del self._leases[lease.root_id]
-        self._give_back(lease.slot)
-
-    def _give_back(self, slot: int) -> None:
+    def _give_back(self, slot: int, released: bool) -> None:
         with self._lock:
             self._free.append(slot)
-            self._stats["in_use"] -= 1
+            self._stats["retained" if released else "in_use"] -= 1
             self._freed.notify()
 
-    def _lease_of(self, array: Any, what: str) -> _Lease:
+    def _owner_of(self, array: Any, what: str) -> _SlotOwner:
+        """The owner of the slot ``array`` (the array ``acquire`` returned, or a view of it)
+        lies in."""
+        owner = root = None
         if isinstance(array, np.ndarray):
-            for candidate in (array, array.base):
-                ref = self._released.get(id(candidate))
-                if ref is not None and ref() is candidate:
-                    raise ValueError(f"{what}: the array was already released")
-        root = array.base if isinstance(array, np.ndarray) else None
-        lease = self._leases.get(id(root))
-        if lease is None or lease() is not root or not _lies_in(array, root):
+            root = array if isinstance(array.base, _SlotOwner) else array.base
+            if isinstance(root, np.ndarray) and isinstance(root.base, _SlotOwner):
+                owner = root.base
+        if owner is None or owner.core is not self or not _lies_in(array, root):
             raise ValueError(f"{what}: the array was not acquired from this pool")
-        return lease
+        if owner.released:
+            raise ValueError(f"{what}: the array was already released")
+        return owner
 
-    def release(self, array: np.ndarray, held: int = 0) -> None:
-        self._lease_of(array, "release")
-        if sys.getrefcount(array) <= self._arg_refs + held:
-            # Only the caller holds it: detach it from the slot (it becomes read-only zeros of
-            # its own) and drop its reference to the root, so the slot comes back as soon as no
-            # other view is alive.
-            array.__setstate__((1, array.shape, array.dtype, False, bytes(array.nbytes)))
-        # Else something else (a memoryview, a subclass view...) holds the array itself: it
-        # keeps the root, and the slot comes back with it.
-        array.flags.writeable = False
-        key = id(array)
-        self._released[key] = weakref.ref(array, lambda ref, key=key: self._forget_released(key, ref))
-
-    def _forget_released(self, key: int, ref: weakref.ref) -> None:
-        if self._released.get(key) is ref:
-            del self._released[key]
+    def release(self, array: np.ndarray) -> None:
+        with self._lock:
+            owner = self._owner_of(array, "release")
+            owner.released = True
+            array.flags.writeable = False
+            if array.base is not owner:
+                array.base.flags.writeable = False
+            self._stats["in_use"] -= 1
+            self._stats["retained"] += 1
+            self._freed.notify()
 
     def slot_of(self, array: np.ndarray) -> int:
         if self.closed:
             raise RuntimeError("the pool is closed")
-        return self._lease_of(array, "slot_of").slot
+        return self._owner_of(array, "slot_of").slot
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -231,17 +240,23 @@ class SlotPoolCore:
             if self.closed:
                 return
             self.closed = True
-            if self._shm_name is not None and os.getpid() == self._owner:
-                for k in range(len(self._chunks)):
-                    _shm.unlink(f"{self._shm_name}-c{k}")
+            _unlink_owned(self._segments, self._owner)
             self._freed.notify_all()
 
 
-class _Entry:
-    __slots__ = ("meta", "size", "handed_out", "ref")
+def _unlink_owned(segments: list[str], owner: int) -> None:
+    """Removes the names of a core's segments, in the process that created them."""
+    if os.getpid() == owner:
+        for name in segments:
+            _shm.unlink(name)
 
-    def __init__(self, meta: bytes, size: int) -> None:
+
+class _Entry:
+    __slots__ = ("meta", "size", "handed_out", "ref", "segment", "public_key")
+
+    def __init__(self, meta: bytes, size: int, segment: str | None, public_key: str) -> None:
         self.meta, self.size, self.handed_out = meta, size, 1
+        self.segment, self.public_key = segment, public_key
 
 
 class ModelStoreCore:
@@ -270,15 +285,18 @@ class ModelStoreCore:
         raise AssertionError("unreachable")
 
     def _copy(self, key: str, data: np.ndarray, meta: bytes, header: bytes) -> np.ndarray:
+        name, public_key = None, key
         if self._shm_name is not None:
-            segment = _shm.create(f"{self._shm_name}-{key}", _shm.DATA_OFFSET + data.nbytes)
+            # An unguessable name: no other user can take it before us.
+            segment, name, token = _shm.create_unique(f"{self._shm_name}-", _shm.DATA_OFFSET + data.nbytes)
+            public_key = f"{token:016x}"
             segment[: len(header)] = header
             segment[_shm.DATA_OFFSET : _shm.DATA_OFFSET + data.nbytes] = data
             view = memoryview(segment)[_shm.DATA_OFFSET : _shm.DATA_OFFSET + data.nbytes].toreadonly()
             root = np.frombuffer(view, np.uint8)
         else:
             root = np.frombuffer(data.tobytes(), np.uint8)
-        entry = _Entry(meta, data.nbytes)
+        entry = _Entry(meta, data.nbytes, name, public_key)
         entry.ref = weakref.ref(root, lambda _, key=key, root_id=id(root): self._died(key, root_id))
         self._entries[key] = entry
         self._keys[id(root)] = key
@@ -286,15 +304,15 @@ class ModelStoreCore:
 
     def _died(self, key: str, root_id: int) -> None:
         with self._lock:
-            if self._shm_name is not None and os.getpid() == self._owner:
-                _shm.unlink(f"{self._shm_name}-{key}")
-            self._entries.pop(key, None)
+            entry = self._entries.pop(key, None)
+            if entry is not None and entry.segment is not None and os.getpid() == self._owner:
+                _shm.unlink(entry.segment)
             self._keys.pop(root_id, None)
 
     def key_of(self, root: Any) -> str | None:
         key = self._keys.get(id(root))
         entry = self._entries.get(key) if key is not None else None
-        return key if entry is not None and entry.ref() is root else None
+        return entry.public_key if entry is not None and entry.ref() is root else None
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -306,7 +324,8 @@ class ModelStoreCore:
         }
 
     def close(self) -> None:
-        if self._shm_name is not None and os.getpid() == self._owner:
+        if os.getpid() == self._owner:
             with self._lock:
-                for key in list(self._entries):
-                    _shm.unlink(f"{self._shm_name}-{key}")
+                for entry in list(self._entries.values()):
+                    if entry.segment is not None:
+                        _shm.unlink(entry.segment)

@@ -2,18 +2,23 @@
 
 A shared pool or store is named ``fars-<pid>-<token>``. The segment of that name holds a header
 (dtype, shape, layout), locked (flock) by the owner while it lives; a pool's chunk ``k`` is
-``<name>-c<k>``; a store's array with key ``k`` is ``<name>-<k>``: a header, then the data at
-the offset the header gives. Segments are created owner-only (0600).
+``<name>-c<token>``, its random token listed in the header segment at ``CHUNK_TABLE + 8 * k``; a
+store's array with key ``k`` (a random token) is ``<name>-<k>``: a header, then the data at the
+offset the header gives. Every token is drawn at random, again if the name is taken, so no other
+user can create a segment before its owner does. Segments are created owner-only (0600), and
+attaching refuses any other (``PermissionError``) and any malformed one (``ValueError``).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import math
 import mmap
 import os
 import re
 import secrets
+import stat
 import struct
 import time
 from typing import Any
@@ -43,12 +48,49 @@ def align_up(n: int) -> int:
 
 
 DATA_OFFSET = align_up(HEADER.size)
+CHUNK_TABLE = 4096  # rust/core/memory/slots.rs: CHUNK_TABLE
+_ATTEMPTS = 64
 
 
 def new_name() -> str:
     if _posixshmem is None:
         raise OSError("shared=True needs POSIX shared memory, which this platform lacks")
     return f"fars-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def _token() -> int:
+    return secrets.randbits(64) or 1
+
+
+def create_unique(prefix: str, size: int) -> tuple[mmap.mmap, str, int]:
+    """Creates and maps a segment ``{prefix}{token:016x}`` for a fresh random token, drawing
+    again when the name is taken: ``(mapping, name, token)``."""
+    for _ in range(_ATTEMPTS):
+        token = _token()
+        name = f"{prefix}{token:016x}"
+        try:
+            return create(name, size), name, token
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"cannot create shared memory {prefix}*: every name drawn was taken")
+
+
+def write_at(name: str, offset: int, data: bytes) -> None:
+    """Writes ``data`` at ``offset`` of this user's existing segment ``name``."""
+    fd = _posixshmem.shm_open(f"/{name}", os.O_RDWR, mode=0o600)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+def chunk_name(pool: str, header_segment: Any, k: int) -> str | None:
+    """The name of chunk ``k`` of the shared pool ``pool`` (None if it has no such chunk)."""
+    at = CHUNK_TABLE + 8 * k
+    if at + 8 > len(header_segment):
+        return None
+    token = int.from_bytes(header_segment[at : at + 8], "little")
+    return f"{pool}-c{token:016x}" if token else None
 
 
 def header(kind: int, dtype: np.dtype, shape: tuple[int, ...], a: int = 0, b: int = 0, c: int = 0) -> bytes:
@@ -59,12 +101,29 @@ def header(kind: int, dtype: np.dtype, shape: tuple[int, ...], a: int = 0, b: in
 
 
 def parse_header(buffer: Any, name: str, kind: int) -> tuple[np.dtype, tuple[int, ...], int, int, int]:
+    """The header of segment ``name``, checked: ``ValueError`` naming the segment if it is
+    not a well-formed one of ``kind``."""
+    what = f"shared memory {name!r} is not a freeagentics_rs {_KINDS[kind]}"
+    if len(buffer) < HEADER.size:
+        raise ValueError(f"{what}: it is truncated ({len(buffer)} bytes)")
     fields = HEADER.unpack_from(buffer)
     if fields[0] != MAGIC or fields[1] != kind:
-        raise ValueError(f"shared memory {name!r} is not a freeagentics_rs {_KINDS[kind]}")
+        raise ValueError(what)
     ndim = fields[3]
-    dtype = np.dtype(fields[2].rstrip(b"\0").decode())
-    return dtype, tuple(fields[4 : 4 + ndim]), *fields[4 + MAX_DIMS :]
+    try:
+        dtype = np.dtype(fields[2].rstrip(b"\0").decode("ascii"))
+    except (TypeError, ValueError, UnicodeDecodeError):
+        raise ValueError(f"{what}: its dtype is malformed") from None
+    shape = tuple(fields[4 : 4 + ndim])
+    if dtype.kind not in "biufc" or ndim > MAX_DIMS or (kind == KIND_POOL and (not shape or 0 in shape)):
+        raise ValueError(f"{what}: its dtype or shape is malformed")
+    a, b, c = fields[4 + MAX_DIMS :]
+    nbytes = math.prod(shape) * dtype.itemsize
+    if kind == KIND_POOL and (a < nbytes or a % ALIGN or b < 1 or b > 1 << 40 or a * b > 1 << 62):
+        raise ValueError(f"{what}: its slot layout is malformed")
+    if kind == KIND_ENTRY and (a != nbytes or b < HEADER.size or b + a > len(buffer)):
+        raise ValueError(f"{what}: its data layout is malformed or truncated")
+    return dtype, shape, a, b, c
 
 
 _KINDS = {KIND_POOL: "pool", KIND_STORE: "model store", KIND_ENTRY: "model store entry"}
@@ -98,11 +157,21 @@ def create(name: str, size: int) -> mmap.mmap:
 
 
 def open_segment(name: str, writable: bool) -> mmap.mmap:
-    """Maps an existing segment (``FileNotFoundError`` if there is none)."""
+    """Maps an existing segment (``FileNotFoundError`` if there is none). Only this user's
+    segments of mode 0600 are mapped (``PermissionError``): another user's could change under
+    us or hand us their data; an empty one is a ``ValueError``."""
     if _posixshmem is None:
         raise FileNotFoundError(name)
-    fd = _posixshmem.shm_open(f"/{name}", os.O_RDWR if writable else os.O_RDONLY, mode=0o600)
+    flags = (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_NOFOLLOW", 0)
+    fd = _posixshmem.shm_open(f"/{name}", flags, mode=0o600)
     try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) != 0o600:
+            raise PermissionError(
+                errno.EPERM, f"shared memory {name!r} is not this user's own with mode 0600; refusing to map it"
+            )
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            raise ValueError(f"shared memory {name!r} is empty or not a memory segment")
         return mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
     finally:
         os.close(fd)
@@ -114,6 +183,18 @@ def unlink(name: str) -> bool:
     except (OSError, AttributeError):  # gone already, or another user's
         return False
     return True
+
+
+def create_named_header(data: bytes) -> tuple[str, int]:
+    """A new random name and its header segment (``create_header_segment``), drawing again
+    when the name is taken."""
+    for _ in range(_ATTEMPTS):
+        name = new_name()
+        try:
+            return name, create_header_segment(name, data)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "cannot create shared memory: every name drawn was taken")
 
 
 def create_header_segment(name: str, data: bytes) -> int:

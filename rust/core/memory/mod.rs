@@ -6,8 +6,11 @@ mod region;
 mod slots;
 mod store;
 
-pub use region::{align_up, foreign_process, shm_unlink, Region, ALIGN};
-pub use slots::{Acquired, OnExhausted, PoolStats, SlotPool};
+pub use region::{
+    align_up, foreign_process, random_token, shm_create_unique, shm_unlink, shm_write_at, Region,
+    ALIGN,
+};
+pub use slots::{Acquired, OnExhausted, PoolStats, SlotPool, CHUNK_TABLE};
 pub use store::{content_hash, Blob, ModelStore, StoreStats};
 
 #[cfg(test)]

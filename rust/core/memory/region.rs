@@ -140,6 +140,77 @@ impl Drop for Region {
     }
 }
 
+/// A random non-zero 64-bit number from the kernel, for names no other user can predict.
+pub fn random_token() -> Result<u64, CoreError> {
+    let mut bytes = [0u8; 8];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // Safety: writes at most the remaining bytes of `bytes`.
+        let n = unsafe {
+            libc::getrandom(
+                bytes[filled..].as_mut_ptr().cast(),
+                bytes.len() - filled,
+                0,
+            )
+        };
+        if n < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(CoreError::Os(
+                    error.raw_os_error().unwrap_or(0),
+                    format!("cannot draw a random name: {error}"),
+                ));
+            }
+        } else {
+            filled += n as usize;
+        }
+    }
+    Ok(u64::from_le_bytes(bytes).max(1))
+}
+
+/// Creates a segment named `{prefix}{token:016x}` for a fresh random token, drawing again when
+/// the name is taken (another user may have created it): `(region, name, token)`.
+pub fn shm_create_unique(prefix: &str, len: usize) -> Result<(Region, String, u64), CoreError> {
+    for _ in 0..64 {
+        let token = random_token()?;
+        let name = format!("{prefix}{token:016x}");
+        match Region::shm_create(&name, len) {
+            Ok(region) => return Ok((region, name, token)),
+            Err(CoreError::Os(libc::EEXIST, _)) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(CoreError::Os(
+        libc::EEXIST,
+        format!("cannot create shared memory {prefix}*: every name drawn was taken"),
+    ))
+}
+
+/// Writes `bytes` at `offset` of the existing segment `name` (this user's own).
+pub fn shm_write_at(name: &str, offset: usize, bytes: &[u8]) -> Result<(), CoreError> {
+    let path = shm_path(name)?;
+    // Safety: plain libc calls on a valid C string and buffer; every failure is checked.
+    unsafe {
+        let fd = libc::shm_open(path.as_ptr(), libc::O_RDWR, 0o600);
+        if fd < 0 {
+            return Err(os_error("cannot open shared memory", name));
+        }
+        let written = libc::pwrite(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            offset as libc::off_t,
+        );
+        let result = if written == bytes.len() as isize {
+            Ok(())
+        } else {
+            Err(os_error("cannot write shared memory", name))
+        };
+        libc::close(fd);
+        result
+    }
+}
+
 /// Removes the name of a shared-memory segment; false if there was none.
 pub fn shm_unlink(name: &str) -> bool {
     match shm_path(name) {

@@ -1,10 +1,18 @@
 //! A pool of fixed-size slots carved out of regions: handed out and given back by index, with a
-//! policy for when all are in use. The binding decides when a slot comes back.
+//! policy for when all are in use. The binding decides when a slot's memory is free again.
+//!
+//! `capacity` bounds the slots in use (handed out and not released). A released slot whose
+//! arrays still live is *retained*: it counts against nothing, but its memory is not reused
+//! until the binding gives it back; if every slot is in use or retained, a new chunk is added.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::region::{align_up, foreign_process, shm_unlink, Region};
+use super::region::{align_up, foreign_process, shm_create_unique, shm_unlink, shm_write_at, Region};
+
+/// Where the header segment of a shared pool lists its chunks: chunk `k`'s random token, a
+/// little-endian u64, at `CHUNK_TABLE + 8 * k` (`freeagentics_rs/memory/_shm.py` reads it).
+pub const CHUNK_TABLE: usize = 4096;
 use crate::core::error::CoreError;
 
 /// What `acquire` does when every slot is in use.
@@ -32,8 +40,11 @@ unsafe impl Send for Acquired {}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
+    /// The most slots that may be in use at once (grows with `OnExhausted::Grow`).
     pub capacity: usize,
     pub in_use: usize,
+    /// Released slots whose memory is still referenced (not reused until given back).
+    pub retained: usize,
     pub high_water: usize,
     pub acquires: u64,
     pub reuses: u64,
@@ -43,10 +54,14 @@ pub struct PoolStats {
 
 struct PoolState {
     chunks: Vec<Region>,
+    /// Shared-memory names of the chunks (unguessable: `{name}-c{random token}`).
+    segments: Vec<String>,
     /// Slots given back, reused last-in first-out (their memory is warm in cache).
     free: Vec<usize>,
     /// Slots below this index have been handed out at least once.
     next_fresh: usize,
+    /// Slots of all chunks (every chunk has `chunk_slots`).
+    slots: usize,
     stats: PoolStats,
     closed: bool,
     /// Threads in `acquire_blocking`: `give_back` wakes one only when there are any (a
@@ -54,8 +69,8 @@ struct PoolState {
     waiters: usize,
 }
 
-/// Fixed-size slots in chunks of `chunk_slots` (the last chunk may be shorter). Every chunk is
-/// one region; in shared memory, chunk `k` is the segment `{name}-c{k}`.
+/// Fixed-size slots in chunks of `chunk_slots`. Every chunk is one region; in shared memory, a
+/// segment `{name}-c{token}` whose token the header segment `{name}` lists (`CHUNK_TABLE`).
 pub struct SlotPool {
     slot_bytes: usize,
     chunk_slots: usize,
@@ -66,6 +81,13 @@ pub struct SlotPool {
     owner: u32,
     state: Mutex<PoolState>,
     freed: Condvar,
+}
+
+impl Drop for SlotPool {
+    /// The last holder is gone: remove the shared names (the memory goes with the regions).
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// Whether this is the process's main thread (the only one that sees Ctrl-C).
@@ -97,15 +119,20 @@ impl SlotPool {
             owner: std::process::id(),
             state: Mutex::new(PoolState {
                 chunks: Vec::new(),
+                segments: Vec::new(),
                 free: Vec::new(),
                 next_fresh: 0,
+                slots: 0,
                 stats: PoolStats::default(),
                 closed: false,
                 waiters: 0,
             }),
             freed: Condvar::new(),
         };
-        pool.add_chunk(&mut pool.lock(), capacity)?;
+        let mut state = pool.lock();
+        pool.add_chunk(&mut state)?;
+        state.stats.capacity = capacity;
+        drop(state);
         Ok(pool)
     }
 
@@ -121,16 +148,26 @@ impl SlotPool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn add_chunk(&self, state: &mut PoolState, slots: usize) -> Result<(), CoreError> {
-        let bytes = slots
+    fn add_chunk(&self, state: &mut PoolState) -> Result<(), CoreError> {
+        let bytes = self
+            .chunk_slots
             .checked_mul(self.slot_bytes)
             .ok_or_else(|| CoreError::InvalidArgument("capacity: too large".into()))?;
         let region = match &self.shm_name {
-            Some(name) => Region::shm_create(&format!("{name}-c{}", state.chunks.len()), bytes)?,
+            Some(name) => {
+                let (region, segment, token) = shm_create_unique(&format!("{name}-c"), bytes)?;
+                let entry = CHUNK_TABLE + 8 * state.chunks.len();
+                if let Err(error) = shm_write_at(name, entry, &token.to_le_bytes()) {
+                    shm_unlink(&segment);
+                    return Err(error);
+                }
+                state.segments.push(segment);
+                region
+            }
             None => Region::heap(bytes)?,
         };
         state.chunks.push(region);
-        state.stats.capacity += slots;
+        state.slots += self.chunk_slots;
         state.stats.bytes += bytes;
         Ok(())
     }
@@ -143,13 +180,8 @@ impl SlotPool {
         if self.shm_name.is_some() && std::process::id() != self.owner {
             return Err(foreign_process("pool", self.owner));
         }
-        let (slot, fresh) = if let Some(slot) = state.free.pop() {
-            (slot, false)
-        } else if state.next_fresh < state.stats.capacity {
-            state.next_fresh += 1;
-            (state.next_fresh - 1, true)
-        } else {
-            let capacity = state.stats.capacity;
+        let capacity = state.stats.capacity;
+        if state.stats.in_use >= capacity {
             match self.on_exhausted {
                 OnExhausted::Block => return Ok(None),
                 OnExhausted::Raise => {
@@ -163,11 +195,19 @@ impl SlotPool {
                     )))
                 }
                 OnExhausted::Grow { max_slots } => {
-                    self.add_chunk(state, self.chunk_slots.min(max_slots - capacity))?;
-                    state.next_fresh += 1;
-                    (capacity, true)
+                    state.stats.capacity += self.chunk_slots.min(max_slots - capacity);
                 }
             }
+        }
+        let (slot, fresh) = if let Some(slot) = state.free.pop() {
+            (slot, false)
+        } else {
+            // Every slot is in use or retained: more memory, not more capacity.
+            if state.next_fresh == state.slots {
+                self.add_chunk(state)?;
+            }
+            state.next_fresh += 1;
+            (state.next_fresh - 1, true)
         };
         let stats = &mut state.stats;
         stats.acquires += 1;
@@ -247,11 +287,32 @@ impl SlotPool {
         }
     }
 
-    /// Gives a slot back (the caller guarantees it was acquired and is returned once).
+    /// Gives a slot back that was in use and whose memory no one references any more (the
+    /// caller guarantees it was acquired and is returned once).
     pub fn give_back(&self, slot: usize) {
         let mut state = self.lock();
         state.free.push(slot);
         state.stats.in_use -= 1;
+        self.wake(state);
+    }
+
+    /// Releases a slot in use whose memory may still be referenced: it no longer counts as in
+    /// use, but its memory is not reused until `reclaim`.
+    pub fn release(&self) {
+        let mut state = self.lock();
+        state.stats.in_use -= 1;
+        state.stats.retained += 1;
+        self.wake(state);
+    }
+
+    /// Gives back the memory of a released slot once no one references it.
+    pub fn reclaim(&self, slot: usize) {
+        let mut state = self.lock();
+        state.free.push(slot);
+        state.stats.retained -= 1;
+    }
+
+    fn wake(&self, state: MutexGuard<'_, PoolState>) {
         let wake = state.waiters > 0;
         drop(state);
         if wake {
@@ -274,13 +335,9 @@ impl SlotPool {
         if std::mem::replace(&mut state.closed, true) {
             return;
         }
-        if let Some(name) = self
-            .shm_name
-            .as_ref()
-            .filter(|_| std::process::id() == self.owner)
-        {
-            for k in 0..state.chunks.len() {
-                shm_unlink(&format!("{name}-c{k}"));
+        if std::process::id() == self.owner {
+            for segment in &state.segments {
+                shm_unlink(segment);
             }
         }
         drop(state);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use super::region::{align_up, foreign_process, shm_unlink, Region};
+use super::region::{align_up, foreign_process, shm_create_unique, shm_unlink, Region};
 use crate::core::error::CoreError;
 
 /// 64-bit content hash (not cryptographic: equal hashes are confirmed by comparing bytes).
@@ -34,7 +34,10 @@ pub struct Blob {
     offset: usize,
     len: usize,
     meta: Vec<u8>,
+    /// The store's key of the entry (content hash).
     key: String,
+    /// What other processes name it by: the random token of its segment, else `key`.
+    public_key: String,
     segment: Option<String>,
     /// The process that created the segment: the only one that removes its name.
     owner: u32,
@@ -42,8 +45,9 @@ pub struct Blob {
 }
 
 impl Blob {
-    pub fn key(&self) -> &str {
-        &self.key
+    /// The key other processes find the blob by (`attach(name).get(key)`).
+    pub fn public_key(&self) -> &str {
+        &self.public_key
     }
 
     pub fn data_ptr(&self) -> *mut u8 {
@@ -92,6 +96,7 @@ struct Entry {
     blob: Weak<Blob>,
     len: usize,
     handed_out: u64,
+    segment: Option<String>,
 }
 
 struct StoreShared {
@@ -163,6 +168,7 @@ impl ModelStore {
                             blob: Weak::new(),
                             len: data.len(),
                             handed_out: 0,
+                            segment: None,
                         };
                         entries.insert(key.clone(), pending);
                         None
@@ -185,6 +191,7 @@ impl ModelStore {
                         blob: Arc::downgrade(&blob),
                         len: data.len(),
                         handed_out: 1,
+                        segment: blob.segment.clone(),
                     };
                     entries.insert(key, entry);
                     return Ok((blob, false));
@@ -210,18 +217,19 @@ impl ModelStore {
         data: &[u8],
         header: &[u8],
     ) -> Result<Blob, CoreError> {
-        let (region, offset, segment) = match &self.shm_name {
+        let (region, offset, segment, public_key) = match &self.shm_name {
             Some(name) => {
-                let segment = format!("{name}-{key}");
+                // An unguessable name: no other user can take it before us.
                 let offset = align_up(header.len());
-                let region = Region::shm_create(&segment, offset + data.len())?;
+                let (region, segment, token) =
+                    shm_create_unique(&format!("{name}-"), offset + data.len())?;
                 // Safety: the region is new, ours alone, and offset + len bytes long.
                 unsafe {
                     std::ptr::copy_nonoverlapping(header.as_ptr(), region.as_ptr(), header.len())
                 };
-                (region, offset, Some(segment))
+                (region, offset, Some(segment), format!("{token:016x}"))
             }
-            None => (Region::heap(data.len())?, 0, None),
+            None => (Region::heap(data.len())?, 0, None, key.clone()),
         };
         // Safety: as above.
         unsafe {
@@ -233,6 +241,7 @@ impl ModelStore {
             len: data.len(),
             meta: meta.to_vec(),
             key,
+            public_key,
             segment,
             owner: self.owner,
             store: Arc::downgrade(&self.shared),
@@ -252,13 +261,9 @@ impl ModelStore {
 
     /// Removes every entry's shared-memory name (the memory lives on while held).
     pub fn close(&self) {
-        if let Some(name) = self
-            .shm_name
-            .as_ref()
-            .filter(|_| std::process::id() == self.owner)
-        {
-            for key in self.shared.lock().keys() {
-                shm_unlink(&format!("{name}-{key}"));
+        if std::process::id() == self.owner {
+            for segment in self.shared.lock().values().filter_map(|e| e.segment.as_ref()) {
+                shm_unlink(segment);
             }
         }
     }

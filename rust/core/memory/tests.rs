@@ -97,8 +97,9 @@ fn close_fails_blocked_and_later_acquires() {
 }
 
 #[test]
-fn shared_chunks_are_named_segments_unlinked_on_close() {
+fn shared_chunks_have_random_names_listed_in_the_header_and_unlinked_on_close() {
     let name = unique_name("pool");
+    let header = Region::shm_create(&name, 64).unwrap();
     let pool = SlotPool::new(
         64,
         2,
@@ -109,9 +110,20 @@ fn shared_chunks_are_named_segments_unlinked_on_close() {
     for _ in 0..3 {
         pool.try_acquire().unwrap().unwrap();
     }
-    assert!(shm_exists(&format!("{name}-c0")) && shm_exists(&format!("{name}-c1")));
-    pool.close();
+    let table = std::fs::read(std::path::Path::new("/dev/shm").join(&name)).unwrap();
+    let chunks: Vec<String> = (0..2)
+        .map(|k| {
+            let at = CHUNK_TABLE + 8 * k;
+            let token = u64::from_le_bytes(table[at..at + 8].try_into().unwrap());
+            format!("{name}-c{token:016x}")
+        })
+        .collect();
+    assert!(chunks.iter().all(|chunk| shm_exists(chunk)));
     assert!(!shm_exists(&format!("{name}-c0")) && !shm_exists(&format!("{name}-c1")));
+    pool.close();
+    assert!(chunks.iter().all(|chunk| !shm_exists(chunk)));
+    drop(header);
+    shm_unlink(&name);
 }
 
 #[test]
@@ -153,7 +165,7 @@ fn the_store_writes_shared_entries_after_their_header_and_unlinks_them_when_free
     let name = unique_name("store");
     let store = ModelStore::new(Some(name.clone()));
     let (blob, _) = store.intern(b"m", b"payload", b"HEADER").unwrap();
-    let segment = format!("{name}-{}", blob.key());
+    let segment = format!("{name}-{}", blob.public_key());
     assert!(shm_exists(&segment));
     let bytes = std::fs::read(std::path::Path::new("/dev/shm").join(&segment)).unwrap();
     assert_eq!(&bytes[..6], b"HEADER");
@@ -169,4 +181,22 @@ fn content_hash_depends_on_every_byte_and_on_part_boundaries() {
     assert_ne!(base, content_hash(&[b"abcdefghik"]));
     assert_ne!(base, content_hash(&[b"abcde", b"fghij"]));
     assert_eq!(base, content_hash(&[b"abcdefghij"]));
+}
+
+#[test]
+fn a_released_slot_is_not_reused_until_reclaimed_and_more_memory_covers_it() {
+    let pool = SlotPool::new(64, 1, OnExhausted::Raise, None).unwrap();
+    let first = pool.try_acquire().unwrap().unwrap();
+    pool.release();
+    let second = pool.try_acquire().unwrap().unwrap();
+    assert_ne!(second.slot, first.slot);
+    assert_ne!(second.ptr, first.ptr);
+    let stats = pool.stats();
+    assert_eq!((stats.capacity, stats.in_use, stats.retained, stats.bytes), (1, 1, 1, 128));
+    assert!(matches!(pool.try_acquire(), Err(CoreError::Exhausted(_))));
+    pool.reclaim(first.slot);
+    pool.give_back(second.slot);
+    let third = pool.try_acquire().unwrap().unwrap();
+    assert_eq!((third.slot, third.fresh), (second.slot, false));
+    assert_eq!(pool.stats().retained, 0);
 }
