@@ -37,7 +37,7 @@ class InstrumentedLock:
     FreeAgentics' names work too: ``lock_id`` (the name), ``profiler`` (the ThreadingProfiler
     that made it, if any), and ``with lock as x`` binds the lock itself."""
 
-    def __init__(self, name: str = "lock", reentrant: bool = False) -> None:
+    def __init__(self, name: str = "lock", reentrant: bool = False) -> None:  # noqa: FBT001 (public, positional)
         self.name = _validate.string(name, "name")
         self.reentrant = _validate.boolean(reentrant, "reentrant")
         self.profiler: Any = None
@@ -58,7 +58,7 @@ class InstrumentedLock:
         """FreeAgentics' name for ``name``."""
         return self.name
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:  # noqa: FBT001 (as threading.Lock)
         # The arguments are checked as threading.Lock checks them, contended or not.
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"must be real number, not {type(timeout).__name__}")

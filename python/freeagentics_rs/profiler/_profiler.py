@@ -16,9 +16,10 @@ import concurrent.futures as cf
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,9 @@ class ThreadingProfiler:
         too) repeats the measurement for about ``duration`` seconds instead."""
         if work is not None and not callable(work):
             if isinstance(work, (bool, np.bool_)) or not isinstance(work, (int, float, np.integer, np.floating)):
-                raise TypeError(f"work: must be a callable (or FreeAgentics' duration in seconds), not {type(work).__name__}")
+                raise TypeError(
+                    f"work: must be a callable (or FreeAgentics' duration in seconds), not {type(work).__name__}"
+                )
             if duration is not None:  # FreeAgentics' positional duration
                 raise TypeError("measure_gil_contention() got duration twice (positionally and by keyword)")
             work, duration = None, work
@@ -134,7 +137,7 @@ class ThreadingProfiler:
         self.gil = {"threads": threads, "repeats": len(ratios), "ratio": ratio, "speedup": 1 / ratio if ratio else 0.0}
         return ratio
 
-    def create_instrumented_lock(self, name: str, reentrant: bool = True) -> InstrumentedLock:
+    def create_instrumented_lock(self, name: str, reentrant: bool = True) -> InstrumentedLock:  # noqa: FBT001 (public, positional)
         """A drop-in ``RLock`` (a ``Lock`` with ``reentrant=False``) whose contention the report
         and ``lock_metrics`` include. Reentrant by default, as FreeAgentics' always was."""
         lock = InstrumentedLock(name, reentrant)
@@ -242,7 +245,9 @@ class ThreadingProfiler:
                     latencies.append(time.perf_counter() - submitted)
 
         self.start_time, self.end_time = time.perf_counter(), None
-        futures = [pool.submit(run, fn, args, time.perf_counter()) for fn, args in zip(workload, workload_args)]
+        futures = [
+            pool.submit(run, fn, args, time.perf_counter()) for fn, args in zip(workload, workload_args, strict=True)
+        ]
         completed = sum(f.exception() is None for f in cf.as_completed(futures))
         self.end_time = time.perf_counter()
         duration = self.end_time - self.start_time
@@ -290,7 +295,9 @@ class ThreadingProfiler:
             else:
                 optimal = current
         return ThreadingProfile(
-            total_duration=self.end_time - self.start_time if self.end_time is not None and self.start_time is not None else 0.0,
+            total_duration=self.end_time - self.start_time
+            if self.end_time is not None and self.start_time is not None
+            else 0.0,
             thread_metrics=self.thread_metrics,
             lock_metrics=self.lock_metrics,
             pool_metrics=dict(self.pool_metrics),
@@ -307,7 +314,9 @@ class ThreadingProfiler:
         if self.memory is None:
             self.profile_memory_usage()
 
-    def profile_executor(self, executor: cf.Executor, fn: Callable[[Any], Any], iterable: Iterable[Any]) -> ExecutorProfile:
+    def profile_executor(
+        self, executor: cf.Executor, fn: Callable[[Any], Any], iterable: Iterable[Any]
+    ) -> ExecutorProfile:
         """Runs ``fn(item)`` for every item on ``executor`` and measures throughput, queue wait
         (submit to start) and run time percentiles, CPU share (thread CPU time over run time)
         and each worker's busy share from its thread CPU clock."""
@@ -319,7 +328,9 @@ class ThreadingProfiler:
             try:
                 return fn(item)
             finally:
-                record((threading.get_ident(), start - submitted, time.perf_counter() - start, time.thread_time() - cpu))
+                record(
+                    (threading.get_ident(), start - submitted, time.perf_counter() - start, time.thread_time() - cpu)
+                )
 
         stats = getattr(executor, "stats", None)
         stolen_before = stats().get("stolen") if callable(stats) else None
@@ -390,7 +401,9 @@ class ThreadingProfiler:
         candidates = [_validate.integer(n, "candidates", minimum=1, maximum=MAX_THREADS) for n in candidates]
         if not candidates:
             raise ValueError("candidates: must be positive thread counts, got none")
-        tasks = 4 * max(candidates) if tasks is None else _validate.integer(tasks, "tasks", minimum=1, maximum=10_000_000)
+        tasks = (
+            4 * max(candidates) if tasks is None else _validate.integer(tasks, "tasks", minimum=1, maximum=10_000_000)
+        )
         repeats = _validate.integer(repeats, "repeats", minimum=1, maximum=10_000)
         rates: dict[int, float] = {}
         for n in sorted(set(candidates)):

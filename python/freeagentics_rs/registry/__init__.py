@@ -40,9 +40,17 @@ class AgentRegistry(MutableMapping):
         # The methods below document them (and serve type checkers); both cores take the same
         # parameter names.
         for name in (
-            "register", "unregister", "get", "get_many", "compare_and_set", "ids", "clear",
-            "shard_sizes", "shard_of", "setdefault",
-        ):  # fmt: skip
+            "register",
+            "unregister",
+            "get",
+            "get_many",
+            "compare_and_set",
+            "ids",
+            "clear",
+            "shard_sizes",
+            "shard_of",
+            "setdefault",
+        ):
             setattr(self, name, getattr(core, name))
 
     @property

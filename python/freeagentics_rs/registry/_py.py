@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import zlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 

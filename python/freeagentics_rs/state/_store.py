@@ -12,7 +12,7 @@ import time
 import weakref
 import zlib
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class AgentStateStore:
     each agent, each with a CRC-32 checksum. Safe from many threads (a connection per thread).
     ``*_async`` variants run on the store's own worker threads."""
 
-    def __init__(self, path: str | os.PathLike[str], *, keep_versions: int = 3, backend: Optional[str] = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, keep_versions: int = 3, backend: str | None = None) -> None:
         # Versions are SQLite integers (64 bits): a larger count could never be reached.
         keep_versions = _validate.integer(keep_versions, "keep_versions", minimum=1, maximum=MAX_KEEP_VERSIONS)
         if not isinstance(path, (str, bytes, os.PathLike)):
@@ -109,7 +109,7 @@ class AgentStateStore:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
-        self._executor: Optional[WorkStealingThreadPool] = None
+        self._executor: WorkStealingThreadPool | None = None
         with self._conn() as conn:
             conn.execute(_SCHEMA)
 
@@ -149,14 +149,17 @@ class AgentStateStore:
             for key, agent_id, data in records:
                 (latest,) = conn.execute(
                     # A version some other writer stored as text or real is not a version of ours.
-                    "SELECT COALESCE(MAX(version), 0) FROM agent_states WHERE agent = ? AND typeof(version) = 'integer'",
+                    "SELECT COALESCE(MAX(version), 0) FROM agent_states "
+                    "WHERE agent = ? AND typeof(version) = 'integer'",
                     (key,),
                 ).fetchone()
                 version = latest + 1
                 conn.execute(
                     "INSERT INTO agent_states VALUES (?, ?, ?, ?, ?)", (key, version, now, zlib.crc32(data), data)
                 )
-                conn.execute("DELETE FROM agent_states WHERE agent = ? AND version <= ?", (key, version - self.keep_versions))
+                conn.execute(
+                    "DELETE FROM agent_states WHERE agent = ? AND version <= ?", (key, version - self.keep_versions)
+                )
                 versions[agent_id] = version
             conn.execute("COMMIT")
         except BaseException:
@@ -175,10 +178,14 @@ class AgentStateStore:
 
     # -- reading ----------------------------------------------------------------------------
     def _rows(self, agent_id: str | int) -> list[tuple[int, float, int, bytes]]:
-        rows = self._conn().execute(
-            "SELECT version, saved_at, checksum, data FROM agent_states WHERE agent = ? ORDER BY version DESC",
-            (_key(agent_id),),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT version, saved_at, checksum, data FROM agent_states WHERE agent = ? ORDER BY version DESC",
+                (_key(agent_id),),
+            )
+            .fetchall()
+        )
         if not rows:
             raise KeyError(f"agent {agent_id!r} has no saved state")
         return rows
@@ -200,7 +207,7 @@ class AgentStateStore:
         ``fallback=True`` the newest intact version is returned instead (the error is raised only
         if none is intact). ``KeyError`` if the agent has no saved state."""
         rows = self._rows(agent_id)
-        first_error: Optional[StateCorruptedError] = None
+        first_error: StateCorruptedError | None = None
         for version, _, checksum, data in rows:
             try:
                 return self._decode(agent_id, version, checksum, data)
