@@ -182,7 +182,7 @@ class LockedDict:
     """FreeAgentics' registry design: one dict guarded by one lock."""
 
     def __init__(self) -> None:
-        self._agents: dict = {}
+        self._agents: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     def register(self, agent_id: Any, agent: Any) -> None:

@@ -59,7 +59,7 @@ class AsyncAgentManager:
         state_store: AgentStateStore | None = None,
         event_bus: EventBus | None = None,
         observation_source: Callable[[Any], Awaitable[Any]] | None = None,
-        agent_factory: Callable[[Any, dict], Any] | None = None,
+        agent_factory: Callable[[Any, dict[str, Any]], Any] | None = None,
         backend: str | None = None,
     ) -> None:
         if max_workers is not None:
@@ -133,7 +133,7 @@ class AsyncAgentManager:
         self,
         agent_id: Any,
         operation: str | None = None,
-        data: dict | None = None,
+        data: dict[str, Any] | None = None,
         timeout: float | None = 10.0,
         *,
         operation_type: str | None = None,
@@ -177,7 +177,7 @@ class AsyncAgentManager:
         # executor frees the agent from its own thread (see _agent_lock).
         return self._locks.setdefault(agent_id, AgentLock())
 
-    async def _run(self, agent_id: Any, agent: Any, operation: str, data: dict) -> tuple[Any, float]:
+    async def _run(self, agent_id: Any, agent: Any, operation: str, data: dict[str, Any]) -> tuple[Any, float]:
         lock = self._lock_for(agent_id)
         await lock.acquire()  # FIFO: one agent's operations run in order, one at a time
 
@@ -205,14 +205,14 @@ class AsyncAgentManager:
         return AgentOperationResult(operation_id, agent_id, False, None, error, 0.0)
 
     async def execute_batch_operations(
-        self, operations: Iterable[tuple[Any, str, dict | None]], timeout: float | None = 10.0
+        self, operations: Iterable[tuple[Any, str, dict[str, Any] | None]], timeout: float | None = 10.0
     ) -> list[AgentOperationResult]:
         """Runs ``(agent_id, operation, data)`` triples concurrently; results in order."""
         _validate.optional_timeout(timeout)  # refused before any operation starts
         return list(await asyncio.gather(*(self.execute_operation(a, op, d, timeout) for a, op, d in operations)))
 
     async def step_all_agents(
-        self, observations: dict | None = None, timeout: float | None = 10.0
+        self, observations: dict[Any, Any] | None = None, timeout: float | None = 10.0
     ) -> dict[Any, AgentOperationResult]:
         """For every agent at once: the observation (given, or fetched from the source), the
         step on the executor, then saving its state and broadcasting the step concurrently."""
@@ -225,7 +225,7 @@ class AsyncAgentManager:
         return dict(zip(agent_ids, results, strict=True))
 
     async def _step_pipeline(
-        self, agent_id: Any, observations: dict | None, timeout: float | None
+        self, agent_id: Any, observations: dict[Any, Any] | None, timeout: float | None
     ) -> AgentOperationResult:
         # One agent's failure (fetching, stepping, saving, broadcasting) is its result only.
         try:
@@ -263,7 +263,7 @@ class AsyncAgentManager:
             state = agent.get_state()
         return await self._store().save_async(agent_id, state)
 
-    async def load_agent_state_async(self, agent_id: Any) -> dict:
+    async def load_agent_state_async(self, agent_id: Any) -> dict[str, Any]:
         """Loads the agent's newest state; hands it to ``agent.set_state`` if it has one
         (between the agent's operations)."""
         state = await self._store().load_async(agent_id)

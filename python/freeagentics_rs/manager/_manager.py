@@ -58,7 +58,7 @@ _SHUTDOWN_MESSAGE = "cannot submit tasks after shutdown"
 class AgentTask:
     """A task for an agent (FreeAgentics' dataclass)."""
 
-    agent_id: str
+    agent_id: str | int
     operation: str
     data: dict[str, Any]
     priority: int = 0
@@ -74,7 +74,7 @@ class TaskResult:
     """The outcome of one task. ``execution_time_ms`` is the time the operation ran;
     ``queue_wait_ms`` the time it waited before (FreeAgentics counted both as execution)."""
 
-    agent_id: str
+    agent_id: str | int
     operation: str
     success: bool
     result: Any
@@ -106,7 +106,7 @@ class _Queued:
 
     def __init__(self, task: AgentTask, agent: Any, seq: int, latch: _Latch | None) -> None:
         self.task, self.agent, self.seq, self.latch = task, agent, seq, latch
-        self.future: Future = _PoolFuture()  # a Future with a lighter condition
+        self.future: Future[Any] = _PoolFuture()  # a Future with a lighter condition
         self.queued_at = time.perf_counter()
 
 
@@ -211,12 +211,12 @@ class OptimizedThreadPoolManager:
             }
         )
         self._stats = self.performance_stats
-        self.active_futures: Mapping[Future, AgentTask] = _ActiveFutures(self)
+        self.active_futures: Mapping[Future[Any], AgentTask] = _ActiveFutures(self)
 
     @property
     def current_workers(self) -> int:
         """The pool's size now: the adaptive controller's target, or the load rule's size."""
-        if self.adaptive and not self._shutdown:
+        if isinstance(self.executor, AdaptiveThreadPoolExecutor) and not self._shutdown:
             try:
                 self._workers = self.executor.target_workers
             except RuntimeError:  # shut down meanwhile: the last size seen
@@ -233,14 +233,14 @@ class OptimizedThreadPoolManager:
         self.agents.pop(agent_id, None)
 
     # -- submitting -------------------------------------------------------------------------
-    def submit_task(self, agent_id: Any, operation: str, data: dict[str, Any], priority: int = 0) -> Future:
+    def submit_task(self, agent_id: Any, operation: str, data: dict[str, Any], priority: int = 0) -> Future[Any]:
         """Queues ``operation`` for an agent; the future's result is a ``TaskResult`` (a failed
         one, not an exception, when the operation raises or is unknown).
         ``AgentNotRegisteredError`` (a ``KeyError`` and a ``ValueError``) for an unknown agent,
         ``ManagerShutdownError`` (a ``RuntimeError`` and a ``ValueError``) after shutdown."""
         return self._submit(AgentTask(agent_id, operation, data, priority))
 
-    def _submit(self, task: AgentTask, latch: _Latch | None = None) -> Future:
+    def _submit(self, task: AgentTask, latch: _Latch | None = None) -> Future[Any]:
         if self._shutdown:
             raise ManagerShutdownError(_SHUTDOWN_MESSAGE)
         agent = self.agents.get(task.agent_id)
@@ -420,7 +420,7 @@ class OptimizedThreadPoolManager:
 
     def _run_batch(self, agent_tasks: list[AgentTask], timeout: float | None) -> list[TaskResult]:
         latch = _Latch(len(agent_tasks))
-        submitted: list[tuple[AgentTask, Future | str]] = []
+        submitted: list[tuple[AgentTask, Future[Any] | str]] = []
         for task in agent_tasks:
             try:
                 submitted.append((task, self._submit(task, latch)))
@@ -493,14 +493,14 @@ class OptimizedThreadPoolManager:
         self.shutdown(wait=True)
 
 
-class _ActiveFutures(Mapping):
+class _ActiveFutures(Mapping[Future[Any], AgentTask]):
     """``manager.active_futures``: a live read-only view ``{future: AgentTask}`` of the tasks
     running or queued now (FreeAgentics' dict of this name also kept finished futures)."""
 
     def __init__(self, manager: OptimizedThreadPoolManager) -> None:
         self._manager = manager
 
-    def _snapshot(self) -> dict[Future, AgentTask]:
+    def _snapshot(self) -> dict[Future[Any], AgentTask]:
         m = self._manager
         with m._lock:
             active = {queued.future: queued.task for queued in m._running.values()}
@@ -508,10 +508,10 @@ class _ActiveFutures(Mapping):
                 active.update((q.future, q.task) for q in fifo if not q.future.cancelled())
         return active
 
-    def __getitem__(self, future: Future) -> AgentTask:
+    def __getitem__(self, future: Future[Any]) -> AgentTask:
         return self._snapshot()[future]
 
-    def __iter__(self) -> Iterator[Future]:
+    def __iter__(self) -> Iterator[Future[Any]]:
         return iter(self._snapshot())
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ def percentiles(samples: Any, scale: float = 1e3) -> dict[str, float]:
         return {"count": 0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
 
     def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * scale
+        return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * scale)
 
     return {"count": len(ordered), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1] * scale}
 

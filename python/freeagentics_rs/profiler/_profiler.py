@@ -218,7 +218,7 @@ class ThreadingProfiler:
         self,
         pool: cf.Executor,
         workload: Sequence[Callable[..., Any]],
-        workload_args: Sequence[tuple] | None = None,
+        workload_args: Sequence[tuple[Any, ...]] | None = None,
     ) -> dict[str, Any]:
         """FreeAgentics' pool profile: runs ``workload[i](*workload_args[i])`` on ``pool``, each
         inside ``profile_thread``, and returns ``total_duration``, ``tasks_submitted``,
@@ -237,7 +237,7 @@ class ThreadingProfiler:
             raise ValueError(f"workload_args: must have one tuple per task ({len(workload)}), got {len(workload_args)}")
         latencies: list[float] = []
 
-        def run(fn: Callable[..., Any], args: tuple, submitted: float) -> Any:
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], submitted: float) -> Any:
             with self.profile_thread():
                 try:
                     return fn(*args)
@@ -415,8 +415,8 @@ class ThreadingProfiler:
                     cf.wait([pool.submit(fn) for _ in range(tasks)])
                     times.append(time.perf_counter() - start)
             rates[n] = tasks / statistics.median(times)
-        top = max(rates.values())
-        best = min(n for n, rate in rates.items() if rate >= 0.95 * top)
+        top_rate = max(rates.values())
+        best = min(n for n, rate in rates.items() if rate >= 0.95 * top_rate)
         self.thread_counts = {"best": best, "ops_per_s": rates, "tasks": tasks}
         return best, rates
 

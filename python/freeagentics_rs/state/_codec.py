@@ -40,7 +40,7 @@ def _refuse(path: str, value: Any) -> TypeError:
     )
 
 
-def encode(state: dict) -> bytes:
+def encode(state: dict[str, Any]) -> bytes:
     """Encodes a state dict (str keys). ``TypeError`` naming the first value it cannot hold."""
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, not {type(state).__name__}")
@@ -106,7 +106,7 @@ def _encode_dict(out: bytearray, value: dict[Any, Any], path: str, depth: int) -
         _encode(out, item, f"{path}.{key}" if path else key, depth + 1)
 
 
-def decode(record: bytes) -> dict:
+def decode(record: bytes) -> dict[str, Any]:
     """Decodes a record made by ``encode``. ``ValueError`` if it is malformed."""
     view = memoryview(record)
     if bytes(view[:4]) != MAGIC:
