@@ -164,6 +164,6 @@ def _after_fork_in_child() -> None:
         loop_thread._stopped = False
 
 
-threading._register_atexit(_stop_all)  # type: ignore[attr-defined]
+threading._register_atexit(_stop_all)  # type: ignore[attr-defined]  # private, not in typeshed
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
