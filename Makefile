@@ -9,7 +9,7 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: help venv build demo test test-rust test-python stress bench lint clean
+.PHONY: help venv build demo test test-rust test-python stress bench format lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,7 @@ $(TEST_STAMP): $(STAMP) Makefile
 	$(PY) -m pip install -q "scipy>=1.10" "pandas>=2" "matplotlib>=3.7" "seaborn>=0.12"
 	$(PY) -m pip install -q --no-deps "inferactively-pymdp==0.0.7.1"
 	$(PY) -m pip install -q "dask[distributed]>=2024.1" "hypothesis>=6.100"
+	$(PY) -m pip install -q "ruff>=0.6" "mypy>=1.11"
 	touch $(TEST_STAMP)
 
 venv: $(STAMP)  ## create/refresh the virtualenv with the build and test tools
@@ -55,7 +56,16 @@ bench: build $(TEST_STAMP)  ## pytest-benchmark suites (ratios against a baselin
 	$(PY) -m pytest benches -q --benchmark-columns=median,min,max,rounds --benchmark-json=.benchmarks/executor.json
 	$(PY) benches/table.py .benchmarks/executor.json
 
-lint:  ## rustfmt and clippy
+format: $(TEST_STAMP)  ## ruff format, then ruff's fixable lint findings
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# stubtest imports the built extension and compares it with _native.pyi.
+lint: build $(TEST_STAMP)  ## ruff, mypy, stubtest of _native.pyi, rustfmt and clippy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest freeagentics_rs._native --allowlist stubtest-allowlist.txt
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 

@@ -4,29 +4,23 @@ suite once with `rust` and once with `python`, so each test covers both backends
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 # Rule 9 of DESIGN.md, also when pytest is run directly: BLAS on one thread per worker (and so
 # a task's thread CPU time includes its BLAS work). Set before anything imports numpy.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import subprocess
-import sys
-import textwrap
-
-import pytest
-from hypothesis import HealthCheck, settings
-
-import freeagentics_rs
+import freeagentics_rs  # noqa: E402 (after the BLAS setting: it imports numpy)
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Property-based tests: a small profile keeps `make test` fast; `make stress` selects the large
 # one (HYPOTHESIS_PROFILE=stress). No deadline: this machine is shared and its timings are noisy.
-settings.register_profile(
-    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "stress", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("stress", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
@@ -70,7 +64,11 @@ def run_isolated(backend):
         env = dict(os.environ, FREEAGENTICS_RS_BACKEND=backend)
         return subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code)],
-            capture_output=True, text=True, timeout=timeout, env=env, **kwargs,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            **kwargs,
         )
 
     return run

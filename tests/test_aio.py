@@ -8,9 +8,7 @@ import traceback
 import warnings
 
 import pytest
-
 from freeagentics_rs import EventBus, EventLoopThread
-
 from helpers import run_python
 
 
@@ -125,7 +123,7 @@ def test_events_arrive_in_order_to_every_subscriber_from_any_thread(loop_thread)
         subs = [bus.subscribe("steps"), bus.subscribe("steps")]
         ready.set()
         got = [[], []]
-        for sub, bucket in zip(subs, got):
+        for sub, bucket in zip(subs, got, strict=True):
             async for event in sub:
                 bucket.append(event)
                 if len(bucket) == n:
@@ -135,7 +133,9 @@ def test_events_arrive_in_order_to_every_subscriber_from_any_thread(loop_thread)
     ready = threading.Event()
     future = loop_thread.submit(collect(300))
     assert ready.wait(10)
-    publishers = [threading.Thread(target=lambda k=k: [bus.publish("steps", (k, i)) for i in range(100)]) for k in range(3)]
+    publishers = [
+        threading.Thread(target=lambda k=k: [bus.publish("steps", (k, i)) for i in range(100)]) for k in range(3)
+    ]
     for p in publishers:
         p.start()
     for p in publishers:

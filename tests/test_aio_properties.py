@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import freeagentics_rs
 import numpy as np
+from freeagentics_rs import AsyncAgentManager, EventBus, EventLoopThread, InstrumentedLock, ThreadingProfiler
 from hypothesis import given
 from hypothesis import strategies as st
-
-import freeagentics_rs
-from freeagentics_rs import AsyncAgentManager, EventBus, EventLoopThread, InstrumentedLock, ThreadingProfiler
 
 anything = st.one_of(
     st.none(),
@@ -147,7 +146,10 @@ def test_profiler_locks(name, reentrant):
 @given(threads=sizes, repeats=sizes)
 def test_gil_probe_arguments(threads, repeats):
     profiler = ThreadingProfiler()
-    small = lambda v: v if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v <= 4 else 4  # noqa: E731
+
+    def small(v):  # integers capped at 4, to keep the probe short
+        return v if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v <= 4 else 4
+
     try:
         ratio = profiler.measure_gil_contention(lambda: None, small(threads), small(repeats))
     except Exception as exc:

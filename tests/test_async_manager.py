@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-
 from freeagentics_rs import AgentStateStore, AsyncAgentManager, EventBus, WorkStealingThreadPool
 
 
@@ -131,7 +130,9 @@ def test_the_step_pipeline_fetches_steps_saves_and_broadcasts(tmp_path, backend)
         bus = EventBus()
         events = bus.subscribe("agent.step")
         with AgentStateStore(tmp_path / "s.db", backend=backend) as store:
-            async with AsyncAgentManager(4, state_store=store, event_bus=bus, observation_source=source, backend=backend) as m:
+            async with AsyncAgentManager(
+                4, state_store=store, event_bus=bus, observation_source=source, backend=backend
+            ) as m:
                 agents = [Agent(f"a{i}") for i in range(6)]
                 for a in agents:
                     m.register_agent(a.name, a)

@@ -14,11 +14,10 @@ import threading
 import time
 import warnings
 
+import freeagentics_rs
 import numpy as np
 import pytest
-
-import freeagentics_rs
-from freeagentics_rs import AgentTask, OptimizedThreadPoolManager, TaskResult
+from freeagentics_rs import AgentTask, TaskResult
 
 # Where FreeAgentics imports the manager from, and what it names.
 optimized_threadpool_manager = freeagentics_rs
@@ -72,12 +71,23 @@ def test_the_dataclasses_take_freeagentics_fields():
     task = AgentTask("agent-1", "step", {"observation": 1}, 2)
     assert task.priority == 2 and task.timestamp is not None
     result = TaskResult(
-        agent_id="agent-1", operation="step", success=True, result="up", error=None,
-        execution_time_ms=1.0, timestamp=time.time(),
-    )  # fmt: skip
+        agent_id="agent-1",
+        operation="step",
+        success=True,
+        result="up",
+        error=None,
+        execution_time_ms=1.0,
+        timestamp=time.time(),
+    )
     assert [f.name for f in dataclasses.fields(TaskResult)][:7] == [
-        "agent_id", "operation", "success", "result", "error", "execution_time_ms", "timestamp",
-    ]  # fmt: skip
+        "agent_id",
+        "operation",
+        "success",
+        "result",
+        "error",
+        "execution_time_ms",
+        "timestamp",
+    ]
     assert result.queue_wait_ms == 0.0
 
 
@@ -111,12 +121,17 @@ def test_its_coordinator(managers):
         manager.register_agent(f"coord-{i}", ExplorerStandIn(f"coord-{i}"))
     coordination_data = {"observation": {"position": [1, 1]}, "priority": 1, "timeout": 5.0}
     futures = [
-        (agent_id, manager.submit_task(
-            agent_id=agent_id, operation="step", data=coordination_data,
-            priority=coordination_data.get("priority", 0),
-        ))
+        (
+            agent_id,
+            manager.submit_task(
+                agent_id=agent_id,
+                operation="step",
+                data=coordination_data,
+                priority=coordination_data.get("priority", 0),
+            ),
+        )
         for agent_id in ("coord-0", "coord-1", "coord-2")
-    ]  # fmt: skip
+    ]
     for agent_id, future in futures:
         result = future.result(timeout=coordination_data.get("timeout", 30))
         assert result.success and result.agent_id == agent_id

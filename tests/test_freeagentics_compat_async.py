@@ -8,7 +8,6 @@ import asyncio
 import time
 
 import pytest
-
 from freeagentics_rs import AsyncAgentManager, OptimizedThreadPoolManager, ThreadingProfiler, WorkStealingThreadPool
 
 
@@ -56,7 +55,9 @@ def test_the_benchmark_lifecycle_with_one_added_argument(backend):
     async def main():
         async with AsyncAgentManager(max_workers=2, agent_factory=explorer_from_config, backend=backend) as manager:
             for i in range(5):
-                manager.register_agent(f"async-agent-{i}", {"name": f"AsyncAgent-{i}", "grid_size": 5, "is_active": True})
+                manager.register_agent(
+                    f"async-agent-{i}", {"name": f"AsyncAgent-{i}", "grid_size": 5, "is_active": True}
+                )
             observations = {f"async-agent-{i}": {"position": [2, 2], "surroundings": [[0] * 3] * 3} for i in range(5)}
             rounds = [await manager.step_all_agents(observations, timeout=30.0) for _ in range(3)]
             return manager, rounds, manager.get_stats()
@@ -80,7 +81,9 @@ def test_start_stop_execute_operation_and_counts(backend):
         manager.register_agent("a", {"name": "A"})
         by_keyword = await manager.execute_operation(agent_id="a", operation_type="select_action", data={}, timeout=5.0)
         positional = await manager.execute_operation("a", "perceive", {"observation": 1}, 5.0)
-        batch = await manager.execute_batch_operations([("a", "update_beliefs", {}), ("ghost", "step", {})], timeout=5.0)
+        batch = await manager.execute_batch_operations(
+            [("a", "update_beliefs", {}), ("ghost", "step", {})], timeout=5.0
+        )
         count = manager.get_agent_count()
         await manager.stop()
         stopped = manager.executor
@@ -213,8 +216,14 @@ def test_profile_thread_and_profile_thread_pool(backend):
     assert profiler.start_time is None and profiler.end_time is None
     with WorkStealingThreadPool(2, backend=backend) as pool:
         pool_metrics = profiler.profile_thread_pool(pool, [agent_work] * 10 + [failing])
-    assert set(pool_metrics) >= {"total_duration", "tasks_submitted", "tasks_completed", "avg_submit_time",
-                                 "throughput", "thread_efficiency"}
+    assert set(pool_metrics) >= {
+        "total_duration",
+        "tasks_submitted",
+        "tasks_completed",
+        "avg_submit_time",
+        "throughput",
+        "thread_efficiency",
+    }
     assert pool_metrics["tasks_submitted"] == 11 and pool_metrics["tasks_completed"] == 10
     assert pool_metrics["throughput"] > 0 and 0 <= pool_metrics["thread_efficiency"] <= 1.5
     assert profiler.end_time > profiler.start_time

@@ -7,13 +7,9 @@ import time
 import warnings
 from concurrent.futures import Future
 
+import freeagentics_rs
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import freeagentics_rs
-
 from freeagentics_rs import (
     AdaptiveThreadPoolExecutor,
     AgentNotRegisteredError,
@@ -24,6 +20,8 @@ from freeagentics_rs import (
     WorkStealingThreadPool,
 )
 from freeagentics_rs.manager import _manager
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 class Agent:
@@ -80,7 +78,13 @@ def test_every_operation_and_every_task_result_field(manager, backend):
     before = time.time()
     step = m.submit_task("a", "step", {"observation": 3}).result(timeout=10)
     assert isinstance(step, TaskResult)
-    assert (step.agent_id, step.operation, step.success, step.result, step.error) == ("a", "step", True, "action-3", None)
+    assert (step.agent_id, step.operation, step.success, step.result, step.error) == (
+        "a",
+        "step",
+        True,
+        "action-3",
+        None,
+    )
     assert step.execution_time_ms >= 0 and step.queue_wait_ms >= 0 and before <= step.timestamp <= time.time()
     assert m.submit_task("a", "perceive", {"observation": 9}).result(timeout=10).result is None
     assert agent.beliefs["seen"] == 9
@@ -192,7 +196,9 @@ def test_step_all_agents_with_a_timeout_returns_partial_results_and_leaks_nothin
     m.submit_task("slow1", "step", {})
     while m.get_pool_status()["active_tasks"] != 2:
         time.sleep(0.001)
-    results = m.step_all_agents({a: 1 for a in [f"slow{i}" for i in range(2)] + [f"fast{i}" for i in range(6)]}, timeout=0.2)
+    results = m.step_all_agents(
+        {a: 1 for a in [f"slow{i}" for i in range(2)] + [f"fast{i}" for i in range(6)]}, timeout=0.2
+    )
     assert set(results) == {f"slow{i}" for i in range(2)} | {f"fast{i}" for i in range(6)}
     assert all(r.success is False and r.error == "timeout" for r in results.values())
     # Every step that had not started was cancelled and dropped from the queue.
@@ -209,7 +215,9 @@ def test_batch_execute_keeps_order_and_refuses_unknown_agents_before_submitting(
     agents = {name: Agent(name) for name in "abc"}
     for name, agent in agents.items():
         m.register_agent(name, agent)
-    results = m.batch_execute([("a", "step", {"observation": 1}), AgentTask("c", "select_action", {}), ("b", "step", {"observation": 2})])
+    results = m.batch_execute(
+        [("a", "step", {"observation": 1}), AgentTask("c", "select_action", {}), ("b", "step", {"observation": 2})]
+    )
     assert [r.agent_id for r in results] == ["a", "c", "b"] and all(r.success for r in results)
     assert [r.result for r in results] == ["action-1", "up", "action-2"]
     # Issue 16 item 4: FreeAgentics raised ValueError here; this gave a failed result.
@@ -452,12 +460,17 @@ def test_without_sizes_the_pool_sizes_itself_and_a_gil_bound_load_stays_small(ma
 
 
 _size_values = st.one_of(
-    st.none(), st.integers(min_value=-3, max_value=40), st.sampled_from([0, 2**40, -(2**63)]),
-    st.integers(min_value=1, max_value=40).map(np.int64), st.floats(allow_nan=True), st.booleans(),
+    st.none(),
+    st.integers(min_value=-3, max_value=40),
+    st.sampled_from([0, 2**40, -(2**63)]),
+    st.integers(min_value=1, max_value=40).map(np.int64),
+    st.floats(allow_nan=True),
+    st.booleans(),
     st.sampled_from(["8", b"8", [8], np.bool_(True), np.float64(8.0)]),
 )
 _real_values = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True), st.integers(min_value=-2, max_value=2),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-2, max_value=2),
     st.sampled_from(["x", None, True, np.float32(0.5), np.int8(1), 2**64]),
 )
 
@@ -470,7 +483,9 @@ def test_any_constructor_arguments_work_or_are_refused_naming_one(initial, maxim
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # clamping, tested above
         try:
-            m = OptimizedThreadPoolManager(initial, maximum, minimum, threshold, interval, backend=freeagentics_rs.BACKEND)
+            m = OptimizedThreadPoolManager(
+                initial, maximum, minimum, threshold, interval, backend=freeagentics_rs.BACKEND
+            )
         except (TypeError, ValueError) as e:
             assert str(e).split(":")[0] in names, e
             return

@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-
 from freeagentics_rs import InstrumentedLock, ThreadingProfiler, WorkStealingThreadPool, workloads
 
 

@@ -7,12 +7,10 @@ import random
 import sys
 import threading
 
+import freeagentics_rs
 import numpy as np
 import pytest
-
-import freeagentics_rs
 from freeagentics_rs import AgentRegistry, LockFreeAgentRegistry
-
 from helpers import run_python
 
 
@@ -95,7 +93,8 @@ def test_bad_shard_counts(backend, bad, error, message):
 def test_a_huge_shard_count_is_refused_not_allocated(run_isolated, backend):
     # Issue 14 item 9: aborted the process on Rust (allocation failure), built 2**40 dicts on
     # Python. The core refuses it too, for callers that build one directly.
-    out = run_isolated(f"""
+    out = run_isolated(
+        f"""
         import freeagentics_rs
         from freeagentics_rs import _backend
         from freeagentics_rs.registry import _py
@@ -105,7 +104,9 @@ def test_a_huge_shard_count_is_refused_not_allocated(run_isolated, backend):
                 make(2**40)
             except ValueError as e:
                 print(e)
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "num_shards: must be between 2 and 65536, got 1099511627776",
@@ -116,7 +117,8 @@ def test_a_huge_shard_count_is_refused_not_allocated(run_isolated, backend):
 def test_allocation_failures_are_memory_errors(run_isolated):
     # Under an address-space limit, building registries until memory runs out must raise
     # MemoryError (the Rust core aborted the process on a failed allocation).
-    out = run_isolated("""
+    out = run_isolated(
+        """
         import resource
         import freeagentics_rs
         with open("/proc/self/statm") as f:
@@ -129,7 +131,9 @@ def test_allocation_failures_are_memory_errors(run_isolated):
         except MemoryError:
             kept.clear()
             print("MemoryError")
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "MemoryError"
 
@@ -145,7 +149,9 @@ def test_ids_are_str_and_ints_from_int64_min_to_uint64_max_numpy_included(regist
     assert registry.ids() == [-(2**63), -1, 0, 2**63 - 1, 2**63, 2**64 - 1, 2**64 - 2]
     assert all(type(i) is int for i in registry.ids())
     for too_big in (2**64, -(2**63) - 1, 10**30):
-        with pytest.raises(ValueError, match=f"agent_id: must be between -9223372036854775808 and 18446744073709551615, got {too_big}"):
+        with pytest.raises(
+            ValueError, match=f"agent_id: must be between -9223372036854775808 and 18446744073709551615, got {too_big}"
+        ):
             registry.register(too_big, 1)
         assert too_big not in registry
     assert len(registry) == 7

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import collections.abc
 
+import freeagentics_rs
 import numpy as np
 import pytest
+from freeagentics_rs import AgentRegistry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-import freeagentics_rs
-from freeagentics_rs import AgentRegistry
 
 MIN_ID, MAX_ID = -(2**63), 2**64 - 1
 
@@ -108,7 +107,11 @@ ids = st.one_of(
     st.sampled_from(ID_POOL[4:]).map(lambda i: np.int64(i) if i < 2**63 else np.uint64(i)),
 )
 bad_ids = st.one_of(
-    st.floats(allow_nan=False), st.none(), st.booleans(), st.binary(max_size=2), st.just((1,)),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.binary(max_size=2),
+    st.just((1,)),
     st.sampled_from([MAX_ID + 1, MIN_ID - 1, 10**40]),
 )
 
@@ -223,7 +226,10 @@ TestRegistryAgainstADict.settings = settings(stateful_step_count=30)
 anything = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.integers(min_value=-4, max_value=70).map(lambda e: 2**e if e >= 0 else e),
-    st.floats(), st.booleans(), st.none(), st.sampled_from(["", "16", "agent-1", "ü"]),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["", "16", "agent-1", "ü"]),
     st.integers(min_value=-(2**63), max_value=2**63 - 1).map(np.int64),
     st.integers(min_value=0, max_value=2**64 - 1).map(np.uint64),
     st.sampled_from([np.int8(4), np.bool_(True), np.float32(16.0), 16.0, [16], b"16"]),
@@ -251,7 +257,10 @@ def test_any_id_is_accepted_or_refused_naming_it_and_changes_nothing(agent_id):
         assert agent_id not in registry and registry.copy() == {"keep": 1}
         return
     key = plain(agent_id)
-    assert isinstance(key, (str, int)) and not isinstance(key, bool) and MIN_ID <= (key if isinstance(key, int) else 0) <= MAX_ID
+    assert (
+        isinstance(key, (str, int))
+        and not isinstance(key, bool)
+        and MIN_ID <= (key if isinstance(key, int) else 0) <= MAX_ID
+    )
     assert agent_id in registry and registry[agent_id] == "x" and registry.ids() == ["keep", key]
     assert type(registry.ids()[1]) is type(key)
-

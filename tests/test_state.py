@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import pytest
-
 from freeagentics_rs import AgentStateStore, StateCorruptedError
 from freeagentics_rs.state._codec import decode, encode
 
@@ -58,7 +57,7 @@ def assert_same(a, b):
             assert_same(a[k], b[k])
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             assert_same(x, y)
     elif isinstance(a, float) and a != a:
         assert b != b
@@ -108,7 +107,11 @@ def test_versions_are_kept_and_history_is_newest_first(tmp_path, backend):
 def corrupt_newest(path, agent_key):
     conn = sqlite3.connect(path)
     (version,) = conn.execute("SELECT MAX(version) FROM agent_states WHERE agent = ?", (agent_key,)).fetchone()
-    data = bytearray(conn.execute("SELECT data FROM agent_states WHERE agent = ? AND version = ?", (agent_key, version)).fetchone()[0])
+    data = bytearray(
+        conn.execute("SELECT data FROM agent_states WHERE agent = ? AND version = ?", (agent_key, version)).fetchone()[
+            0
+        ]
+    )
     data[len(data) // 2] ^= 0xFF
     conn.execute("UPDATE agent_states SET data = ? WHERE agent = ? AND version = ?", (bytes(data), agent_key, version))
     conn.commit()
@@ -200,7 +203,11 @@ def crash_many_times(path, kills, backend):
     env = dict(os.environ, FREEAGENTICS_RS_BACKEND=backend)
     last = 0
     for _ in range(kills):
-        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), str(path), str(last * 1000)], stdout=subprocess.PIPE, env=env)
+        child = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITER), str(path), str(last * 1000)],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
         assert child.stdout.readline() == b"ready\n"
         time.sleep(rng.uniform(0.005, 0.05))
         child.send_signal(signal.SIGKILL)
@@ -286,15 +293,18 @@ def test_rows_the_store_did_not_write_are_corrupted_and_skipped(tmp_path, backen
         good = encode({"k": 2})
         import zlib
 
-        insert_raw(path, [
-            ("s:a", 2, 0.0, zlib.crc32(b"text"), "text"),  # TEXT data
-            ("s:a", 3, 0.0, 0, 12345),  # INTEGER data
-            ("s:a", 4, 0.0, 0, 1.5),  # REAL data
-            ("s:b", 1, 0.0, "not a checksum", good),  # TEXT checksum
-            ("i:x", 1, 0.0, zlib.crc32(good), good),  # an int key that is not an int
-            ("q:c", 1, 0.0, zlib.crc32(good), good),  # an unknown kind of key
-            (7, 1, 0.0, zlib.crc32(good), good),  # a key that is not even text
-        ])
+        insert_raw(
+            path,
+            [
+                ("s:a", 2, 0.0, zlib.crc32(b"text"), "text"),  # TEXT data
+                ("s:a", 3, 0.0, 0, 12345),  # INTEGER data
+                ("s:a", 4, 0.0, 0, 1.5),  # REAL data
+                ("s:b", 1, 0.0, "not a checksum", good),  # TEXT checksum
+                ("i:x", 1, 0.0, zlib.crc32(good), good),  # an int key that is not an int
+                ("q:c", 1, 0.0, zlib.crc32(good), good),  # an unknown kind of key
+                (7, 1, 0.0, zlib.crc32(good), good),  # a key that is not even text
+            ],
+        )
         for version in (4, 3, 2):
             with pytest.raises(StateCorruptedError, match=f"state of agent 'a', version {version}, is corrupted"):
                 store.load("a")

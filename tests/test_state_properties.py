@@ -10,17 +10,35 @@ import zlib
 
 import numpy as np
 import pytest
+from freeagentics_rs import BACKEND, AgentStateStore, StateCorruptedError
+from freeagentics_rs.state._codec import decode, encode
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from freeagentics_rs import BACKEND, AgentStateStore, StateCorruptedError
-from freeagentics_rs.state._codec import decode, encode
-
 # -- generated states -------------------------------------------------------------------------
 
-_FIXED_DTYPES = ["b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8", "c8", "c16",
-                 "M8[D]", "M8[s]", "M8[ns]", "m8[us]", "m8[h]"]  # fmt: skip
+_FIXED_DTYPES = [
+    "b1",
+    "i1",
+    "u1",
+    "i2",
+    "u2",
+    "i4",
+    "u4",
+    "i8",
+    "u8",
+    "f2",
+    "f4",
+    "f8",
+    "c8",
+    "c16",
+    "M8[D]",
+    "M8[s]",
+    "M8[ns]",
+    "m8[us]",
+    "m8[h]",
+]
 
 
 @st.composite
@@ -81,7 +99,7 @@ def assert_exact(original, decoded):
             assert_exact(original[key], decoded[key])
     elif isinstance(original, list):
         assert type(decoded) is list and len(decoded) == len(original)
-        for a, b in zip(original, decoded):
+        for a, b in zip(original, decoded, strict=True):
             assert_exact(a, b)
     elif isinstance(original, (bool, np.bool_)):
         assert type(decoded) is bool and decoded == bool(original)
@@ -146,9 +164,7 @@ def test_a_mutated_record_with_a_matching_checksum_decodes_or_is_corrupted(state
     assert_exact(decoded, decode(encode(decoded)))  # what decodes is a state like any other
 
 
-wrong_kinds = st.one_of(
-    st.text(max_size=20), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.none()
-)
+wrong_kinds = st.one_of(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.none())
 
 
 @given(states, wrong_kinds)
@@ -167,10 +183,16 @@ def test_a_checksum_of_the_wrong_kind_is_corrupted(state, checksum):
 # -- the store's constructor ------------------------------------------------------------------
 
 anything = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4),
-    st.integers(-(2**63), 2**63 - 1).map(np.int64), st.floats(width=32).map(np.float32),
-    st.lists(st.integers(), max_size=2), st.just(object()),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=4),
+    st.integers(-(2**63), 2**63 - 1).map(np.int64),
+    st.floats(width=32).map(np.float32),
+    st.lists(st.integers(), max_size=2),
+    st.just(object()),
+)
 
 
 @given(keep_versions=anything)

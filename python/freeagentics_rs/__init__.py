@@ -6,8 +6,8 @@ A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` 
 """
 
 from ._backend import BACKEND, BACKENDS
-from .aio import AgentOperationResult, AsyncAgentManager, EventBus, EventLoopThread
 from ._cpus import available_cpus
+from .aio import AgentOperationResult, AsyncAgentManager, EventBus, EventLoopThread
 from .errors import (
     AgentNotRegisteredError,
     BrokenThreadPool,
@@ -19,9 +19,9 @@ from .errors import (
     StateCorruptedError,
 )
 from .executor import AdaptiveThreadPoolExecutor, ResizeEvent, WorkStealingThreadPool
+from .manager import AgentTask, OptimizedThreadPoolManager, TaskResult
 from .memory import SharedMemoryPool, SharedModelStore
 from .profiler import ExecutorProfile, InstrumentedLock, ThreadingProfiler, ThreadingReport
-from .manager import AgentTask, OptimizedThreadPoolManager, TaskResult
 from .registry import AgentRegistry, LockFreeAgentRegistry
 from .state import AgentStateStore, StateVersion
 

@@ -36,10 +36,10 @@ def _cgroup_quota() -> int | None:
                     best = cpus if best is None else min(best, cpus)
         elif "cpu" in controllers.split(","):  # cgroup v1
             for base in ("/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"):
-                quota = _read(os.path.join(base, path.lstrip("/"), "cpu.cfs_quota_us"))
-                period = _read(os.path.join(base, path.lstrip("/"), "cpu.cfs_period_us"))
-                if quota and period and int(quota) > 0:
-                    cpus = max(1, int(quota) // int(period))
+                quota_us = _read(os.path.join(base, path.lstrip("/"), "cpu.cfs_quota_us"))
+                period_us = _read(os.path.join(base, path.lstrip("/"), "cpu.cfs_period_us"))
+                if quota_us and period_us and int(quota_us) > 0:
+                    cpus = max(1, int(quota_us) // int(period_us))
                     best = cpus if best is None else min(best, cpus)
                     break
     return best

@@ -76,10 +76,10 @@ def string(value: Any, name: str) -> str:
 
 def choice(value: Any, name: str, options: Sequence[str]) -> str:
     """One of ``options`` (strings)."""
-    string(value, name)
-    if value not in options:
+    checked = string(value, name)
+    if checked not in options:
         raise ValueError(f"{name}: must be one of {', '.join(map(repr, options))}, got {value!r}")
-    return value
+    return checked
 
 
 def _check_range(number: float, name: str, minimum: float | None, maximum: float | None) -> None:

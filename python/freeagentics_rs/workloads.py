@@ -11,7 +11,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "noop",
@@ -181,7 +182,7 @@ class LockedDict:
     """FreeAgentics' registry design: one dict guarded by one lock."""
 
     def __init__(self) -> None:
-        self._agents: dict = {}
+        self._agents: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     def register(self, agent_id: Any, agent: Any) -> None:
@@ -202,8 +203,10 @@ def registry_plans(threads: int, operations: int, agents: int, seed: int = 0) ->
     import random
 
     rng = random.Random(seed + threads)
-    return [[(f"agent-{rng.randrange(agents)}", rng.random() < 0.1) for _ in range(operations // threads)]
-            for _ in range(threads)]  # fmt: skip
+    return [
+        [(f"agent-{rng.randrange(agents)}", rng.random() < 0.1) for _ in range(operations // threads)]
+        for _ in range(threads)
+    ]
 
 
 def registry_mix(registry: Any, plans: list[list[tuple[str, bool]]]) -> None:

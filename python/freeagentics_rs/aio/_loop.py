@@ -8,7 +8,8 @@ import concurrent.futures
 import os
 import threading
 import weakref
-from typing import Any, Coroutine, Optional, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from .. import _validate
 
@@ -35,8 +36,8 @@ class EventLoopThread:
         _validate.string(name, "name")
         self.name = name
         self._lock = threading.Lock()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._stopped = False
         _live.add(self)
 
@@ -95,7 +96,7 @@ class EventLoopThread:
         coro.close()  # never awaited, and nobody will
         raise RuntimeError(f"event loop thread {self.name!r} is not running")
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: Optional[float] = None) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Runs ``coro`` on the loop and waits for its result. From the loop's own thread this
         would deadlock: ``RuntimeError``. On timeout the coroutine is cancelled and
         ``TimeoutError`` raised."""
@@ -163,6 +164,6 @@ def _after_fork_in_child() -> None:
         loop_thread._stopped = False
 
 
-threading._register_atexit(_stop_all)  # type: ignore[attr-defined]
+threading._register_atexit(_stop_all)  # type: ignore[attr-defined]  # private, not in typeshed
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

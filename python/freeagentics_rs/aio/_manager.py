@@ -16,10 +16,10 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Optional
+from typing import Any
 
 from .. import _validate
 from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
@@ -39,7 +39,7 @@ class AgentOperationResult:
     agent_id: Any
     success: bool
     result: Any
-    error: Optional[str]
+    error: str | None
     execution_time_ms: float
 
 
@@ -53,14 +53,14 @@ class AsyncAgentManager:
 
     def __init__(
         self,
-        max_workers: Optional[int] = None,
+        max_workers: int | None = None,
         *,
-        executor: Optional[Executor] = None,
-        state_store: Optional[AgentStateStore] = None,
-        event_bus: Optional[EventBus] = None,
-        observation_source: Optional[Callable[[Any], Awaitable[Any]]] = None,
-        agent_factory: Optional[Callable[[Any, dict], Any]] = None,
-        backend: Optional[str] = None,
+        executor: Executor | None = None,
+        state_store: AgentStateStore | None = None,
+        event_bus: EventBus | None = None,
+        observation_source: Callable[[Any], Awaitable[Any]] | None = None,
+        agent_factory: Callable[[Any, dict[str, Any]], Any] | None = None,
+        backend: str | None = None,
     ) -> None:
         if max_workers is not None:
             max_workers = _validate.integer(max_workers, "max_workers", minimum=1)
@@ -69,9 +69,14 @@ class AsyncAgentManager:
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(f"executor: must be a concurrent.futures.Executor, not {type(executor).__name__}")
         if observation_source is not None and not callable(observation_source):
-            raise TypeError(f"observation_source: must be an async callable agent_id -> observation, not {type(observation_source).__name__}")
+            raise TypeError(
+                "observation_source: must be an async callable agent_id -> observation, "
+                f"not {type(observation_source).__name__}"
+            )
         if agent_factory is not None and not callable(agent_factory):
-            raise TypeError(f"agent_factory: must be a callable (agent_id, config) -> agent, not {type(agent_factory).__name__}")
+            raise TypeError(
+                f"agent_factory: must be a callable (agent_id, config) -> agent, not {type(agent_factory).__name__}"
+            )
         self._owns_executor = executor is None
         self._pool_args = (max_workers, backend)
         self.executor = executor or self._new_executor()
@@ -92,7 +97,7 @@ class AsyncAgentManager:
         return WorkStealingThreadPool(max_workers, "AsyncAgentManager", backend=backend)
 
     @property
-    def max_workers(self) -> Optional[int]:
+    def max_workers(self) -> int | None:
         """The most workers the executor runs at once (FreeAgentics' attribute)."""
         size = getattr(self.executor, "max_workers", None)
         return size if isinstance(size, int) else getattr(self.executor, "_max_workers", None)
@@ -127,11 +132,11 @@ class AsyncAgentManager:
     async def execute_operation(
         self,
         agent_id: Any,
-        operation: Optional[str] = None,
-        data: Optional[dict] = None,
-        timeout: Optional[float] = 10.0,
+        operation: str | None = None,
+        data: dict[str, Any] | None = None,
+        timeout: float | None = 10.0,
         *,
-        operation_type: Optional[str] = None,
+        operation_type: str | None = None,
     ) -> AgentOperationResult:
         """Runs one operation; always returns a result (failed on error, unknown agent or
         operation, or timeout). An operation that times out before it starts never runs.
@@ -172,7 +177,7 @@ class AsyncAgentManager:
         # executor frees the agent from its own thread (see _agent_lock).
         return self._locks.setdefault(agent_id, AgentLock())
 
-    async def _run(self, agent_id: Any, agent: Any, operation: str, data: dict) -> tuple[Any, float]:
+    async def _run(self, agent_id: Any, agent: Any, operation: str, data: dict[str, Any]) -> tuple[Any, float]:
         lock = self._lock_for(agent_id)
         await lock.acquire()  # FIFO: one agent's operations run in order, one at a time
 
@@ -200,13 +205,15 @@ class AsyncAgentManager:
         return AgentOperationResult(operation_id, agent_id, False, None, error, 0.0)
 
     async def execute_batch_operations(
-        self, operations: Iterable[tuple[Any, str, Optional[dict]]], timeout: Optional[float] = 10.0
+        self, operations: Iterable[tuple[Any, str, dict[str, Any] | None]], timeout: float | None = 10.0
     ) -> list[AgentOperationResult]:
         """Runs ``(agent_id, operation, data)`` triples concurrently; results in order."""
         _validate.optional_timeout(timeout)  # refused before any operation starts
         return list(await asyncio.gather(*(self.execute_operation(a, op, d, timeout) for a, op, d in operations)))
 
-    async def step_all_agents(self, observations: Optional[dict] = None, timeout: Optional[float] = 10.0) -> dict[Any, AgentOperationResult]:
+    async def step_all_agents(
+        self, observations: dict[Any, Any] | None = None, timeout: float | None = 10.0
+    ) -> dict[Any, AgentOperationResult]:
         """For every agent at once: the observation (given, or fetched from the source), the
         step on the executor, then saving its state and broadcasting the step concurrently."""
         _validate.optional_timeout(timeout)  # refused before any observation is fetched
@@ -215,9 +222,11 @@ class AsyncAgentManager:
         else:
             agent_ids = [a for a in self.agents if a in observations]
         results = await asyncio.gather(*(self._step_pipeline(a, observations, timeout) for a in agent_ids))
-        return dict(zip(agent_ids, results))
+        return dict(zip(agent_ids, results, strict=True))
 
-    async def _step_pipeline(self, agent_id: Any, observations: Optional[dict], timeout: Optional[float]) -> AgentOperationResult:
+    async def _step_pipeline(
+        self, agent_id: Any, observations: dict[Any, Any] | None, timeout: float | None
+    ) -> AgentOperationResult:
         # One agent's failure (fetching, stepping, saving, broadcasting) is its result only.
         try:
             if observations is None:
@@ -228,7 +237,9 @@ class AsyncAgentManager:
             return self._failed(next(self._ids), agent_id, f"fetching the observation failed: {exc!r}")
         result = await self.execute_operation(agent_id, "step", {"observation": observation}, timeout)
         if result.success:
-            after: list[Awaitable[Any]] = [self.broadcast_event_async(STEP_TOPIC, {"agent_id": agent_id, "result": result.result})]
+            after: list[Awaitable[Any]] = [
+                self.broadcast_event_async(STEP_TOPIC, {"agent_id": agent_id, "result": result.result})
+            ]
             if self.state_store is not None and hasattr(self.agents.get(agent_id), "get_state"):
                 after.append(self.save_agent_state_async(agent_id))
             for outcome in await asyncio.gather(*after, return_exceptions=True):
@@ -252,7 +263,7 @@ class AsyncAgentManager:
             state = agent.get_state()
         return await self._store().save_async(agent_id, state)
 
-    async def load_agent_state_async(self, agent_id: Any) -> dict:
+    async def load_agent_state_async(self, agent_id: Any) -> dict[str, Any]:
         """Loads the agent's newest state; hands it to ``agent.set_state`` if it has one
         (between the agent's operations)."""
         state = await self._store().load_async(agent_id)

@@ -29,10 +29,10 @@ import threading
 import time
 import warnings
 from collections import defaultdict, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from .._validate import integer, optional_timeout, real
 from ..errors import AgentNotRegisteredError, ManagerShutdownError
@@ -58,11 +58,11 @@ _SHUTDOWN_MESSAGE = "cannot submit tasks after shutdown"
 class AgentTask:
     """A task for an agent (FreeAgentics' dataclass)."""
 
-    agent_id: str
+    agent_id: str | int
     operation: str
     data: dict[str, Any]
     priority: int = 0
-    timestamp: Optional[float] = None
+    timestamp: float | None = None
 
     def __post_init__(self) -> None:
         if self.timestamp is None:
@@ -74,11 +74,11 @@ class TaskResult:
     """The outcome of one task. ``execution_time_ms`` is the time the operation ran;
     ``queue_wait_ms`` the time it waited before (FreeAgentics counted both as execution)."""
 
-    agent_id: str
+    agent_id: str | int
     operation: str
     success: bool
     result: Any
-    error: Optional[str]
+    error: str | None
     execution_time_ms: float
     timestamp: float
     queue_wait_ms: float = 0.0
@@ -104,9 +104,9 @@ class _Latch:
 class _Queued:
     __slots__ = ("task", "agent", "future", "seq", "latch", "queued_at")
 
-    def __init__(self, task: AgentTask, agent: Any, seq: int, latch: Optional[_Latch]) -> None:
+    def __init__(self, task: AgentTask, agent: Any, seq: int, latch: _Latch | None) -> None:
         self.task, self.agent, self.seq, self.latch = task, agent, seq, latch
-        self.future: Future = _PoolFuture()  # a Future with a lighter condition
+        self.future: Future[Any] = _PoolFuture()  # a Future with a lighter condition
         self.queued_at = time.perf_counter()
 
 
@@ -134,22 +134,28 @@ class OptimizedThreadPoolManager:
 
     def __init__(
         self,
-        initial_workers: Optional[int] = None,
-        max_workers: Optional[int] = None,
-        min_workers: Optional[int] = None,
+        initial_workers: int | None = None,
+        max_workers: int | None = None,
+        min_workers: int | None = None,
         scaling_threshold: float = 0.7,
         monitoring_interval: float = 1.0,
         *,
-        backend: Optional[str] = None,
+        backend: str | None = None,
     ) -> None:
         self.adaptive = initial_workers is None and max_workers is None and min_workers is None
         given = {"initial_workers": initial_workers, "max_workers": max_workers, "min_workers": min_workers}
-        defaults = {"initial_workers": DEFAULT_INITIAL_WORKERS, "max_workers": DEFAULT_MAX_WORKERS, "min_workers": DEFAULT_MIN_WORKERS}
+        defaults = {
+            "initial_workers": DEFAULT_INITIAL_WORKERS,
+            "max_workers": DEFAULT_MAX_WORKERS,
+            "min_workers": DEFAULT_MIN_WORKERS,
+        }
         sizes = {
             name: defaults[name] if value is None else integer(value, name, minimum=1, maximum=MAX_POOL_WORKERS)
             for name, value in given.items()
         }
-        self.scaling_threshold = real(scaling_threshold, "scaling_threshold", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        self.scaling_threshold = real(
+            scaling_threshold, "scaling_threshold", minimum=0.0, maximum=1.0, exclusive_minimum=True
+        )
         # Accepted for compatibility; scaling is event-driven.
         self.monitoring_interval = real(monitoring_interval, "monitoring_interval", minimum=0.0, finite=False)
         # FreeAgentics accepted any sizes (its own coordinator passes initial_workers=50,
@@ -175,7 +181,9 @@ class OptimizedThreadPoolManager:
                 backend=backend,
             )
         else:
-            self.executor = WorkStealingThreadPool(used["initial_workers"], "OptimizedThreadPoolManager", backend=backend)
+            self.executor = WorkStealingThreadPool(
+                used["initial_workers"], "OptimizedThreadPoolManager", backend=backend
+            )
         self.backend = self.executor.backend
         self._workers = used["initial_workers"]
         self.agents = AgentRegistry(backend=self.backend)
@@ -203,12 +211,12 @@ class OptimizedThreadPoolManager:
             }
         )
         self._stats = self.performance_stats
-        self.active_futures: Mapping[Future, AgentTask] = _ActiveFutures(self)
+        self.active_futures: Mapping[Future[Any], AgentTask] = _ActiveFutures(self)
 
     @property
     def current_workers(self) -> int:
         """The pool's size now: the adaptive controller's target, or the load rule's size."""
-        if self.adaptive and not self._shutdown:
+        if isinstance(self.executor, AdaptiveThreadPoolExecutor) and not self._shutdown:
             try:
                 self._workers = self.executor.target_workers
             except RuntimeError:  # shut down meanwhile: the last size seen
@@ -225,14 +233,14 @@ class OptimizedThreadPoolManager:
         self.agents.pop(agent_id, None)
 
     # -- submitting -------------------------------------------------------------------------
-    def submit_task(self, agent_id: Any, operation: str, data: dict[str, Any], priority: int = 0) -> Future:
+    def submit_task(self, agent_id: Any, operation: str, data: dict[str, Any], priority: int = 0) -> Future[Any]:
         """Queues ``operation`` for an agent; the future's result is a ``TaskResult`` (a failed
         one, not an exception, when the operation raises or is unknown).
         ``AgentNotRegisteredError`` (a ``KeyError`` and a ``ValueError``) for an unknown agent,
         ``ManagerShutdownError`` (a ``RuntimeError`` and a ``ValueError``) after shutdown."""
         return self._submit(AgentTask(agent_id, operation, data, priority))
 
-    def _submit(self, task: AgentTask, latch: Optional[_Latch] = None) -> Future:
+    def _submit(self, task: AgentTask, latch: _Latch | None = None) -> Future[Any]:
         if self._shutdown:
             raise ManagerShutdownError(_SHUTDOWN_MESSAGE)
         agent = self.agents.get(task.agent_id)
@@ -266,7 +274,7 @@ class OptimizedThreadPoolManager:
         # task's future is settled after its stats are recorded, with no lock held, and before
         # this runner may linger. On an adaptive pool a runner runs one task and hands over to a
         # fresh runner job: the controller measures each job, so a job must be one task.
-        finished: Optional[tuple[_Queued, TaskResult]] = None
+        finished: tuple[_Queued, TaskResult] | None = None
         while True:
             with self._lock:
                 if finished is not None:
@@ -287,7 +295,7 @@ class OptimizedThreadPoolManager:
                 return
             finished = (queued, self._execute(queued))
 
-    def _next_locked(self, after_a_task: bool, may_linger: bool) -> Any:
+    def _next_locked(self, *, after_a_task: bool, may_linger: bool) -> Any:
         """The next task; or None when this runner should end (it is counted out); or, without
         ``may_linger``, ``_LINGER`` when it is the last runner and should wait for work."""
         if after_a_task and self._runners > self.current_workers:  # the pool shrank
@@ -309,7 +317,7 @@ class OptimizedThreadPoolManager:
             queued = self._take_locked()
         return queued
 
-    def _take_locked(self) -> Optional[_Queued]:
+    def _take_locked(self) -> _Queued | None:
         while self._ready:
             _, _, agent_id = heapq.heappop(self._ready)
             fifo = self._queues[agent_id]
@@ -370,7 +378,9 @@ class OptimizedThreadPoolManager:
         busy = len(self._running) + self._queued
         if busy / self.current_workers > self.scaling_threshold and self.current_workers < self.max_workers:
             # Enough workers to bring the load under the threshold, and at least twice as many.
-            self._resize_locked(min(self.max_workers, max(2 * self.current_workers, math.ceil(busy / self.scaling_threshold))))
+            self._resize_locked(
+                min(self.max_workers, max(2 * self.current_workers, math.ceil(busy / self.scaling_threshold)))
+            )
 
     def _resize_locked(self, workers: int) -> None:
         if workers == self.current_workers or self._shutdown:
@@ -380,7 +390,7 @@ class OptimizedThreadPoolManager:
         self.executor._resize(workers)
 
     # -- batches ----------------------------------------------------------------------------
-    def step_all_agents(self, observations: dict[Any, Any], timeout: Optional[float] = None) -> dict[Any, TaskResult]:
+    def step_all_agents(self, observations: dict[Any, Any], timeout: float | None = None) -> dict[Any, TaskResult]:
         """Steps every registered agent that has an observation, concurrently; the results
         follow registration order. With a timeout, returns what finished in time and a failed
         ``TaskResult`` (error ``"timeout"``) for the rest, whose queued steps are cancelled."""
@@ -391,9 +401,9 @@ class OptimizedThreadPoolManager:
             if agent_id in observations
         ]
         results = self._run_batch(tasks, timeout)
-        return {task.agent_id: result for task, result in zip(tasks, results) if result.error != _GONE}
+        return {task.agent_id: result for task, result in zip(tasks, results, strict=True) if result.error != _GONE}
 
-    def batch_execute(self, tasks: Iterable[Any], timeout: Optional[float] = None) -> list[TaskResult]:
+    def batch_execute(self, tasks: Iterable[Any], timeout: float | None = None) -> list[TaskResult]:
         """Runs ``(agent_id, operation, data)`` tuples (or ``AgentTask``s) and returns their
         results in order; a task not done by ``timeout`` (error ``"timeout"``, and it is
         cancelled if it has not started) gives a failed ``TaskResult``. An unknown agent is an
@@ -408,9 +418,9 @@ class OptimizedThreadPoolManager:
                 raise AgentNotRegisteredError(f"agent {task.agent_id!r} is not registered")
         return self._run_batch(agent_tasks, timeout)
 
-    def _run_batch(self, agent_tasks: list[AgentTask], timeout: Optional[float]) -> list[TaskResult]:
+    def _run_batch(self, agent_tasks: list[AgentTask], timeout: float | None) -> list[TaskResult]:
         latch = _Latch(len(agent_tasks))
-        submitted: list[tuple[AgentTask, Future | str]] = []
+        submitted: list[tuple[AgentTask, Future[Any] | str]] = []
         for task in agent_tasks:
             try:
                 submitted.append((task, self._submit(task, latch)))
@@ -466,10 +476,10 @@ class OptimizedThreadPoolManager:
                 "total_agents": len(self.agents),
             }
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True) -> None:  # noqa: FBT001 (Executor.shutdown(wait) is positional)
         """Refuses new tasks; queued ones still run. With ``wait``, returns when all are done.
         Then forgets the agents (as FreeAgentics did)."""
-        self.current_workers  # remembers the adaptive pool's last size
+        _ = self.current_workers  # reading it remembers the adaptive pool's last size
         with self._lock:
             self._shutdown = True
             self._cond.notify_all()  # a lingering runner exits
@@ -483,14 +493,14 @@ class OptimizedThreadPoolManager:
         self.shutdown(wait=True)
 
 
-class _ActiveFutures(Mapping):
+class _ActiveFutures(Mapping[Future[Any], AgentTask]):
     """``manager.active_futures``: a live read-only view ``{future: AgentTask}`` of the tasks
     running or queued now (FreeAgentics' dict of this name also kept finished futures)."""
 
     def __init__(self, manager: OptimizedThreadPoolManager) -> None:
         self._manager = manager
 
-    def _snapshot(self) -> dict[Future, AgentTask]:
+    def _snapshot(self) -> dict[Future[Any], AgentTask]:
         m = self._manager
         with m._lock:
             active = {queued.future: queued.task for queued in m._running.values()}
@@ -498,10 +508,10 @@ class _ActiveFutures(Mapping):
                 active.update((q.future, q.task) for q in fifo if not q.future.cancelled())
         return active
 
-    def __getitem__(self, future: Future) -> AgentTask:
+    def __getitem__(self, future: Future[Any]) -> AgentTask:
         return self._snapshot()[future]
 
-    def __iter__(self) -> Iterator[Future]:
+    def __iter__(self) -> Iterator[Future[Any]]:
         return iter(self._snapshot())
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ def percentiles(samples: Any, scale: float = 1e3) -> dict[str, float]:
         return {"count": 0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
 
     def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * scale
+        return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * scale)
 
     return {"count": len(ordered), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1] * scale}
 
@@ -37,7 +37,7 @@ class InstrumentedLock:
     FreeAgentics' names work too: ``lock_id`` (the name), ``profiler`` (the ThreadingProfiler
     that made it, if any), and ``with lock as x`` binds the lock itself."""
 
-    def __init__(self, name: str = "lock", reentrant: bool = False) -> None:
+    def __init__(self, name: str = "lock", reentrant: bool = False) -> None:  # noqa: FBT001 (public, positional)
         self.name = _validate.string(name, "name")
         self.reentrant = _validate.boolean(reentrant, "reentrant")
         self.profiler: Any = None
@@ -58,7 +58,7 @@ class InstrumentedLock:
         """FreeAgentics' name for ``name``."""
         return self.name
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:  # noqa: FBT001 (as threading.Lock)
         # The arguments are checked as threading.Lock checks them, contended or not.
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"must be real number, not {type(timeout).__name__}")

@@ -16,9 +16,10 @@ import concurrent.futures as cf
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,9 @@ class ThreadingProfiler:
         too) repeats the measurement for about ``duration`` seconds instead."""
         if work is not None and not callable(work):
             if isinstance(work, (bool, np.bool_)) or not isinstance(work, (int, float, np.integer, np.floating)):
-                raise TypeError(f"work: must be a callable (or FreeAgentics' duration in seconds), not {type(work).__name__}")
+                raise TypeError(
+                    f"work: must be a callable (or FreeAgentics' duration in seconds), not {type(work).__name__}"
+                )
             if duration is not None:  # FreeAgentics' positional duration
                 raise TypeError("measure_gil_contention() got duration twice (positionally and by keyword)")
             work, duration = None, work
@@ -134,7 +137,7 @@ class ThreadingProfiler:
         self.gil = {"threads": threads, "repeats": len(ratios), "ratio": ratio, "speedup": 1 / ratio if ratio else 0.0}
         return ratio
 
-    def create_instrumented_lock(self, name: str, reentrant: bool = True) -> InstrumentedLock:
+    def create_instrumented_lock(self, name: str, reentrant: bool = True) -> InstrumentedLock:  # noqa: FBT001 (public, positional)
         """A drop-in ``RLock`` (a ``Lock`` with ``reentrant=False``) whose contention the report
         and ``lock_metrics`` include. Reentrant by default, as FreeAgentics' always was."""
         lock = InstrumentedLock(name, reentrant)
@@ -215,7 +218,7 @@ class ThreadingProfiler:
         self,
         pool: cf.Executor,
         workload: Sequence[Callable[..., Any]],
-        workload_args: Sequence[tuple] | None = None,
+        workload_args: Sequence[tuple[Any, ...]] | None = None,
     ) -> dict[str, Any]:
         """FreeAgentics' pool profile: runs ``workload[i](*workload_args[i])`` on ``pool``, each
         inside ``profile_thread``, and returns ``total_duration``, ``tasks_submitted``,
@@ -234,7 +237,7 @@ class ThreadingProfiler:
             raise ValueError(f"workload_args: must have one tuple per task ({len(workload)}), got {len(workload_args)}")
         latencies: list[float] = []
 
-        def run(fn: Callable[..., Any], args: tuple, submitted: float) -> Any:
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], submitted: float) -> Any:
             with self.profile_thread():
                 try:
                     return fn(*args)
@@ -242,7 +245,9 @@ class ThreadingProfiler:
                     latencies.append(time.perf_counter() - submitted)
 
         self.start_time, self.end_time = time.perf_counter(), None
-        futures = [pool.submit(run, fn, args, time.perf_counter()) for fn, args in zip(workload, workload_args)]
+        futures = [
+            pool.submit(run, fn, args, time.perf_counter()) for fn, args in zip(workload, workload_args, strict=True)
+        ]
         completed = sum(f.exception() is None for f in cf.as_completed(futures))
         self.end_time = time.perf_counter()
         duration = self.end_time - self.start_time
@@ -290,7 +295,9 @@ class ThreadingProfiler:
             else:
                 optimal = current
         return ThreadingProfile(
-            total_duration=self.end_time - self.start_time if self.end_time is not None and self.start_time is not None else 0.0,
+            total_duration=self.end_time - self.start_time
+            if self.end_time is not None and self.start_time is not None
+            else 0.0,
             thread_metrics=self.thread_metrics,
             lock_metrics=self.lock_metrics,
             pool_metrics=dict(self.pool_metrics),
@@ -307,7 +314,9 @@ class ThreadingProfiler:
         if self.memory is None:
             self.profile_memory_usage()
 
-    def profile_executor(self, executor: cf.Executor, fn: Callable[[Any], Any], iterable: Iterable[Any]) -> ExecutorProfile:
+    def profile_executor(
+        self, executor: cf.Executor, fn: Callable[[Any], Any], iterable: Iterable[Any]
+    ) -> ExecutorProfile:
         """Runs ``fn(item)`` for every item on ``executor`` and measures throughput, queue wait
         (submit to start) and run time percentiles, CPU share (thread CPU time over run time)
         and each worker's busy share from its thread CPU clock."""
@@ -319,7 +328,9 @@ class ThreadingProfiler:
             try:
                 return fn(item)
             finally:
-                record((threading.get_ident(), start - submitted, time.perf_counter() - start, time.thread_time() - cpu))
+                record(
+                    (threading.get_ident(), start - submitted, time.perf_counter() - start, time.thread_time() - cpu)
+                )
 
         stats = getattr(executor, "stats", None)
         stolen_before = stats().get("stolen") if callable(stats) else None
@@ -390,7 +401,9 @@ class ThreadingProfiler:
         candidates = [_validate.integer(n, "candidates", minimum=1, maximum=MAX_THREADS) for n in candidates]
         if not candidates:
             raise ValueError("candidates: must be positive thread counts, got none")
-        tasks = 4 * max(candidates) if tasks is None else _validate.integer(tasks, "tasks", minimum=1, maximum=10_000_000)
+        tasks = (
+            4 * max(candidates) if tasks is None else _validate.integer(tasks, "tasks", minimum=1, maximum=10_000_000)
+        )
         repeats = _validate.integer(repeats, "repeats", minimum=1, maximum=10_000)
         rates: dict[int, float] = {}
         for n in sorted(set(candidates)):
@@ -402,8 +415,8 @@ class ThreadingProfiler:
                     cf.wait([pool.submit(fn) for _ in range(tasks)])
                     times.append(time.perf_counter() - start)
             rates[n] = tasks / statistics.median(times)
-        top = max(rates.values())
-        best = min(n for n, rate in rates.items() if rate >= 0.95 * top)
+        top_rate = max(rates.values())
+        best = min(n for n, rate in rates.items() if rate >= 0.95 * top_rate)
         self.thread_counts = {"best": best, "ops_per_s": rates, "tasks": tasks}
         return best, rates
 

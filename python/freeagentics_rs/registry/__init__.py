@@ -17,7 +17,7 @@ __all__ = ["AgentRegistry", "LockFreeAgentRegistry", "MAX_INT_ID", "MAX_SHARDS",
 _MISSING: Any = object()
 
 
-class AgentRegistry(MutableMapping):
+class AgentRegistry(MutableMapping[str | int, Any]):
     """A concurrent map agent_id -> agent that behaves as a dict: registration order, views,
     ``[]=`` (upsert), ``del``, ``copy()``, ``update``, ``setdefault``, equality with dicts.
 
@@ -40,9 +40,17 @@ class AgentRegistry(MutableMapping):
         # The methods below document them (and serve type checkers); both cores take the same
         # parameter names.
         for name in (
-            "register", "unregister", "get", "get_many", "compare_and_set", "ids", "clear",
-            "shard_sizes", "shard_of", "setdefault",
-        ):  # fmt: skip
+            "register",
+            "unregister",
+            "get",
+            "get_many",
+            "compare_and_set",
+            "ids",
+            "clear",
+            "shard_sizes",
+            "shard_of",
+            "setdefault",
+        ):
             setattr(self, name, getattr(core, name))
 
     @property
@@ -77,9 +85,11 @@ class AgentRegistry(MutableMapping):
         if agent is not _MISSING:  # positional-only parameters: the hot path builds no tuple
             if kwargs:
                 raise TypeError("update: the form update(agent_id, agent) takes no keywords")
-            return self._core.update(other, agent)
+            self._core.update(other, agent)
+            return
         if other is _MISSING and kwargs.keys() == {"agent_id", "agent"}:
-            return self._core.update(kwargs["agent_id"], kwargs["agent"])
+            self._core.update(kwargs["agent_id"], kwargs["agent"])
+            return
         pairs = []
         if other is not _MISSING:
             if isinstance(other, Mapping):
@@ -123,14 +133,14 @@ class AgentRegistry(MutableMapping):
         """Every id at one instant, in registration order."""
         return self._core.ids()
 
-    def keys(self) -> KeysView:
+    def keys(self) -> KeysView[str | int]:
         return KeysView(self)
 
-    def values(self) -> ValuesView:
+    def values(self) -> ValuesView[Any]:
         """A view whose iteration is over a snapshot, in registration order."""
         return _Values(self)
 
-    def items(self) -> ItemsView:
+    def items(self) -> ItemsView[str | int, Any]:
         """A view whose iteration is over a snapshot of ``(id, agent)``, in registration order."""
         return _Items(self)
 
@@ -169,10 +179,12 @@ class AgentRegistry(MutableMapping):
 
     def __iter__(self) -> Iterator[str | int]:
         """Over a snapshot of the ids, in registration order."""
-        return iter(self._core.ids())
+        ids: list[str | int] = self._core.ids()
+        return iter(ids)
 
     def __reversed__(self) -> Iterator[str | int]:
-        return reversed(self._core.ids())
+        ids: list[str | int] = self._core.ids()
+        return reversed(ids)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Mapping):
@@ -181,21 +193,22 @@ class AgentRegistry(MutableMapping):
 
     __hash__ = None  # type: ignore[assignment]  # mutable, as a dict
 
-    def __or__(self, other: object) -> dict:
+    def __or__(self, other: object) -> dict[str | int, Any]:
         if not isinstance(other, Mapping):
             return NotImplemented
         merged = self.copy()
         merged.update(other)
         return merged
 
-    def __ror__(self, other: object) -> dict:
+    def __ror__(self, other: object) -> dict[Any, Any]:
         if not isinstance(other, Mapping):
             return NotImplemented
         merged = dict(other)
         merged.update(self.copy())
         return merged
 
-    def __ior__(self, other: Any) -> AgentRegistry:
+    # `|=` updates in place and returns the registry (as dict's does); `|` makes a new dict.
+    def __ior__(self, other: Any) -> AgentRegistry:  # type: ignore[misc]
         self.update(other)
         return self
 
@@ -203,7 +216,9 @@ class AgentRegistry(MutableMapping):
         return f"<{type(self).__name__} backend={self.backend!r} num_shards={self.num_shards} agents={len(self)}>"
 
 
-class _Values(ValuesView):
+class _Values(ValuesView[Any]):
+    _mapping: AgentRegistry  # set by ValuesView.__init__; typeshed does not declare it
+
     def __iter__(self) -> Iterator[Any]:
         return (agent for _, agent in self._mapping._core.items())
 
@@ -211,7 +226,9 @@ class _Values(ValuesView):
         return any(v is agent or v == agent for _, v in self._mapping._core.items())
 
 
-class _Items(ItemsView):
+class _Items(ItemsView[str | int, Any]):
+    _mapping: AgentRegistry  # set by ItemsView.__init__; typeshed does not declare it
+
     def __iter__(self) -> Iterator[tuple[str | int, Any]]:
         return iter(self._mapping._core.items())
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import zlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,13 +87,14 @@ class AgentRegistryCore:
         """The checked id and its shard (as the Rust core picks it: top bits below 7 tag bits)."""
         t = type(agent_id)
         # Only exact str/int may hit the cache: True == 1 and str subclasses must not.
-        i = self._shard_cache.get(agent_id) if t is str or t is int else None
+        key = cast("str | int", agent_id)  # checked below unless the cache knows it
+        i = self._shard_cache.get(key) if t is str or t is int else None
         if i is None:
-            agent_id = check_agent_id(agent_id)
-            i = ((stable_hash(agent_id) << 7) & _M64) >> self._shift
+            key = check_agent_id(agent_id)
+            i = ((stable_hash(key) << 7) & _M64) >> self._shift
             if len(self._shard_cache) < _SHARD_CACHE_LIMIT:
-                self._shard_cache[agent_id] = i
-        return agent_id, i
+                self._shard_cache[key] = i
+        return key, i
 
     def register(self, agent_id: object, agent: Any) -> None:
         k, i = self._index(agent_id)
@@ -146,16 +148,16 @@ class AgentRegistryCore:
     def __len__(self) -> int:
         return len(self._agents)
 
-    def ids(self) -> list:
+    def ids(self) -> list[str | int]:
         with _AllShards(self._locks):
             return list(self._agents)
 
-    def items(self) -> list:
+    def items(self) -> list[tuple[str | int, Any]]:
         with _AllShards(self._locks):
             return list(self._agents.items())
 
-    def get_many(self, agent_ids: Iterable[object]) -> dict:
-        found = {}
+    def get_many(self, agent_ids: Iterable[object]) -> dict[Any, Any]:
+        found: dict[Any, Any] = {}
         for agent_id in agent_ids:
             agent = self.get(agent_id, _MISSING)
             if agent is not _MISSING:
@@ -210,7 +212,7 @@ class AgentRegistryCore:
 class _AllShards:
     """Holds every lock, taken in order (so two snapshots never deadlock)."""
 
-    def __init__(self, locks: list) -> None:
+    def __init__(self, locks: list[threading.Lock]) -> None:
         self._locks = locks
 
     def __enter__(self) -> None:

@@ -11,8 +11,8 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Mapping
-from typing import Any, NamedTuple, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .. import _backend, _validate
 from ..errors import StateCorruptedError
 from ..executor import WorkStealingThreadPool
 from ._codec import decode, encode
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 __all__ = ["AgentStateStore", "StateHistory", "StateVersion"]
 
@@ -50,7 +53,7 @@ class _ThreadConnection:
 class StateVersion(NamedTuple):
     version: int
     saved_at: float
-    state: dict
+    state: dict[str, Any]
 
 
 def _key(agent_id: object) -> str:
@@ -75,7 +78,7 @@ def _agent_id(key: object) -> str | int | None:
     return None
 
 
-class StateHistory(list):
+class StateHistory(list[StateVersion]):
     """``history()``'s result: the intact versions (``StateVersion``), newest first, and in
     ``corrupted`` a ``StateCorruptedError`` for each kept version that failed its checks."""
 
@@ -90,7 +93,7 @@ class AgentStateStore:
     each agent, each with a CRC-32 checksum. Safe from many threads (a connection per thread).
     ``*_async`` variants run on the store's own worker threads."""
 
-    def __init__(self, path: str | os.PathLike[str], *, keep_versions: int = 3, backend: Optional[str] = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, keep_versions: int = 3, backend: str | None = None) -> None:
         # Versions are SQLite integers (64 bits): a larger count could never be reached.
         keep_versions = _validate.integer(keep_versions, "keep_versions", minimum=1, maximum=MAX_KEEP_VERSIONS)
         if not isinstance(path, (str, bytes, os.PathLike)):
@@ -109,7 +112,7 @@ class AgentStateStore:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
-        self._executor: Optional[WorkStealingThreadPool] = None
+        self._executor: WorkStealingThreadPool | None = None
         with self._conn() as conn:
             conn.execute(_SCHEMA)
 
@@ -131,12 +134,12 @@ class AgentStateStore:
         return holder.conn
 
     # -- writing ----------------------------------------------------------------------------
-    def save(self, agent_id: str | int, state: dict) -> int:
+    def save(self, agent_id: str | int, state: dict[str, Any]) -> int:
         """Saves a new version of an agent's state; returns its version number."""
         _key(agent_id)  # named before it is used as a dict key (a list is unhashable)
         return self.save_many({agent_id: state})[agent_id]
 
-    def save_many(self, states: dict) -> dict:
+    def save_many(self, states: dict[Any, dict[str, Any]]) -> dict[Any, int]:
         """Saves several agents' states in one transaction; returns their version numbers."""
         if not isinstance(states, Mapping):
             raise TypeError(f"states: must be a dict (agent_id -> state), not {type(states).__name__}")
@@ -149,14 +152,17 @@ class AgentStateStore:
             for key, agent_id, data in records:
                 (latest,) = conn.execute(
                     # A version some other writer stored as text or real is not a version of ours.
-                    "SELECT COALESCE(MAX(version), 0) FROM agent_states WHERE agent = ? AND typeof(version) = 'integer'",
+                    "SELECT COALESCE(MAX(version), 0) FROM agent_states "
+                    "WHERE agent = ? AND typeof(version) = 'integer'",
                     (key,),
                 ).fetchone()
                 version = latest + 1
                 conn.execute(
                     "INSERT INTO agent_states VALUES (?, ?, ?, ?, ?)", (key, version, now, zlib.crc32(data), data)
                 )
-                conn.execute("DELETE FROM agent_states WHERE agent = ? AND version <= ?", (key, version - self.keep_versions))
+                conn.execute(
+                    "DELETE FROM agent_states WHERE agent = ? AND version <= ?", (key, version - self.keep_versions)
+                )
                 versions[agent_id] = version
             conn.execute("COMMIT")
         except BaseException:
@@ -175,16 +181,20 @@ class AgentStateStore:
 
     # -- reading ----------------------------------------------------------------------------
     def _rows(self, agent_id: str | int) -> list[tuple[int, float, int, bytes]]:
-        rows = self._conn().execute(
-            "SELECT version, saved_at, checksum, data FROM agent_states WHERE agent = ? ORDER BY version DESC",
-            (_key(agent_id),),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT version, saved_at, checksum, data FROM agent_states WHERE agent = ? ORDER BY version DESC",
+                (_key(agent_id),),
+            )
+            .fetchall()
+        )
         if not rows:
             raise KeyError(f"agent {agent_id!r} has no saved state")
         return rows
 
     @staticmethod
-    def _decode(agent_id: object, version: int, checksum: int, data: bytes) -> dict:
+    def _decode(agent_id: object, version: int, checksum: int, data: bytes) -> dict[str, Any]:
         # Rows another writer put there may hold any SQLite type in any column.
         if not isinstance(data, bytes):
             raise StateCorruptedError(agent_id, version, f"its data is a {type(data).__name__}, not a BLOB")
@@ -195,12 +205,12 @@ class AgentStateStore:
         except ValueError as exc:
             raise StateCorruptedError(agent_id, version, str(exc)) from None
 
-    def load(self, agent_id: str | int, *, fallback: bool = False) -> dict:
+    def load(self, agent_id: str | int, *, fallback: bool = False) -> dict[str, Any]:
         """The newest state of an agent. A corrupted record raises ``StateCorruptedError``; with
         ``fallback=True`` the newest intact version is returned instead (the error is raised only
         if none is intact). ``KeyError`` if the agent has no saved state."""
         rows = self._rows(agent_id)
-        first_error: Optional[StateCorruptedError] = None
+        first_error: StateCorruptedError | None = None
         for version, _, checksum, data in rows:
             try:
                 return self._decode(agent_id, version, checksum, data)
@@ -239,7 +249,7 @@ class AgentStateStore:
         return row is not None
 
     # -- async ------------------------------------------------------------------------------
-    async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _off_loop(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         with self._lock:
             if self._closed:  # refused before anything is created
                 raise RuntimeError("the state store is closed")
@@ -248,13 +258,13 @@ class AgentStateStore:
             executor = self._executor
         return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args, **kwargs))
 
-    async def save_async(self, agent_id: str | int, state: dict) -> int:
+    async def save_async(self, agent_id: str | int, state: dict[str, Any]) -> int:
         return await self._off_loop(self.save, agent_id, state)
 
-    async def save_many_async(self, states: dict) -> dict:
+    async def save_many_async(self, states: dict[Any, dict[str, Any]]) -> dict[Any, int]:
         return await self._off_loop(self.save_many, states)
 
-    async def load_async(self, agent_id: str | int, *, fallback: bool = False) -> dict:
+    async def load_async(self, agent_id: str | int, *, fallback: bool = False) -> dict[str, Any]:
         return await self._off_loop(self.load, agent_id, fallback=fallback)
 
     # -- lifecycle --------------------------------------------------------------------------
