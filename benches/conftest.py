@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-# DESIGN.md rule 9, also when pytest is run directly: BLAS on one thread (before numpy loads).
+# Rule 9 of docs/design.md, also when pytest is run directly: BLAS on one thread (before numpy loads).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-# Rule 9 of DESIGN.md, also when pytest is run directly: BLAS on one thread per worker (and so
+# Rule 9 of docs/design.md, also when pytest is run directly: BLAS on one thread per worker (and so
 # a task's thread CPU time includes its BLAS work). Set before anything imports numpy.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")

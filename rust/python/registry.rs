@@ -1,7 +1,7 @@
 //! Python binding of `core::registry`: `AgentRegistryCore`, the Rust engine of
 //! `freeagentics_rs.AgentRegistry`. Agents are held as `Arc<Py<PyAny>>` so that the map clones
 //! them without the interpreter; anything the map gives back is dropped here, after its locks
-//! are released (rule 2: a `__del__` may call back into the registry).
+//! are released (rule 2 of docs/design.md: a `__del__` may call back into the registry).
 
 use std::sync::Arc;
 
