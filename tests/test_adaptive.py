@@ -91,12 +91,15 @@ def test_cpu_phase_after_io_phase_shrinks_the_pool(adaptive_factory):
 
 def test_an_idle_pause_does_not_turn_a_cpu_workload_into_io(adaptive_factory):
     # Idle time is neither CPU nor I/O wait: after a pause the same CPU tasks are still "cpu".
+    # Tasks longer than the GIL switch interval, on two threads: each waits for the GIL about
+    # half its time (share near 0.5), so only the CPU rate tells that the pool is CPU-bound.
+    long_cpu_task = lambda _: spin(0.02)  # noqa: E731
     pool = adaptive_factory(min_workers=2, max_workers=2, cooldown=0)
     run_until(pool, io_task, lambda: pool.workload == "io")
-    run_until(pool, cpu_task, lambda: pool.workload == "cpu", per_round=8)
+    run_until(pool, long_cpu_task, lambda: pool.workload == "cpu", per_round=4)
     time.sleep(1.2)
     for _ in range(6):
-        list(pool.map(cpu_task, range(8)))
+        list(pool.map(long_cpu_task, range(4)))
         assert pool.workload == "cpu", (pool.stats(), pool.resize_events())
 
 
