@@ -107,8 +107,12 @@ def test_the_default_prefix_names_the_class(pool_factory):
 def test_finished_workers_leave_threading(backend):
     before = {t.ident for t in threading.enumerate()}
     with WorkStealingThreadPool(3, "gone", backend=backend) as pool:
-        list(pool.map(abs, range(50)))
+        gate = threading.Barrier(3, timeout=WAIT)
+        workers = [f.result(timeout=WAIT) for f in [pool.submit(lambda: (gate.wait(), threading.current_thread())[1]) for _ in range(3)]]
     assert {t.ident for t in threading.enumerate()} <= before
+    for thread in workers:
+        thread.join(WAIT)  # joining a worker that has left returns at once, as for any thread
+        assert not thread.is_alive()
 
 
 @pytest.mark.parametrize("how", ["wait", "as_completed"])

@@ -12,11 +12,11 @@ __all__ = ["WorkerThread"]
 
 class WorkerThread(threading.Thread):
     """The calling thread (started by Rust, not by ``start()``) registered under ``name``.
-    Created and unregistered by the pool on that thread; it cannot be started or joined (shut
-    the pool down instead)."""
+    Created and unregistered by the pool on that thread; ``join()`` waits until it leaves."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name=name, daemon=False)
+        self._left = threading.Event()
         self._started.set()
         self._set_ident()
         if hasattr(self, "_set_native_id"):
@@ -29,9 +29,12 @@ class WorkerThread(threading.Thread):
             if threading._active.get(self._ident) is self:  # type: ignore[attr-defined]
                 del threading._active[self._ident]  # type: ignore[attr-defined]
         self._is_stopped = True
+        self._left.set()
 
     def is_alive(self) -> bool:
-        return not self._is_stopped
+        return not self._left.is_set()
 
     def join(self, timeout: float | None = None) -> None:
-        raise RuntimeError("a pool's worker thread is joined by the pool's shutdown(), not join()")
+        if threading.get_ident() == self._ident:
+            raise RuntimeError("cannot join current thread")
+        self._left.wait(timeout)
