@@ -136,3 +136,28 @@ def test_after_fork_the_child_can_use_new_and_old_pools():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["child", "0", "parent", "16"]
+
+
+def test_ctrl_c_ends_a_process_stuck_in_the_exit_time_shutdown(run_isolated):
+    # A job blocked forever keeps the exit-time join waiting: one SIGINT must end the process,
+    # as it does with ThreadPoolExecutor (which reports the interrupt and exits with status 0).
+    out = run_isolated(
+        """
+        import os, signal, threading, time, freeagentics_rs
+        pool = freeagentics_rs.WorkStealingThreadPool(1)
+        started = threading.Event()
+        pool.submit(lambda: (started.set(), threading.Event().wait()))
+        assert started.wait(30)
+
+        def interrupt():
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        print("exiting", flush=True)
+        """,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "exiting\n"
+    assert "KeyboardInterrupt" in out.stderr

@@ -16,7 +16,7 @@ def hammer(backend, seed, submitters=4, per_thread=400, workers=3, resizing=Fals
     rng = random.Random(seed)
     if resizing:
         # Its own controller resizes it, and so does a thread at random.
-        pool = AdaptiveThreadPoolExecutor(1, 8, io_workers=6, cooldown=0, window=8, backend=backend)
+        pool = AdaptiveThreadPoolExecutor(min_workers=1, max_workers=8, io_workers=6, cooldown=0, window=8, backend=backend)
     else:
         pool = WorkStealingThreadPool(workers, backend=backend)
     runs = [0] * (submitters * per_thread)

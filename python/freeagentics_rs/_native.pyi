@@ -24,15 +24,19 @@ class WorkStealingCore:
         on_samples: Callable[[int, float, float, float, float, float], object] | None = None,
         sample_batch: int = 16,
     ) -> None:
-        """Starts ``max_workers`` threads; each runs ``initializer(*initargs)`` first. A failing
-        initializer breaks the pool (``BrokenThreadPool``). With ``on_samples``, every job that
-        runs is measured (thread CPU time and wall time while it runs, never queue wait) and each
-        ``sample_batch`` jobs the worker that finished the last one calls
-        ``on_samples(count, cpu, wall, first_end, last_end, first_cpu)``: the batch's sums in
-        seconds, when its first and last jobs ended, and the first job's CPU time."""
+        """A pool of at most ``max_workers`` threads, started on demand: a submit that finds no
+        idle worker starts one, as ``ThreadPoolExecutor`` does. Each thread is registered with
+        ``threading`` as ``{thread_name_prefix}_{slot}`` and runs ``initializer(*initargs)``
+        first. A failing initializer breaks the pool (``BrokenThreadPool``). With
+        ``on_samples``, every job that runs is measured (thread CPU time and wall time while it
+        runs, never queue wait) and each ``sample_batch`` jobs the worker that finished the last
+        one calls ``on_samples(count, cpu, wall, first_end, last_end, first_cpu, delay)``: the
+        batch's sums in seconds, when its first and last jobs ended on a busy clock that stops
+        while no job runs, the first job's CPU time, and the threads' run delay."""
     def submit(self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
         """Queues ``func(*args, **kwargs)`` to settle ``future``: on this worker's own deque when
-        called from a worker, else on the injector. ``RuntimeError`` after shutdown,
+        called from a worker (run newest first), else on the injector (started in submission
+        order); starts a thread when none is idle and fewer than the target run. ``RuntimeError`` after shutdown,
         ``BrokenThreadPool`` once broken."""
     def submit_chunk(self, future: Future[Any], func: Callable[..., Any], items: list[Any], unpack: bool) -> None:
         """Queues one job that calls ``func`` on each item (``func(*item)`` when ``unpack``) and
@@ -40,11 +44,14 @@ class WorkStealingCore:
     def _submit_panic(self, future: Future[Any], message: str) -> None:
         """Test hook: a job whose Rust code panics; ``future`` gets ``RustPanicError``."""
     def help_until_done(self, future: Future[Any], timeout: float | None = None) -> bool:
-        """On a worker of this pool: runs queued jobs until ``future`` is done or ``timeout``
-        passes, parking while none are queued, and returns True. Elsewhere: returns False."""
+        """On a worker of this pool: runs queued jobs until ``future`` (anything with
+        ``add_done_callback``, such as the helping event of a ``wait()`` waiter) is done or
+        ``timeout`` passes, parking while none are queued, and returns True. Elsewhere: returns
+        False."""
     def is_worker_thread(self) -> bool: ...
     def resize(self, workers: int) -> None:
-        """Sets the worker count: new threads start at once; surplus workers retire between
+        """Sets the worker count: new threads start at once (unlike the constructor's lazy
+        start); surplus workers retire between
         jobs and hand their queued jobs to the others, so none is lost or run twice.
         Measurement restarts (jobs that started before are not counted). No effect after
         shutdown; ``ValueError`` for ``workers < 1``."""
@@ -176,7 +183,8 @@ class AgentKernelCore:
         and action selection (``act``) for every row, in place."""
 
 def shutdown_all_pools() -> None:
-    """Shuts down every Rust pool of this process and joins its threads (interpreter exit)."""
+    """Shuts down every Rust pool of this process and waits for its threads (interpreter exit);
+    Ctrl-C on the main thread ends the wait with ``KeyboardInterrupt``."""
 
 def forget_pools_after_fork() -> None:
     """In a forked child: drops the parent's pools, whose threads do not exist there."""

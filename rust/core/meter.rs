@@ -21,7 +21,8 @@ pub struct MeterBatch {
     pub cpu: f64,
     /// Wall time of all jobs in the batch.
     pub wall: f64,
-    /// When the batch's first and last jobs ended, on the meter's clock.
+    /// When the batch's first and last jobs ended, on the meter's busy clock: it runs only
+    /// while at least one job runs, so an idle pause between jobs is not time tasks waited.
     pub first_end: f64,
     pub last_end: f64,
     /// CPU time of the first job: a rate over (first_end, last_end] leaves it out.
@@ -35,8 +36,15 @@ pub struct MeterBatch {
 /// Receives each full batch, on the worker thread that finished it, with no lock held.
 pub type MeterSink = Arc<dyn Fn(MeterBatch) + Send + Sync>;
 
+/// The busy clock: running jobs, busy seconds before the current busy spell, and its start.
+struct Activity {
+    running: usize,
+    busy: f64,
+    since: Instant,
+}
+
 pub struct Meter {
-    origin: Instant,
+    activity: Mutex<Activity>,
     epoch: AtomicU64,
     batch_size: AtomicUsize,
     batch: Mutex<MeterBatch>,
@@ -122,7 +130,11 @@ pub fn thread_cpu_time() -> Duration {
 impl Meter {
     pub fn new(batch_size: usize, sink: MeterSink) -> Meter {
         Meter {
-            origin: Instant::now(),
+            activity: Mutex::new(Activity {
+                running: 0,
+                busy: 0.0,
+                since: Instant::now(),
+            }),
             epoch: AtomicU64::new(0),
             batch_size: AtomicUsize::new(batch_size.max(1)),
             batch: Mutex::new(MeterBatch::default()),
@@ -142,19 +154,44 @@ impl Meter {
     }
 
     pub fn start(&self) -> Started {
+        let wall = Instant::now();
+        if LAST_DELAY.with(Cell::get).is_none() {
+            // Read once before the thread's first job, so that its run delay is counted too.
+            run_delay_since_last_read(wall);
+        }
+        {
+            let mut activity = lock(&self.activity);
+            if activity.running == 0 {
+                activity.since = wall;
+            }
+            activity.running += 1;
+        }
         Started {
             epoch: self.epoch.load(Ordering::SeqCst),
-            wall: Instant::now(),
+            wall,
             cpu: thread_cpu_time(),
         }
     }
 
-    pub fn finish(&self, started: Started) {
+    /// Ends a job's measurement; `ran` is false for a job that did not start (cancelled),
+    /// which only stops its share of the busy clock.
+    pub fn finish(&self, started: Started, ran: bool) {
         let cpu = thread_cpu_time().saturating_sub(started.cpu).as_secs_f64();
         let now = Instant::now();
+        let end = {
+            let mut activity = lock(&self.activity);
+            let end = activity.busy + now.duration_since(activity.since).as_secs_f64();
+            activity.running -= 1;
+            if activity.running == 0 {
+                activity.busy = end;
+            }
+            end
+        };
+        if !ran {
+            return;
+        }
         let wall = now.duration_since(started.wall).as_secs_f64();
         let delay = run_delay_since_last_read(now).as_secs_f64();
-        let end = now.duration_since(self.origin).as_secs_f64();
         let full = {
             let mut batch = lock(&self.batch);
             if self.epoch.load(Ordering::SeqCst) != started.epoch {
@@ -189,12 +226,12 @@ mod tests {
         let meter = Meter::new(3, Arc::new(move |b: MeterBatch| lock(&sink_seen).push(b)));
         let stale = meter.start();
         meter.new_epoch();
-        meter.finish(stale);
+        meter.finish(stale, true);
         for _ in 0..7 {
             let started = meter.start();
             let spin = Instant::now();
             while spin.elapsed() < Duration::from_millis(2) {}
-            meter.finish(started);
+            meter.finish(started, true);
         }
         let seen = lock(&seen);
         assert_eq!(seen.len(), 2);

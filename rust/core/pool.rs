@@ -97,6 +97,7 @@ impl WorkerThread {
                 }
                 continue;
             }
+            shared.enter_idle();
             detach(&|| shared.park(None, None, true));
         }
     }
@@ -136,8 +137,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `workers` threads named `{name_prefix}_{slot}`, each running `body`. With a
-    /// `meter`, every job's CPU and wall time is measured.
+    /// A pool of at most `workers` threads named `{name_prefix}_{slot}`, each running `body`,
+    /// started on demand: a submit that finds no idle worker starts one, as
+    /// `ThreadPoolExecutor` does. With a `meter`, every job's CPU and wall time is measured.
     pub fn new(
         workers: usize,
         name_prefix: &str,
@@ -162,7 +164,7 @@ impl Pool {
             threads: Mutex::new(Vec::with_capacity(workers)),
             owner_pid: std::process::id(),
         };
-        if let Err(e) = pool.resize(workers) {
+        if let Err(e) = pool.set_size(workers, false) {
             pool.shared.close(None);
             return Err(e);
         }
@@ -173,6 +175,10 @@ impl Pool {
     /// retire between jobs, handing their queued jobs to the others (none is dropped or run
     /// twice). A shut-down pool keeps its size.
     pub fn resize(&self, workers: usize) -> Result<(), CoreError> {
+        self.set_size(workers, true)
+    }
+
+    fn set_size(&self, workers: usize, grow: bool) -> Result<(), CoreError> {
         if workers == 0 {
             return Err(CoreError::InvalidArgument(
                 "workers must be greater than 0".into(),
@@ -193,7 +199,7 @@ impl Pool {
         if let Some(meter) = &self.shared.meter {
             meter.new_epoch();
         }
-        let spawn = self.shared.set_target(workers);
+        let spawn = self.shared.set_target(workers, grow);
         if spawn == 0 {
             self.shared.notify_all(); // idle surplus workers wake up to retire
         }
@@ -248,7 +254,32 @@ impl Pool {
     }
 
     pub fn submit(&self, job: BoxedJob) -> Result<(), CoreError> {
-        self.shared.push(job)
+        if !self.shared.push(job)? && self.shared.reserve_one() {
+            self.start_reserved()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the worker `reserve_one` made room for. Also while shutting down: the job that
+    /// asked for it was admitted, and a pool that never started a thread must still run it.
+    fn start_reserved(&self) -> Result<(), CoreError> {
+        let mut threads = lock(&self.threads);
+        threads.retain(|handle| !handle.is_finished());
+        match self.spawn() {
+            Ok(handle) => {
+                threads.push(handle);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.unreserve();
+                // The job stays queued for the workers there are; with none, say why.
+                if self.shared.size().active == 0 {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 
     /// The number of workers the pool is sized to now.
@@ -373,21 +404,27 @@ impl Drop for Pool {
     }
 }
 
-/// Shuts down every pool of this process and waits for all their threads (interpreter exit).
-pub fn shutdown_all_and_wait() {
-    let pools: Vec<Arc<Shared>> = lock(&POOLS).iter().filter_map(Weak::upgrade).collect();
-    for shared in &pools {
+/// Shuts down every pool of this process (interpreter exit); `wait_all_exited` then waits.
+pub fn shutdown_all() {
+    for shared in lock(&POOLS).iter().filter_map(Weak::upgrade) {
         shared.close(None);
     }
-    for shared in &pools {
+}
+
+/// Waits up to `timeout` for every thread of every pool to exit; true when all have. Bounded,
+/// so that the caller can check for Ctrl-C between calls.
+pub fn wait_all_exited(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let pools: Vec<Arc<Shared>> = lock(&POOLS).iter().filter_map(Weak::upgrade).collect();
+    pools.iter().all(|shared| {
+        let left = deadline.saturating_duration_since(Instant::now());
         let live = lock(&shared.live);
-        drop(
-            shared
-                .exited
-                .wait_while(live, |live| *live > 0)
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-    }
+        let (live, _) = shared
+            .exited
+            .wait_timeout_while(live, left, |live| *live > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        *live == 0
+    })
 }
 
 /// In a forked child the parent's threads do not exist: forget its pools without touching them.

@@ -199,11 +199,27 @@ fn a_panicking_job_does_not_kill_its_worker() {
 #[test]
 fn idle_workers_park() {
     let pool = Pool::new(3, "t", plain_body(), None).unwrap();
+    pool.resize(3).unwrap(); // a resize starts its threads at once
     let deadline = Instant::now() + Duration::from_secs(10);
     while pool.shared.sleepers.load(Ordering::SeqCst) < 3 {
         assert!(Instant::now() < deadline, "workers never parked");
         std::thread::sleep(Duration::from_millis(1));
     }
+    shutdown_and_join(&pool);
+}
+
+#[test]
+fn threads_start_on_demand() {
+    let pool = Pool::new(4, "t", plain_body(), None).unwrap();
+    assert_eq!(pool.stats().workers, 0);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counter = ran.clone();
+    pool.submit(job(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }))
+    .unwrap();
+    wait_for("the job", || ran.load(Ordering::SeqCst) == 1);
+    assert_eq!(pool.stats().workers, 1);
     shutdown_and_join(&pool);
 }
 

@@ -50,9 +50,13 @@ pub(super) struct Shared {
     /// `closing` is set no push can still be in flight and draining workers see every job.
     pub(super) admission: RwLock<Admission>,
     pub(super) closing: AtomicBool,
-    pub(super) sleep: Mutex<()>,
+    /// Under it: wake-ups handed to idle workers that have not yet woken to take them.
+    pub(super) sleep: Mutex<usize>,
     pub(super) wake: Condvar,
     pub(super) sleepers: AtomicUsize,
+    /// Workers parked between jobs and not yet claimed by a submit: a submit that finds none
+    /// starts a thread (up to the target), as `ThreadPoolExecutor` does.
+    idle: AtomicUsize,
     pub(super) live: Mutex<usize>,
     pub(super) exited: Condvar,
     pub(super) submitted: AtomicU64,
@@ -87,9 +91,10 @@ impl Shared {
             meter,
             admission: RwLock::new(Admission::default()),
             closing: AtomicBool::new(false),
-            sleep: Mutex::new(()),
+            sleep: Mutex::new(0),
             wake: Condvar::new(),
             sleepers: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
             live: Mutex::new(0),
             exited: Condvar::new(),
             submitted: AtomicU64::new(0),
@@ -109,7 +114,9 @@ impl Shared {
         })
     }
 
-    pub(super) fn push(self: &Arc<Self>, job: BoxedJob) -> Result<(), CoreError> {
+    /// Queues `job`; returns true when an idle worker was woken for it (else the caller may
+    /// start a thread).
+    pub(super) fn push(self: &Arc<Self>, job: BoxedJob) -> Result<bool, CoreError> {
         let admission = self.admission.read().unwrap_or_else(|e| e.into_inner());
         if let Some(reason) = &admission.broken {
             return Err(CoreError::Broken(reason.clone()));
@@ -124,8 +131,49 @@ impl Shared {
             None => self.injector.push(job),
         }
         drop(admission);
+        Ok(self.claim_idle())
+    }
+
+    /// Wakes an idle worker for a new job and takes it off the idle count; wakes a parked
+    /// helper otherwise. Pairs with the SeqCst increments in `park`, as `notify_one` does.
+    fn claim_idle(&self) -> bool {
+        fence(Ordering::SeqCst);
+        if self.idle.load(Ordering::SeqCst) > 0 {
+            let mut wakeups = lock(&self.sleep);
+            let claimed = self
+                .idle
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if claimed {
+                *wakeups += 1;
+            }
+            self.wake.notify_one();
+            return claimed;
+        }
         self.notify_one();
-        Ok(())
+        false
+    }
+
+    /// Reserves one more worker if the pool has fewer than its target; true if reserved.
+    pub(super) fn reserve_one(&self) -> bool {
+        let mut word = self.size.load(Ordering::SeqCst);
+        loop {
+            let size = Size::unpack(word);
+            if size.active >= size.target {
+                return false;
+            }
+            let new = Size {
+                target: size.target,
+                active: size.active + 1,
+            };
+            match self
+                .size
+                .compare_exchange(word, new.pack(), Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(current) => word = current,
+            }
+        }
     }
 
     /// Pairs with the SeqCst increment of `sleepers` in `park`: either the parker sees the new
@@ -154,13 +202,15 @@ impl Shared {
                 .any(|s| !s.is_empty())
     }
 
-    /// Local pop, then a batch from the injector, then one job from a sibling.
+    /// Local pop, then the injector's oldest job, then one job from a sibling. The injector is
+    /// read one job at a time, never in batches into the local deque: a sibling stealing from a
+    /// batch would start external submits out of order.
     pub(super) fn find_job(&self, local: &Local) -> Option<BoxedJob> {
         if let Some(job) = local.deque.pop() {
             return Some(job);
         }
         loop {
-            match self.injector.steal_batch_and_pop(&local.deque) {
+            match self.injector.steal() {
                 Steal::Success(job) => return Some(job),
                 Steal::Retry => continue,
                 Steal::Empty => break,
@@ -201,9 +251,9 @@ impl Shared {
             }
         };
         self.completed.fetch_add(1, Ordering::Relaxed);
-        if let (Some(meter), Some(started), true) = (&self.meter, started, ran) {
+        if let (Some(meter), Some(started)) = (&self.meter, started) {
             // The meter's sink calls into the binding: keep a panic there from ending the worker.
-            if catch_unwind(AssertUnwindSafe(|| meter.finish(started))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| meter.finish(started, ran))).is_err() {
                 self.panics.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -213,12 +263,17 @@ impl Shared {
         Size::unpack(self.size.load(Ordering::SeqCst))
     }
 
-    /// Sets the target and reserves the workers to start to reach it; returns how many.
-    pub(super) fn set_target(&self, target: usize) -> usize {
+    /// Sets the target and, with `grow`, reserves the workers to start to reach it; returns
+    /// how many (without `grow`, threads start on demand, one per submit that finds none idle).
+    pub(super) fn set_target(&self, target: usize, grow: bool) -> usize {
         let mut word = self.size.load(Ordering::SeqCst);
         loop {
             let size = Size::unpack(word);
-            let spawn = target.saturating_sub(size.active);
+            let spawn = if grow {
+                target.saturating_sub(size.active)
+            } else {
+                0
+            };
             let new = Size {
                 target,
                 active: size.active + spawn,
@@ -286,6 +341,13 @@ impl Shared {
         }
     }
 
+    /// Counts a worker that found no job as idle, before it releases the interpreter to park:
+    /// a submit made as soon as the interpreter is free (say, by the thread its last job woke)
+    /// finds it idle and starts no thread. `park(.., may_retire = true)` must follow.
+    pub(super) fn enter_idle(&self) {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Sleeps until there is work, the pool closes, `done` is set, `deadline` passes, or (with
     /// `may_retire`, for a worker between jobs) the pool has more workers than its target.
     pub(super) fn park(
@@ -294,8 +356,10 @@ impl Shared {
         deadline: Option<Instant>,
         may_retire: bool,
     ) {
-        let guard = lock(&self.sleep);
+        let mut guard = lock(&self.sleep);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // A worker between jobs (not a helper) was counted idle by `enter_idle`.
+        let idle = may_retire;
         // Checked under the sleep lock, which `resize` notifies under: no wake-up is lost.
         let ready = self.has_work()
             || self.closing.load(Ordering::SeqCst)
@@ -305,18 +369,27 @@ impl Shared {
                 size.active > size.target
             });
         if !ready {
-            match deadline {
-                None => drop(self.wake.wait(guard).unwrap_or_else(|e| e.into_inner())),
+            guard = match deadline {
+                None => self.wake.wait(guard).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    drop(
-                        self.wake
-                            .wait_timeout(guard, left)
-                            .unwrap_or_else(|e| e.into_inner()),
-                    );
+                    self.wake
+                        .wait_timeout(guard, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
+            };
+        }
+        if idle {
+            // Idle workers = `idle` + pending wake-ups: take a wake-up if one is pending (a
+            // submit already uncounted an idle worker), else uncount this one.
+            if *guard > 0 {
+                *guard -= 1;
+            } else {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
             }
         }
+        drop(guard);
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 

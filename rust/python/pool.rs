@@ -203,6 +203,22 @@ impl DoneWaker {
     }
 }
 
+/// Makes this Rust thread a named `threading.Thread` (its Rust name, `{prefix}_{slot}`), so that
+/// `threading.current_thread()`, `threading.enumerate()` and logging see it by name.
+fn register_thread(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    let name = thread::current().name().unwrap_or_default().to_owned();
+    let registered = py
+        .import(intern!(py, "freeagentics_rs.executor._threads"))
+        .and_then(|threads| threads.call_method1(intern!(py, "WorkerThread"), (name,)));
+    match registered {
+        Ok(thread) => Some(thread),
+        Err(e) => {
+            e.write_unraisable(py, None);
+            None
+        }
+    }
+}
+
 fn log_initializer_failure(py: Python<'_>, error: PyErr) {
     // The same log line as ThreadPoolExecutor.
     let logged = py.import("logging").and_then(|logging| {
@@ -267,14 +283,23 @@ impl WorkStealingCore {
         let body: WorkerBody = Arc::new(move |worker: &WorkerThread| {
             // None: the interpreter is finalizing; the thread just exits.
             Python::try_attach(|py| {
-                if let Some(init) = &initializer {
-                    if let Err(error) = init.bind(py).call1(initargs.bind(py)) {
+                let registered = register_thread(py);
+                let initialized = match &initializer {
+                    Some(init) => init.bind(py).call1(initargs.bind(py)).map(drop),
+                    None => Ok(()),
+                };
+                match initialized {
+                    Ok(()) => worker.run(&|park| py.detach(park)),
+                    Err(error) => {
                         log_initializer_failure(py, error);
                         worker.break_pool(INITIALIZER_FAILED);
-                        return;
                     }
                 }
-                worker.run(&|park| py.detach(park));
+                if let Some(thread) = registered {
+                    if let Err(e) = thread.call_method0(intern!(py, "unregister")) {
+                        e.write_unraisable(py, None);
+                    }
+                }
             });
         });
         let meter = on_samples.map(|f| python_meter(f, sample_batch));
@@ -389,10 +414,15 @@ impl WorkStealingCore {
     }
 }
 
-/// Shuts down every Rust pool of this process and joins its threads (interpreter exit).
+/// Shuts down every Rust pool of this process and waits for its threads (interpreter exit);
+/// Ctrl-C ends the wait, as it ends `ThreadPoolExecutor`'s exit-time join.
 #[pyfunction]
-fn shutdown_all_pools(py: Python<'_>) {
-    py.detach(core_pool::shutdown_all_and_wait)
+fn shutdown_all_pools(py: Python<'_>) -> PyResult<()> {
+    core_pool::shutdown_all();
+    while !py.detach(|| core_pool::wait_all_exited(SIGNAL_CHECK)) {
+        py.check_signals()?;
+    }
+    Ok(())
 }
 
 /// In a forked child: forget the parent's pools, whose threads do not exist here.

@@ -2,7 +2,7 @@
 pure-Python fallback)."""
 
 from ._adaptive import AdaptiveThreadPoolExecutor
-from ._pool import WorkStealingThreadPool
+from ._pool import MAX_WORKERS, WorkStealingThreadPool
 from ._sizing import ResizeEvent
 
-__all__ = ["AdaptiveThreadPoolExecutor", "ResizeEvent", "WorkStealingThreadPool"]
+__all__ = ["AdaptiveThreadPoolExecutor", "MAX_WORKERS", "ResizeEvent", "WorkStealingThreadPool"]

@@ -5,30 +5,19 @@ from __future__ import annotations
 
 import threading
 import weakref
-from numbers import Real
 from typing import Any, Callable
 
+from .. import _validate
 from .._cpus import available_cpus
-from ._pool import WorkStealingThreadPool, _positive_int
+from ._pool import MAX_WORKERS, WorkStealingThreadPool, _worker_count
 from ._sizing import ResizeEvent, WorkloadSizer
 
 __all__ = ["AdaptiveThreadPoolExecutor", "ResizeEvent"]
 
-
-def _fraction(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _non_negative(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
+DEFAULT_MAX_WORKERS = 64
+DEFAULT_MIN_WORKERS = 2
+MAX_WINDOW = 1_000_000  # tasks per measurement window
+DEFAULT_IO_THRESHOLD = 0.2
 
 
 def _sample_sink(pool_ref: weakref.ref[AdaptiveThreadPoolExecutor]) -> Callable[..., None]:
@@ -50,41 +39,47 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
 
     def __init__(
         self,
-        min_workers: int = 2,
-        max_workers: int = 64,
+        max_workers: int | None = None,
+        thread_name_prefix: str | None = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple = (),
         *,
+        min_workers: int | None = None,
         io_workers: int = 32,
         cpu_workers: int | None = None,
         mixed_workers: int = 16,
         window: int = 100,
-        io_threshold: float = 0.2,
+        io_threshold: float = DEFAULT_IO_THRESHOLD,
         cpu_threshold: float = 0.8,
         hysteresis: float = 0.05,
         cooldown: float = 0.1,
         backend: str | None = None,
-        thread_name_prefix: str = "",
-        initializer: Callable[..., object] | None = None,
-        initargs: tuple = (),
     ) -> None:
-        min_workers = _positive_int(min_workers, "min_workers")
-        max_workers = _positive_int(max_workers, "max_workers")
+        # ThreadPoolExecutor's signature first; min_workers defaults down to a smaller max.
+        max_workers = DEFAULT_MAX_WORKERS if max_workers is None else _worker_count(max_workers, "max_workers")
+        if min_workers is None:
+            min_workers = min(DEFAULT_MIN_WORKERS, max_workers)
+        min_workers = _worker_count(min_workers, "min_workers")
         if min_workers > max_workers:
-            raise ValueError(f"min_workers ({min_workers}) must not be greater than max_workers ({max_workers})")
-        io_threshold = _fraction(io_threshold, "io_threshold")
-        cpu_threshold = _fraction(cpu_threshold, "cpu_threshold")
+            raise ValueError(f"min_workers: must be at most max_workers ({max_workers}), got {min_workers}")
+        io_threshold = _validate.real(io_threshold, "io_threshold", minimum=0.0, maximum=1.0)
+        cpu_threshold = _validate.real(cpu_threshold, "cpu_threshold", minimum=0.0, maximum=1.0)
         if io_threshold >= cpu_threshold:
-            raise ValueError(f"io_threshold ({io_threshold}) must be lower than cpu_threshold ({cpu_threshold})")
+            # Name the one the caller moved off its default (io_threshold if both).
+            if io_threshold == DEFAULT_IO_THRESHOLD:
+                raise ValueError(f"cpu_threshold: must be greater than io_threshold ({io_threshold}), got {cpu_threshold}")
+            raise ValueError(f"io_threshold: must be lower than cpu_threshold ({cpu_threshold}), got {io_threshold}")
         self._sizing_args = dict(
             min_workers=min_workers,
             max_workers=max_workers,
-            io_workers=_positive_int(io_workers, "io_workers"),
-            cpu_workers=available_cpus() if cpu_workers is None else _positive_int(cpu_workers, "cpu_workers"),
-            mixed_workers=_positive_int(mixed_workers, "mixed_workers"),
-            window=_positive_int(window, "window"),
+            io_workers=_worker_count(io_workers, "io_workers"),
+            cpu_workers=available_cpus() if cpu_workers is None else _worker_count(cpu_workers, "cpu_workers"),
+            mixed_workers=_worker_count(mixed_workers, "mixed_workers"),
+            window=_validate.integer(window, "window", minimum=1, maximum=MAX_WINDOW),
             io_threshold=io_threshold,
             cpu_threshold=cpu_threshold,
-            hysteresis=_non_negative(hysteresis, "hysteresis"),
-            cooldown=_non_negative(cooldown, "cooldown"),
+            hysteresis=_validate.real(hysteresis, "hysteresis", minimum=0.0, maximum=1.0),
+            cooldown=_validate.real(cooldown, "cooldown", minimum=0.0),
         )
         self._sizer_lock = threading.Lock()
         self._setup(max_workers, thread_name_prefix, initializer, initargs, backend)

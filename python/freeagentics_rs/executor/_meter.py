@@ -1,6 +1,6 @@
 """Per-job CPU and wall time for the Python core (the twin of ``rust/core/meter.rs``): measured
 on the worker thread around each job, queue wait never included, summed into batches handed to
-``on_samples``; jobs that started before the last resize are skipped. On Linux the threads' run
+``on_samples`` with end times on a busy clock that stops while no job runs; jobs that started before the last resize are skipped. On Linux the threads' run
 delay (runnable, waiting for a core) is read from ``/proc/thread-self/schedstat``.
 """
 
@@ -56,7 +56,11 @@ class Meter:
         self._on_samples = on_samples
         self._batch_size = max(1, batch_size)
         self._lock = threading.Lock()
-        self._origin = time.monotonic()
+        # The busy clock (``first_end``/``last_end`` are read on it): it runs only while a job
+        # runs, so an idle pause between jobs is not time the tasks waited.
+        self._running = 0
+        self._busy = 0.0
+        self._busy_since = time.monotonic()
         self._local = threading.local()
         self.epoch = 0
         self._reset()
@@ -76,17 +80,29 @@ class Meter:
     def run(self, job: list) -> None:
         epoch = self.epoch
         wall0 = time.monotonic()
+        with self._lock:
+            if not self._running:
+                self._busy_since = wall0
+            self._running += 1
+        if getattr(self._local, "sched", None) is None:
+            # Read once before the thread's first job, so that its run delay is counted too.
+            self._local.sched = _SchedStat()
+            self._local.sched.delay_since_last_read(wall0)
         cpu0 = time.thread_time()
-        if not job[0](job):
+        try:
+            ran = job[0](job)
+        finally:
+            cpu = time.thread_time() - cpu0
+            now = time.monotonic()
+            with self._lock:
+                end = self._busy + (now - self._busy_since)
+                self._running -= 1
+                if not self._running:
+                    self._busy = end
+        if not ran:
             return
-        cpu = time.thread_time() - cpu0
-        end = time.monotonic()
-        wall = end - wall0
-        sched = getattr(self._local, "sched", None)
-        if sched is None:
-            sched = self._local.sched = _SchedStat()
-        delay = sched.delay_since_last_read(end)
-        end -= self._origin
+        wall = now - wall0
+        delay = self._local.sched.delay_since_last_read(now)
         with self._lock:
             if epoch != self.epoch:
                 return

@@ -19,11 +19,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING, InvalidStateError
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from .. import _backend
+from .. import _backend, _validate
 from . import _py
 from .._cpus import available_cpus
 
-__all__ = ["WorkStealingThreadPool"]
+__all__ = ["MAX_WORKERS", "WorkStealingThreadPool"]
+
+# No machine runs more threads than this in one pool; a larger size is a mistake, not a wish.
+MAX_WORKERS = 1 << 16
 
 T = TypeVar("T")
 
@@ -38,12 +41,8 @@ _orphaned_cores: list[Any] = []
 _live_pools: weakref.WeakSet[WorkStealingThreadPool] = weakref.WeakSet()
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be greater than 0")
-    return value
+def _worker_count(value: object, name: str) -> int:
+    return _validate.integer(value, name, minimum=1, maximum=MAX_WORKERS)
 
 
 class _FutureCondition:
@@ -111,19 +110,72 @@ class _FutureCondition:
             waiters.popleft().release()
 
 
+class _HelpingEvent:
+    """Stands in for the ``threading.Event`` of a ``wait()``/``as_completed()`` waiter installed
+    on a worker of the pool: waiting on it runs the pool's queued jobs until it is set (the
+    helping rule of ``result()``), so a task may wait on tasks it submitted, even with one worker."""
+
+    __slots__ = ("_event", "_core", "_callbacks", "_lock")
+
+    def __init__(self, event: threading.Event, core: Any) -> None:
+        self._event = event
+        self._core = core
+        self._callbacks: list = []
+        self._lock = _thread.allocate_lock()
+
+    def set(self) -> None:
+        self._event.set()
+        with self._lock:
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
+        # What the cores' help_until_done calls to be woken when the event is set.
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._event.is_set() and self._core.help_until_done(self, timeout):
+            return self._event.is_set()
+        return self._event.wait(timeout)
+
+
+class _Waiters(list):
+    """A pool future's waiter list: a waiter that ``wait()``/``as_completed()`` installs from a
+    worker of the future's pool gets a helping event."""
+
+    __slots__ = ("core",)
+
+    def append(self, waiter: Any) -> None:
+        event = getattr(waiter, "event", None)
+        if type(event) is threading.Event and self.core is not None and self.core.is_worker_thread():
+            waiter.event = _HelpingEvent(event, self.core)
+        super().append(waiter)
+
+
 class _PoolFuture(Future):
-    """A ``concurrent.futures.Future`` with a lighter condition, whose ``result()``/``exception()``,
-    called from a worker of its own pool, runs queued jobs while it waits instead of blocking that
-    worker (so a task may wait on a task it submitted, even with one worker)."""
+    """A ``concurrent.futures.Future`` with a lighter condition, whose ``result()``/``exception()``
+    (and ``wait()``/``as_completed()`` over it), called from a worker of its own pool, runs queued
+    jobs while it waits instead of blocking that worker (so a task may wait on a task it
+    submitted, even with one worker)."""
 
-    _core: Any = None
-
-    def __init__(self) -> None:  # Future.__init__ with _FutureCondition
+    def __init__(self, core: Any = None) -> None:  # Future.__init__ with _FutureCondition
         self._condition = _FutureCondition()
         self._state = PENDING
         self._result = None
         self._exception = None
-        self._waiters: list = []
+        self._waiters = waiters = _Waiters()
+        waiters.core = self._core = core
         self._done_callbacks: list = []
 
     # The settling methods the workers call for every task, as in ``Future`` but entering the
@@ -177,14 +229,14 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
     def __init__(
         self,
         max_workers: int | None = None,
-        thread_name_prefix: str = "",
+        thread_name_prefix: str | None = "",
         initializer: Callable[..., object] | None = None,
         initargs: tuple = (),
         *,
         backend: str | None = None,
     ) -> None:
         self._setup(
-            available_cpus() if max_workers is None else _positive_int(max_workers, "max_workers"),
+            available_cpus() if max_workers is None else _worker_count(max_workers, "max_workers"),
             thread_name_prefix,
             initializer,
             initargs,
@@ -200,14 +252,18 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         backend: str | None,
     ) -> None:
         self.backend = _backend.resolve(backend)
-        self._max_workers = max_workers
+        if thread_name_prefix is not None:  # None is accepted, as by ThreadPoolExecutor
+            _validate.string(thread_name_prefix, "thread_name_prefix")
         if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
-        if not isinstance(thread_name_prefix, str):
-            raise TypeError(f"thread_name_prefix must be a str, not {type(thread_name_prefix).__name__}")
+            raise TypeError(f"initializer: must be a callable, not {_validate.type_name(initializer)}")
+        try:
+            initargs = tuple(initargs)
+        except TypeError:
+            raise TypeError(f"initargs: must be a tuple, not {_validate.type_name(initargs)}") from None
+        self._max_workers = max_workers
         self._thread_name_prefix = thread_name_prefix or f"{type(self).__name__}-{next(_pool_counter)}"
         self._initializer = initializer
-        self._initargs = tuple(initargs)
+        self._initargs = initargs
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._core = self._new_core()
@@ -248,8 +304,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         if _interpreter_shutdown:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
-        future: _PoolFuture = _PoolFuture()
-        future._core = core
+        future = _PoolFuture(core)
         core.submit(future, fn, args, kwargs or None)
         return future
 
@@ -257,8 +312,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         if _interpreter_shutdown:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
-        future = _PoolFuture()
-        future._core = core
+        future = _PoolFuture(core)
         core.submit_chunk(future, fn, items, unpack)
         return future
 

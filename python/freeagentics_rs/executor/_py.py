@@ -101,6 +101,9 @@ class WorkStealingCore:
         # are atomic under the GIL.
         self._cond = threading.Condition(threading.Lock())
         self._sleepers = 0
+        # Workers parked between jobs and not yet claimed by a submit, and wake-ups handed to
+        # claimed ones that have not yet woken: a submit that finds none idle starts a thread.
+        self._idle = self._wakeups = 0
         self._closing = False
         self._broken: str | None = None
         self._target = self._active = 0
@@ -115,11 +118,14 @@ class WorkStealingCore:
         self._threads: list[threading.Thread] = []
         self._sizing = threading.Lock()  # orders starting threads against shutdown
         _POOLS.add(self)
-        self.resize(max_workers)
+        self._set_size(max_workers, grow=False)  # threads start on demand
 
     # -- sizing -----------------------------------------------------------------------------
     def resize(self, workers: int) -> None:
         """Grows at once, or lets surplus workers retire between jobs; measurements restart."""
+        self._set_size(workers, grow=True)
+
+    def _set_size(self, workers: int, grow: bool) -> None:
         if workers <= 0:
             raise ValueError("workers must be greater than 0")
         with self._sizing:
@@ -130,7 +136,7 @@ class WorkStealingCore:
                 self._meter.new_epoch()
             with self._cond:
                 self._target = workers
-                spawn = max(0, workers - self._active)
+                spawn = max(0, workers - self._active) if grow else 0
                 self._active += spawn
                 if not spawn:
                     self._cond.notify_all()  # idle surplus workers wake up to retire
@@ -206,8 +212,30 @@ class WorkStealingCore:
                 raise RuntimeError(_SHUTDOWN)
             self._submitted += 1
             (worker.deque if worker is not None else self._global).append(job)
+            start = False
+            if self._idle:
+                self._idle -= 1
+                self._wakeups += 1
+            elif self._active < self._target:
+                self._active += 1  # reserved; started below, outside this lock
+                start = True
             if self._sleepers:
                 self._cond.notify()
+        if start:
+            self._start_reserved()
+
+    def _start_reserved(self) -> None:
+        # Also while shutting down: the job that asked for it was admitted.
+        with self._sizing:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            try:
+                self._spawn()
+            except RuntimeError:
+                with self._cond:
+                    self._active -= 1
+                    if self._active:
+                        return  # the job stays queued for the workers there are
+                raise
 
     def submit(self, future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict | None = None) -> None:
         self._push([_call_job, future, fn, args, kwargs])
@@ -257,10 +285,17 @@ class WorkStealingCore:
             if may_retire and self._active > self._target:  # under _cond, which resize notifies under
                 return
             self._sleepers += 1
+            if may_retire:  # a worker between jobs (not a helper) is idle: a submit may claim it
+                self._idle += 1
             try:
                 self._cond.wait(timeout)
             finally:
                 self._sleepers -= 1
+                if may_retire:
+                    if self._wakeups:
+                        self._wakeups -= 1
+                    else:
+                        self._idle -= 1
 
     def _worker_main(self, worker: _Worker) -> None:
         self._local.worker = worker
