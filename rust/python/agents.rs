@@ -9,18 +9,25 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteAr
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::core::agents::{Kernel, Model, Phases, Rows, Settings, Sparse};
+use crate::core::agents::{try_copy, Kernel, Model, Phases, Rows, Settings, Sparse, ENOMEM};
 use crate::core::error::CoreError;
 use crate::python::errors::panic_error;
+
+/// A core error as the exception the package documents: an allocation failure is a
+/// `MemoryError` (never an abort), the rest as `errors.rs` maps them.
+fn py_error(error: CoreError) -> PyErr {
+    match error {
+        CoreError::Os(ENOMEM, message) => pyo3::exceptions::PyMemoryError::new_err(message),
+        other => other.into(),
+    }
+}
 
 fn vec_f64(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
     let item = d
         .get_item(key)?
         .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.to_owned()))?;
-    Ok(item
-        .extract::<PyReadonlyArray1<'_, f64>>()?
-        .as_array()
-        .to_vec())
+    let values = item.extract::<PyReadonlyArray1<'_, f64>>()?;
+    try_copy(values.as_array().iter().copied(), key).map_err(py_error)
 }
 
 fn vec_usize(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<usize>> {
@@ -53,8 +60,8 @@ fn model_of(d: &Bound<'_, PyDict>) -> PyResult<Model> {
         }
         b.push(Sparse {
             ptr: ptr.iter().map(|p| p - start).collect(),
-            index: b_columns[start..end].to_vec(),
-            values: b_values[start..end].to_vec(),
+            index: try_copy(b_columns[start..end].iter().copied(), "B").map_err(py_error)?,
+            values: try_copy(b_values[start..end].iter().copied(), "B").map_err(py_error)?,
         });
     }
     let joint: PyReadonlyArray2<'_, f64> = d.get_item("joint")?.expect("joint").extract()?;
@@ -65,13 +72,15 @@ fn model_of(d: &Bound<'_, PyDict>) -> PyResult<Model> {
     let joint_values = vec_f64(d, "joint_values")?;
     let joint_size = joint.as_array().len();
     // Dense when at most a quarter of it is zeros.
-    let joint_dense = (joint_values.len() * 4 >= joint_size * 3)
-        .then(|| joint.as_array().iter().copied().collect());
+    let joint_dense = match joint_values.len() * 4 >= joint_size * 3 {
+        true => Some(try_copy(joint.as_array().iter().copied(), "joint").map_err(py_error)?),
+        false => None,
+    };
     Ok(Model {
         states,
         obs_offsets: vec_usize(d, "obs_offsets")?,
-        a: a.as_array().iter().copied().collect(),
-        log_a: log_a.as_array().iter().copied().collect(),
+        a: try_copy(a.as_array().iter().copied(), "A").map_err(py_error)?,
+        log_a: try_copy(log_a.as_array().iter().copied(), "A").map_err(py_error)?,
         b,
         joint: Sparse {
             ptr: vec_usize(d, "joint_ptr")?,
@@ -120,7 +129,8 @@ impl AgentKernelCore {
             info_threshold,
             log_e: log_e.as_array().to_vec(),
         };
-        let kernel = Kernel::new(Arc::new(model_of(derived)?), settings, num_threads)?;
+        let kernel =
+            Kernel::new(Arc::new(model_of(derived)?), settings, num_threads).map_err(py_error)?;
         Ok(AgentKernelCore {
             kernel: Arc::new(kernel),
         })
@@ -174,7 +184,7 @@ impl AgentKernelCore {
             }))
         })
         .map_err(|payload| panic_error(&*payload))?
-        .map_err(PyErr::from)
+        .map_err(py_error)
     }
 }
 

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import _validate
 from ..memory import SharedModelStore
 
 __all__ = ["GenerativeModel", "grid_world_model", "reward_grid_model", "policies_of"]
@@ -30,6 +31,7 @@ EPS = 1e-16  # pymdp's EPS_VAL
 INFO_EPS = float(np.exp(-16))  # spm_MDP_G's threshold and epsilon, as numpy computes it
 TIE = 1e-12  # relative: action marginals this close to the best one are tied
 _TOLERANCE = 1e-6
+MAX_EXPLORER_GRID = 64
 _STORES: dict[str, SharedModelStore] = {}
 
 
@@ -230,10 +232,9 @@ def grid_world_model(grid_size: int = 10, *, start: int = 0, backend: str | None
     stay); cell = row * grid_size + column; ``start`` is the cell whose prior weight is doubled."""
     from ..workloads import explorer_model_arrays
 
-    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
-        raise ValueError(f"grid_size: must be a positive int, got {grid_size!r}")
-    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < grid_size * grid_size:
-        raise ValueError(f"start: must be a cell index in [0, {grid_size * grid_size}), got {start!r}")
+    # The model is dense: grid_size**4 * 5 transition entries (335 MB at the bound).
+    grid_size = _validate.integer(grid_size, "grid_size", minimum=1, maximum=MAX_EXPLORER_GRID)
+    start = _validate.integer(start, "start", minimum=0, maximum=grid_size * grid_size - 1)
     m = explorer_model_arrays(grid_size, start)
     return GenerativeModel(m["A"], m["B"], m["C"], m["D"], backend=backend)
 
@@ -243,6 +244,7 @@ def reward_grid_model(*, cue_modality: bool = True, backend: str | None = None) 
     cell (identity), the outcome (none, reward, punishment) and, if ``cue_modality``, a cue naming
     the context with reliability 0.9 at the centre (0.5 elsewhere). 5 actions, moves clipped at
     the edges; C prefers reward (3) over punishment (-3); D starts in cell 0, context 50/50."""
+    cue_modality = _validate.boolean(cue_modality, "cue_modality")
     cells, contexts = 9, 2
     states = cells * contexts
     state = lambda cell, ctx: ctx * cells + cell  # noqa: E731

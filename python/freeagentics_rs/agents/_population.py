@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _validate
 from .._cpus import available_cpus
 from . import _py
 from ._model import EPS, INFO_EPS, GenerativeModel
@@ -18,6 +18,21 @@ from ._model import EPS, INFO_EPS, GenerativeModel
 __all__ = ["AgentPopulation", "PopulationAgent"]
 
 _STATE_KEYS = ("beliefs", "q_pi", "G", "F", "actions", "timesteps", "key")
+_AGENT_STATE_KEYS = ("beliefs", "q_pi", "G", "F", "action", "timestep")
+# Starting a rayon pool costs about 5 ms a thread, and more threads than this never help a
+# population (they only wait on each other).
+MAX_THREADS = 256
+# Policies are planned step by step (recursively, in the single-factor kernels).
+MAX_POLICY_LEN = 64
+
+
+def _physical_memory() -> int:
+    try:
+        import os
+
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform: no a-priori bound
+        return 1 << 62
 
 
 def _key_of(seed: Any) -> int:
@@ -29,11 +44,7 @@ def _key_of(seed: Any) -> int:
 
 
 def _positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
-    return float(value)
+    return _validate.real(value, name, minimum=0.0, exclusive_minimum=True)
 
 
 def check_observations(model: GenerativeModel, observations: Any, rows: int) -> np.ndarray:
@@ -48,12 +59,12 @@ def check_observations(model: GenerativeModel, observations: Any, rows: int) -> 
     if obs.shape != (rows, m):
         expected = f"({rows},) or ({rows}, {m})" if m == 1 else f"({rows}, {m})"
         raise ValueError(f"observations: must have shape {expected}, got {obs.shape}")
-    obs = np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
+    # Checked in the given dtype: converting first would wrap uint64 values above 2**63.
     for k, count in enumerate(model.num_obs):
         column = obs[:, k]
         if column.size and (column.min() < 0 or column.max() >= count):
             raise ValueError(f"observations: modality {k} must lie in [0, {count}), got {column.min()}..{column.max()}")
-    return obs
+    return np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
 
 
 class AgentPopulation:
@@ -96,15 +107,16 @@ class AgentPopulation:
     ) -> None:
         if not isinstance(model, GenerativeModel):
             raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
-        for value, name in ((n_agents, "n_agents"), (policy_len, "policy_len")):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: must be a positive int, got {value!r}")
-        if action_selection not in ("stochastic", "deterministic"):
-            raise ValueError(f"action_selection: must be 'stochastic' or 'deterministic', not {action_selection!r}")
+        n_agents = _validate.integer(n_agents, "n_agents", minimum=1)
+        policy_len = _validate.integer(policy_len, "policy_len", minimum=1, maximum=MAX_POLICY_LEN)
+        _validate.choice(action_selection, "action_selection", ("stochastic", "deterministic"))
         if num_threads is None:
-            num_threads = available_cpus()
-        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
-            raise ValueError(f"num_threads: must be a positive int, got {num_threads!r}")
+            num_threads = min(available_cpus(), MAX_THREADS)
+        num_threads = _validate.integer(num_threads, "num_threads", minimum=1, maximum=MAX_THREADS)
+        use_utility = _validate.boolean(use_utility, "use_utility")
+        use_states_info_gain = _validate.boolean(use_states_info_gain, "use_states_info_gain")
+        if policy_len * math.log2(max(model.num_actions, 1)) > 40:  # before computing a huge power
+            raise ValueError(f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; at most 2**20 are supported")
         num_policies = model.num_actions**policy_len
         if num_policies > 1 << 20:
             raise ValueError(f"policy_len: {policy_len} gives {num_policies} policies; at most 2**20 are supported")
@@ -115,9 +127,11 @@ class AgentPopulation:
         self.action_selection, self.num_threads = action_selection, int(num_threads)
         self.backend = _backend.resolve(backend)
         self._key = _key_of(seed)
-        if isinstance(row_offset, bool) or not isinstance(row_offset, (int, np.integer)) or row_offset < 0:
-            raise ValueError(f"row_offset: must be a non-negative int, got {row_offset!r}")
-        self.row_offset = int(row_offset)
+        self.row_offset = _validate.integer(row_offset, "row_offset", minimum=0)
+        # The arrays below, refused up front when they could never fit in this machine's memory.
+        needed = self.n_agents * 8 * (model.num_states + 2 * num_policies + 3)
+        if needed > _physical_memory():
+            raise MemoryError(f"n_agents: {self.n_agents} agents need {needed} bytes, more than this machine has")
         E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
         args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
                 bool(use_utility), bool(use_states_info_gain))  # fmt: skip
@@ -155,10 +169,17 @@ class AgentPopulation:
         rows: Any = slice(None) if agents is None else agents
         if not isinstance(rows, slice):
             rows = np.asarray(rows if isinstance(rows, np.ndarray) or np.ndim(rows) == 0 else list(rows))
-            if rows.dtype != bool:
+            if rows.dtype == bool:
+                if rows.shape != (self.n_agents,):
+                    raise IndexError(f"agents: a boolean mask needs shape ({self.n_agents},), got {rows.shape}")
+            elif rows.size == 0:
+                rows = np.zeros(0, np.intp)
+            elif rows.dtype.kind not in "iu":
+                raise TypeError(f"agents: must be ints, a boolean mask or a slice, got {agents!r}")
+            else:
+                if rows.min() < -self.n_agents or rows.max() >= self.n_agents:
+                    raise IndexError(f"agents: index out of range for {self.n_agents} agents, got {agents!r}")
                 rows = rows.astype(np.intp).reshape(-1)
-                if rows.size and (rows.min() < -self.n_agents or rows.max() >= self.n_agents):
-                    raise IndexError(f"agents: index out of range for {self.n_agents} agents")
         self.beliefs[rows] = 1.0 / self.model.num_states
         self.q_pi[rows] = 1.0 / self.num_policies
         self.G[rows] = 0.0
@@ -293,11 +314,23 @@ class PopulationAgent:
                 "action": int(p.actions[i]), "timestep": int(p.timesteps[i])}  # fmt: skip
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restores a ``get_state`` result; checks everything before changing anything."""
         p, i = self.population, self.index
+        if not isinstance(state, dict):
+            raise TypeError(f"state: must be a dict, not {type(state).__name__}")
+        missing = [k for k in _AGENT_STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"state: missing {', '.join(missing)}")
+        arrays = {}
         for name, target in (("beliefs", p.beliefs), ("q_pi", p.q_pi), ("G", p.G)):
-            if np.shape(state[name]) != target[i].shape:
-                raise ValueError(f"state: {name} has shape {np.shape(state[name])}, needs {target[i].shape}")
-        if not -1 <= int(state["action"]) < p.model.num_actions:
-            raise ValueError("state: action out of range for this model")
-        p.beliefs[i], p.q_pi[i], p.G[i] = state["beliefs"], state["q_pi"], state["G"]
-        p.F[i], p.actions[i], p.timesteps[i] = state["F"], state["action"], state["timestep"]
+            try:
+                arrays[name] = np.asarray(state[name], np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"state: {name} must be numbers, got {state[name]!r}") from None
+            if arrays[name].shape != target[i].shape:
+                raise ValueError(f"state: {name} has shape {arrays[name].shape}, needs {target[i].shape}")
+        free_energy = _validate.real(state["F"], "state: F", finite=False)
+        action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)
+        timestep = _validate.integer(state["timestep"], "state: timestep", minimum=0, maximum=(1 << 63) - 1)
+        p.beliefs[i], p.q_pi[i], p.G[i] = arrays["beliefs"], arrays["q_pi"], arrays["G"]
+        p.F[i], p.actions[i], p.timesteps[i] = free_energy, action, timestep
