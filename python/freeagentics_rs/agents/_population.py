@@ -13,17 +13,37 @@ import numpy as np
 from .. import _backend, _validate
 from .._cpus import available_cpus
 from . import _py
-from ._model import EPS, INFO_EPS, GenerativeModel
+from ._model import EPS, INFO_EPS, GenerativeModel, policies_of
+from ._policies import MAX_POLICIES, check_policies, construct_policies, control_factors
+from ._py_factors import FactorKernel
 
 __all__ = ["AgentPopulation", "PopulationAgent"]
 
 _STATE_KEYS = ("beliefs", "q_pi", "G", "F", "actions", "timesteps", "key")
 _AGENT_STATE_KEYS = ("beliefs", "q_pi", "G", "F", "action", "timestep")
+# Policies are planned step by step (recursively, in the single-factor kernels).
+MAX_POLICY_LEN = 64
+# pymdp 0.0.7.1's defaults for run_vanilla_fpi.
+_INFERENCE_DEFAULTS = {"num_iter": 10, "dF": 1.0, "dF_tol": 0.001}
+
+
+def _inference_params(value: Any) -> dict[str, Any]:
+    if value is None:
+        return dict(_INFERENCE_DEFAULTS)
+    if not isinstance(value, dict):
+        raise TypeError(f"inference_params: must be a dict or None, not {type(value).__name__}")
+    unknown = sorted(set(value) - set(_INFERENCE_DEFAULTS), key=str)
+    if unknown:
+        raise ValueError(f"inference_params: unknown keys {unknown!r}; known: num_iter, dF, dF_tol")
+    params = {**_INFERENCE_DEFAULTS, **value}
+    return {
+        "num_iter": _validate.integer(params["num_iter"], "inference_params: num_iter", minimum=0, maximum=1 << 20),
+        "dF": _validate.real(params["dF"], "inference_params: dF"),
+        "dF_tol": _validate.real(params["dF_tol"], "inference_params: dF_tol"),
+    }
 # Starting a rayon pool costs about 5 ms a thread, and more threads than this never help a
 # population (they only wait on each other).
 MAX_THREADS = 256
-# Policies are planned step by step (recursively, in the single-factor kernels).
-MAX_POLICY_LEN = 64
 
 
 def _physical_memory() -> int:
@@ -95,6 +115,10 @@ class AgentPopulation:
         n_agents: int,
         *,
         policy_len: int = 1,
+        control_fac_idx: Any = None,
+        policies: Any = None,
+        inference_params: dict[str, Any] | None = None,
+        sampling_mode: str = "marginal",
         gamma: float = 8.0,
         alpha: float = 8.0,
         action_selection: str = "stochastic",
@@ -115,11 +139,30 @@ class AgentPopulation:
         num_threads = _validate.integer(num_threads, "num_threads", minimum=1, maximum=MAX_THREADS)
         use_utility = _validate.boolean(use_utility, "use_utility")
         use_states_info_gain = _validate.boolean(use_states_info_gain, "use_states_info_gain")
-        if policy_len * math.log2(max(model.num_actions, 1)) > 40:  # before computing a huge power
-            raise ValueError(f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; at most 2**20 are supported")
-        num_policies = model.num_actions**policy_len
-        if num_policies > 1 << 20:
-            raise ValueError(f"policy_len: {policy_len} gives {num_policies} policies; at most 2**20 are supported")
+        self.sampling_mode = _validate.choice(sampling_mode, "sampling_mode", ("marginal", "full"))
+        self.inference_params = _inference_params(inference_params)
+        controlled = control_factors(model.num_controls, control_fac_idx)
+        # One-factor models with pymdp's default policies keep the single-factor kernels; any
+        # other model or option runs the factorized kernel (numpy on both backends for now).
+        self.factorized = (model.factorized or policies is not None or self.sampling_mode == "full"
+                           or controlled != control_factors(model.num_controls, None))  # fmt: skip
+        self.control_fac_idx = controlled
+        if policies is not None:
+            policy_array = check_policies(policies, model.num_controls)
+            if policy_len not in (1, policy_array.shape[1]):
+                raise ValueError(f"policy_len: {policy_len} disagrees with the policies' length {policy_array.shape[1]}")
+            policy_len = policy_array.shape[1]
+        elif self.factorized:
+            policy_array = construct_policies(model.num_controls, policy_len, controlled)
+        else:
+            if policy_len * math.log2(max(model.num_actions, 1)) > 40:  # before computing a huge power
+                raise ValueError(f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; at most 2**20 are supported")
+            if model.num_actions**policy_len > MAX_POLICIES:
+                raise ValueError(f"policy_len: {policy_len} gives {model.num_actions**policy_len} policies; at most 2**20 are supported")
+            policy_array = policies_of(model.num_actions, policy_len)[:, :, None]
+        policy_array.setflags(write=False)
+        self._policies = policy_array
+        num_policies = len(policy_array)
         if model.E is not None and len(model.E) != num_policies:
             raise ValueError(f"E: the model's E has {len(model.E)} entries but policy_len={policy_len} gives {num_policies} policies")
         self.model, self.n_agents, self.policy_len = model, int(n_agents), int(policy_len)
@@ -129,34 +172,48 @@ class AgentPopulation:
         self._key = _key_of(seed)
         self.row_offset = _validate.integer(row_offset, "row_offset", minimum=0)
         # The arrays below, refused up front when they could never fit in this machine's memory.
-        needed = self.n_agents * 8 * (model.num_states + 2 * num_policies + 3)
+        belief_columns = model.num_states if not model.factorized else sum(model.num_states)
+        needed = self.n_agents * 8 * (belief_columns + 2 * num_policies + 2 + model.num_factors)
         if needed > _physical_memory():
             raise MemoryError(f"n_agents: {self.n_agents} agents need {needed} bytes, more than this machine has")
         E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
         args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
                 bool(use_utility), bool(use_states_info_gain))  # fmt: skip
         log_E = np.log(E + EPS)
-        derived = model.derived(info_gain=bool(use_states_info_gain))
-        if self.backend == "rust":
+        if self.factorized:
+            p = self.inference_params
+            self._kernel = FactorKernel(model, policy_array, self.gamma, self.alpha, action_selection == "deterministic",
+                                        self.sampling_mode, use_utility, use_states_info_gain, log_E,
+                                        p["num_iter"], p["dF"], p["dF_tol"])  # fmt: skip
+        elif self.backend == "rust":
+            derived = model.derived(info_gain=bool(use_states_info_gain))
             self._kernel = _backend.native().AgentKernelCore(derived, *args, INFO_EPS, log_E, self.num_threads)
         else:
+            derived = model.derived(info_gain=bool(use_states_info_gain))
             self._kernel = _py.AgentKernel(model, derived, *args, log_E)
-        n, s = self.n_agents, model.num_states
-        self._beliefs = np.empty((n, s))
+        n = self.n_agents
+        self._num_states = (model.num_states,) if not model.factorized else tuple(model.num_states)
+        self._beliefs = np.empty((n, belief_columns))
+        offsets = np.cumsum((0,) + self._num_states)
+        self._qs = tuple(self._beliefs[:, offsets[f]:offsets[f + 1]] for f in range(len(self._num_states)))
         self._q_pi = np.empty((n, num_policies))
         self._G = np.empty((n, num_policies))
         self._F = np.empty(n)
-        self._actions = np.empty(n, np.int64)
+        self._actions = np.empty((n, model.num_factors) if model.factorized else n, np.int64)
         self._timesteps = np.empty(n, np.int64)
         self.reset()
 
     # The arrays are the population's own: read and write them in place; they cannot be
     # replaced (the kernels rely on their dtype, shape and C order).
-    beliefs = property(lambda self: self._beliefs, doc="(agents, states) posteriors over states")
+    beliefs = property(lambda self: self._beliefs, doc="(agents, states) posteriors over states; for several "
+                       "factors, each agent's factor marginals side by side (see qs)")  # fmt: skip
+    qs = property(lambda self: self._qs, doc="one (agents, num_states[f]) view of beliefs per factor")
+    policies = property(lambda self: self._policies, doc="(policies, policy_len, factors) controls, pymdp's order")
     q_pi = property(lambda self: self._q_pi, doc="(agents, policies) posteriors over policies")
     G = property(lambda self: self._G, doc="(agents, policies) negative expected free energies")
     F = property(lambda self: self._F, doc="(agents,) variational free energy of the last state inference")
-    actions = property(lambda self: self._actions, doc="(agents,) last actions, -1 before the first")
+    actions = property(lambda self: self._actions, doc="(agents,) last actions, or (agents, factors) for "
+                       "several factors; -1 before the first")  # fmt: skip
     timesteps = property(lambda self: self._timesteps, doc="(agents,) actions taken since the last reset")
 
     @property
@@ -180,7 +237,8 @@ class AgentPopulation:
                 if rows.min() < -self.n_agents or rows.max() >= self.n_agents:
                     raise IndexError(f"agents: index out of range for {self.n_agents} agents, got {agents!r}")
                 rows = rows.astype(np.intp).reshape(-1)
-        self.beliefs[rows] = 1.0 / self.model.num_states
+        for qs, states in zip(self._qs, self._num_states):
+            qs[rows] = 1.0 / states
         self.q_pi[rows] = 1.0 / self.num_policies
         self.G[rows] = 0.0
         self.F[rows] = 0.0
@@ -190,12 +248,28 @@ class AgentPopulation:
     def _observations(self, observations: Any, rows: int) -> np.ndarray:
         return check_observations(self.model, observations, rows)
 
+    def _check_actions(self, actions: np.ndarray, name: str) -> None:
+        actions = actions.reshape(len(actions), -1)
+        for f, count in enumerate(self.model.num_controls):
+            column = actions[:, f]
+            if column.size and (column.min() < -1 or column.max() >= count):
+                which = f" of factor {f}" if self.model.factorized else ""
+                raise ValueError(f"{name} must lie in [-1, {count}){which}")
+
     def _run(self, rows: slice, observations: np.ndarray | None, infer: bool, plan: bool, act: bool) -> None:
         arrays = (self.beliefs[rows], self.q_pi[rows], self.G[rows], self.F[rows], self.actions[rows], self.timesteps[rows])
-        actions = arrays[4]
-        if actions.size and (actions.min() < -1 or actions.max() >= self.model.num_actions):
-            raise ValueError(f"actions: must lie in [-1, {self.model.num_actions})")
+        self._check_actions(arrays[4], "actions:")
         first = (rows.start or 0) + self.row_offset
+        if self.factorized:
+            beliefs, q_pi, G, F, actions, timesteps = arrays
+            actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
+            if infer:
+                self._kernel.infer_states(beliefs, actions, observations, F)
+            if plan:
+                self._kernel.infer_policies(beliefs, q_pi, G)
+            if act:
+                self._kernel.sample_action(q_pi, actions, timesteps, self._key, first)
+            return
         if self.backend == "rust":
             self._kernel.run(*arrays, observations, self._key, first, infer, plan, act)
             return
@@ -250,9 +324,7 @@ class AgentPopulation:
                 raise ValueError(f"state: {name} has shape {values[name].shape}, this population needs {target.shape}")
             if target.dtype.kind == "i" and values[name].dtype.kind not in "iu":
                 raise ValueError(f"state: {name} must be integers")
-        actions = values["actions"]
-        if actions.size and (actions.min() < -1 or actions.max() >= self.model.num_actions):
-            raise ValueError(f"state: actions must lie in [-1, {self.model.num_actions})")
+        self._check_actions(values["actions"], "state: actions")
         key = values["key"]
         if key.shape != () or key.dtype.kind not in "iu" or not 0 <= int(key) < 1 << 64:
             raise ValueError("state: key must be one unsigned 64-bit integer")
@@ -285,8 +357,10 @@ class PopulationAgent:
         return self.population.beliefs[self.index]
 
     @property
-    def action(self) -> int:
-        return int(self.population.actions[self.index])
+    def action(self) -> Any:
+        """The last action: an int, or one int per factor (a list) for several factors."""
+        action = self.population.actions[self.index]
+        return int(action) if action.ndim == 0 else action.tolist()
 
     def perceive(self, observation: Any) -> None:
         """Stores an observation (an int, or one int per modality) for ``update_beliefs``."""
@@ -311,7 +385,7 @@ class PopulationAgent:
     def get_state(self) -> dict[str, Any]:
         p, i = self.population, self.index
         return {"beliefs": p.beliefs[i].copy(), "q_pi": p.q_pi[i].copy(), "G": p.G[i].copy(), "F": float(p.F[i]),
-                "action": int(p.actions[i]), "timestep": int(p.timesteps[i])}  # fmt: skip
+                "action": self.action, "timestep": int(p.timesteps[i])}  # fmt: skip
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restores a ``get_state`` result; checks everything before changing anything."""
@@ -330,7 +404,14 @@ class PopulationAgent:
             if arrays[name].shape != target[i].shape:
                 raise ValueError(f"state: {name} has shape {arrays[name].shape}, needs {target[i].shape}")
         free_energy = _validate.real(state["F"], "state: F", finite=False)
-        action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)
+        if p.model.factorized:
+            given = state["action"]
+            if isinstance(given, (str, bytes)) or np.ndim(given) != 1 or len(given) != p.model.num_factors:
+                raise ValueError(f"state: action must be one int per factor ({p.model.num_factors}), got {given!r}")
+            action = [_validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
+                      for f, (a, n) in enumerate(zip(given, p.model.num_controls))]  # fmt: skip
+        else:
+            action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)
         timestep = _validate.integer(state["timestep"], "state: timestep", minimum=0, maximum=(1 << 63) - 1)
         p.beliefs[i], p.q_pi[i], p.G[i] = arrays["beliefs"], arrays["q_pi"], arrays["G"]
         p.F[i], p.actions[i], p.timesteps[i] = free_energy, action, timestep
