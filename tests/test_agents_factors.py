@@ -266,3 +266,71 @@ def test_stochastic_selection_follows_each_factors_softmax(backend):
     assert np.array_equal(again.sample_action(), actions)
     # The factors draw from different streams: their choices are not the same coin.
     assert not np.array_equal(actions[:, 0] % 2, actions[:, 2])
+
+
+def test_tmaze_model_is_pymdps_tmaze(backend):
+    from freeagentics_rs.agents import tmaze_model
+    from freeagentics_rs.agents._tmaze import tmaze_arrays
+
+    env = TMazeEnv(reward_probs=[0.8, 0.2])
+    A, B = tmaze_arrays((0.8, 0.2))
+    assert all(np.array_equal(a, b) for a, b in zip(A, env.get_likelihood_dist()))
+    assert all(np.array_equal(a, b) for a, b in zip(B, env.get_transition_dist()))
+    model = tmaze_model((0.8, 0.2), reward=2.0, punishment=-4.0, backend=backend)
+    assert (model.num_states, model.num_obs, model.num_controls) == ((4, 2), (4, 3, 2), (4, 1))
+    assert np.array_equal(model.C[1], [0.0, 2.0, -4.0])
+    with pytest.raises(ValueError, match="^reward_probs: must sum to 1"):
+        tmaze_model((0.8, 0.3), backend=backend)
+
+
+def test_tmaze_environment_and_agents_that_learn_the_context(backend):
+    from freeagentics_rs.agents import TMaze, tmaze_model
+
+    env = TMaze(400, seed=0)
+    obs = env.reset()
+    assert obs.shape == (400, 3) and (obs[:, 0] == 0).all() and (obs[:, 1] == 0).all()
+    cued = env.step(np.full(400, 3))
+    assert np.array_equal(cued[:, 2], env.conditions) and (cued[:, 0] == 3).all()
+    pop = AgentPopulation(tmaze_model(backend=backend), 400, policy_len=2, action_selection="deterministic",
+                          backend=backend)  # fmt: skip
+    obs = env.reset()
+    rewards = []
+    for _ in range(3):
+        obs = env.step(pop.step(obs))
+        rewards.append(env.rewarded(obs).mean())
+    assert rewards[-1] > 0.9  # the cue first, then the paying arm
+    with pytest.raises(ValueError, match=r"^actions: locations must lie in \[0, 4\)"):
+        env.step(np.full(400, 4))
+
+
+def test_from_pymdp_copies_the_agents_settings(backend):
+    A, B, C, D = tmaze_arrays()
+    for kwargs in ({"policy_len": 2, "gamma": 4.0, "alpha": 2.0}, {"sampling_mode": "full"},
+                   {"policies": [np.array([[p, 0]]) for p in (3, 1, 2, 0)], "use_states_info_gain": False}):  # fmt: skip
+        agent = pymdp_agent(A, B, C, D, **kwargs)
+        pop = AgentPopulation.from_pymdp(agent, 2, seed=0, backend=backend)
+        assert pop.policies.tolist() == np.stack(agent.policies).tolist()
+        assert (pop.gamma, pop.alpha, pop.sampling_mode) == (agent.gamma, agent.alpha, agent.sampling_mode)
+        agents = [pymdp_agent(A, B, C, D, **kwargs) for _ in range(2)]
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            obs = rng.integers(0, [4, 3, 2], (2, 3))
+            actions = pop.step(obs)
+            for i, a in enumerate(agents):
+                a.infer_states(list(obs[i]))
+                q_pi, G = a.infer_policies()
+                action = a.sample_action().astype(np.int64)
+                assert np.allclose(pop.q_pi[i], q_pi, atol=TOLERANCE, rtol=0)
+                assert np.allclose(pop.G[i], G, atol=TOLERANCE, rtol=0)
+                pop.actions[i] = action  # exact ties aside, the same (checked by the parity tests)
+                assert np.array_equal(actions[i], action) or np.isclose(np.sort(q_pi)[-1], np.sort(q_pi)[-2])
+    single = pymdp_agent([np.eye(3)], [np.stack([np.eye(3)] * 2, axis=2)], [np.zeros(3)], [np.ones(3) / 3])
+    one = AgentPopulation.from_pymdp(single, 3, backend=backend)
+    assert not one.factorized and one.actions.shape == (3,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mmp = Agent(A=_obj(A), B=_obj(B), C=_obj(C), D=_obj(D), inference_algo="MMP", inference_horizon=2)
+    with pytest.raises(ValueError, match="^agent: inference_algo='MMP' is not supported"):
+        AgentPopulation.from_pymdp(mmp, 2, backend=backend)
+    with pytest.raises(TypeError, match="^agent: must be a pymdp 0.0.7.1 Agent"):
+        AgentPopulation.from_pymdp(object(), 2, backend=backend)

@@ -203,6 +203,19 @@ class AgentPopulation:
         self._timesteps = np.empty(n, np.int64)
         self.reset()
 
+    @classmethod
+    def from_pymdp(cls, agent: Any, n_agents: int, *, seed: int | None = None, num_threads: int | None = None,
+                   backend: str | None = None) -> AgentPopulation:  # fmt: skip
+        """``n_agents`` copies of a configured pymdp 0.0.7.1 ``Agent``: its ``A, B, C, D, E``,
+        policies, ``gamma``, ``alpha``, flags, ``inference_params``, ``action_selection`` and
+        ``sampling_mode`` (each starting afresh). A setting this package cannot reproduce
+        (``inference_algo="MMP"``, ``inference_horizon > 1``, parameter information gain) is a
+        ``ValueError`` naming it."""
+        from ._pymdp import population_arguments
+
+        model, kwargs = population_arguments(agent, backend)
+        return cls(model, n_agents, seed=seed, num_threads=num_threads, backend=backend, **kwargs)
+
     # The arrays are the population's own: read and write them in place; they cannot be
     # replaced (the kernels rely on their dtype, shape and C order).
     beliefs = property(lambda self: self._beliefs, doc="(agents, states) posteriors over states; for several "
