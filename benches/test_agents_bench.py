@@ -112,8 +112,7 @@ def test_rayon_threads(benchmark, threads):
 
 
 # --- factorized models (several hidden-state factors) ---------------------------------------
-# On both backends these run the numpy kernel until the Rust kernel handles factors: the "rust"
-# row measures the same kernel behind the Rust backend's population.
+# "rust": the factorized Rust kernel (rayon over agents); "numpy (python)": the numpy kernel.
 
 
 def context_grid_model(grid=3):

@@ -334,3 +334,27 @@ def test_from_pymdp_copies_the_agents_settings(backend):
         AgentPopulation.from_pymdp(mmp, 2, backend=backend)
     with pytest.raises(TypeError, match="^agent: must be a pymdp 0.0.7.1 Agent"):
         AgentPopulation.from_pymdp(object(), 2, backend=backend)
+
+
+def test_both_backends_and_any_thread_count_agree_on_factorized_models():
+    import freeagentics_rs
+
+    try:
+        freeagentics_rs._backend.native()
+    except ImportError:
+        pytest.skip("needs the Rust extension")
+    from freeagentics_rs.agents import tmaze_model
+
+    for make, policy_len, columns in [(lambda b: tmaze_model(backend=b), 2, [4, 3, 2]),
+                                      (lambda b: GenerativeModel(*random_model(seed=2), backend=b), 2, [4, 3, 2])]:  # fmt: skip
+        obs = np.random.default_rng(0).integers(0, columns, (6, 101, 3))
+        pops = [AgentPopulation(make(b), 101, policy_len=policy_len, seed=4, num_threads=t, backend=b)
+                for b, t in (("rust", 1), ("rust", 3), ("python", 1))]  # fmt: skip
+        assert type(pops[0]._kernel).__name__ == "FactorKernelCore"
+        for o in obs:
+            actions = [pop.step(o) for pop in pops]
+            assert all(np.array_equal(actions[0], a) for a in actions[1:])
+        for pop in pops[1:]:
+            assert np.allclose(pops[0].beliefs, pop.beliefs, atol=1e-12, rtol=0)
+            assert np.allclose(pops[0].G, pop.G, atol=1e-10, rtol=0)
+            assert np.allclose(pops[0].F, pop.F, atol=1e-10, rtol=0)

@@ -15,7 +15,7 @@ from .._cpus import available_cpus
 from . import _py
 from ._model import EPS, INFO_EPS, GenerativeModel, policies_of
 from ._policies import MAX_POLICIES, check_policies, construct_policies, control_factors
-from ._py_factors import FactorKernel
+from ._py_factors import FactorKernel, factor_quantities
 
 __all__ = ["AgentPopulation", "PopulationAgent"]
 
@@ -143,7 +143,7 @@ class AgentPopulation:
         self.inference_params = _inference_params(inference_params)
         controlled = control_factors(model.num_controls, control_fac_idx)
         # One-factor models with pymdp's default policies keep the single-factor kernels; any
-        # other model or option runs the factorized kernel (numpy on both backends for now).
+        # other model or option runs the factorized kernels (Rust or numpy, by backend).
         self.factorized = (model.factorized or policies is not None or self.sampling_mode == "full"
                            or controlled != control_factors(model.num_controls, None))  # fmt: skip
         self.control_fac_idx = controlled
@@ -180,7 +180,15 @@ class AgentPopulation:
         args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
                 bool(use_utility), bool(use_states_info_gain))  # fmt: skip
         log_E = np.log(E + EPS)
-        if self.factorized:
+        if self.factorized and self.backend == "rust":
+            p, q = self.inference_params, factor_quantities(model, use_states_info_gain)
+            self._kernel = _backend.native().FactorKernelCore(
+                list(q["num_states"]), q["A_stacked"], [int(o) for o in q["obs_offsets"]], q["B_t"], q["D"], q["log_D"],
+                q["utility"], q.get("joint_t"), q.get("info_h"), policy_array, self.gamma, self.alpha,
+                action_selection == "deterministic", self.sampling_mode == "full", use_utility, use_states_info_gain,
+                INFO_EPS, log_E, p["num_iter"], p["dF"], p["dF_tol"], self.num_threads,
+            )  # fmt: skip
+        elif self.factorized:
             p = self.inference_params
             self._kernel = FactorKernel(model, policy_array, self.gamma, self.alpha, action_selection == "deterministic",
                                         self.sampling_mode, use_utility, use_states_info_gain, log_E,
@@ -276,6 +284,9 @@ class AgentPopulation:
         if self.factorized:
             beliefs, q_pi, G, F, actions, timesteps = arrays
             actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
+            if self.backend == "rust":
+                self._kernel.run(beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act)
+                return
             if infer:
                 self._kernel.infer_states(beliefs, actions, observations, F)
             if plan:

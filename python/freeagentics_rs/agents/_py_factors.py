@@ -1,6 +1,6 @@
 """The numpy kernel for factorized models (several hidden-state factors, or one factor with
 explicit policies or ``sampling_mode="full"``): pymdp 0.0.7.1's VANILLA agent vectorized over
-agents. Both backends use it until the Rust kernel handles factors.
+agents. The Rust kernel (``rust/core/agents/factors.rs``) computes the same formulas row by row.
 
 Per model, once (``factor_quantities``): each modality's A as an (observations, joint states)
 matrix (joint states in C order: the first factor varies slowest, as pymdp's ``spm_cross``),

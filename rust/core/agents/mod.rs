@@ -10,7 +10,9 @@ use rayon::prelude::*;
 
 use crate::core::error::CoreError;
 
+mod factors;
 mod model;
+pub use factors::{FactorKernel, FactorModel, FactorRows, FactorSettings};
 pub use model::{Model, Settings, Sparse};
 
 /// pymdp's `EPS_VAL`.
