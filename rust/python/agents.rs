@@ -5,13 +5,15 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadwriteArray1, PyReadwriteArray2};
+use numpy::{
+    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadwriteArray1, PyReadwriteArray2,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::core::agents::{
-    try_copy, FactorKernel, FactorModel, FactorRows, FactorSettings, Kernel, Model, Phases, Rows, Settings,
-    Sparse, ENOMEM,
+    try_copy, FactorKernel, FactorModel, FactorRows, FactorSettings, Kernel, Model, Phases, Rows,
+    Settings, Sparse, ENOMEM,
 };
 use crate::core::error::CoreError;
 use crate::python::errors::panic_error;
@@ -242,7 +244,10 @@ impl FactorKernelCore {
                 .map(|b| try_copy(b.as_array().iter().copied(), "B").map_err(py_error))
                 .collect::<PyResult<_>>()?,
             d: d.iter().map(|v| copy1(v, "D")).collect::<PyResult<_>>()?,
-            log_d: log_d.iter().map(|v| copy1(v, "D")).collect::<PyResult<_>>()?,
+            log_d: log_d
+                .iter()
+                .map(|v| copy1(v, "D"))
+                .collect::<PyResult<_>>()?,
             utility: copy1(&utility, "utility")?,
             joint_outcomes: joint_t.as_ref().map_or(0, |j| j.as_array().shape()[1]),
             joint_t: match &joint_t {
@@ -277,7 +282,9 @@ impl FactorKernelCore {
             df_tol,
         };
         let kernel = FactorKernel::new(model, settings, num_threads).map_err(py_error)?;
-        Ok(FactorKernelCore { kernel: Arc::new(kernel) })
+        Ok(FactorKernelCore {
+            kernel: Arc::new(kernel),
+        })
     }
 
     #[getter]
@@ -322,9 +329,13 @@ impl FactorKernelCore {
         };
         let kernel = &self.kernel;
         let phases = Phases { infer, plan, act };
-        py.detach(|| catch_unwind(AssertUnwindSafe(|| kernel.run(rows, observations, key, phases))))
-            .map_err(|payload| panic_error(&*payload))?
-            .map_err(py_error)
+        py.detach(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                kernel.run(rows, observations, key, phases)
+            }))
+        })
+        .map_err(|payload| panic_error(&*payload))?
+        .map_err(py_error)
     }
 }
 

@@ -6,7 +6,9 @@
 
 use rayon::prelude::*;
 
-use super::{pool_of, softmax_in_place, try_filled, uniform, splitmix64, Phases, EPS, MAX_THREADS, TIE};
+use super::{
+    pool_of, softmax_in_place, splitmix64, try_filled, uniform, Phases, EPS, MAX_THREADS, TIE,
+};
 use crate::core::error::CoreError;
 
 /// A factorized model as the kernel uses it; joint states in C order (first factor slowest).
@@ -107,10 +109,18 @@ pub fn factor_key(key: u64, factor: usize) -> u64 {
 }
 
 impl FactorKernel {
-    pub fn new(model: FactorModel, settings: FactorSettings, threads: usize) -> Result<FactorKernel, CoreError> {
+    pub fn new(
+        model: FactorModel,
+        settings: FactorSettings,
+        threads: usize,
+    ) -> Result<FactorKernel, CoreError> {
         let factors = model.num_states.len();
-        if factors == 0 || model.num_controls.len() != factors || model.b_t.len() != factors
-            || model.d.len() != factors || model.log_d.len() != factors || model.obs_offsets.len() < 2
+        if factors == 0
+            || model.num_controls.len() != factors
+            || model.b_t.len() != factors
+            || model.d.len() != factors
+            || model.log_d.len() != factors
+            || model.obs_offsets.len() < 2
         {
             return Err(invalid("model: inconsistent factors".into()));
         }
@@ -141,7 +151,9 @@ impl FactorKernel {
         }
         let policies = settings.policies.len() / (t * factors);
         if settings.log_e.len() != policies {
-            return Err(invalid(format!("E: must have {policies} entries, one per policy")));
+            return Err(invalid(format!(
+                "E: must have {policies} entries, one per policy"
+            )));
         }
         if settings
             .policies
@@ -174,7 +186,11 @@ impl FactorKernel {
                 })
                 .collect();
             keys.sort();
-            let mut level = Level { parents: Vec::new(), controls: Vec::new(), leaf: vec![0; policies] };
+            let mut level = Level {
+                parents: Vec::new(),
+                controls: Vec::new(),
+                leaf: vec![0; policies],
+            };
             let mut last: Option<(usize, &[usize])> = None;
             for (parent, controls, p) in keys {
                 if last != Some((parent, controls)) {
@@ -218,7 +234,11 @@ impl FactorKernel {
         let mut nodes = Vec::new();
         let mut values = Vec::new();
         for level in &self.levels {
-            nodes.push(try_filled(level.parents.len() * self.belief_len, 0.0, "scratch")?);
+            nodes.push(try_filled(
+                level.parents.len() * self.belief_len,
+                0.0,
+                "scratch",
+            )?);
             values.push(try_filled(level.parents.len(), 0.0, "scratch")?);
         }
         let max_controls = self.model.num_controls.iter().copied().max().unwrap_or(1);
@@ -258,7 +278,11 @@ impl FactorKernel {
         let factors = self.factors();
         for (s, j) in joint.iter_mut().enumerate() {
             let index = &self.factor_index[s * factors..(s + 1) * factors];
-            *j = index.iter().enumerate().map(|(f, &i)| qs[self.offsets[f] + i]).product();
+            *j = index
+                .iter()
+                .enumerate()
+                .map(|(f, &i)| qs[self.offsets[f] + i])
+                .product();
         }
     }
 
@@ -269,7 +293,14 @@ impl FactorKernel {
             .sum()
     }
 
-    fn infer_states_one(&self, qs: &mut [f64], actions: &[i64], observation: &[i64], f: &mut f64, sc: &mut Scratch) {
+    fn infer_states_one(
+        &self,
+        qs: &mut [f64],
+        actions: &[i64],
+        observation: &[i64],
+        f: &mut f64,
+        sc: &mut Scratch,
+    ) {
         let m = &self.model;
         let factors = self.factors();
         let s = self.joint_states;
@@ -311,7 +342,12 @@ impl FactorKernel {
             }
         }
         self.outer(qs, &mut sc.joint);
-        free_energy -= sc.joint.iter().zip(&sc.log_likelihood).map(|(j, l)| j * l).sum::<f64>();
+        free_energy -= sc
+            .joint
+            .iter()
+            .zip(&sc.log_likelihood)
+            .map(|(j, l)| j * l)
+            .sum::<f64>();
         *f = free_energy;
     }
 
@@ -339,14 +375,20 @@ impl FactorKernel {
             }
             for k in 0..factors {
                 let (start, end) = (self.offsets[k], self.offsets[k + 1]);
-                for i in start..end {
-                    sc.next[i] = sc.next[i] / qs[i] + sc.log_prior[i];
+                let segment = sc.next[start..end].iter_mut().zip(&qs[start..end]);
+                for ((next, &q), &lp) in segment.zip(&sc.log_prior[start..end]) {
+                    *next = *next / q + lp;
                 }
                 softmax_in_place(&mut sc.next[start..end]);
             }
             qs.copy_from_slice(&sc.next);
             self.outer(qs, &mut sc.joint);
-            let accuracy: f64 = sc.joint.iter().zip(&sc.log_likelihood).map(|(j, l)| j * l).sum();
+            let accuracy: f64 = sc
+                .joint
+                .iter()
+                .zip(&sc.log_likelihood)
+                .map(|(j, l)| j * l)
+                .sum();
             let vfe = self.free_energy(qs, &sc.log_prior) - accuracy;
             df = (previous - vfe).abs();
             previous = vfe;
@@ -389,10 +431,22 @@ impl FactorKernel {
             let (done, rest) = sc.nodes.split_at_mut(depth);
             let nodes = &mut rest[0];
             for (k, &parent) in level.parents.iter().enumerate() {
-                let source = if depth == 0 { qs } else { &done[depth - 1][parent * b..(parent + 1) * b] };
-                self.predict(source, &level.controls[k * factors..(k + 1) * factors], &mut nodes[k * b..(k + 1) * b]);
-                sc.values[depth][k] =
-                    self.node_value(&nodes[k * b..(k + 1) * b], &mut sc.joint, &mut sc.masked, &mut sc.qo);
+                let source = if depth == 0 {
+                    qs
+                } else {
+                    &done[depth - 1][parent * b..(parent + 1) * b]
+                };
+                self.predict(
+                    source,
+                    &level.controls[k * factors..(k + 1) * factors],
+                    &mut nodes[k * b..(k + 1) * b],
+                );
+                sc.values[depth][k] = self.node_value(
+                    &nodes[k * b..(k + 1) * b],
+                    &mut sc.joint,
+                    &mut sc.masked,
+                    &mut sc.qo,
+                );
             }
         }
         g.fill(0.0);
@@ -410,7 +464,10 @@ impl FactorKernel {
     /// The first index within rounding of the best value.
     fn first_best(values: &[f64]) -> usize {
         let best = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        values.iter().position(|&v| v >= best * (1.0 - TIE)).unwrap_or(0)
+        values
+            .iter()
+            .position(|&v| v >= best * (1.0 - TIE))
+            .unwrap_or(0)
     }
 
     fn draw(p: &[f64], u: f64) -> usize {
@@ -425,7 +482,15 @@ impl FactorKernel {
         below.min(p.len() - 1)
     }
 
-    fn sample_action_one(&self, q_pi: &[f64], row: u64, actions: &mut [i64], timestep: &mut i64, key: u64, sc: &mut Scratch) {
+    fn sample_action_one(
+        &self,
+        q_pi: &[f64],
+        row: u64,
+        actions: &mut [i64],
+        timestep: &mut i64,
+        key: u64,
+        sc: &mut Scratch,
+    ) {
         let factors = self.factors();
         let t = self.settings.policy_len;
         let policy = |p: usize, f: usize| self.settings.policies[p * t * factors + f];
@@ -455,9 +520,14 @@ impl FactorKernel {
                 let chosen = if self.settings.deterministic {
                     Self::first_best(marginals)
                 } else {
-                    marginals.iter_mut().for_each(|v| *v = (*v + EPS).ln() * self.settings.alpha);
+                    marginals
+                        .iter_mut()
+                        .for_each(|v| *v = (*v + EPS).ln() * self.settings.alpha);
                     softmax_in_place(marginals);
-                    Self::draw(marginals, uniform(factor_key(key, f), row, *timestep as u64))
+                    Self::draw(
+                        marginals,
+                        uniform(factor_key(key, f), row, *timestep as u64),
+                    )
                 };
                 *a = chosen as i64;
             }
@@ -465,7 +535,11 @@ impl FactorKernel {
         *timestep += 1;
     }
 
-    fn check_rows(&self, rows: &FactorRows<'_>, observations: Option<&[i64]>) -> Result<usize, CoreError> {
+    fn check_rows(
+        &self,
+        rows: &FactorRows<'_>,
+        observations: Option<&[i64]>,
+    ) -> Result<usize, CoreError> {
         let n = rows.timesteps.len();
         let (b, p, factors) = (self.belief_len, self.policies, self.factors());
         let ok = rows.beliefs.len() == n * b
@@ -479,7 +553,9 @@ impl FactorKernel {
         for row in rows.actions.chunks(factors) {
             for (f, (&a, &count)) in row.iter().zip(&self.model.num_controls).enumerate() {
                 if !(-1..count as i64).contains(&a) {
-                    return Err(invalid(format!("actions: must lie in [-1, {count}) of factor {f}")));
+                    return Err(invalid(format!(
+                        "actions: must lie in [-1, {count}) of factor {f}"
+                    )));
                 }
             }
         }
@@ -488,7 +564,9 @@ impl FactorKernel {
             let modalities = m.obs_offsets.len() - 1;
             let valid = obs.len() == n * modalities
                 && obs.chunks(modalities).all(|o| {
-                    o.iter().enumerate().all(|(k, &v)| v >= 0 && (v as usize) < m.obs_offsets[k + 1] - m.obs_offsets[k])
+                    o.iter().enumerate().all(|(k, &v)| {
+                        v >= 0 && (v as usize) < m.obs_offsets[k + 1] - m.obs_offsets[k]
+                    })
                 });
             if !valid {
                 return Err(invalid("observations: out of range".into()));
@@ -497,7 +575,13 @@ impl FactorKernel {
         Ok(n)
     }
 
-    pub fn run(&self, rows: FactorRows<'_>, observations: Option<&[i64]>, key: u64, phases: Phases) -> Result<(), CoreError> {
+    pub fn run(
+        &self,
+        rows: FactorRows<'_>,
+        observations: Option<&[i64]>,
+        key: u64,
+        phases: Phases,
+    ) -> Result<(), CoreError> {
         self.check_rows(&rows, observations.filter(|_| phases.infer))?;
         let (b, p, factors) = (self.belief_len, self.policies, self.factors());
         let modalities = self.model.obs_offsets.len() - 1;
@@ -513,26 +597,36 @@ impl FactorKernel {
                 .zip(rows.actions.par_chunks_mut(factors * CHUNK))
                 .zip(rows.timesteps.par_chunks_mut(CHUNK))
                 .enumerate()
-                .try_for_each(|(chunk, (((((beliefs, q_pi), g), f), actions), timesteps))| {
-                    let mut sc = self.scratch()?;
-                    for i in 0..timesteps.len() {
-                        let row = chunk * CHUNK + i;
-                        let qs = &mut beliefs[i * b..(i + 1) * b];
-                        let (q_pi, g) = (&mut q_pi[i * p..(i + 1) * p], &mut g[i * p..(i + 1) * p]);
-                        let action = &mut actions[i * factors..(i + 1) * factors];
-                        if phases.infer {
-                            let obs = &observations[row * modalities..(row + 1) * modalities];
-                            self.infer_states_one(qs, action, obs, &mut f[i], &mut sc);
+                .try_for_each(
+                    |(chunk, (((((beliefs, q_pi), g), f), actions), timesteps))| {
+                        let mut sc = self.scratch()?;
+                        for i in 0..timesteps.len() {
+                            let row = chunk * CHUNK + i;
+                            let qs = &mut beliefs[i * b..(i + 1) * b];
+                            let (q_pi, g) =
+                                (&mut q_pi[i * p..(i + 1) * p], &mut g[i * p..(i + 1) * p]);
+                            let action = &mut actions[i * factors..(i + 1) * factors];
+                            if phases.infer {
+                                let obs = &observations[row * modalities..(row + 1) * modalities];
+                                self.infer_states_one(qs, action, obs, &mut f[i], &mut sc);
+                            }
+                            if phases.plan {
+                                self.infer_policies_one(qs, q_pi, g, &mut sc);
+                            }
+                            if phases.act {
+                                self.sample_action_one(
+                                    q_pi,
+                                    first_row + row as u64,
+                                    action,
+                                    &mut timesteps[i],
+                                    key,
+                                    &mut sc,
+                                );
+                            }
                         }
-                        if phases.plan {
-                            self.infer_policies_one(qs, q_pi, g, &mut sc);
-                        }
-                        if phases.act {
-                            self.sample_action_one(q_pi, first_row + row as u64, action, &mut timesteps[i], key, &mut sc);
-                        }
-                    }
-                    Ok(())
-                })
+                        Ok(())
+                    },
+                )
         })
     }
 }

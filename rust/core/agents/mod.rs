@@ -26,18 +26,23 @@ pub const ENOMEM: i32 = 12;
 /// allocated (a plain `vec!` would abort the process).
 pub fn try_filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>, CoreError> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        CoreError::Os(ENOMEM, format!("{what}: cannot allocate {len} entries"))
-    })?;
+    v.try_reserve_exact(len)
+        .map_err(|_| CoreError::Os(ENOMEM, format!("{what}: cannot allocate {len} entries")))?;
     v.resize(len, value);
     Ok(v)
 }
 
 /// A copy of `values`, or `CoreError::Os(ENOMEM)` when it cannot be allocated.
-pub fn try_copy<T: Copy>(values: impl ExactSizeIterator<Item = T>, what: &str) -> Result<Vec<T>, CoreError> {
+pub fn try_copy<T: Copy>(
+    values: impl ExactSizeIterator<Item = T>,
+    what: &str,
+) -> Result<Vec<T>, CoreError> {
     let mut v = Vec::new();
     v.try_reserve_exact(values.len()).map_err(|_| {
-        CoreError::Os(ENOMEM, format!("{what}: cannot allocate {} entries", values.len()))
+        CoreError::Os(
+            ENOMEM,
+            format!("{what}: cannot allocate {} entries", values.len()),
+        )
     })?;
     v.extend(values);
     Ok(v)
@@ -182,9 +187,9 @@ impl Kernel {
     fn scratch(&self) -> Result<Scratch, CoreError> {
         let s = self.model.states;
         let mut levels = try_filled(0, Vec::new(), "scratch")?;
-        levels.try_reserve_exact(self.settings.policy_len + 1).map_err(|_| {
-            CoreError::Os(ENOMEM, "scratch: cannot allocate".into())
-        })?;
+        levels
+            .try_reserve_exact(self.settings.policy_len + 1)
+            .map_err(|_| CoreError::Os(ENOMEM, "scratch: cannot allocate".into()))?;
         for _ in 0..=self.settings.policy_len {
             levels.push(try_filled(s, 0.0, "scratch")?);
         }
