@@ -111,6 +111,100 @@ def test_rayon_threads(benchmark, threads):
            run, steps, closer, threads=threads)  # fmt: skip
 
 
+# --- factorized models (several hidden-state factors) ---------------------------------------
+# "rust": the factorized Rust kernel (rayon over agents); "numpy (python)": the numpy kernel.
+
+
+def context_grid_model(grid=3):
+    """pymdp 1.0's benchmark model: a grid x grid location factor (5 moves, clipped at the
+    edges) and a 2-valued context factor; modalities location, outcome (none, reward,
+    punishment: the reward corner depends on the context), cue (the context, 90% reliable at
+    the centre, a coin elsewhere)."""
+    cells = grid * grid
+    B_location = np.zeros((cells, cells, 5))
+    for cell in range(cells):
+        row, col = divmod(cell, grid)
+        for action, (dr, dc) in enumerate([(-1, 0), (1, 0), (0, -1), (0, 1), (0, 0)]):
+            r, c = min(max(row + dr, 0), grid - 1), min(max(col + dc, 0), grid - 1)
+            B_location[r * grid + c, cell, action] = 1.0
+    B = [B_location, np.eye(2).reshape(2, 2, 1)]
+    A_location = np.zeros((cells, cells, 2))
+    A_outcome = np.zeros((3, cells, 2))
+    A_cue = np.zeros((2, cells, 2))
+    good = {0: grid - 1, 1: cells - grid}
+    for cell in range(cells):
+        for ctx in range(2):
+            A_location[cell, cell, ctx] = 1.0
+            A_outcome[1 if cell == good[ctx] else 2 if cell == good[1 - ctx] else 0, cell, ctx] = 1.0
+            A_cue[:, cell, ctx] = ([0.9, 0.1] if ctx == 0 else [0.1, 0.9]) if cell == cells // 2 else 0.5
+    C = [np.zeros(cells), np.array([0.0, 3.0, -3.0]), np.zeros(2)]
+    D = [np.eye(cells)[0], np.full(2, 0.5)]
+    return [A_location, A_outcome, A_cue], B, C, D
+
+
+def random_factor_model(seed=0):
+    rng = np.random.default_rng(seed)
+
+    def normalized(shape):
+        x = rng.gamma(1.0, size=shape)
+        return x / x.sum(axis=0)
+
+    num_states, num_controls, num_obs = (3, 4, 2), (3, 1, 2), (4, 3, 2)
+    A = [normalized((o,) + num_states) for o in num_obs]
+    B = [normalized((n, n, c)) for n, c in zip(num_states, num_controls)]
+    return A, B, [rng.normal(0, 2, o) for o in num_obs], [normalized((n,)) for n in num_states]
+
+
+def factor_round_of(kind, arrays, n, observations, policy_len):
+    from freeagentics_rs.agents import GenerativeModel
+
+    if kind == "pymdp serial":
+        pymdp = pytest.importorskip("pymdp")
+        from pymdp.agent import Agent
+
+        def obj(items):
+            out = pymdp.utils.obj_array(len(items))
+            for i, a in enumerate(items):
+                out[i] = np.asarray(a, np.float64)
+            return out
+
+        A, B, C, D = arrays
+        k = min(n, SAMPLE)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            agents = [Agent(A=obj(A), B=obj(B), C=obj(C), D=obj(D), policy_len=policy_len, inference_algo="VANILLA",
+                            gamma=8.0, alpha=8.0, action_selection="stochastic") for _ in range(k)]  # fmt: skip
+        obs = [[int(o) for o in observations[i]] for i in range(k)]
+        return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs)]), k, None
+    backend = "rust" if kind.startswith("rust") else "python"
+    pop = AgentPopulation(GenerativeModel(*arrays, backend=backend), n, policy_len=policy_len, seed=0, backend=backend)
+    return (lambda: pop.step(observations)), n, None
+
+
+def _tmaze_arrays():
+    from freeagentics_rs.agents import tmaze_model
+
+    model = tmaze_model(backend="python")
+    return list(model.A), list(model.B), list(model.C), list(model.D)
+
+
+FACTOR_MODELS = {
+    "T-maze (4x2 states, 3 modalities)": (_tmaze_arrays, [0, 0, 0], (1, 2)),
+    "random 3-factor (3x4x2 states, 2 controlled)": (random_factor_model, [1, 0, 1], (2,)),
+    "grid with context factor (3x3 x 2 states, 3 modalities)": (context_grid_model, [4, 0, 0], (1, 2)),
+}
+
+
+@pytest.mark.parametrize(("name", "policy_len"), [(m, p) for m, (_, _, lens) in FACTOR_MODELS.items() for p in lens])
+@pytest.mark.parametrize("kind", ["pymdp serial", "numpy (python)", "rust"])
+def test_factorized_agent_steps(benchmark, kind, name, policy_len):
+    rust_or_skip(kind)
+    make, obs, _ = FACTOR_MODELS[name]
+    observations = np.tile(obs, (1024, 1))
+    run, steps, closer = factor_round_of(kind, make(), 1024, observations, policy_len)
+    _bench(benchmark, f"{name}, 1024 agents, policy_len {policy_len}", kind, run, steps, closer)
+
+
 MEMORY = r"""
 import gc, json, os, sys
 import numpy as np

@@ -54,12 +54,12 @@ def test_population_arrays_and_argument_errors(explorer, backend):
     pop.step(np.zeros(7, np.int64))
     assert pop.beliefs is beliefs and np.allclose(beliefs.sum(axis=1), 1)  # updated in place
     for kwargs, error, message in [
-        ({"n_agents": 0}, ValueError, "n_agents: must be a positive int"),
-        ({"policy_len": 0}, ValueError, "policy_len: must be a positive int"),
-        ({"gamma": -1.0}, ValueError, "gamma: must be a positive finite number"),
-        ({"action_selection": "greedy"}, ValueError, "action_selection: must be 'stochastic' or 'deterministic'"),
+        ({"n_agents": 0}, ValueError, "n_agents: must be at least 1, got 0"),
+        ({"policy_len": 0}, ValueError, "policy_len: must be between 1 and 64, got 0"),
+        ({"gamma": -1.0}, ValueError, "gamma: must be greater than 0.0, got -1.0"),
+        ({"action_selection": "greedy"}, ValueError, "action_selection: must be one of 'stochastic', 'deterministic'"),
         ({"seed": "x"}, TypeError, "seed: must be an int or None"),
-        ({"num_threads": 0}, ValueError, "num_threads: must be a positive int"),
+        ({"num_threads": 0}, ValueError, "num_threads: must be between 1 and 256, got 0"),
         ({"policy_len": 9}, ValueError, "policy_len: 9 gives 1953125 policies"),
     ]:
         args = {"n_agents": 3, **kwargs}

@@ -64,6 +64,14 @@ def test_demo_runs_every_strategy_and_writes_json(tmp_path):
     assert "| native population, numpy kernel |" in result.stdout
 
 
+def test_demo_runs_the_tmaze():
+    result = cli("demo", "--model", "tmaze", "--agents", "20", "--steps", "4", "--budget", "1")
+    assert result.returncode == 0, result.stderr
+    assert "| native population, numpy backend |" in result.stdout
+    rust_row = next(line for line in result.stdout.splitlines() if line.startswith("| native population, Rust"))
+    assert ("not available" in rust_row) != extension_built()
+
+
 def test_bench_rows_and_json(tmp_path):
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     result = cli("bench", "--quick", "--only", "dispatch", "registry", "agents", "--json", str(out), "--plot", str(plot))

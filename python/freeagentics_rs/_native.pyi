@@ -182,6 +182,58 @@ class AgentKernelCore:
         """State inference (``infer``, needs ``observations``), policy inference (``plan``)
         and action selection (``act``) for every row, in place."""
 
+class FactorKernelCore:
+    """Rust kernel of factorized ``AgentPopulation``s (several hidden-state factors, explicit
+    policies or ``sampling_mode="full"``): pymdp 0.0.7.1's VANILLA agent with
+    ``run_vanilla_fpi`` per row, rayon over rows, detached from the interpreter. The arrays are
+    those of ``freeagentics_rs.agents._py_factors.factor_quantities``; the numpy twin is
+    ``freeagentics_rs.agents._py_factors.FactorKernel``. Allocation failures raise
+    ``MemoryError``."""
+
+    def __init__(
+        self,
+        num_states: list[int],
+        a_stacked: np.ndarray,
+        obs_offsets: list[int],
+        b_t: list[np.ndarray],
+        d: list[np.ndarray],
+        log_d: list[np.ndarray],
+        utility: np.ndarray,
+        joint_t: np.ndarray | None,
+        info_h: np.ndarray | None,
+        policies: np.ndarray,
+        gamma: float,
+        alpha: float,
+        deterministic: bool,
+        full_sampling: bool,
+        use_utility: bool,
+        use_states_info_gain: bool,
+        info_threshold: float,
+        log_e: np.ndarray,
+        num_iter: int,
+        df: float,
+        df_tol: float,
+        num_threads: int,
+    ) -> None: ...
+    @property
+    def num_policies(self) -> int: ...
+    def run(
+        self,
+        beliefs: np.ndarray,
+        q_pi: np.ndarray,
+        g: np.ndarray,
+        f: np.ndarray,
+        actions: np.ndarray,
+        timesteps: np.ndarray,
+        observations: np.ndarray | None,
+        key: int,
+        first_row: int,
+        infer: bool,
+        plan: bool,
+        act: bool,
+    ) -> None:
+        """The three phases for every row, in place; ``actions`` is (rows, factors)."""
+
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and waits for its threads (interpreter exit);
     Ctrl-C on the main thread ends the wait with ``KeyboardInterrupt``."""

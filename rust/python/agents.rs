@@ -5,22 +5,34 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteArray2};
+use numpy::{
+    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadwriteArray1, PyReadwriteArray2,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::core::agents::{Kernel, Model, Phases, Rows, Settings, Sparse};
+use crate::core::agents::{
+    try_copy, FactorKernel, FactorModel, FactorRows, FactorSettings, Kernel, Model, Phases, Rows,
+    Settings, Sparse, ENOMEM,
+};
 use crate::core::error::CoreError;
 use crate::python::errors::panic_error;
+
+/// A core error as the exception the package documents: an allocation failure is a
+/// `MemoryError` (never an abort), the rest as `errors.rs` maps them.
+fn py_error(error: CoreError) -> PyErr {
+    match error {
+        CoreError::Os(ENOMEM, message) => pyo3::exceptions::PyMemoryError::new_err(message),
+        other => other.into(),
+    }
+}
 
 fn vec_f64(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
     let item = d
         .get_item(key)?
         .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.to_owned()))?;
-    Ok(item
-        .extract::<PyReadonlyArray1<'_, f64>>()?
-        .as_array()
-        .to_vec())
+    let values = item.extract::<PyReadonlyArray1<'_, f64>>()?;
+    try_copy(values.as_array().iter().copied(), key).map_err(py_error)
 }
 
 fn vec_usize(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<usize>> {
@@ -53,8 +65,8 @@ fn model_of(d: &Bound<'_, PyDict>) -> PyResult<Model> {
         }
         b.push(Sparse {
             ptr: ptr.iter().map(|p| p - start).collect(),
-            index: b_columns[start..end].to_vec(),
-            values: b_values[start..end].to_vec(),
+            index: try_copy(b_columns[start..end].iter().copied(), "B").map_err(py_error)?,
+            values: try_copy(b_values[start..end].iter().copied(), "B").map_err(py_error)?,
         });
     }
     let joint: PyReadonlyArray2<'_, f64> = d.get_item("joint")?.expect("joint").extract()?;
@@ -65,13 +77,15 @@ fn model_of(d: &Bound<'_, PyDict>) -> PyResult<Model> {
     let joint_values = vec_f64(d, "joint_values")?;
     let joint_size = joint.as_array().len();
     // Dense when at most a quarter of it is zeros.
-    let joint_dense = (joint_values.len() * 4 >= joint_size * 3)
-        .then(|| joint.as_array().iter().copied().collect());
+    let joint_dense = match joint_values.len() * 4 >= joint_size * 3 {
+        true => Some(try_copy(joint.as_array().iter().copied(), "joint").map_err(py_error)?),
+        false => None,
+    };
     Ok(Model {
         states,
         obs_offsets: vec_usize(d, "obs_offsets")?,
-        a: a.as_array().iter().copied().collect(),
-        log_a: log_a.as_array().iter().copied().collect(),
+        a: try_copy(a.as_array().iter().copied(), "A").map_err(py_error)?,
+        log_a: try_copy(log_a.as_array().iter().copied(), "A").map_err(py_error)?,
         b,
         joint: Sparse {
             ptr: vec_usize(d, "joint_ptr")?,
@@ -120,7 +134,8 @@ impl AgentKernelCore {
             info_threshold,
             log_e: log_e.as_array().to_vec(),
         };
-        let kernel = Kernel::new(Arc::new(model_of(derived)?), settings, num_threads)?;
+        let kernel =
+            Kernel::new(Arc::new(model_of(derived)?), settings, num_threads).map_err(py_error)?;
         Ok(AgentKernelCore {
             kernel: Arc::new(kernel),
         })
@@ -174,10 +189,157 @@ impl AgentKernelCore {
             }))
         })
         .map_err(|payload| panic_error(&*payload))?
-        .map_err(PyErr::from)
+        .map_err(py_error)
+    }
+}
+
+fn copy1(a: &PyReadonlyArray1<'_, f64>, what: &str) -> PyResult<Vec<f64>> {
+    try_copy(a.as_array().iter().copied(), what).map_err(py_error)
+}
+
+/// The Rust kernel of factorized populations (see `core::agents::FactorKernel`); the arrays are
+/// those of `_py_factors.factor_quantities`.
+#[pyclass(frozen, module = "freeagentics_rs._native")]
+pub struct FactorKernelCore {
+    kernel: Arc<FactorKernel>,
+}
+
+#[pymethods]
+impl FactorKernelCore {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (num_states, a_stacked, obs_offsets, b_t, d, log_d, utility, joint_t, info_h, policies, gamma, alpha, deterministic, full_sampling, use_utility, use_states_info_gain, info_threshold, log_e, num_iter, df, df_tol, num_threads))]
+    fn new(
+        num_states: Vec<usize>,
+        a_stacked: PyReadonlyArray2<'_, f64>,
+        obs_offsets: Vec<usize>,
+        b_t: Vec<PyReadonlyArray3<'_, f64>>,
+        d: Vec<PyReadonlyArray1<'_, f64>>,
+        log_d: Vec<PyReadonlyArray1<'_, f64>>,
+        utility: PyReadonlyArray1<'_, f64>,
+        joint_t: Option<PyReadonlyArray2<'_, f64>>,
+        info_h: Option<PyReadonlyArray1<'_, f64>>,
+        policies: PyReadonlyArray3<'_, i64>,
+        gamma: f64,
+        alpha: f64,
+        deterministic: bool,
+        full_sampling: bool,
+        use_utility: bool,
+        use_states_info_gain: bool,
+        info_threshold: f64,
+        log_e: PyReadonlyArray1<'_, f64>,
+        num_iter: usize,
+        df: f64,
+        df_tol: f64,
+        num_threads: usize,
+    ) -> PyResult<Self> {
+        let num_controls = b_t.iter().map(|b| b.as_array().shape()[0]).collect();
+        let model = FactorModel {
+            num_states,
+            num_controls,
+            obs_offsets,
+            a: try_copy(a_stacked.as_array().iter().copied(), "A").map_err(py_error)?,
+            b_t: b_t
+                .iter()
+                .map(|b| try_copy(b.as_array().iter().copied(), "B").map_err(py_error))
+                .collect::<PyResult<_>>()?,
+            d: d.iter().map(|v| copy1(v, "D")).collect::<PyResult<_>>()?,
+            log_d: log_d
+                .iter()
+                .map(|v| copy1(v, "D"))
+                .collect::<PyResult<_>>()?,
+            utility: copy1(&utility, "utility")?,
+            joint_outcomes: joint_t.as_ref().map_or(0, |j| j.as_array().shape()[1]),
+            joint_t: match &joint_t {
+                Some(j) => try_copy(j.as_array().iter().copied(), "joint").map_err(py_error)?,
+                None => Vec::new(),
+            },
+            info_h: match &info_h {
+                Some(h) => copy1(h, "info_h")?,
+                None => Vec::new(),
+            },
+        };
+        let shape = policies.as_array().shape().to_vec();
+        let policy_values = policies
+            .as_array()
+            .iter()
+            .map(|&v| usize::try_from(v))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| CoreError::InvalidArgument("policies: negative control".into()))?;
+        let settings = FactorSettings {
+            policies: policy_values,
+            policy_len: shape[1],
+            gamma,
+            alpha,
+            deterministic,
+            full_sampling,
+            use_utility,
+            use_states_info_gain,
+            info_threshold,
+            log_e: copy1(&log_e, "E")?,
+            num_iter,
+            df,
+            df_tol,
+        };
+        let kernel = FactorKernel::new(model, settings, num_threads).map_err(py_error)?;
+        Ok(FactorKernelCore {
+            kernel: Arc::new(kernel),
+        })
+    }
+
+    #[getter]
+    fn num_policies(&self) -> usize {
+        self.kernel.policies()
+    }
+
+    /// Runs the phases selected by `infer`, `plan` and `act` for every row of the arrays.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, observations, key, first_row, infer, plan, act))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        mut beliefs: PyReadwriteArray2<'_, f64>,
+        mut q_pi: PyReadwriteArray2<'_, f64>,
+        mut g: PyReadwriteArray2<'_, f64>,
+        mut f: PyReadwriteArray1<'_, f64>,
+        mut actions: PyReadwriteArray2<'_, i64>,
+        mut timesteps: PyReadwriteArray1<'_, i64>,
+        observations: Option<PyReadonlyArray2<'_, i64>>,
+        key: u64,
+        first_row: u64,
+        infer: bool,
+        plan: bool,
+        act: bool,
+    ) -> PyResult<()> {
+        let contiguous = || {
+            CoreError::InvalidArgument("population arrays: must be C-contiguous and aligned".into())
+        };
+        let rows = FactorRows {
+            beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
+            q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,
+            g: g.as_slice_mut().map_err(|_| contiguous())?,
+            f: f.as_slice_mut().map_err(|_| contiguous())?,
+            actions: actions.as_slice_mut().map_err(|_| contiguous())?,
+            timesteps: timesteps.as_slice_mut().map_err(|_| contiguous())?,
+            first_row,
+        };
+        let observations = match &observations {
+            Some(o) => Some(o.as_slice().map_err(|_| contiguous())?),
+            None => None,
+        };
+        let kernel = &self.kernel;
+        let phases = Phases { infer, plan, act };
+        py.detach(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                kernel.run(rows, observations, key, phases)
+            }))
+        })
+        .map_err(|payload| panic_error(&*payload))?
+        .map_err(py_error)
     }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<AgentKernelCore>()
+    m.add_class::<AgentKernelCore>()?;
+    m.add_class::<FactorKernelCore>()
 }

@@ -4,6 +4,7 @@ and a per-agent adapter for the agent managers."""
 
 from ._model import GenerativeModel, grid_world_model, policies_of, reward_grid_model
 from ._population import AgentPopulation, PopulationAgent
+from ._tmaze import TMaze, tmaze_model
 from ._world import GridWorld
 
 __all__ = [
@@ -11,7 +12,9 @@ __all__ = [
     "GenerativeModel",
     "GridWorld",
     "PopulationAgent",
+    "TMaze",
     "grid_world_model",
     "policies_of",
     "reward_grid_model",
+    "tmaze_model",
 ]

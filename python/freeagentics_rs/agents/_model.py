@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import _validate
 from ..memory import SharedModelStore
 
 __all__ = ["GenerativeModel", "grid_world_model", "reward_grid_model", "policies_of"]
@@ -30,6 +31,7 @@ EPS = 1e-16  # pymdp's EPS_VAL
 INFO_EPS = float(np.exp(-16))  # spm_MDP_G's threshold and epsilon, as numpy computes it
 TIE = 1e-12  # relative: action marginals this close to the best one are tied
 _TOLERANCE = 1e-6
+MAX_EXPLORER_GRID = 64
 _STORES: dict[str, SharedModelStore] = {}
 
 
@@ -79,30 +81,66 @@ def _modalities(value: Any, name: str) -> list[Any]:
     return [value]
 
 
-def _single(value: Any) -> Any:
-    """B or D given as a pymdp object array of one factor."""
-    if isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
-        return value.flat[0]
-    return value
+def _factors(value: Any, ndim: int) -> list[Any]:
+    """B (``ndim`` 3) or D (``ndim`` 1) as one item per factor: a list, tuple or pymdp object
+    array of arrays, or one array (nested lists of numbers are one array)."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        items = list(value.reshape(-1))
+        return items if items else [value]
+    if isinstance(value, (list, tuple)) and value:
+        try:
+            if all(np.ndim(v) == ndim for v in value):
+                return list(value)
+        except ValueError:  # a ragged nested list: one (invalid) array, reported below
+            pass
+    return [value]
 
 
 class GenerativeModel:
-    """A pymdp-style generative model with one hidden-state factor: ``A`` (one (observations,
-    states) matrix per modality, or one matrix), ``B`` (states, states, actions), ``C`` (one
-    log-preference vector per modality), ``D`` (states,) and optionally ``E``, a prior over
-    policies. A model with several factors is one joint factor. The arrays are validated and
-    interned: models built from equal arrays share one read-only copy of each.
+    """A pymdp-style generative model: ``A`` (one array per modality, (observations,
+    *num_states)), ``B`` (one (states, states, controls) array per hidden-state factor), ``C``
+    (one log-preference vector per modality; ``None``: zeros), ``D`` (one prior per factor;
+    ``None``: uniform) and optionally ``E``, a prior over policies. Lists, tuples and pymdp
+    object arrays are accepted; one factor or one modality may be given as a bare array. The
+    arrays are validated and interned: models built from equal arrays share one read-only copy.
+
+    A one-factor model keeps the single-factor API: ``B`` and ``D`` are arrays, ``num_states``
+    and ``num_actions`` ints. A model of several factors has lists ``B`` and ``D`` and tuples
+    ``num_states`` and ``num_controls``. Both have ``num_obs``, ``num_controls``,
+    ``num_factors`` and ``num_modalities``.
     """
 
     def __init__(self, A: Any, B: Any, C: Any, D: Any, *, E: Any = None, backend: str | None = None) -> None:
         from .. import _backend
 
         self.backend = _backend.resolve(backend)
-        A_in, C_in = _modalities(A, "A"), _modalities(C, "C")
+        B_factors = _factors(B, 3)
+        if len(B_factors) > 1:
+            self._init_factors(A, B_factors, C, D)
+        else:
+            self._init_single(A, B_factors[0], C, D)
+        if E is not None:
+            E = _array(E, "E", 1)
+            if (E < 0).any() or not E.any():
+                raise ValueError("E: must be non-negative and not all zero")
+            E = E / E.sum()  # pymdp takes ln E as given; a constant shift leaves q_pi unchanged
+        self.E = None if E is None else _store(self.backend).intern(E)
+        self._derived: dict[str, np.ndarray] | None = None
+        self._joint: dict[str, np.ndarray] | None = None
+        self._factor_derived: dict[bool, dict[str, Any]] = {}
+
+    def _init_single(self, A: Any, B_in: Any, C: Any, D: Any) -> None:
+        A_in = _modalities(A, "A")
         As = [_array(a, f"A[{m}]", 2) for m, a in enumerate(A_in)]
+        B = _array(B_in, "B", 3)
+        if D is None:
+            D = np.full(B.shape[0], 1.0 / max(B.shape[0], 1))
+        D_factors = _factors(D, 1)
+        if len(D_factors) != 1:
+            raise ValueError(f"D: needs one vector per factor of B (1), got {len(D_factors)}")
+        D = _array(D_factors[0], "D", 1)
+        C_in = [np.zeros(a.shape[0]) for a in As] if C is None else _modalities(C, "C")
         Cs = [_array(c, f"C[{m}]", 1) for m, c in enumerate(C_in)]
-        B_in = _single(B)
-        B, D = _array(B_in, "B", 3), _array(_single(D), "D", 1)
         states = D.shape[0]
         if B.shape[0] != states or B.shape[1] != states:
             raise ValueError(f"B: must have shape (states, states, actions) with states = len(D) = {states}, got {B.shape}")
@@ -118,22 +156,69 @@ class GenerativeModel:
             _distribution(a, f"A[{m}]")
         _distribution(B, "B")
         _distribution(D, "D")
-        if E is not None:
-            E = _array(E, "E", 1)
-            if (E < 0).any() or not E.any():
-                raise ValueError("E: must be non-negative and not all zero")
-            E = E / E.sum()  # pymdp takes ln E as given; a constant shift leaves q_pi unchanged
         store = _store(self.backend)
         # Interned as given (B keeps its float32, say): one copy per distinct model.
         self.A = [store.intern(_numeric(a, As[m])) for m, a in enumerate(A_in)]
         self.B = store.intern(_numeric(B_in, B))
         self.C = [store.intern(_numeric(c, Cs[m])) for m, c in enumerate(C_in)]
         self.D = store.intern(D)
-        self.E = None if E is None else store.intern(E)
         self.num_states, self.num_actions = states, B.shape[2]
+        self.num_controls = (B.shape[2],)
+        self.num_factors = 1
         self.num_obs = tuple(a.shape[0] for a in As)
-        self._derived: dict[str, np.ndarray] | None = None
-        self._joint: dict[str, np.ndarray] | None = None
+
+    def _init_factors(self, A: Any, B_in: list[Any], C: Any, D: Any) -> None:
+        Bs = [_array(b, f"B[{f}]", 3) for f, b in enumerate(B_in)]
+        for f, b in enumerate(Bs):
+            if b.shape[0] != b.shape[1] or b.shape[0] < 1:
+                raise ValueError(f"B[{f}]: must have shape (states, states, controls), got {b.shape}")
+            if b.shape[2] < 1:
+                raise ValueError(f"B[{f}]: needs at least one control, got shape {b.shape}")
+            _distribution(b, f"B[{f}]")
+        num_states = tuple(b.shape[0] for b in Bs)
+        factors = len(Bs)
+        D_in = [np.full(n, 1.0 / n) for n in num_states] if D is None else _factors(D, 1)
+        if len(D_in) != factors:
+            raise ValueError(f"D: needs one vector per factor of B ({factors}), got {len(D_in)}")
+        Ds = [_array(d, f"D[{f}]", 1) for f, d in enumerate(D_in)]
+        for f, d in enumerate(Ds):
+            if d.shape[0] != num_states[f]:
+                raise ValueError(f"D[{f}]: must have {num_states[f]} entries (the states of B[{f}]), got {d.shape[0]}")
+            _distribution(d, f"D[{f}]")
+        A_in = _modalities(A, "A")
+        As = [_array(a, f"A[{m}]", factors + 1) for m, a in enumerate(A_in)]
+        for m, a in enumerate(As):
+            if a.shape[1:] != num_states:
+                raise ValueError(f"A[{m}]: state axes {a.shape[1:]} disagree with the factors of B {num_states}")
+            if a.shape[0] < 1:
+                raise ValueError(f"A[{m}]: needs at least one observation, got shape {a.shape}")
+            _distribution(a, f"A[{m}]")
+        C_in = [np.zeros(a.shape[0]) for a in As] if C is None else _modalities(C, "C")
+        Cs = [_array(c, f"C[{m}]", 1) for m, c in enumerate(C_in)]
+        if len(Cs) != len(As):
+            raise ValueError(f"C: needs one vector per modality of A ({len(As)}), got {len(Cs)}")
+        for m, (a, c) in enumerate(zip(As, Cs)):
+            if c.shape[0] != a.shape[0]:
+                raise ValueError(f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}")
+        store = _store(self.backend)
+        self.A = [store.intern(_numeric(a, As[m])) for m, a in enumerate(A_in)]
+        self.B = [store.intern(_numeric(b, Bs[f])) for f, b in enumerate(B_in)]
+        self.C = [store.intern(_numeric(c, Cs[m])) for m, c in enumerate(C_in)]
+        self.D = [store.intern(d) for d in Ds]
+        self.num_states = num_states
+        self.num_controls = tuple(b.shape[2] for b in Bs)
+        self.num_factors = factors
+        self.num_obs = tuple(a.shape[0] for a in As)
+
+    @property
+    def factorized(self) -> bool:
+        """Whether the model has several hidden-state factors."""
+        return self.num_factors > 1
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "num_actions":  # only one-factor models set it
+            raise AttributeError("num_actions: a model of several factors has num_controls, one per factor")
+        raise AttributeError(name)
 
     @property
     def num_modalities(self) -> int:
@@ -154,6 +239,9 @@ class GenerativeModel:
         return {**self._derived, **self._joint}
 
     def __repr__(self) -> str:
+        if self.factorized:
+            return (f"<GenerativeModel states={list(self.num_states)} controls={list(self.num_controls)} "
+                    f"observations={list(self.num_obs)}>")
         return (f"<GenerativeModel states={self.num_states} actions={self.num_actions} "
                 f"observations={list(self.num_obs)}>")
 
@@ -230,10 +318,9 @@ def grid_world_model(grid_size: int = 10, *, start: int = 0, backend: str | None
     stay); cell = row * grid_size + column; ``start`` is the cell whose prior weight is doubled."""
     from ..workloads import explorer_model_arrays
 
-    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
-        raise ValueError(f"grid_size: must be a positive int, got {grid_size!r}")
-    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < grid_size * grid_size:
-        raise ValueError(f"start: must be a cell index in [0, {grid_size * grid_size}), got {start!r}")
+    # The model is dense: grid_size**4 * 5 transition entries (335 MB at the bound).
+    grid_size = _validate.integer(grid_size, "grid_size", minimum=1, maximum=MAX_EXPLORER_GRID)
+    start = _validate.integer(start, "start", minimum=0, maximum=grid_size * grid_size - 1)
     m = explorer_model_arrays(grid_size, start)
     return GenerativeModel(m["A"], m["B"], m["C"], m["D"], backend=backend)
 
@@ -243,6 +330,7 @@ def reward_grid_model(*, cue_modality: bool = True, backend: str | None = None) 
     cell (identity), the outcome (none, reward, punishment) and, if ``cue_modality``, a cue naming
     the context with reliability 0.9 at the centre (0.5 elsewhere). 5 actions, moves clipped at
     the edges; C prefers reward (3) over punishment (-3); D starts in cell 0, context 50/50."""
+    cue_modality = _validate.boolean(cue_modality, "cue_modality")
     cells, contexts = 9, 2
     states = cells * contexts
     state = lambda cell, ctx: ctx * cells + cell  # noqa: E731

@@ -10,14 +10,49 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _validate
 from .._cpus import available_cpus
 from . import _py
-from ._model import EPS, INFO_EPS, GenerativeModel
+from ._model import EPS, INFO_EPS, GenerativeModel, policies_of
+from ._policies import MAX_POLICIES, check_policies, construct_policies, control_factors
+from ._py_factors import FactorKernel, factor_quantities
 
 __all__ = ["AgentPopulation", "PopulationAgent"]
 
 _STATE_KEYS = ("beliefs", "q_pi", "G", "F", "actions", "timesteps", "key")
+_AGENT_STATE_KEYS = ("beliefs", "q_pi", "G", "F", "action", "timestep")
+# Policies are planned step by step (recursively, in the single-factor kernels).
+MAX_POLICY_LEN = 64
+# pymdp 0.0.7.1's defaults for run_vanilla_fpi.
+_INFERENCE_DEFAULTS = {"num_iter": 10, "dF": 1.0, "dF_tol": 0.001}
+
+
+def _inference_params(value: Any) -> dict[str, Any]:
+    if value is None:
+        return dict(_INFERENCE_DEFAULTS)
+    if not isinstance(value, dict):
+        raise TypeError(f"inference_params: must be a dict or None, not {type(value).__name__}")
+    unknown = sorted(set(value) - set(_INFERENCE_DEFAULTS), key=str)
+    if unknown:
+        raise ValueError(f"inference_params: unknown keys {unknown!r}; known: num_iter, dF, dF_tol")
+    params = {**_INFERENCE_DEFAULTS, **value}
+    return {
+        "num_iter": _validate.integer(params["num_iter"], "inference_params: num_iter", minimum=0, maximum=1 << 20),
+        "dF": _validate.real(params["dF"], "inference_params: dF"),
+        "dF_tol": _validate.real(params["dF_tol"], "inference_params: dF_tol"),
+    }
+# Starting a rayon pool costs about 5 ms a thread, and more threads than this never help a
+# population (they only wait on each other).
+MAX_THREADS = 256
+
+
+def _physical_memory() -> int:
+    try:
+        import os
+
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform: no a-priori bound
+        return 1 << 62
 
 
 def _key_of(seed: Any) -> int:
@@ -29,11 +64,7 @@ def _key_of(seed: Any) -> int:
 
 
 def _positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
-    return float(value)
+    return _validate.real(value, name, minimum=0.0, exclusive_minimum=True)
 
 
 def check_observations(model: GenerativeModel, observations: Any, rows: int) -> np.ndarray:
@@ -48,12 +79,12 @@ def check_observations(model: GenerativeModel, observations: Any, rows: int) -> 
     if obs.shape != (rows, m):
         expected = f"({rows},) or ({rows}, {m})" if m == 1 else f"({rows}, {m})"
         raise ValueError(f"observations: must have shape {expected}, got {obs.shape}")
-    obs = np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
+    # Checked in the given dtype: converting first would wrap uint64 values above 2**63.
     for k, count in enumerate(model.num_obs):
         column = obs[:, k]
         if column.size and (column.min() < 0 or column.max() >= count):
             raise ValueError(f"observations: modality {k} must lie in [0, {count}), got {column.min()}..{column.max()}")
-    return obs
+    return np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
 
 
 class AgentPopulation:
@@ -84,6 +115,10 @@ class AgentPopulation:
         n_agents: int,
         *,
         policy_len: int = 1,
+        control_fac_idx: Any = None,
+        policies: Any = None,
+        inference_params: dict[str, Any] | None = None,
+        sampling_mode: str = "marginal",
         gamma: float = 8.0,
         alpha: float = 8.0,
         action_selection: str = "stochastic",
@@ -96,18 +131,38 @@ class AgentPopulation:
     ) -> None:
         if not isinstance(model, GenerativeModel):
             raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
-        for value, name in ((n_agents, "n_agents"), (policy_len, "policy_len")):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: must be a positive int, got {value!r}")
-        if action_selection not in ("stochastic", "deterministic"):
-            raise ValueError(f"action_selection: must be 'stochastic' or 'deterministic', not {action_selection!r}")
+        n_agents = _validate.integer(n_agents, "n_agents", minimum=1)
+        policy_len = _validate.integer(policy_len, "policy_len", minimum=1, maximum=MAX_POLICY_LEN)
+        _validate.choice(action_selection, "action_selection", ("stochastic", "deterministic"))
         if num_threads is None:
-            num_threads = available_cpus()
-        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
-            raise ValueError(f"num_threads: must be a positive int, got {num_threads!r}")
-        num_policies = model.num_actions**policy_len
-        if num_policies > 1 << 20:
-            raise ValueError(f"policy_len: {policy_len} gives {num_policies} policies; at most 2**20 are supported")
+            num_threads = min(available_cpus(), MAX_THREADS)
+        num_threads = _validate.integer(num_threads, "num_threads", minimum=1, maximum=MAX_THREADS)
+        use_utility = _validate.boolean(use_utility, "use_utility")
+        use_states_info_gain = _validate.boolean(use_states_info_gain, "use_states_info_gain")
+        self.sampling_mode = _validate.choice(sampling_mode, "sampling_mode", ("marginal", "full"))
+        self.inference_params = _inference_params(inference_params)
+        controlled = control_factors(model.num_controls, control_fac_idx)
+        # One-factor models with pymdp's default policies keep the single-factor kernels; any
+        # other model or option runs the factorized kernels (Rust or numpy, by backend).
+        self.factorized = (model.factorized or policies is not None or self.sampling_mode == "full"
+                           or controlled != control_factors(model.num_controls, None))  # fmt: skip
+        self.control_fac_idx = controlled
+        if policies is not None:
+            policy_array = check_policies(policies, model.num_controls)
+            if policy_len not in (1, policy_array.shape[1]):
+                raise ValueError(f"policy_len: {policy_len} disagrees with the policies' length {policy_array.shape[1]}")
+            policy_len = policy_array.shape[1]
+        elif self.factorized:
+            policy_array = construct_policies(model.num_controls, policy_len, controlled)
+        else:
+            if policy_len * math.log2(max(model.num_actions, 1)) > 40:  # before computing a huge power
+                raise ValueError(f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; at most 2**20 are supported")
+            if model.num_actions**policy_len > MAX_POLICIES:
+                raise ValueError(f"policy_len: {policy_len} gives {model.num_actions**policy_len} policies; at most 2**20 are supported")
+            policy_array = policies_of(model.num_actions, policy_len)[:, :, None]
+        policy_array.setflags(write=False)
+        self._policies = policy_array
+        num_policies = len(policy_array)
         if model.E is not None and len(model.E) != num_policies:
             raise ValueError(f"E: the model's E has {len(model.E)} entries but policy_len={policy_len} gives {num_policies} policies")
         self.model, self.n_agents, self.policy_len = model, int(n_agents), int(policy_len)
@@ -115,34 +170,71 @@ class AgentPopulation:
         self.action_selection, self.num_threads = action_selection, int(num_threads)
         self.backend = _backend.resolve(backend)
         self._key = _key_of(seed)
-        if isinstance(row_offset, bool) or not isinstance(row_offset, (int, np.integer)) or row_offset < 0:
-            raise ValueError(f"row_offset: must be a non-negative int, got {row_offset!r}")
-        self.row_offset = int(row_offset)
+        self.row_offset = _validate.integer(row_offset, "row_offset", minimum=0)
+        # The arrays below, refused up front when they could never fit in this machine's memory.
+        belief_columns = model.num_states if not model.factorized else sum(model.num_states)
+        needed = self.n_agents * 8 * (belief_columns + 2 * num_policies + 2 + model.num_factors)
+        if needed > _physical_memory():
+            raise MemoryError(f"n_agents: {self.n_agents} agents need {needed} bytes, more than this machine has")
         E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
         args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
                 bool(use_utility), bool(use_states_info_gain))  # fmt: skip
         log_E = np.log(E + EPS)
-        derived = model.derived(info_gain=bool(use_states_info_gain))
-        if self.backend == "rust":
+        if self.factorized and self.backend == "rust":
+            p, q = self.inference_params, factor_quantities(model, use_states_info_gain)
+            self._kernel = _backend.native().FactorKernelCore(
+                list(q["num_states"]), q["A_stacked"], [int(o) for o in q["obs_offsets"]], q["B_t"], q["D"], q["log_D"],
+                q["utility"], q.get("joint_t"), q.get("info_h"), policy_array, self.gamma, self.alpha,
+                action_selection == "deterministic", self.sampling_mode == "full", use_utility, use_states_info_gain,
+                INFO_EPS, log_E, p["num_iter"], p["dF"], p["dF_tol"], self.num_threads,
+            )  # fmt: skip
+        elif self.factorized:
+            p = self.inference_params
+            self._kernel = FactorKernel(model, policy_array, self.gamma, self.alpha, action_selection == "deterministic",
+                                        self.sampling_mode, use_utility, use_states_info_gain, log_E,
+                                        p["num_iter"], p["dF"], p["dF_tol"])  # fmt: skip
+        elif self.backend == "rust":
+            derived = model.derived(info_gain=bool(use_states_info_gain))
             self._kernel = _backend.native().AgentKernelCore(derived, *args, INFO_EPS, log_E, self.num_threads)
         else:
+            derived = model.derived(info_gain=bool(use_states_info_gain))
             self._kernel = _py.AgentKernel(model, derived, *args, log_E)
-        n, s = self.n_agents, model.num_states
-        self._beliefs = np.empty((n, s))
+        n = self.n_agents
+        self._num_states = (model.num_states,) if not model.factorized else tuple(model.num_states)
+        self._beliefs = np.empty((n, belief_columns))
+        offsets = np.cumsum((0,) + self._num_states)
+        self._qs = tuple(self._beliefs[:, offsets[f]:offsets[f + 1]] for f in range(len(self._num_states)))
         self._q_pi = np.empty((n, num_policies))
         self._G = np.empty((n, num_policies))
         self._F = np.empty(n)
-        self._actions = np.empty(n, np.int64)
+        self._actions = np.empty((n, model.num_factors) if model.factorized else n, np.int64)
         self._timesteps = np.empty(n, np.int64)
         self.reset()
 
+    @classmethod
+    def from_pymdp(cls, agent: Any, n_agents: int, *, seed: int | None = None, num_threads: int | None = None,
+                   backend: str | None = None) -> AgentPopulation:  # fmt: skip
+        """``n_agents`` copies of a configured pymdp 0.0.7.1 ``Agent``: its ``A, B, C, D, E``,
+        policies, ``gamma``, ``alpha``, flags, ``inference_params``, ``action_selection`` and
+        ``sampling_mode`` (each starting afresh). A setting this package cannot reproduce
+        (``inference_algo="MMP"``, ``inference_horizon > 1``, parameter information gain) is a
+        ``ValueError`` naming it."""
+        from ._pymdp import population_arguments
+
+        model, kwargs = population_arguments(agent, backend)
+        return cls(model, n_agents, seed=seed, num_threads=num_threads, backend=backend, **kwargs)
+
     # The arrays are the population's own: read and write them in place; they cannot be
     # replaced (the kernels rely on their dtype, shape and C order).
-    beliefs = property(lambda self: self._beliefs, doc="(agents, states) posteriors over states")
+    beliefs = property(lambda self: self._beliefs, doc="(agents, states) posteriors over states; for several "
+                       "factors, each agent's factor marginals side by side (see qs)")  # fmt: skip
+    qs = property(lambda self: self._qs, doc="one (agents, num_states[f]) view of beliefs per factor")
+    policies = property(lambda self: self._policies, doc="(policies, policy_len, factors) controls, pymdp's order")
     q_pi = property(lambda self: self._q_pi, doc="(agents, policies) posteriors over policies")
     G = property(lambda self: self._G, doc="(agents, policies) negative expected free energies")
     F = property(lambda self: self._F, doc="(agents,) variational free energy of the last state inference")
-    actions = property(lambda self: self._actions, doc="(agents,) last actions, -1 before the first")
+    actions = property(lambda self: self._actions, doc="(agents,) last actions, or (agents, factors) for "
+                       "several factors; -1 before the first")  # fmt: skip
     timesteps = property(lambda self: self._timesteps, doc="(agents,) actions taken since the last reset")
 
     @property
@@ -155,11 +247,19 @@ class AgentPopulation:
         rows: Any = slice(None) if agents is None else agents
         if not isinstance(rows, slice):
             rows = np.asarray(rows if isinstance(rows, np.ndarray) or np.ndim(rows) == 0 else list(rows))
-            if rows.dtype != bool:
+            if rows.dtype == bool:
+                if rows.shape != (self.n_agents,):
+                    raise IndexError(f"agents: a boolean mask needs shape ({self.n_agents},), got {rows.shape}")
+            elif rows.size == 0:
+                rows = np.zeros(0, np.intp)
+            elif rows.dtype.kind not in "iu":
+                raise TypeError(f"agents: must be ints, a boolean mask or a slice, got {agents!r}")
+            else:
+                if rows.min() < -self.n_agents or rows.max() >= self.n_agents:
+                    raise IndexError(f"agents: index out of range for {self.n_agents} agents, got {agents!r}")
                 rows = rows.astype(np.intp).reshape(-1)
-                if rows.size and (rows.min() < -self.n_agents or rows.max() >= self.n_agents):
-                    raise IndexError(f"agents: index out of range for {self.n_agents} agents")
-        self.beliefs[rows] = 1.0 / self.model.num_states
+        for qs, states in zip(self._qs, self._num_states):
+            qs[rows] = 1.0 / states
         self.q_pi[rows] = 1.0 / self.num_policies
         self.G[rows] = 0.0
         self.F[rows] = 0.0
@@ -169,12 +269,31 @@ class AgentPopulation:
     def _observations(self, observations: Any, rows: int) -> np.ndarray:
         return check_observations(self.model, observations, rows)
 
+    def _check_actions(self, actions: np.ndarray, name: str) -> None:
+        actions = actions.reshape(len(actions), -1)
+        for f, count in enumerate(self.model.num_controls):
+            column = actions[:, f]
+            if column.size and (column.min() < -1 or column.max() >= count):
+                which = f" of factor {f}" if self.model.factorized else ""
+                raise ValueError(f"{name} must lie in [-1, {count}){which}")
+
     def _run(self, rows: slice, observations: np.ndarray | None, infer: bool, plan: bool, act: bool) -> None:
         arrays = (self.beliefs[rows], self.q_pi[rows], self.G[rows], self.F[rows], self.actions[rows], self.timesteps[rows])
-        actions = arrays[4]
-        if actions.size and (actions.min() < -1 or actions.max() >= self.model.num_actions):
-            raise ValueError(f"actions: must lie in [-1, {self.model.num_actions})")
+        self._check_actions(arrays[4], "actions:")
         first = (rows.start or 0) + self.row_offset
+        if self.factorized:
+            beliefs, q_pi, G, F, actions, timesteps = arrays
+            actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
+            if self.backend == "rust":
+                self._kernel.run(beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act)
+                return
+            if infer:
+                self._kernel.infer_states(beliefs, actions, observations, F)
+            if plan:
+                self._kernel.infer_policies(beliefs, q_pi, G)
+            if act:
+                self._kernel.sample_action(q_pi, actions, timesteps, self._key, first)
+            return
         if self.backend == "rust":
             self._kernel.run(*arrays, observations, self._key, first, infer, plan, act)
             return
@@ -229,9 +348,7 @@ class AgentPopulation:
                 raise ValueError(f"state: {name} has shape {values[name].shape}, this population needs {target.shape}")
             if target.dtype.kind == "i" and values[name].dtype.kind not in "iu":
                 raise ValueError(f"state: {name} must be integers")
-        actions = values["actions"]
-        if actions.size and (actions.min() < -1 or actions.max() >= self.model.num_actions):
-            raise ValueError(f"state: actions must lie in [-1, {self.model.num_actions})")
+        self._check_actions(values["actions"], "state: actions")
         key = values["key"]
         if key.shape != () or key.dtype.kind not in "iu" or not 0 <= int(key) < 1 << 64:
             raise ValueError("state: key must be one unsigned 64-bit integer")
@@ -264,8 +381,10 @@ class PopulationAgent:
         return self.population.beliefs[self.index]
 
     @property
-    def action(self) -> int:
-        return int(self.population.actions[self.index])
+    def action(self) -> Any:
+        """The last action: an int, or one int per factor (a list) for several factors."""
+        action = self.population.actions[self.index]
+        return int(action) if action.ndim == 0 else action.tolist()
 
     def perceive(self, observation: Any) -> None:
         """Stores an observation (an int, or one int per modality) for ``update_beliefs``."""
@@ -290,14 +409,33 @@ class PopulationAgent:
     def get_state(self) -> dict[str, Any]:
         p, i = self.population, self.index
         return {"beliefs": p.beliefs[i].copy(), "q_pi": p.q_pi[i].copy(), "G": p.G[i].copy(), "F": float(p.F[i]),
-                "action": int(p.actions[i]), "timestep": int(p.timesteps[i])}  # fmt: skip
+                "action": self.action, "timestep": int(p.timesteps[i])}  # fmt: skip
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restores a ``get_state`` result; checks everything before changing anything."""
         p, i = self.population, self.index
+        if not isinstance(state, dict):
+            raise TypeError(f"state: must be a dict, not {type(state).__name__}")
+        missing = [k for k in _AGENT_STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"state: missing {', '.join(missing)}")
+        arrays = {}
         for name, target in (("beliefs", p.beliefs), ("q_pi", p.q_pi), ("G", p.G)):
-            if np.shape(state[name]) != target[i].shape:
-                raise ValueError(f"state: {name} has shape {np.shape(state[name])}, needs {target[i].shape}")
-        if not -1 <= int(state["action"]) < p.model.num_actions:
-            raise ValueError("state: action out of range for this model")
-        p.beliefs[i], p.q_pi[i], p.G[i] = state["beliefs"], state["q_pi"], state["G"]
-        p.F[i], p.actions[i], p.timesteps[i] = state["F"], state["action"], state["timestep"]
+            try:
+                arrays[name] = np.asarray(state[name], np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"state: {name} must be numbers, got {state[name]!r}") from None
+            if arrays[name].shape != target[i].shape:
+                raise ValueError(f"state: {name} has shape {arrays[name].shape}, needs {target[i].shape}")
+        free_energy = _validate.real(state["F"], "state: F", finite=False)
+        if p.model.factorized:
+            given = state["action"]
+            if isinstance(given, (str, bytes)) or np.ndim(given) != 1 or len(given) != p.model.num_factors:
+                raise ValueError(f"state: action must be one int per factor ({p.model.num_factors}), got {given!r}")
+            action = [_validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
+                      for f, (a, n) in enumerate(zip(given, p.model.num_controls))]  # fmt: skip
+        else:
+            action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)
+        timestep = _validate.integer(state["timestep"], "state: timestep", minimum=0, maximum=(1 << 63) - 1)
+        p.beliefs[i], p.q_pi[i], p.G[i] = arrays["beliefs"], arrays["q_pi"], arrays["G"]
+        p.F[i], p.actions[i], p.timesteps[i] = free_energy, action, timestep

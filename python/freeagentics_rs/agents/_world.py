@@ -7,11 +7,16 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .. import _validate
+
 __all__ = ["GridWorld"]
 
 # Surroundings values (FreeAgentics' grid codes) and the observation each maps to.
 OUT_OF_BOUNDS, OBSTACLE, EMPTY, GOAL, AGENT = -2, -1, 0, 1, 2
 _OBSERVATION = {OUT_OF_BOUNDS: 4, OBSTACLE: 1, GOAL: 2, AGENT: 3, EMPTY: 0}
+# Bounds that keep a world's arrays (grid_size**2 cells, one position per agent) small.
+MAX_GRID_SIZE = 1 << 12
+MAX_WORLD_AGENTS = 1 << 24
 # up, down, left, right, stay (the explorer model's actions)
 _MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1), (0, 0)])
 
@@ -40,16 +45,19 @@ class GridWorld:
         starts: Iterable[Any] | None = None,
         seed: int | None = None,
     ) -> None:
-        for value, name in ((grid_size, "grid_size"), (n_agents, "n_agents")):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: must be a positive int, got {value!r}")
-        self.grid_size, self.n_agents = int(grid_size), int(n_agents)
+        self.grid_size = _validate.integer(grid_size, "grid_size", minimum=1, maximum=MAX_GRID_SIZE)
+        self.n_agents = _validate.integer(n_agents, "n_agents", minimum=1, maximum=MAX_WORLD_AGENTS)
+        if seed is not None:
+            seed = _validate.integer(seed, "seed", minimum=0)
         self.cells = np.zeros(self.grid_size * self.grid_size, np.int8)
-        self.cells[self._cells(obstacles, "obstacles")] = OBSTACLE
-        goals = [(self.grid_size - 1, self.grid_size - 1)] if goals is None else goals
-        goal_cells = self._cells(goals, "goals")
-        if (self.cells[goal_cells] == OBSTACLE).any():
-            raise ValueError("goals: a goal lies on an obstacle")
+        obstacle_cells = self._cells(obstacles, "obstacles")
+        self.cells[obstacle_cells] = OBSTACLE
+        goal_cells = self._cells([(self.grid_size - 1, self.grid_size - 1)] if goals is None else goals, "goals")
+        on_obstacle = goal_cells[self.cells[goal_cells] == OBSTACLE]
+        if on_obstacle.size and goals is None:
+            raise ValueError(f"obstacles: cover the default goal (cell {on_obstacle[0]}); pass goals, got {obstacle_cells.tolist()!r}")
+        if on_obstacle.size:
+            raise ValueError(f"goals: cell {on_obstacle[0]} lies on an obstacle, got {goal_cells.tolist()!r}")
         self.cells[goal_cells] = GOAL
         free = np.flatnonzero(self.cells != OBSTACLE)
         if starts is None:
@@ -65,19 +73,24 @@ class GridWorld:
         self.positions = self.positions.astype(np.int64)
 
     def _cells(self, cells: Iterable[Any], name: str) -> np.ndarray:
-        a = np.asarray(list(cells), dtype=np.int64)
+        try:
+            a = np.asarray(list(cells))
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: must be (row, column) pairs or cell indices, got {cells!r}") from None
         if a.size == 0:
             return np.zeros(0, np.int64)
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"{name}: must be ints, got {a.dtype} values {cells!r}")
         n = self.grid_size
         if a.ndim == 2 and a.shape[1] == 2:
             if (a < 0).any() or (a >= n).any():
-                raise ValueError(f"{name}: (row, column) pairs must lie in [0, {n})")
-            return a[:, 0] * n + a[:, 1]
+                raise ValueError(f"{name}: (row, column) pairs must lie in [0, {n}), got {a.tolist()!r}")
+            return a[:, 0].astype(np.int64) * n + a[:, 1].astype(np.int64)
         if a.ndim == 1:
             if (a < 0).any() or (a >= n * n).any():
-                raise ValueError(f"{name}: cell indices must lie in [0, {n * n})")
-            return a
-        raise ValueError(f"{name}: must be (row, column) pairs or cell indices")
+                raise ValueError(f"{name}: cell indices must lie in [0, {n * n}), got {a.tolist()!r}")
+            return a.astype(np.int64)
+        raise ValueError(f"{name}: must be (row, column) pairs or cell indices, got shape {a.shape}")
 
     def surroundings(self) -> np.ndarray:
         """(agents, 3, 3) int8 neighbourhoods, the agent's own cell at the centre."""

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -92,6 +93,49 @@ def _agents(kind: str, quick: bool, runs: int) -> dict[str, Any]:
     return {key: (value / scale if key in ("median", "min", "max") else value) for key, value in r.items()}
 
 
+def _tmaze_agents(policy_len: int) -> Any:
+    """A row of T-maze agent steps (two factors): pymdp 0.0.7.1 one agent at a time against the
+    population's factorized kernel."""
+
+    def measure(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+        from ..agents import tmaze_model
+
+        n = 1024
+        model = tmaze_model(backend="python" if kind == "baseline" else kind)
+        obs = np.tile([0, 0, 0], (n, 1))
+        if kind == "baseline":
+            try:
+                from pymdp import utils
+                from pymdp.agent import Agent
+            except ImportError as e:
+                return {"unavailable": f"pymdp is not installed ({e})"}
+
+            def obj(arrays: list[Any]) -> Any:
+                out = utils.obj_array(len(arrays))
+                for i, a in enumerate(arrays):
+                    out[i] = np.asarray(a, np.float64)
+                return out
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                agents = [Agent(A=obj(model.A), B=obj(model.B), C=obj(model.C), D=obj(model.D), policy_len=policy_len,
+                                gamma=8.0, alpha=8.0, action_selection="stochastic") for _ in range(8 if quick else 16)]  # fmt: skip
+
+            def step_all() -> None:
+                for agent in agents:
+                    agent.infer_states([0, 0, 0])
+                    agent.infer_policies()
+                    agent.sample_action()
+
+            r, scale = timed_runs(step_all, runs), len(agents)
+        else:
+            population = AgentPopulation(model, n, policy_len=policy_len, seed=0, backend=kind)
+            r, scale = timed_runs(lambda: population.step(obs), runs), n
+        return {key: (value / scale if key in ("median", "min", "max") else value) for key, value in r.items()}
+
+    return measure
+
+
 def rows(quick: bool) -> list[Row]:
     io_tasks, cpu_tasks, mixed_tasks, dispatch_tasks = (500, 40, 300, 5000) if quick else (2000, 200, 1000, 20_000)
     tpe8 = lambda: cf.ThreadPoolExecutor(8)  # noqa: E731
@@ -120,6 +164,10 @@ def rows(quick: bool) -> list[Row]:
                           lambda e: workloads.submit_all_wait_all(e, dispatch_tasks), fresh=False)),
         Row("agents", "agent step: explorer model (grid 10), 1000 agents", "s per agent-step", "pymdp 0.0.7.1, one agent at a time",
             _agents),
+        Row("agents-tmaze-1", "agent step: T-maze (2 factors), policy_len 1, 1024 agents", "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time", _tmaze_agents(1)),
+        Row("agents-tmaze-2", "agent step: T-maze (2 factors), policy_len 2, 1024 agents", "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time", _tmaze_agents(2)),
     ]  # fmt: skip
     return table
 

@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=_seconds, default=4.0,
                         help="seconds each per-agent (pymdp) strategy may run; it reports what it finished (default 4)")  # fmt: skip
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--model", choices=("explorer", "tmaze"), default="explorer",
+                        help="explorer: the grid world under each strategy (default); tmaze: pymdp's two-factor "
+                             "T-maze, native population against pymdp 0.0.7.1")  # fmt: skip
+    parser.add_argument("--policy-len", type=_positive, default=2, help="T-maze policy length (default 2)")
 
 
 def _seconds(text: str) -> float:
@@ -46,6 +50,10 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model == "tmaze":
+        from . import _tmaze_demo
+
+        return _tmaze_demo.run(args)
     info = machine_info()
     rows: list[dict[str, Any]] = []
     cache: dict[str, Any] = {}

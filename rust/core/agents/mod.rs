@@ -10,11 +10,43 @@ use rayon::prelude::*;
 
 use crate::core::error::CoreError;
 
+mod factors;
 mod model;
+pub use factors::{FactorKernel, FactorModel, FactorRows, FactorSettings};
 pub use model::{Model, Settings, Sparse};
 
 /// pymdp's `EPS_VAL`.
 const EPS: f64 = 1e-16;
+/// The most threads a kernel's pool may have (the Python side enforces the same bound).
+pub const MAX_THREADS: usize = 256;
+/// `errno` of an allocation failure: the binding raises `MemoryError` for it.
+pub const ENOMEM: i32 = 12;
+
+/// A vector of `len` copies of `value`, or `CoreError::Os(ENOMEM)` when it cannot be
+/// allocated (a plain `vec!` would abort the process).
+pub fn try_filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>, CoreError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| CoreError::Os(ENOMEM, format!("{what}: cannot allocate {len} entries")))?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// A copy of `values`, or `CoreError::Os(ENOMEM)` when it cannot be allocated.
+pub fn try_copy<T: Copy>(
+    values: impl ExactSizeIterator<Item = T>,
+    what: &str,
+) -> Result<Vec<T>, CoreError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(values.len()).map_err(|_| {
+        CoreError::Os(
+            ENOMEM,
+            format!("{what}: cannot allocate {} entries", values.len()),
+        )
+    })?;
+    v.extend(values);
+    Ok(v)
+}
 /// Relative: action marginals this close to the best one are tied.
 const TIE: f64 = 1e-12;
 
@@ -135,10 +167,10 @@ impl Kernel {
                 "E: must have {policies} entries, one per policy"
             )));
         }
-        if threads == 0 {
-            return Err(CoreError::InvalidArgument(
-                "num_threads: must be at least 1".into(),
-            ));
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(CoreError::InvalidArgument(format!(
+                "num_threads: must be between 1 and {MAX_THREADS}, got {threads}"
+            )));
         }
         Ok(Kernel {
             model,
@@ -152,16 +184,23 @@ impl Kernel {
         self.policies
     }
 
-    fn scratch(&self) -> Scratch {
+    fn scratch(&self) -> Result<Scratch, CoreError> {
         let s = self.model.states;
-        Scratch {
-            levels: vec![vec![0.0; s]; self.settings.policy_len + 1],
-            likelihood: vec![0.0; s],
-            log_likelihood: vec![0.0; s],
-            masked: vec![0.0; s],
-            qo: vec![0.0; self.model.joint_outcomes],
-            marginals: vec![0.0; self.model.actions()],
+        let mut levels = try_filled(0, Vec::new(), "scratch")?;
+        levels
+            .try_reserve_exact(self.settings.policy_len + 1)
+            .map_err(|_| CoreError::Os(ENOMEM, "scratch: cannot allocate".into()))?;
+        for _ in 0..=self.settings.policy_len {
+            levels.push(try_filled(s, 0.0, "scratch")?);
         }
+        Ok(Scratch {
+            levels,
+            likelihood: try_filled(s, 0.0, "scratch")?,
+            log_likelihood: try_filled(s, 0.0, "scratch")?,
+            masked: try_filled(s, 0.0, "scratch")?,
+            qo: try_filled(self.model.joint_outcomes, 0.0, "scratch")?,
+            marginals: try_filled(self.model.actions(), 0.0, "scratch")?,
+        })
     }
 
     /// Posterior over states after `observation`, from the empirical prior (`D` before the
@@ -390,9 +429,9 @@ impl Kernel {
                 .zip(rows.actions.par_chunks_mut(CHUNK))
                 .zip(rows.timesteps.par_chunks_mut(CHUNK))
                 .enumerate()
-                .for_each(
+                .try_for_each(
                     |(chunk, (((((beliefs, q_pi), g), f), actions), timesteps))| {
-                        let mut scratch = self.scratch();
+                        let mut scratch = self.scratch()?;
                         for i in 0..actions.len() {
                             let row = chunk * CHUNK + i;
                             let qs = &mut beliefs[i * s..(i + 1) * s];
@@ -417,10 +456,10 @@ impl Kernel {
                                 );
                             }
                         }
+                        Ok(())
                     },
-                );
-        });
-        Ok(())
+                )
+        })
     }
 }
 

@@ -201,3 +201,84 @@ fn dot_matches_the_plain_sum() {
     let plain: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
     assert!((dot(&a, &b) - plain).abs() < 1e-12);
 }
+
+/// Two factors of two states (the second uncontrolled), one 90%-reliable modality on factor 0.
+fn two_factor_kernel(policy_len: usize, full_sampling: bool) -> FactorKernel {
+    let identity = vec![1.0, 0.0, 0.0, 1.0];
+    let swap = vec![0.0, 1.0, 1.0, 0.0];
+    // A: (2 observations, 2 x 2 joint states): observation follows factor 0.
+    let a = vec![0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9];
+    let model = FactorModel {
+        num_states: vec![2, 2],
+        num_controls: vec![2, 1],
+        obs_offsets: vec![0, 2],
+        a,
+        b_t: vec![[identity.clone(), swap].concat(), identity],
+        d: vec![vec![0.5, 0.5]; 2],
+        log_d: vec![vec![(0.5f64 + EPS).ln(); 2]; 2],
+        utility: vec![0.0, 0.0, 1.0, 1.0],
+        joint_t: vec![0.9, 0.1, 0.9, 0.1, 0.1, 0.9, 0.1, 0.9],
+        joint_outcomes: 2,
+        info_h: vec![-0.325; 4],
+    };
+    let policies: Vec<usize> = match policy_len {
+        1 => vec![0, 0, 1, 0],
+        _ => vec![0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0],
+    };
+    let count = policies.len() / (2 * policy_len);
+    let settings = FactorSettings {
+        policies,
+        policy_len,
+        gamma: 8.0,
+        alpha: 8.0,
+        deterministic: true,
+        full_sampling,
+        use_utility: true,
+        use_states_info_gain: true,
+        info_threshold: (-16f64).exp(),
+        log_e: vec![(1.0 / count as f64).ln(); count],
+        num_iter: 10,
+        df: 1.0,
+        df_tol: 0.001,
+    };
+    FactorKernel::new(model, settings, 2).unwrap()
+}
+
+#[test]
+fn factorized_rows_stay_normalized_and_prefer_the_useful_state() {
+    for (policy_len, full) in [(1, false), (2, false), (2, true)] {
+        let kernel = two_factor_kernel(policy_len, full);
+        let (n, p) = (5, kernel.policies());
+        let mut beliefs = vec![0.5; n * 4];
+        let (mut q_pi, mut g, mut f) = (vec![0.0; n * p], vec![0.0; n * p], vec![0.0; n]);
+        let (mut actions, mut timesteps) = (vec![-1i64; n * 2], vec![0i64; n]);
+        let observations = vec![0i64; n];
+        let phases = Phases {
+            infer: true,
+            plan: true,
+            act: true,
+        };
+        for _ in 0..3 {
+            let rows = FactorRows {
+                beliefs: &mut beliefs,
+                q_pi: &mut q_pi,
+                g: &mut g,
+                f: &mut f,
+                actions: &mut actions,
+                timesteps: &mut timesteps,
+                first_row: 0,
+            };
+            kernel.run(rows, Some(&observations), 7, phases).unwrap();
+        }
+        for row in beliefs.chunks(4) {
+            assert!((row[0] + row[1] - 1.0).abs() < 1e-12 && (row[2] + row[3] - 1.0).abs() < 1e-12);
+        }
+        // Utility is in factor 0's second state: every agent moves (swaps) there or stays.
+        assert!(actions
+            .chunks(2)
+            .all(|a| a[1] == 0 && (0..2).contains(&a[0])));
+        assert!(timesteps.iter().all(|&t| t == 3));
+    }
+    assert_eq!(super::factors::factor_key(42, 0), 42);
+    assert_ne!(super::factors::factor_key(42, 1), 42);
+}
