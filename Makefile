@@ -9,7 +9,7 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: help venv build demo test test-rust test-python stress bench format lint clean
+.PHONY: help venv build demo test test-rust test-python stress bench format lint wheel wheel-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,18 @@ bench: build $(TEST_STAMP)  ## pytest-benchmark suites (ratios against a baselin
 	$(PY) -m pytest benches -q --benchmark-columns=median,min,max,rounds --benchmark-json=.benchmarks/executor.json
 	$(PY) benches/table.py .benchmarks/executor.json
 
+# The release wheel for this Python, and the sdist, into dist/. `maturin build --release` shares
+# target/ (or CARGO_TARGET_DIR) with `make build`, so after it only the packaging step runs.
+wheel: $(STAMP)  ## build a release wheel and an sdist into dist/
+	rm -rf dist
+	$(VENV)/bin/maturin build --release -q --interpreter $(PY) --out dist
+	$(VENV)/bin/maturin sdist --out dist
+
+# Installs the wheel into a fresh virtualenv in a temporary directory and runs the smoke test
+# there on each backend, so that nothing of the source tree is on the path.
+wheel-test: wheel  ## install the wheel into a fresh virtualenv and smoke-test every component on both backends
+	PYTHON=$(PYTHON) tests/smoke/wheel_test.sh dist
+
 format: $(TEST_STAMP)  ## ruff format, then ruff's fixable lint findings
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -70,4 +82,4 @@ lint: build $(TEST_STAMP)  ## ruff, mypy, stubtest of _native.pyi, rustfmt and c
 	cargo clippy --release --all-targets -- -D warnings
 
 clean:  ## remove build outputs and the virtualenv
-	rm -rf $(VENV) target
+	rm -rf $(VENV) target dist

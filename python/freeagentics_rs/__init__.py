@@ -5,6 +5,8 @@ A Rust core (PyO3) with a pure-Python fallback for every component; ``BACKEND`` 
 ``backend=`` to override it per object.
 """
 
+from importlib import metadata as _metadata
+
 from ._backend import BACKEND, BACKENDS
 from ._cpus import available_cpus
 from .aio import AgentOperationResult, AsyncAgentManager, EventBus, EventLoopThread
@@ -25,7 +27,11 @@ from .profiler import ExecutorProfile, InstrumentedLock, ThreadingProfiler, Thre
 from .registry import AgentRegistry, LockFreeAgentRegistry
 from .state import AgentStateStore, StateVersion
 
-__version__ = "0.1.0"
+# The version lives in Cargo.toml alone; maturin writes it into the package metadata.
+try:
+    __version__ = _metadata.version("freeagentics_rs")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 __all__ = [
     "AdaptiveThreadPoolExecutor",
