@@ -275,13 +275,16 @@ def _fail():
 def test_failing_initializer_breaks_the_pool(make, caplog):
     pool = make(5, initializer=_fail)
     with caplog.at_level("CRITICAL", logger="concurrent.futures"):
-        futures = [pool.submit(time.sleep, 0) for _ in range(5)]
-        for future in futures:
+        try:
+            future = pool.submit(time.sleep, 0)
+        except BrokenThreadPool:
+            pass  # the first thread may have broken the pool already
+        else:
             with pytest.raises(BrokenThreadPool):
                 future.result(timeout=WAIT)
+        # From then on every submit fails.
         with pytest.raises(BrokenThreadPool):
-            for _ in range(50):  # the pool may need a moment to notice
-                pool.submit(time.sleep, 0).result(timeout=WAIT)
+            pool.submit(time.sleep, 0)
     assert "Exception in initializer:" in caplog.text
     assert issubclass(BrokenThreadPool, cf.BrokenExecutor)
     assert freeagentics_rs.BrokenThreadPool is BrokenThreadPool

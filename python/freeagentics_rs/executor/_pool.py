@@ -45,42 +45,26 @@ def _worker_count(value: object, name: str) -> int:
     return _validate.integer(value, name, minimum=1, maximum=MAX_WORKERS)
 
 
-class _FutureCondition:
+class _FutureCondition(_thread.RLock):
     """The condition of a pool future: the subset of ``threading.Condition`` that
     ``concurrent.futures`` uses (``with``, ``acquire``, ``release``, ``wait``, ``notify``,
-    ``notify_all``), with its waiter queue made only when someone waits.
+    ``notify_all``). It is the re-entrant lock itself (``Future`` formats its own repr while
+    holding it), so taking it is a C call, and its waiter queue is made only when someone waits.
 
     ``threading.Condition()`` allocates seven garbage-collected objects per future; keeping tens
-    of thousands of futures alive made the cyclic GC the largest cost of dispatch. The lock is
-    re-entrant, as there: ``Future`` formats its own repr while holding it.
+    of thousands of futures alive made the cyclic GC the largest cost of dispatch.
     """
 
-    __slots__ = ("_lock", "_waiters")
-
-    def __init__(self) -> None:
-        self._lock = _thread.RLock()
-        self._waiters: collections.deque | None = None
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
+    __slots__ = ("_waiters",)  # unset until the first wait: creating one runs no Python code
 
     def wait(self, timeout: float | None = None) -> bool:
         waiter = _thread.allocate_lock()
         waiter.acquire()
-        if self._waiters is None:
-            self._waiters = collections.deque()
-        waiters = self._waiters
+        waiters = getattr(self, "_waiters", None)
+        if waiters is None:
+            waiters = self._waiters = collections.deque()
         waiters.append(waiter)
-        saved = self._lock._release_save()
+        saved = self._release_save()
         notified = False
         try:
             if timeout is None:
@@ -91,7 +75,7 @@ class _FutureCondition:
                 notified = waiter.acquire(False)
             return notified
         finally:
-            self._lock._acquire_restore(saved)
+            self._acquire_restore(saved)
             if not notified:
                 try:
                     waiters.remove(waiter)
@@ -99,13 +83,13 @@ class _FutureCondition:
                     pass
 
     def notify(self, n: int = 1) -> None:
-        waiters = self._waiters
+        waiters = getattr(self, "_waiters", None)
         while waiters and n > 0:
             waiters.popleft().release()
             n -= 1
 
     def notify_all(self) -> None:
-        waiters = self._waiters
+        waiters = getattr(self, "_waiters", None)
         while waiters:
             waiters.popleft().release()
 
@@ -181,7 +165,7 @@ class _PoolFuture(Future):
     # The settling methods the workers call for every task, as in ``Future`` but entering the
     # lock directly (C) and skipping an empty callback list.
     def set_running_or_notify_cancel(self) -> bool:
-        with self._condition._lock:
+        with self._condition:
             if self._state == PENDING:
                 self._state = RUNNING
                 return True
@@ -189,7 +173,7 @@ class _PoolFuture(Future):
 
     def set_result(self, result: Any) -> None:
         condition = self._condition
-        with condition._lock:
+        with condition:
             if self._state in _SETTLED:
                 raise InvalidStateError(f"{self._state}: {self!r}")
             self._result = result
