@@ -8,11 +8,10 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import concurrent.futures as cf
+import concurrent.futures as cf  # noqa: E402 (after the BLAS settings above)
 
-import pytest
-
-import freeagentics_rs
+import freeagentics_rs  # noqa: E402 (loads numpy, which reads the BLAS settings)
+import pytest  # noqa: E402 (after the BLAS settings above)
 
 KINDS = ["ThreadPoolExecutor", "python", "rust"]
 

@@ -31,8 +31,10 @@ def main() -> None:
     print("| agents' memory | per agent | min – max | less than per-agent copies |")
     print("|---|---|---|---|")
     for variant, r in results.items():
-        print(f"| {VARIANTS[variant]} | {r['median'] / 1024:.2f} KB | {r['min'] / 1024:.2f} – {r['max'] / 1024:.2f} KB "
-              f"| {naive / r['median']:.0f}x |")
+        print(
+            f"| {VARIANTS[variant]} | {r['median'] / 1024:.2f} KB | {r['min'] / 1024:.2f} – {r['max'] / 1024:.2f} KB "
+            f"| {naive / r['median']:.0f}x |"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"agents": args.agents, "runs": args.runs, "results": results}, f, indent=2)

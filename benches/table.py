@@ -17,9 +17,11 @@ def main(path: str) -> None:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     info = data["machine_info"]
-    print(f"Machine: {info.get('cpu', {}).get('brand_raw', platform.processor())}, "
-          f"{info.get('cpu', {}).get('count', '?')} CPUs, Python {info['python_version']}; "
-          f"medians of the rounds shown, in one run.\n")
+    print(
+        f"Machine: {info.get('cpu', {}).get('brand_raw', platform.processor())}, "
+        f"{info.get('cpu', {}).get('count', '?')} CPUs, Python {info['python_version']}; "
+        f"medians of the rounds shown, in one run.\n"
+    )
     executor_table([b for b in data["benchmarks"] if "family" not in b.get("extra_info", {})])
     scaling_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "scaling"])
     adaptive_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "adaptive"])
@@ -59,9 +61,11 @@ def executor_table(benchmarks: list[dict]) -> None:
             ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
             stolen = kinds[kind].get("extra_info", {}).get("stolen_per_round")
             label = kind if kind == "ThreadPoolExecutor" else f"WorkStealingThreadPool ({kind})"
-            print(f"| {group} | {label} | {stats['median'] * 1e3:.1f} ms | {stats['min'] * 1e3:.1f} – "
-                  f"{stats['max'] * 1e3:.1f} ms | {stats['rounds']} | {ratio} | "
-                  f"{'' if stolen is None else f'{stolen:.0f}'} |")
+            print(
+                f"| {group} | {label} | {stats['median'] * 1e3:.1f} ms | {stats['min'] * 1e3:.1f} – "
+                f"{stats['max'] * 1e3:.1f} ms | {stats['rounds']} | {ratio} | "
+                f"{'' if stolen is None else f'{stolen:.0f}'} |"
+            )
     print()
 
 
@@ -80,10 +84,14 @@ def adaptive_table(benchmarks: list[dict]) -> None:
         for name, bench in executors.items():
             stats = bench["stats"]
             vs_eight = f"{eight / stats['median']:.2f}x" if eight else "n/a"
-            vs_best = f"{fixed[best] / stats['median']:.2f}x (best: {best.split('(')[1].rstrip(')')})" if best else "n/a"
+            vs_best = (
+                f"{fixed[best] / stats['median']:.2f}x (best: {best.split('(')[1].rstrip(')')})" if best else "n/a"
+            )
             label = name if name.startswith("ThreadPool") else f"AdaptiveThreadPoolExecutor {name.split(' ')[1]}"
-            print(f"| {group} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
-                  f"{stats['rounds']} | {vs_eight} | {vs_best} |")
+            print(
+                f"| {group} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
+                f"{stats['rounds']} | {vs_eight} | {vs_best} |"
+            )
             events = bench.get("extra_info", {}).get("resize_events")
             if events is not None:
                 steps = ", ".join(f"{t:.2f} s: {a}→{b} {w} (share {s:.3f}, {why})" for t, a, b, w, s, why in events)
@@ -106,8 +114,10 @@ def registry_table(benchmarks: list[dict]) -> None:
             stats = kinds[kind]["stats"]
             label = kind if kind == "dict + lock" else f"AgentRegistry ({kind})"
             ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
-            print(f"| {group} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
-                  f"{stats['rounds']} | {200_000 / stats['median'] / 1e6:.2f} M | {ratio} |")
+            print(
+                f"| {group} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
+                f"{stats['rounds']} | {200_000 / stats['median'] / 1e6:.2f} M | {ratio} |"
+            )
 
 
 def manager_table(benchmarks: list[dict]) -> None:
@@ -115,7 +125,9 @@ def manager_table(benchmarks: list[dict]) -> None:
         return
     by_kind = {b["params"]["kind"]: b for b in benchmarks}
     baseline = by_kind.get("FreeAgentics design", {}).get("stats", {}).get("median")
-    print("\n| workload | manager | median per round | min – max | rounds | rounds/s | vs FreeAgentics design | workers |")
+    print(
+        "\n| workload | manager | median per round | min – max | rounds | rounds/s | vs FreeAgentics design | workers |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for kind in ("FreeAgentics design", "python", "rust", "FreeAgentics design, same size"):
         if kind not in by_kind:
@@ -128,8 +140,10 @@ def manager_table(benchmarks: list[dict]) -> None:
         }.get(kind, f"OptimizedThreadPoolManager ({kind})")
         ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
         workers = bench.get("extra_info", {}).get("workers", 8)
-        print(f"| {bench['group'].split(': ', 1)[1]} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – "
-              f"{_ms(stats['max'])} | {stats['rounds']} | {1 / stats['median']:.0f} | {ratio} | {workers} |")
+        print(
+            f"| {bench['group'].split(': ', 1)[1]} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – "
+            f"{_ms(stats['max'])} | {stats['rounds']} | {1 / stats['median']:.0f} | {ratio} | {workers} |"
+        )
 
 
 def agent_io_table(benchmarks: list[dict]) -> None:
@@ -146,8 +160,10 @@ def agent_io_table(benchmarks: list[dict]) -> None:
             stats, steps = bench["stats"], bench["extra_info"]["steps"]
             rate = steps / stats["median"]
             first = first or rate
-            print(f"| {group} | {name} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
-                  f"{stats['rounds']} | {rate:,.0f} | {rate / first:.2f}x |")
+            print(
+                f"| {group} | {name} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
+                f"{stats['rounds']} | {rate:,.0f} | {rate / first:.2f}x |"
+            )
 
 
 def memory_table(benchmarks: list[dict]) -> None:
@@ -159,26 +175,36 @@ def memory_table(benchmarks: list[dict]) -> None:
         for bench in buffers:
             stats = bench["stats"]
             ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
-            print(f"| {bench['params']['kind']} | {stats['median'] * 1e6:.0f} ns | "
-                  f"{stats['min'] * 1e6:.0f} – {stats['max'] * 1e6:.0f} ns | {stats['rounds']} | {ratio} |")
+            print(
+                f"| {bench['params']['kind']} | {stats['median'] * 1e6:.0f} ns | "
+                f"{stats['min'] * 1e6:.0f} – {stats['max'] * 1e6:.0f} ns | {stats['rounds']} | {ratio} |"
+            )
     for bench in benchmarks:
         per_agent = bench.get("extra_info", {}).get("bytes_per_agent")
         if not per_agent:
             continue
         naive = next(iter(per_agent.values()))["median"]
-        print(f"\n| {bench['group']}: RSS growth per agent, median of 5 runs | per agent | min – max | less than per-agent copies |")
+        print(
+            f"\n| {bench['group']}: RSS growth per agent, median of 5 runs | per agent | min – max "
+            "| less than per-agent copies |"
+        )
         print("|---|---|---|---|")
         for label, r in per_agent.items():
-            print(f"| {label} | {r['median'] / 1024:.2f} KB | {r['min'] / 1024:.2f} – {r['max'] / 1024:.2f} KB | "
-                  f"{naive / r['median']:.0f}x |")
+            print(
+                f"| {label} | {r['median'] / 1024:.2f} KB | {r['min'] / 1024:.2f} – {r['max'] / 1024:.2f} KB | "
+                f"{naive / r['median']:.0f}x |"
+            )
 
 
 def scaling_table(benchmarks: list[dict]) -> None:
     if not benchmarks:
         return
-    print("\n| threads | tasks | ThreadPoolExecutor | WorkStealingThreadPool (python) | WorkStealingThreadPool (rust) | tasks/s (rust) | rust vs ThreadPoolExecutor |")
+    print(
+        "\n| threads | tasks | ThreadPoolExecutor | WorkStealingThreadPool (python) | WorkStealingThreadPool (rust) "
+        "| tasks/s (rust) | rust vs ThreadPoolExecutor |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for group, kinds in _groups(benchmarks, "kind").items():
+    for kinds in _groups(benchmarks, "kind").values():
         first = next(iter(kinds.values()))["extra_info"]
         medians = {k: b["stats"]["median"] for k, b in kinds.items()}
         cells = [_ms(medians[k]) if k in medians else "n/a" for k in ("ThreadPoolExecutor", "python", "rust")]
@@ -194,7 +220,10 @@ def agents_table(benchmarks: list[dict]) -> None:
     groups: dict[str, list[dict]] = defaultdict(list)
     for bench in benchmarks:
         groups[bench["group"]].append(bench)
-    print("\n| workload | agents stepped by | median per round | agent-steps per round | agent-steps/s | µs per agent-step | vs pymdp serial (or first row) |")
+    print(
+        "\n| workload | agents stepped by | median per round | agent-steps per round | agent-steps/s "
+        "| µs per agent-step | vs pymdp serial (or first row) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for group, rows in groups.items():
         rates = {b["extra_info"]["kind"]: b["extra_info"]["steps"] / b["stats"]["median"] for b in rows}
@@ -202,8 +231,10 @@ def agents_table(benchmarks: list[dict]) -> None:
         for bench in rows:
             info, stats = bench["extra_info"], bench["stats"]
             rate = rates[info["kind"]]
-            print(f"| {group} | {info['kind']} | {_ms(stats['median'])} | {info['steps']} | {rate:,.0f} | "
-                  f"{1e6 / rate:.2f} | {rate / baseline:,.1f}x |")
+            print(
+                f"| {group} | {info['kind']} | {_ms(stats['median'])} | {info['steps']} | {rate:,.0f} | "
+                f"{1e6 / rate:.2f} | {rate / baseline:,.1f}x |"
+            )
 
 
 def agents_memory_table(benchmarks: list[dict]) -> None:
@@ -223,8 +254,10 @@ def distributed_table(benchmarks: list[dict]) -> None:
     for bench in benchmarks:
         rows[bench["extra_info"]["agents"]][bench["params"]["kind"]] = bench
     labels = {k: b["extra_info"]["kind"] for r in rows.values() for k, b in r.items()}
-    print(f"\n| agents | {labels.get('local', 'local')}: per step | {labels.get('dask', 'dask')}: per step | "
-          "Dask per step minus local | local / Dask |")
+    print(
+        f"\n| agents | {labels.get('local', 'local')}: per step | {labels.get('dask', 'dask')}: per step | "
+        "Dask per step minus local | local / Dask |"
+    )
     print("|---|---|---|---|---|")
     for agents, kinds in sorted(rows.items()):
         if "local" not in kinds or "dask" not in kinds:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 
-import pytest
-
 import freeagentics_rs
+import pytest
 from freeagentics_rs import workloads
 
 FIXED_SIZES = [2, 8, 16, 32, 64]

@@ -18,10 +18,9 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import freeagentics_rs
 import numpy as np
 import pytest
-
-import freeagentics_rs
 from freeagentics_rs import AgentStateStore, AsyncAgentManager, EventBus
 from freeagentics_rs._cpus import available_cpus
 
@@ -98,7 +97,9 @@ def serialized_manager(store, agents, rounds):
 
 def async_manager(store, agents, rounds, backend):
     async def main():
-        manager = AsyncAgentManager(8, state_store=store, event_bus=NetworkBus(), observation_source=fetch_observation, backend=backend)
+        manager = AsyncAgentManager(
+            8, state_store=store, event_bus=NetworkBus(), observation_source=fetch_observation, backend=backend
+        )
         async with manager:
             for agent_id, agent in agents.items():
                 manager.register_agent(agent_id, agent)
@@ -145,7 +146,12 @@ def test_save_many(benchmark, tmp_path, how):
             store.save(agent_id, state)
 
     try:
-        benchmark.pedantic(single if how == "1000 x save" else (lambda: store.save_many(states)), rounds=5, iterations=1, warmup_rounds=1)
+        benchmark.pedantic(
+            single if how == "1000 x save" else (lambda: store.save_many(states)),
+            rounds=5,
+            iterations=1,
+            warmup_rounds=1,
+        )
     finally:
         store.close()
 
@@ -190,9 +196,13 @@ def manager_blocking(rounds, backend, max_workers=None):
 
 BLOCKING = {
     f"FreeAgentics: serialized AsyncAgentManager ({available_cpus()} workers, one operation at a time)": (
-        lambda: serialized_blocking(2), 2),
+        lambda: serialized_blocking(2),
+        2,
+    ),
     f"AsyncAgentManager({available_cpus()}): the old default, one worker per CPU": (
-        lambda: manager_blocking(20, freeagentics_rs.BACKEND, available_cpus()), 20),
+        lambda: manager_blocking(20, freeagentics_rs.BACKEND, available_cpus()),
+        20,
+    ),
     "AsyncAgentManager() default, adaptive (python)": (lambda: manager_blocking(20, "python"), 20),
     "AsyncAgentManager() default, adaptive (rust)": (lambda: manager_blocking(20, "rust"), 20),
 }
@@ -203,6 +213,9 @@ def test_default_sizing_blocking_steps(benchmark, manager):
     if manager.endswith("(rust)") and freeagentics_rs.BACKEND != "rust":
         pytest.skip("the Rust extension is not built")
     run, rounds = BLOCKING[manager]
-    benchmark.group = f"default sizing: {AGENTS} agents, each step blocks 10 ms (50 overlapping vs one at a time on {available_cpus()} workers)"
+    benchmark.group = (
+        f"default sizing: {AGENTS} agents, each step blocks 10 ms "
+        f"(50 overlapping vs one at a time on {available_cpus()} workers)"
+    )
     benchmark.extra_info.update(family="agent-io", steps=AGENTS * rounds)
     benchmark.pedantic(run, rounds=3, iterations=1)

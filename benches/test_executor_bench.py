@@ -7,13 +7,10 @@ import concurrent.futures as cf
 import statistics
 import time
 
-import pytest
-
 import freeagentics_rs
-
-from freeagentics_rs import workloads
-
+import pytest
 from conftest import make_executor
+from freeagentics_rs import workloads
 
 # (workload, workers, rounds, kwargs per executor kind)
 CASES = {
@@ -80,9 +77,7 @@ def test_dispatch_cost_interleaved(benchmark):
             samples["floor"].append(_per_task(lambda: _future_floor(n_submit), n_submit))
             samples["pool_future_floor"].append(_per_task(lambda: _future_floor(n_submit, _PoolFuture), n_submit))
             samples["tpe_map"].append(_per_task(lambda: workloads.map_all(stdlib, n_map // 10), n_map // 10))
-            samples["rust_map"].append(
-                _per_task(lambda: workloads.map_all(pool, n_map, chunksize=2000), n_map)
-            )
+            samples["rust_map"].append(_per_task(lambda: workloads.map_all(pool, n_map, chunksize=2000), n_map))
     finally:
         stdlib.shutdown()
         pool.shutdown()

@@ -12,10 +12,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import freeagentics_rs
 import numpy as np
 import pytest
-
-import freeagentics_rs
 
 AGENTS = 100
 KINDS = ["FreeAgentics design", "python", "rust", "FreeAgentics design, same size"]
@@ -48,7 +47,9 @@ class FreeAgenticsDesign:
     def step_all_agents(self, observations):
         with self._lock:
             agents = dict(self.agents)
-        futures = {a: self.executor.submit(agent.step, observations[a]) for a, agent in agents.items() if a in observations}
+        futures = {
+            a: self.executor.submit(agent.step, observations[a]) for a, agent in agents.items() if a in observations
+        }
         return {a: f.result() for a, f in futures.items()}
 
     def shutdown(self) -> None:
@@ -80,6 +81,8 @@ def test_manager(benchmark, kind):
         if hasattr(manager, "get_pool_status"):
             workers = manager.get_pool_status()["current_workers"]
             benchmark.extra_info["workers"] = _manager_workers[kind] = workers
-            benchmark.extra_info["resize_events"] = [tuple(e) for e in manager.executor.resize_events()] if manager.adaptive else []
+            benchmark.extra_info["resize_events"] = (
+                [tuple(e) for e in manager.executor.resize_events()] if manager.adaptive else []
+            )
     finally:
         manager.shutdown()

@@ -4,9 +4,8 @@ all per round (so a round's time is the inverse of the aggregate throughput)."""
 
 from __future__ import annotations
 
-import pytest
-
 import freeagentics_rs
+import pytest
 from freeagentics_rs import workloads
 
 AGENTS = 10_000

@@ -6,10 +6,8 @@ this task on FreeAgentics' pool; its "Optimized" column was never measured."""
 from __future__ import annotations
 
 import pytest
-
-from freeagentics_rs import workloads
-
 from conftest import make_executor
+from freeagentics_rs import workloads
 
 
 @pytest.mark.parametrize("threads", [1, 4, 8, 16, 32])

@@ -12,9 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 import pytest
-
 from freeagentics_rs import AdaptiveThreadPoolExecutor, available_cpus
-
 from helpers import run_python
 
 
@@ -173,34 +171,38 @@ def test_num_workers_is_the_live_thread_count(adaptive_factory, backend):
 
 def test_resizing_under_concurrent_submit_and_shutdown_loses_nothing(adaptive_factory):
     for seed in range(5):
-        rng = random.Random(seed)
-        pool = adaptive_factory(min_workers=1, max_workers=32, cooldown=0)
-        ran, accepted = [], []
-        stop = threading.Event()
+        _resize_under_submit_and_shutdown(
+            adaptive_factory(min_workers=1, max_workers=32, cooldown=0), random.Random(seed)
+        )
 
-        def submitter():
-            for i in range(600):
-                try:
-                    accepted.append(pool.submit(ran.append, i))
-                except RuntimeError:
-                    return
 
-        def resizer():
-            while not stop.is_set():
-                pool._core.resize(rng.randint(1, 24))
-                time.sleep(0.0005)
+def _resize_under_submit_and_shutdown(pool, rng):
+    ran, accepted = [], []
+    stop = threading.Event()
 
-        threads = [threading.Thread(target=submitter) for _ in range(3)] + [threading.Thread(target=resizer)]
-        for t in threads:
-            t.start()
-        time.sleep(rng.random() * 0.01)
-        pool.shutdown(wait=True)
-        stop.set()
-        for t in threads:
-            t.join()
-        assert all(f.done() and not f.cancelled() for f in accepted)
-        assert len(ran) == len(accepted)
-        assert pool.num_workers == 0
+    def submitter():
+        for i in range(600):
+            try:
+                accepted.append(pool.submit(ran.append, i))
+            except RuntimeError:
+                return
+
+    def resizer():
+        while not stop.is_set():
+            pool._core.resize(rng.randint(1, 24))
+            time.sleep(0.0005)
+
+    threads = [threading.Thread(target=submitter) for _ in range(3)] + [threading.Thread(target=resizer)]
+    for t in threads:
+        t.start()
+    time.sleep(rng.random() * 0.01)
+    pool.shutdown(wait=True)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert all(f.done() and not f.cancelled() for f in accepted)
+    assert len(ran) == len(accepted)
+    assert pool.num_workers == 0
 
 
 def test_bad_arguments_name_the_argument(backend):
@@ -214,7 +216,11 @@ def test_bad_arguments_name_the_argument(backend):
         (dict(window=0), ValueError, "^window: must be between 1 and 1000000, got 0$"),
         (dict(io_threshold=-0.1), ValueError, "^io_threshold: must be between 0.0 and 1.0, got -0.1$"),
         (dict(cpu_threshold=1.5), ValueError, "^cpu_threshold: must be between 0.0 and 1.0, got 1.5$"),
-        (dict(io_threshold=0.8, cpu_threshold=0.8), ValueError, r"^io_threshold: must be lower than cpu_threshold \(0.8\), got 0.8$"),
+        (
+            dict(io_threshold=0.8, cpu_threshold=0.8),
+            ValueError,
+            r"^io_threshold: must be lower than cpu_threshold \(0.8\), got 0.8$",
+        ),
         (dict(io_threshold="low"), TypeError, "^io_threshold: must be a number, not str$"),
         (dict(cooldown=-1), ValueError, "^cooldown: must be at least 0.0, got -1.0$"),
     ]

@@ -1,10 +1,8 @@
 import concurrent.futures as cf
 
-import pytest
-
 import freeagentics_rs
+import pytest
 from freeagentics_rs import WorkStealingThreadPool
-
 from helpers import run_python
 
 

@@ -5,9 +5,8 @@ import concurrent.futures as cf
 import threading
 import traceback
 
-import pytest
-
 import freeagentics_rs
+import pytest
 from freeagentics_rs import WorkStealingThreadPool
 
 

@@ -10,14 +10,13 @@ import inspect
 import logging
 import threading
 
+import freeagentics_rs
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-import freeagentics_rs
 from freeagentics_rs import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 from freeagentics_rs.executor import MAX_WORKERS
+from hypothesis import given
+from hypothesis import strategies as st
 
 WAIT = 30  # seconds a test waits before it calls a missing event a failure
 
@@ -70,7 +69,7 @@ def test_external_submits_start_in_submission_order(pool_factory):
         for finished in range(n - 1):
             expect = min(n, finished + 2)
             with changed:
-                assert changed.wait_for(lambda: len(started) >= expect, WAIT), started
+                assert changed.wait_for(lambda expect=expect: len(started) >= expect, WAIT), started
                 assert sorted(started) == list(range(expect)), started
             release[finished].set()
     finally:
@@ -88,7 +87,12 @@ def test_workers_are_threads_named_with_the_prefix(pool_factory, caplog):
         gate.wait()
         thread = threading.current_thread()
         logging.getLogger("who").warning("in a task")
-        return thread.name, type(thread).__name__, thread in threading.enumerate(), thread.ident == threading.get_ident()
+        return (
+            thread.name,
+            type(thread).__name__,
+            thread in threading.enumerate(),
+            thread.ident == threading.get_ident(),
+        )
 
     with caplog.at_level(logging.WARNING, logger="who"):
         seen = [f.result(timeout=WAIT) for f in [pool.submit(who), pool.submit(who)]]
@@ -108,7 +112,10 @@ def test_finished_workers_leave_threading(backend):
     before = {t.ident for t in threading.enumerate()}
     with WorkStealingThreadPool(3, "gone", backend=backend) as pool:
         gate = threading.Barrier(3, timeout=WAIT)
-        workers = [f.result(timeout=WAIT) for f in [pool.submit(lambda: (gate.wait(), threading.current_thread())[1]) for _ in range(3)]]
+        workers = [
+            f.result(timeout=WAIT)
+            for f in [pool.submit(lambda: (gate.wait(), threading.current_thread())[1]) for _ in range(3)]
+        ]
     assert {t.ident for t in threading.enumerate()} <= before
     for thread in workers:
         thread.join(WAIT)  # joining a worker that has left returns at once, as for any thread
@@ -214,8 +221,17 @@ def test_work_stealing_other_arguments_work_or_name_themselves(name, value):
 
 
 _ADAPTIVE_ARGS = [
-    "max_workers", "min_workers", "io_workers", "cpu_workers", "mixed_workers", "window",
-    "io_threshold", "cpu_threshold", "hysteresis", "cooldown", "thread_name_prefix",
+    "max_workers",
+    "min_workers",
+    "io_workers",
+    "cpu_workers",
+    "mixed_workers",
+    "window",
+    "io_threshold",
+    "cpu_threshold",
+    "hysteresis",
+    "cooldown",
+    "thread_name_prefix",
 ]
 
 

@@ -4,7 +4,6 @@ import os
 import threading
 
 import pytest
-
 from helpers import run_python
 
 

@@ -11,7 +11,6 @@ import weakref
 
 import numpy as np
 import pytest
-
 from freeagentics_rs import PoolExhaustedError, SharedMemoryPool
 
 
@@ -266,7 +265,8 @@ def test_arrays_outlive_their_pool(backend):
         ({"shape": 4, "capacity": 2.5}, TypeError, "capacity: must be an int, not float"),
         ({"shape": 4, "on_exhausted": "wait"}, ValueError, "on_exhausted: must be 'block', 'raise' or 'grow'"),
         ({"shape": 4, "max_capacity": 9}, ValueError, "max_capacity: only applies with on_exhausted='grow'"),
-        ({"shape": 4, "capacity": 4, "on_exhausted": "grow", "max_capacity": 3}, ValueError, "max_capacity: must be at least 4"),
+        ({"shape": 4, "capacity": 4, "on_exhausted": "grow", "max_capacity": 3},
+         ValueError, "max_capacity: must be at least 4"),
     ],
 )  # fmt: skip
 def test_bad_arguments_name_the_argument(backend, kwargs, error, message):
@@ -282,7 +282,7 @@ def test_bad_timeouts(make_pool):
     assert pool.stats()["in_use"] == 0
 
 
-def _stamp_model(pool, threads, cycles, keep_max, seed):
+def _stamp_model(pool, threads, cycles, keep_max, seed):  # noqa: C901 (one stress scenario, read top to bottom)
     """Random acquire/keep/drop/release cycles in many threads. Each kept buffer is stamped with
     a value unique to its holder and checked before it is dropped: a slot handed out twice would
     be overwritten by its second holder."""

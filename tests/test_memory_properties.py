@@ -13,14 +13,13 @@ import gc
 import json
 import os
 
+import freeagentics_rs
 import numpy as np
 import pytest
+from freeagentics_rs import PoolExhaustedError, SharedMemoryPool
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-import freeagentics_rs
-from freeagentics_rs import PoolExhaustedError, SharedMemoryPool
 
 
 class _Sub(np.ndarray):
@@ -48,7 +47,9 @@ class PoolMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.capacity = 3
-        self.pool = SharedMemoryPool(4, "int64", capacity=self.capacity, on_exhausted="raise", backend=freeagentics_rs.BACKEND)
+        self.pool = SharedMemoryPool(
+            4, "int64", capacity=self.capacity, on_exhausted="raise", backend=freeagentics_rs.BACKEND
+        )
         self.handles: list[_Handle] = []
         self.next_stamp = 1
         self.closed = False
@@ -111,8 +112,10 @@ class PoolMachine(RuleBasedStateMachine):
                 self.pool.release(h.obj.obj if isinstance(h.obj, memoryview) else h.obj)
         except ValueError as e:
             message = str(e)
-            assert group.released and message == "release: the array was already released" or (
-                message == "release: the array was not acquired from this pool"
+            assert (
+                group.released
+                and message == "release: the array was already released"
+                or (message == "release: the array was not acquired from this pool")
             ), message
             return
         finally:
@@ -177,8 +180,9 @@ ints = st.one_of(
     st.integers(-3, 8).map(np.int64), st.integers(0, 8).map(np.uint8),
 )
 anything = st.one_of(
-    ints, st.booleans(), st.none(), st.floats(allow_nan=True), st.sampled_from([1.0, 2.5, np.float64(3.0), np.bool_(True)]),
-    st.text(max_size=3), st.sampled_from(["float64", "int8", "U3", "object", "block", "raise", "grow", (2, 3), (), [4], (0,)]),
+    ints, st.booleans(), st.none(), st.floats(allow_nan=True),
+    st.sampled_from([1.0, 2.5, np.float64(3.0), np.bool_(True)]), st.text(max_size=3),
+    st.sampled_from(["float64", "int8", "U3", "object", "block", "raise", "grow", (2, 3), (), [4], (0,)]),
 )
 
 def run(kwargs, call):
@@ -209,7 +213,9 @@ def run(kwargs, call):
     shared=st.sampled_from([False, None, 0, 1, "yes", np.bool_(False), 2.0]),
 )
 def pool_arguments(shape, dtype, capacity, on_exhausted, max_capacity, shared):
-    kwargs = dict(shape=shape, dtype=dtype, capacity=capacity, on_exhausted=on_exhausted, max_capacity=max_capacity, shared=shared)
+    kwargs = dict(
+        shape=shape, dtype=dtype, capacity=capacity, on_exhausted=on_exhausted, max_capacity=max_capacity, shared=shared
+    )
     run(kwargs, lambda: SharedMemoryPool(**kwargs))
 
 @settings(max_examples=examples, deadline=None, database=None)

@@ -12,10 +12,8 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from freeagentics_rs import SharedMemoryPool, SharedModelStore
 from freeagentics_rs.memory import cleanup_orphans
-
 from helpers import run_python
 
 needs_shm = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs POSIX shared memory in /dev/shm")
@@ -52,7 +50,7 @@ def test_dtype_shape_and_bytes_all_matter(store):
     a = np.arange(6, dtype=np.int64)
     variants = [a, a.astype(np.float64), a.reshape(2, 3), a.view(np.float64), a + 1]
     interned = [store.intern(v) for v in variants]
-    for v, i in zip(variants, interned):
+    for v, i in zip(variants, interned, strict=True):
         assert i.dtype == v.dtype and i.shape == v.shape and np.array_equal(i, v, equal_nan=True)
     assert len({i.ctypes.data for i in interned}) == 5 and store.stats()["unique"] == 5
 
@@ -201,7 +199,9 @@ def test_segments_of_a_killed_owner_are_removed_by_the_next_start_up(backend):
     env = dict(os.environ, FREEAGENTICS_RS_BACKEND=backend)
 
     def killed_owner() -> list[str]:
-        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True, env=env)
+        child = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True, env=env
+        )
         names = child.stdout.readline().split()
         child.kill()
         child.wait()
@@ -234,7 +234,11 @@ def test_a_forked_child_leaves_shared_objects_to_their_owner(backend):
             pool.acquire()
             code = 3
         except RuntimeError as e:
-            code = 0 if str(e) == f"the pool belongs to process {os.getppid()}; in this process, attach to it by name" else 4
+            code = (
+                0
+                if str(e) == f"the pool belongs to process {os.getppid()}; in this process, attach to it by name"
+                else 4
+            )
         try:
             store.intern(np.ones(3))
             code = code or 5

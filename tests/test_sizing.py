@@ -5,7 +5,6 @@ GIL-bound Python, saturation, hysteresis, cooldown)."""
 from __future__ import annotations
 
 import pytest
-
 from freeagentics_rs.executor._sizing import WorkloadSizer
 
 
@@ -142,7 +141,7 @@ def test_resizes_respect_the_cooldown():
         run.feed(Model(0.001 if i % 2 else 0.95, capacity=1000), batches=20)
     times = [e.time for e in run.sizer.events]
     assert len(times) > 3
-    assert all(b - a >= 0.5 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.5 for a, b in zip(times, times[1:], strict=False))
 
 
 def test_sizes_stay_within_min_and_max():
@@ -166,8 +165,5 @@ def test_a_new_phase_is_acted_on_without_waiting_out_the_window():
     run.feed(Model(1.0, capacity=1))
     assert run.sizer.target == 2
     io = Model(0.001, capacity=1, cpu=0.00002)
-    for batches in range(1, 10):
-        run.feed(io, batches=1)
-        if run.sizer.target == 32:
-            break
-    assert run.sizer.target == 32 and batches == 1
+    run.feed(io, batches=1)
+    assert run.sizer.target == 32

@@ -10,11 +10,9 @@ import threading
 import time
 import weakref
 
-import pytest
-
 import freeagentics_rs
+import pytest
 from freeagentics_rs import AdaptiveThreadPoolExecutor, BrokenThreadPool, WorkStealingThreadPool
-
 from helpers import run_python
 
 WAIT = 30

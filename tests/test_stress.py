@@ -8,15 +8,16 @@ import threading
 import time
 
 import pytest
-
 from freeagentics_rs import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 
 
-def hammer(backend, seed, submitters=4, per_thread=400, workers=3, resizing=False):
+def hammer(backend, seed, submitters=4, per_thread=400, workers=3, resizing=False):  # noqa: C901 (one stress scenario, read top to bottom)
     rng = random.Random(seed)
     if resizing:
         # Its own controller resizes it, and so does a thread at random.
-        pool = AdaptiveThreadPoolExecutor(min_workers=1, max_workers=8, io_workers=6, cooldown=0, window=8, backend=backend)
+        pool = AdaptiveThreadPoolExecutor(
+            min_workers=1, max_workers=8, io_workers=6, cooldown=0, window=8, backend=backend
+        )
     else:
         pool = WorkStealingThreadPool(workers, backend=backend)
     runs = [0] * (submitters * per_thread)

@@ -13,9 +13,8 @@ import tempfile
 import threading
 from collections.abc import Callable
 
-import numpy as np
-
 import freeagentics_rs as fa
+import numpy as np
 from freeagentics_rs.agents import AgentPopulation, GridWorld, grid_world_model
 
 EXPECTED = os.environ.get("FREEAGENTICS_RS_BACKEND", "auto")

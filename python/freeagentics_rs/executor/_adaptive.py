@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import _validate
 from .._cpus import available_cpus
-from ._pool import MAX_WORKERS, WorkStealingThreadPool, _worker_count
+from ._pool import WorkStealingThreadPool, _worker_count
 from ._sizing import ResizeEvent, WorkloadSizer
 
 __all__ = ["AdaptiveThreadPoolExecutor", "ResizeEvent"]
@@ -67,7 +68,9 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
         if io_threshold >= cpu_threshold:
             # Name the one the caller moved off its default (io_threshold if both).
             if io_threshold == DEFAULT_IO_THRESHOLD:
-                raise ValueError(f"cpu_threshold: must be greater than io_threshold ({io_threshold}), got {cpu_threshold}")
+                raise ValueError(
+                    f"cpu_threshold: must be greater than io_threshold ({io_threshold}), got {cpu_threshold}"
+                )
             raise ValueError(f"io_threshold: must be lower than cpu_threshold ({cpu_threshold}), got {io_threshold}")
         self._sizing_args = dict(
             min_workers=min_workers,

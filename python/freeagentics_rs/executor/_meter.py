@@ -1,7 +1,8 @@
 """Per-job CPU and wall time for the Python core (the twin of ``rust/core/meter.rs``): measured
 on the worker thread around each job, queue wait never included, summed into batches handed to
-``on_samples`` with end times on a busy clock that stops while no job runs; jobs that started before the last resize are skipped. On Linux the threads' run
-delay (runnable, waiting for a core) is read from ``/proc/thread-self/schedstat``.
+``on_samples`` with end times on a busy clock that stops while no job runs; jobs that started
+before the last resize are skipped. On Linux the threads' run delay (runnable, waiting for a
+core) is read from ``/proc/thread-self/schedstat``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["Meter"]
 

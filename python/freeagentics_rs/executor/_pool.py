@@ -15,13 +15,14 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING, InvalidStateError
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from .. import _backend, _validate
-from . import _py
 from .._cpus import available_cpus
+from . import _py
 
 __all__ = ["MAX_WORKERS", "WorkStealingThreadPool"]
 
@@ -292,7 +293,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         core.submit(future, fn, args, kwargs or None)
         return future
 
-    def _submit_chunk(self, fn: Callable[..., Any], items: list, unpack: bool) -> _PoolFuture:
+    def _submit_chunk(self, fn: Callable[..., Any], items: list, *, unpack: bool) -> _PoolFuture:
         if _interpreter_shutdown:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
@@ -324,15 +325,15 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
                 raise ValueError("buffersize must be None or > 0")
         end_time = None if timeout is None else timeout + time.monotonic()
         unpack = len(iterables) != 1
-        source = zip(*iterables) if unpack else iter(iterables[0])
+        source = zip(*iterables, strict=False) if unpack else iter(iterables[0])
         chunks = iter(lambda: list(itertools.islice(source, chunksize)), [])
         pending = collections.deque(
-            self._submit_chunk(fn, chunk, unpack) for chunk in itertools.islice(chunks, buffersize)
+            self._submit_chunk(fn, chunk, unpack=unpack) for chunk in itertools.islice(chunks, buffersize)
         )
-        refill = None if buffersize is None else (lambda: self._submit_chunk(fn, next(chunks), unpack))
+        refill = None if buffersize is None else (lambda: self._submit_chunk(fn, next(chunks), unpack=unpack))
         return _MapResults(pending, refill, end_time)
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:  # noqa: FBT001 (Executor.shutdown's signature)
         with self._shutdown_lock:
             self._shutdown = True
         if self._generation == _fork_generation:

@@ -13,8 +13,9 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import BrokenThreadPool
 from ._meter import Meter
@@ -125,7 +126,7 @@ class WorkStealingCore:
         """Grows at once, or lets surplus workers retire between jobs; measurements restart."""
         self._set_size(workers, grow=True)
 
-    def _set_size(self, workers: int, grow: bool) -> None:
+    def _set_size(self, workers: int, *, grow: bool) -> None:
         if workers <= 0:
             raise ValueError("workers must be greater than 0")
         with self._sizing:
@@ -158,9 +159,7 @@ class WorkStealingCore:
             worker = self._workers[index] = _Worker(self, index)
         with self._exited:
             self._live += 1
-        thread = threading.Thread(
-            target=self._worker_main, args=(worker,), name=f"{self._thread_name_prefix}_{index}"
-        )
+        thread = threading.Thread(target=self._worker_main, args=(worker,), name=f"{self._thread_name_prefix}_{index}")
         try:
             thread.start()
         except RuntimeError as exc:  # as the Rust core: undo, and say why
@@ -240,7 +239,7 @@ class WorkStealingCore:
     def submit(self, future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict | None = None) -> None:
         self._push([_call_job, future, fn, args, kwargs])
 
-    def submit_chunk(self, future: Future, fn: Callable[..., Any], items: list, unpack: bool) -> None:
+    def submit_chunk(self, future: Future, fn: Callable[..., Any], items: list, unpack: bool) -> None:  # noqa: FBT001 (the Rust core's signature)
         self._push([_chunk_job, future, fn, items, unpack])
 
     def _find_job(self, worker: _Worker) -> list | None:
@@ -278,7 +277,9 @@ class WorkStealingCore:
         with self._cond:
             self._completed += 1
 
-    def _park(self, done: threading.Event | None = None, timeout: float | None = None, may_retire: bool = False) -> None:
+    def _park(
+        self, done: threading.Event | None = None, timeout: float | None = None, *, may_retire: bool = False
+    ) -> None:
         with self._cond:
             if self._has_work() or self._closing or (done is not None and done.is_set()):
                 return
@@ -385,7 +386,7 @@ class WorkStealingCore:
         for job in self._drain():
             job[1].set_exception(BrokenThreadPool(_INITIALIZER_FAILED))
 
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:  # noqa: FBT001 (the Rust core's signature)
         with self._sizing:
             self._close()
         if cancel_futures:

@@ -34,7 +34,8 @@ from __future__ import annotations
 import collections
 import math
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 __all__ = ["ResizeEvent", "WorkloadSizer"]
 

@@ -10,7 +10,8 @@ import operator
 import os
 import re
 import weakref
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 

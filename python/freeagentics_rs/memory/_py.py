@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import PoolExhaustedError
 from . import _shm
 
+
 def _check_timeout(timeout: Any) -> float | None:
     """``timeout`` in seconds; ``None`` waits forever, and so does one too long to represent."""
     if timeout is None:
@@ -40,7 +41,7 @@ def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
     # Not numpy's byte_bounds: its __array_interface__ grows a buffer on every call for arrays
     # over a memoryview.
     low = high = array.ctypes.data
-    for dim, stride in zip(array.shape, array.strides):
+    for dim, stride in zip(array.shape, array.strides, strict=True):
         reach = (dim - 1) * stride
         if reach < 0:
             low += reach
@@ -79,7 +80,7 @@ class _SlotOwner:
         return {"data": (self.address, False), "shape": core._shape, "typestr": core._dtype.str, "version": 3}
 
     def __del__(self) -> None:
-        self.core._give_back(self.slot, self.released)
+        self.core._give_back(self.slot, released=self.released)
 
 
 class SlotPoolCore:
@@ -195,7 +196,7 @@ class SlotPoolCore:
             array.fill(0)
         return array
 
-    def _give_back(self, slot: int, released: bool) -> None:
+    def _give_back(self, slot: int, *, released: bool) -> None:
         with self._lock:
             self._free.append(slot)
             self._stats["retained" if released else "in_use"] -= 1
@@ -297,7 +298,8 @@ class ModelStoreCore:
         else:
             root = np.frombuffer(data.tobytes(), np.uint8)
         entry = _Entry(meta, data.nbytes, name, public_key)
-        entry.ref = weakref.ref(root, lambda _, key=key, root_id=id(root): self._died(key, root_id))
+        root_id = id(root)
+        entry.ref = weakref.ref(root, lambda _, key=key, root_id=root_id: self._died(key, root_id))
         self._entries[key] = entry
         self._keys[id(root)] = key
         return root

@@ -139,7 +139,9 @@ def _create_fd(name: str, size: int) -> int:
             os.posix_fallocate(fd, 0, max(size, 1))
         except OSError as e:
             if e.errno == errno.ENOSPC:
-                raise OSError(e.errno, f"cannot reserve {max(size, 1)} bytes of shared memory {name}: no space left") from None
+                raise OSError(
+                    e.errno, f"cannot reserve {max(size, 1)} bytes of shared memory {name}: no space left"
+                ) from None
     except BaseException:
         os.close(fd)
         _posixshmem.shm_unlink(f"/{name}")
@@ -156,7 +158,7 @@ def create(name: str, size: int) -> mmap.mmap:
         os.close(fd)
 
 
-def open_segment(name: str, writable: bool) -> mmap.mmap:
+def open_segment(name: str, *, writable: bool) -> mmap.mmap:
     """Maps an existing segment (``FileNotFoundError`` if there is none). Only this user's
     segments of mode 0600 are mapped (``PermissionError``): another user's could change under
     us or hand us their data; an empty one is a ``ValueError``."""
