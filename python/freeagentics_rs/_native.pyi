@@ -1,13 +1,29 @@
 """Type stubs and documentation of the compiled core (``rust/python/``). Users normally go
 through the public classes in ``freeagentics_rs``; these are their Rust engines."""
 
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, final
 
 import numpy as np
+from typing_extensions import Self
+
+__all__ = [
+    "__version__",
+    "AgentKernelCore",
+    "FactorKernelCore",
+    "SlotPoolCore",
+    "ModelStoreCore",
+    "WorkStealingCore",
+    "shutdown_all_pools",
+    "forget_pools_after_fork",
+    "available_parallelism",
+    "AgentRegistryCore",
+]
 
 __version__: str
 
+@final
 class WorkStealingCore:
     """Work-stealing pool core of ``WorkStealingThreadPool`` and ``AdaptiveThreadPoolExecutor``:
     one LIFO deque per worker, a global FIFO injector, stealing from siblings, parked (not
@@ -15,15 +31,15 @@ class WorkStealingCore:
     detach while parked. The pure-Python twin is ``freeagentics_rs.executor._py.WorkStealingCore``,
     with the same methods."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         max_workers: int,
         thread_name_prefix: str,
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] | None = None,
-        on_samples: Callable[[int, float, float, float, float, float], object] | None = None,
+        on_samples: Callable[[int, float, float, float, float, float, float], object] | None = None,
         sample_batch: int = 16,
-    ) -> None:
+    ) -> Self:
         """A pool of at most ``max_workers`` threads, started on demand: a submit that finds no
         idle worker starts one, as ``ThreadPoolExecutor`` does. Each thread is registered with
         ``threading`` as ``{thread_name_prefix}_{slot}`` and runs ``initializer(*initargs)``
@@ -33,7 +49,9 @@ class WorkStealingCore:
         one calls ``on_samples(count, cpu, wall, first_end, last_end, first_cpu, delay)``: the
         batch's sums in seconds, when its first and last jobs ended on a busy clock that stops
         while no job runs, the first job's CPU time, and the threads' run delay."""
-    def submit(self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
+    def submit(
+        self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+    ) -> None:
         """Queues ``func(*args, **kwargs)`` to settle ``future``: on this worker's own deque when
         called from a worker (run newest first), else on the injector (started in submission
         order); starts a thread when none is idle and fewer than the target run. ``RuntimeError`` after shutdown,
@@ -68,6 +86,7 @@ class WorkStealingCore:
         """``workers`` (threads alive now), ``target_workers``, ``submitted``, ``completed``,
         ``stolen``, ``queued``, ``panics``."""
 
+@final
 class AgentRegistryCore:
     """The Rust engine of ``AgentRegistry``: ``num_shards`` hash maps (a power of two from 2 to
     65536), each behind its own read-write lock, shards picked by a stable hash of the id (CRC-32
@@ -79,7 +98,7 @@ class AgentRegistryCore:
     changes nothing. The Python twin is ``freeagentics_rs.registry._py.AgentRegistryCore``, with
     the same methods and messages."""
 
-    def __init__(self, num_shards: int) -> None: ...
+    def __new__(cls, num_shards: int) -> Self: ...
     @property
     def num_shards(self) -> int: ...
     def shard_of(self, agent_id: str | int) -> int: ...
@@ -89,8 +108,8 @@ class AgentRegistryCore:
     def setdefault(self, agent_id: str | int, default: Any = None) -> Any: ...
     def unregister(self, agent_id: str | int) -> Any: ...
     def get(self, agent_id: str | int, default: Any = None) -> Any: ...
-    def __getitem__(self, agent_id: str | int) -> Any: ...
-    def __contains__(self, agent_id: object) -> bool:
+    def __getitem__(self, agent_id: str | int, /) -> Any: ...
+    def __contains__(self, agent_id: object, /) -> bool:
         """False for anything that cannot be an id."""
     def __len__(self) -> int: ...
     def ids(self) -> list[str | int]: ...
@@ -102,21 +121,22 @@ class AgentRegistryCore:
     def clear(self) -> None: ...
     def shard_sizes(self) -> list[int]: ...
 
+@final
 class SlotPoolCore:
     """Engine of ``SharedMemoryPool``: fixed-size slots in 64-byte aligned Rust-owned slabs (or
     POSIX shared-memory segments ``{shm_name}-c{k}``). A slot is handed out as one array whose
     base is the slot's owner: every view collapses to it, and the slot's memory comes back
     when it dies. The pure-Python twin is ``freeagentics_rs.memory._py.SlotPoolCore``."""
 
-    def __init__(
-        self,
-        dtype: np.dtype,
+    def __new__(
+        cls,
+        dtype: np.dtype[Any],
         shape: tuple[int, ...],
         capacity: int,
         on_exhausted: str,
         max_capacity: int | None,
         shm_name: str | None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def slot_bytes(self) -> int: ...
     @property
@@ -130,13 +150,14 @@ class SlotPoolCore:
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
+@final
 class ModelStoreCore:
     """Engine of ``SharedModelStore``: one copy of each distinct (meta, bytes), freed with its
     last array; in shared memory, entry ``key`` is the segment ``{shm_name}-{key}`` (header,
     then the data at a 64-byte aligned offset). The pure-Python twin is
     ``freeagentics_rs.memory._py.ModelStoreCore``."""
 
-    def __init__(self, shm_name: str | None = None) -> None: ...
+    def __new__(cls, shm_name: str | None = None) -> Self: ...
     def intern(self, data: np.ndarray, meta: bytes, header: bytes) -> tuple[np.ndarray, bool]:
         """``(root, hit)``: a read-only uint8 array over the held copy of ``data``'s bytes."""
     def key_of(self, root: np.ndarray) -> str | None: ...
