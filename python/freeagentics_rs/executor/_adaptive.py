@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from .. import _validate
 from .._cpus import available_cpus
@@ -19,6 +19,21 @@ DEFAULT_MAX_WORKERS = 64
 DEFAULT_MIN_WORKERS = 2
 MAX_WINDOW = 1_000_000  # tasks per measurement window
 DEFAULT_IO_THRESHOLD = 0.2
+
+
+class _SizingArgs(TypedDict):
+    """``WorkloadSizer``'s settings, checked once by the constructor."""
+
+    min_workers: int
+    max_workers: int
+    io_workers: int
+    cpu_workers: int
+    mixed_workers: int
+    window: int
+    io_threshold: float
+    cpu_threshold: float
+    hysteresis: float
+    cooldown: float
 
 
 def _sample_sink(pool_ref: weakref.ref[AdaptiveThreadPoolExecutor]) -> Callable[..., None]:
@@ -43,7 +58,7 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
         max_workers: int | None = None,
         thread_name_prefix: str | None = "",
         initializer: Callable[..., object] | None = None,
-        initargs: tuple = (),
+        initargs: tuple[Any, ...] = (),
         *,
         min_workers: int | None = None,
         io_workers: int = 32,
@@ -72,7 +87,7 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
                     f"cpu_threshold: must be greater than io_threshold ({io_threshold}), got {cpu_threshold}"
                 )
             raise ValueError(f"io_threshold: must be lower than cpu_threshold ({cpu_threshold}), got {io_threshold}")
-        self._sizing_args = dict(
+        self._sizing_args = _SizingArgs(
             min_workers=min_workers,
             max_workers=max_workers,
             io_workers=_worker_count(io_workers, "io_workers"),
@@ -87,7 +102,7 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
         self._sizer_lock = threading.Lock()
         self._setup(max_workers, thread_name_prefix, initializer, initargs, backend)
 
-    def _core_args(self) -> tuple:
+    def _core_args(self) -> tuple[Any, ...]:
         # A fresh controller per core: after fork the child measures its own pool from scratch.
         self._sizer = WorkloadSizer(**self._sizing_args)
         return (
@@ -99,7 +114,7 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
             self._sizer.batch_size(),
         )
 
-    def _on_samples(self, batch: tuple) -> None:
+    def _on_samples(self, batch: tuple[Any, ...]) -> None:
         # Runs on the worker thread that finished the batch, between jobs.
         with self._sizer_lock:
             core = self._core
@@ -121,12 +136,14 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
     @property
     def num_workers(self) -> int:
         """Worker threads alive now (a retiring worker counts until its thread has exited)."""
-        return self._usable_core().stats()["workers"]
+        workers: int = self._usable_core().stats()["workers"]
+        return workers
 
     @property
     def target_workers(self) -> int:
         """The size the pool is resizing to."""
-        return self._usable_core().target_workers
+        target: int = self._usable_core().target_workers
+        return target
 
     def resize_events(self) -> list[ResizeEvent]:
         """Every resize so far: ``ResizeEvent(time, from_workers, to_workers, workload,

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
+from typing import Any
 
 __all__ = ["Meter"]
 
@@ -78,7 +80,7 @@ class Meter:
             self.epoch += 1
             self._reset()
 
-    def run(self, job: list) -> None:
+    def run(self, job: list[Any]) -> None:
         epoch = self.epoch
         wall0 = time.monotonic()
         with self._lock:
@@ -133,6 +135,13 @@ class Meter:
 
 
 class _Unraisable:
+    """What ``sys.unraisablehook`` is handed (``UnraisableHookArgs`` has no public constructor)."""
+
+    exc_type: type[BaseException]
+    exc_value: BaseException | None
+    exc_traceback: TracebackType | None
+    err_msg: str | None
+
     def __init__(self, exc: BaseException, obj: object) -> None:
         self.exc_type, self.exc_value, self.exc_traceback = type(exc), exc, exc.__traceback__
         self.err_msg, self.object = None, obj

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING, InvalidStateError
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _backend, _validate
 from .._cpus import available_cpus
@@ -46,7 +46,7 @@ def _worker_count(value: object, name: str) -> int:
     return _validate.integer(value, name, minimum=1, maximum=MAX_WORKERS)
 
 
-class _FutureCondition(_thread.RLock):
+class _FutureCondition(_thread.RLock):  # type: ignore[misc]  # final in typeshed, not in CPython
     """The condition of a pool future: the subset of ``threading.Condition`` that
     ``concurrent.futures`` uses (``with``, ``acquire``, ``release``, ``wait``, ``notify``,
     ``notify_all``). It is the re-entrant lock itself (``Future`` formats its own repr while
@@ -57,6 +57,12 @@ class _FutureCondition(_thread.RLock):
     """
 
     __slots__ = ("_waiters",)  # unset until the first wait: creating one runs no Python code
+    _waiters: collections.deque[Any]
+
+    if TYPE_CHECKING:  # C methods of RLock (what threading.Condition uses) left out of typeshed
+
+        def _release_save(self) -> Any: ...
+        def _acquire_restore(self, state: Any, /) -> None: ...
 
     def wait(self, timeout: float | None = None) -> bool:
         waiter = _thread.allocate_lock()
@@ -105,7 +111,7 @@ class _HelpingEvent:
     def __init__(self, event: threading.Event, core: Any) -> None:
         self._event = event
         self._core = core
-        self._callbacks: list = []
+        self._callbacks: list[Callable[[Any], object]] = []
         self._lock = _thread.allocate_lock()
 
     def set(self) -> None:
@@ -135,11 +141,12 @@ class _HelpingEvent:
         return self._event.wait(timeout)
 
 
-class _Waiters(list):
+class _Waiters(list[Any]):
     """A pool future's waiter list: a waiter that ``wait()``/``as_completed()`` installs from a
     worker of the future's pool gets a helping event."""
 
     __slots__ = ("core",)
+    core: Any
 
     def append(self, waiter: Any) -> None:
         event = getattr(waiter, "event", None)
@@ -148,20 +155,20 @@ class _Waiters(list):
         super().append(waiter)
 
 
-class _PoolFuture(Future):
+class _PoolFuture(Future[Any]):
     """A ``concurrent.futures.Future`` with a lighter condition, whose ``result()``/``exception()``
     (and ``wait()``/``as_completed()`` over it), called from a worker of its own pool, runs queued
     jobs while it waits instead of blocking that worker (so a task may wait on a task it
     submitted, even with one worker)."""
 
     def __init__(self, core: Any = None) -> None:  # Future.__init__ with _FutureCondition
-        self._condition = _FutureCondition()
+        self._condition = _FutureCondition()  # type: ignore[assignment]  # the subset Future uses
         self._state = PENDING
         self._result = None
         self._exception = None
         self._waiters = waiters = _Waiters()
         waiters.core = self._core = core
-        self._done_callbacks: list = []
+        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
 
     # The settling methods the workers call for every task, as in ``Future`` but entering the
     # lock directly (C) and skipping an empty callback list.
@@ -183,7 +190,7 @@ class _PoolFuture(Future):
                 waiter.add_result(self)
             condition.notify_all()
         if self._done_callbacks:
-            self._invoke_callbacks()
+            self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own, not in typeshed
 
     def _help(self, timeout: float | None) -> float | None:
         if self._state in _DONE or self._core is None:
@@ -216,7 +223,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         max_workers: int | None = None,
         thread_name_prefix: str | None = "",
         initializer: Callable[..., object] | None = None,
-        initargs: tuple = (),
+        initargs: tuple[Any, ...] = (),
         *,
         backend: str | None = None,
     ) -> None:
@@ -231,9 +238,9 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
     def _setup(
         self,
         max_workers: int,
-        thread_name_prefix: str,
+        thread_name_prefix: str | None,
         initializer: Callable[..., object] | None,
-        initargs: tuple,
+        initargs: tuple[Any, ...],
         backend: str | None,
     ) -> None:
         self.backend = _backend.resolve(backend)
@@ -247,7 +254,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
             raise TypeError(f"initargs: must be a tuple, not {_validate.type_name(initargs)}") from None
         self._max_workers = max_workers
         self._thread_name_prefix = thread_name_prefix or f"{type(self).__name__}-{next(_pool_counter)}"
-        self._initializer = initializer
+        self._initializer = initializer  # type: ignore[assignment]  # typeshed: returns None
         self._initargs = initargs
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
@@ -257,7 +264,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
     def _core_class(self) -> Any:
         return _backend.native().WorkStealingCore if self.backend == "rust" else _py.WorkStealingCore
 
-    def _core_args(self) -> tuple:
+    def _core_args(self) -> tuple[Any, ...]:
         return (self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
 
     def _new_core(self) -> Any:
@@ -293,7 +300,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         core.submit(future, fn, args, kwargs or None)
         return future
 
-    def _submit_chunk(self, fn: Callable[..., Any], items: list, *, unpack: bool) -> _PoolFuture:
+    def _submit_chunk(self, fn: Callable[..., Any], items: list[Any], *, unpack: bool) -> _PoolFuture:
         if _interpreter_shutdown:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
@@ -343,7 +350,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         """Counters: ``workers`` (live threads), ``target_workers``, ``max_workers``,
         ``submitted``, ``completed``, ``stolen`` (jobs taken from a sibling's deque), ``queued``,
         ``panics``."""
-        stats = self._usable_core().stats()
+        stats: dict[str, Any] = self._usable_core().stats()
         stats["max_workers"] = self._max_workers
         return stats
 
@@ -368,7 +375,7 @@ class _MapResults:
         self._end_time = end_time
         self._items = itertools.chain.from_iterable(self._chunk_results())
 
-    def _chunk_results(self) -> Iterator[list]:
+    def _chunk_results(self) -> Iterator[list[Any]]:
         pending = self._pending
         while pending:
             future = pending.popleft()

@@ -31,9 +31,10 @@ _POOLS: weakref.WeakSet[WorkStealingCore] = weakref.WeakSet()
 # A job is a list [runner, future, fn, payload, extra]; runners empty it first, so that the call's
 # references are released before the future wakes its waiters (as the Rust core does). A runner
 # returns False when the future was cancelled before it started.
+Job = list[Any]
 
 
-def _call_job(job: list) -> bool:
+def _call_job(job: Job) -> bool:
     _, future, fn, args, kwargs = job
     job.clear()
     if not future.set_running_or_notify_cancel():
@@ -50,12 +51,12 @@ def _call_job(job: list) -> bool:
     return True
 
 
-def _chunk_job(job: list) -> bool:
+def _chunk_job(job: Job) -> bool:
     _, future, fn, items, unpack = job
     job.clear()
     if not future.set_running_or_notify_cancel():
         return False
-    results: list = []
+    results: list[Any] = []
     error = None
     try:
         if unpack:
@@ -77,7 +78,7 @@ class _Worker:
     def __init__(self, core: WorkStealingCore, index: int) -> None:
         self.core = core
         self.index = index
-        self.deque: collections.deque = collections.deque()
+        self.deque: collections.deque[Job] = collections.deque()
 
 
 class WorkStealingCore:
@@ -88,14 +89,14 @@ class WorkStealingCore:
         max_workers: int,
         thread_name_prefix: str,
         initializer: Callable[..., object] | None = None,
-        initargs: tuple = (),
+        initargs: tuple[Any, ...] = (),
         on_samples: Callable[..., object] | None = None,
         sample_batch: int = 16,
     ) -> None:
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self._pid = os.getpid()
-        self._global: collections.deque = collections.deque()
+        self._global: collections.deque[Job] = collections.deque()
         # One slot per worker; a retired worker's slot is None until a new worker reuses it.
         self._workers: list[_Worker | None] = []
         # One lock guards admission, sizing, parking and the counters; the deques themselves
@@ -197,12 +198,12 @@ class WorkStealingCore:
 
     # -- scheduling -------------------------------------------------------------------------
     def _current_worker(self) -> _Worker | None:
-        worker = getattr(self._local, "worker", None)
+        worker: _Worker | None = getattr(self._local, "worker", None)
         if worker is None or self._pid != os.getpid():
             return None
         return worker
 
-    def _push(self, job: list) -> None:
+    def _push(self, job: Job) -> None:
         worker = getattr(self._local, "worker", None)
         with self._cond:
             if self._broken is not None:
@@ -236,13 +237,15 @@ class WorkStealingCore:
                         return  # the job stays queued for the workers there are
                 raise
 
-    def submit(self, future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict | None = None) -> None:
+    def submit(
+        self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+    ) -> None:
         self._push([_call_job, future, fn, args, kwargs])
 
-    def submit_chunk(self, future: Future, fn: Callable[..., Any], items: list, unpack: bool) -> None:  # noqa: FBT001 (the Rust core's signature)
+    def submit_chunk(self, future: Future[Any], fn: Callable[..., Any], items: list[Any], unpack: bool) -> None:  # noqa: FBT001 (the Rust core's signature)
         self._push([_chunk_job, future, fn, items, unpack])
 
-    def _find_job(self, worker: _Worker) -> list | None:
+    def _find_job(self, worker: _Worker) -> Job | None:
         try:
             return worker.deque.pop()
         except IndexError:
@@ -269,7 +272,7 @@ class WorkStealingCore:
     def _has_work(self) -> bool:
         return bool(self._global) or any(w.deque for w in self._workers if w is not None)
 
-    def _run(self, job: list) -> None:
+    def _run(self, job: Job) -> None:
         if self._meter is None:
             job[0](job)
         else:
@@ -336,13 +339,13 @@ class WorkStealingCore:
                 self._exited.notify_all()
 
     # -- helping ----------------------------------------------------------------------------
-    def help_until_done(self, future: Future, timeout: float | None = None) -> bool:
+    def help_until_done(self, future: Future[Any], timeout: float | None = None) -> bool:
         worker = self._current_worker()
         if worker is None:
             return False
         done = threading.Event()
 
-        def wake(_: Future) -> None:
+        def wake(_: Future[Any]) -> None:
             done.set()
             with self._cond:
                 self._cond.notify_all()
@@ -364,7 +367,7 @@ class WorkStealingCore:
         return self._current_worker() is not None
 
     # -- lifecycle --------------------------------------------------------------------------
-    def _drain(self) -> list:
+    def _drain(self) -> list[Job]:
         jobs = []
         for q in [self._global, *(w.deque for w in self._workers if w is not None)]:
             while True:
@@ -396,10 +399,10 @@ class WorkStealingCore:
             return
         worker = self._current_worker()
         if worker is not None:
-            job = self._find_job(worker)
-            while job is not None:
-                self._run(job)
-                job = self._find_job(worker)
+            queued = self._find_job(worker)
+            while queued is not None:
+                self._run(queued)
+                queued = self._find_job(worker)
         own = 1 if worker is not None else 0
         with self._exited:
             while self._live > own:

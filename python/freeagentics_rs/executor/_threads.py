@@ -6,6 +6,7 @@ it as they name ``ThreadPoolExecutor``'s threads (not as a ``Dummy-N`` thread)."
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 __all__ = ["WorkerThread"]
 
@@ -13,6 +14,14 @@ __all__ = ["WorkerThread"]
 class WorkerThread(threading.Thread):
     """The calling thread (started by Rust, not by ``start()``) registered under ``name``.
     Created and unregistered by the pool on that thread; ``join()`` waits until it leaves."""
+
+    if TYPE_CHECKING:  # Thread's private state, left out of typeshed
+        _started: threading.Event
+        _ident: int | None
+        _is_stopped: bool
+
+        def _set_ident(self) -> None: ...
+        def _set_native_id(self) -> None: ...
 
     def __init__(self, name: str) -> None:
         super().__init__(name=name, daemon=False)
