@@ -5,6 +5,7 @@ content stamps that no live buffer is ever handed out twice."""
 from __future__ import annotations
 
 import gc
+import inspect
 import random
 import threading
 import weakref
@@ -481,3 +482,16 @@ def test_too_large_buffers_are_memory_errors(backend):
     for shape, capacity in [((1 << 48,), 1), ((1 << 34,), 1 << 14)]:  # beyond any address space
         with pytest.raises(MemoryError, match=r"^out of memory allocating \d+ bytes$"):
             SharedMemoryPool(shape, "uint8", capacity=capacity, backend=backend)
+
+
+def test_documented_signatures_are_those_of_the_bound_methods(make_pool):
+    # acquire/release/slot_of are the core's methods bound on the instance: the class's
+    # documented parameter names must be the ones a keyword call really takes.
+    pool = make_pool(4, capacity=2)
+    for name in ("acquire", "release", "slot_of"):
+        documented = list(inspect.signature(getattr(SharedMemoryPool, name)).parameters)[1:]
+        assert list(inspect.signature(getattr(pool, name)).parameters) == documented, name
+    arr = pool.acquire(timeout=0)
+    assert pool.slot_of(array=arr) in (0, 1)
+    pool.release(array=arr)
+    assert pool.stats()["in_use"] == 0

@@ -26,9 +26,9 @@ _MAX_BYTES = 1 << 62  # per slot
 _KEY = re.compile(r"[0-9a-f]{16}(-\d+)?")
 
 
-def _check_dtype(dtype: Any, argument: str) -> np.dtype:
+def _check_dtype(dtype: Any, argument: str) -> np.dtype[Any]:
     try:
-        dt = np.dtype(dtype)
+        dt: np.dtype[Any] = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"{argument}: {dtype!r} is not a numpy dtype") from None
     if dt.kind not in "biufc":
@@ -109,7 +109,7 @@ class SharedMemoryPool:
             raise ValueError(f"capacity: {capacity} slots would be too large")
         self.on_exhausted = on_exhausted
         self.backend = _backend.resolve(backend)
-        module: Any = _backend.native() if self.backend == "rust" else _py
+        core_class = _backend.native().SlotPoolCore if self.backend == "rust" else _py.SlotPoolCore
         self.name: str | None = None
         lock_fd = None
         if shared:
@@ -118,17 +118,15 @@ class SharedMemoryPool:
             header = _shm.header(_shm.KIND_POOL, self.dtype, self.shape, slot_bytes, capacity, max_capacity or 0)
             self.name, lock_fd = _shm.create_named_header(header)
         try:
-            core = self._core = module.SlotPoolCore(
-                self.dtype, self.shape, capacity, on_exhausted, max_capacity, self.name
-            )
+            core = self._core = core_class(self.dtype, self.shape, capacity, on_exhausted, max_capacity, self.name)
         except BaseException:
             _close(None, self.name, lock_fd, os.getpid())
             raise
         # The hot methods are the core's own, bound here: no wrapper frame per call. They, and
         # every array handed out, keep the core alive and usable; its names go when it dies.
-        self.acquire = core.acquire
-        self.release = core.release
-        self.slot_of = core.slot_of
+        self.acquire = core.acquire  # type: ignore[method-assign]  # on purpose, as said above
+        self.release = core.release  # type: ignore[method-assign]
+        self.slot_of = core.slot_of  # type: ignore[method-assign]
         # A weak reference: at exit the core may still live (then it is closed, its chunk names
         # removed); else its own death removed them.
         self._finalizer = weakref.finalize(core, _close, weakref.ref(core), self.name, lock_fd, os.getpid())
@@ -138,16 +136,17 @@ class SharedMemoryPool:
         free (see ``on_exhausted``); ``RuntimeError`` once the pool is closed."""
         return self._core.acquire(timeout)
 
-    def release(self, arr: np.ndarray) -> None:
-        """Stops ``arr``'s slot counting as in use, now; its memory is reused once no array,
-        view or memoryview of it is left. ``arr`` (and the array ``acquire`` returned) become
-        read-only and keep their data. ``ValueError`` if ``arr`` is not from this pool or its
+    # ``array``, not ``arr``: the core's methods bound in ``__init__`` take it by that name.
+    def release(self, array: np.ndarray) -> None:
+        """Stops ``array``'s slot counting as in use, now; its memory is reused once no array,
+        view or memoryview of it is left. ``array`` (and the array ``acquire`` returned) become
+        read-only and keep their data. ``ValueError`` if ``array`` is not from this pool or its
         slot was released already."""
-        self._core.release(arr)
+        self._core.release(array)
 
-    def slot_of(self, arr: np.ndarray) -> int:
-        """The index of ``arr``'s slot, for ``attach(name).view(slot)`` in another process."""
-        return self._core.slot_of(arr)
+    def slot_of(self, array: np.ndarray) -> int:
+        """The index of ``array``'s slot, for ``attach(name).view(slot)`` in another process."""
+        return self._core.slot_of(array)
 
     @contextlib.contextmanager
     def lease(self, timeout: float | None = None) -> Iterator[np.ndarray]:
@@ -210,7 +209,7 @@ def _close(core: Any, name: str | None, lock_fd: int | None, owner: int) -> None
         os.close(lock_fd)
 
 
-def _open(name: str, kind: int) -> Any:
+def _open(name: object, kind: int) -> Any:  # name: whatever the caller passed
     if not isinstance(name, str) or not _shm._NAME.fullmatch(name):
         raise ValueError(f"name: {name!r} is not the name of a shared pool or store")
     try:
@@ -281,7 +280,7 @@ class SharedModelStore:
             self.name, lock_fd = _shm.create_named_header(_shm.header(_shm.KIND_STORE, np.dtype(np.uint8), ()))
         core_class = _backend.native().ModelStoreCore if self.backend == "rust" else _py.ModelStoreCore
         self._core = core_class(self.name)
-        self._arrays: dict[str, weakref.ref] = {}
+        self._arrays: dict[str, weakref.ref[np.ndarray]] = {}
         self.closed = False
         self._finalizer = weakref.finalize(self, _close, self._core, self.name, lock_fd, os.getpid())
 
@@ -299,16 +298,21 @@ class SharedModelStore:
             header = _shm.header(_shm.KIND_ENTRY, dtype, a.shape, a.nbytes, _shm.DATA_OFFSET)
         root, hit = self._core.intern(a.reshape(-1).view(np.uint8), meta, header)
         key = self._core.key_of(root)
+        assert key is not None  # the root was just interned
         # Repeated interns return the same array object while it lives: an agent holding the
         # model then costs one reference per array, not one array object.
         known = self._arrays.get(key) if hit else None
         arr = known() if known is not None else None
         if arr is None:
             arr = root.view(dtype).reshape(a.shape)
-            self._arrays[key] = weakref.ref(arr, lambda ref, key=key: self._forget(key, ref))
+
+            def forget(ref: weakref.ref[np.ndarray]) -> None:
+                self._forget(key, ref)
+
+            self._arrays[key] = weakref.ref(arr, forget)
         return arr
 
-    def _forget(self, key: str, ref: weakref.ref) -> None:
+    def _forget(self, key: str, ref: weakref.ref[np.ndarray]) -> None:
         if self._arrays.get(key) is ref:
             del self._arrays[key]
 
@@ -319,10 +323,11 @@ class SharedModelStore:
     def key_of(self, arr: np.ndarray) -> str:
         """The key of an interned array (the array ``intern`` returned, not a view or slice of
         it), for ``attach(name).get(key)`` in another process."""
-        root = arr.base if isinstance(arr, np.ndarray) else None
+        candidate: object = arr  # callers may pass anything
+        root = candidate.base if isinstance(candidate, np.ndarray) else None
         key = self._core.key_of(root) if isinstance(root, np.ndarray) else None
         known = self._arrays.get(key) if key is not None else None
-        if known is None or known() is not arr:
+        if key is None or known is None or known() is not arr:
             raise ValueError("key_of: the array was not interned by this store")
         return key
 
@@ -359,7 +364,8 @@ class AttachedStore:
     def get(self, key: str) -> np.ndarray:
         """A read-only view of the interned array ``key`` (``KeyError`` if the store does not
         hold it, or no longer)."""
-        if not isinstance(key, str) or not _KEY.fullmatch(key):
+        candidate: object = key  # callers may pass anything
+        if not isinstance(candidate, str) or not _KEY.fullmatch(candidate):
             raise KeyError(key)
         segment_name = f"{self.name}-{key}"
         try:

@@ -73,6 +73,10 @@ class _SlotOwner:
     alive. One small object per acquire: no weak reference, no memoryview, no lookup table."""
 
     __slots__ = ("core", "slot", "address", "released")
+    core: SlotPoolCore
+    slot: int
+    address: int
+    released: bool
 
     @property
     def __array_interface__(self) -> dict[str, Any]:
@@ -152,7 +156,7 @@ class SlotPoolCore:
                 raise PoolExhaustedError(f"all {capacity} slots are in use")
             if capacity >= self._max_slots:
                 raise PoolExhaustedError(f"all {capacity} slots are in use and max_capacity is reached")
-            stats["capacity"] += min(self._chunk_slots, self._max_slots - capacity)
+            stats["capacity"] += int(min(self._chunk_slots, self._max_slots - capacity))  # finite: capacity < max
         if self._free:
             slot, fresh = self._free.pop(), False
         else:
@@ -205,12 +209,17 @@ class SlotPoolCore:
     def _owner_of(self, array: Any, what: str) -> _SlotOwner:
         """The owner of the slot ``array`` (the array ``acquire`` returned, or a view of it)
         lies in."""
-        owner = root = None
+        owner: _SlotOwner | None = None
+        root: np.ndarray | None = None
         if isinstance(array, np.ndarray):
-            root = array if isinstance(array.base, _SlotOwner) else array.base
-            if isinstance(root, np.ndarray) and isinstance(root.base, _SlotOwner):
-                owner = root.base
-        if owner is None or owner.core is not self or not _lies_in(array, root):
+            base: object = array.base  # numpy's stubs do not know an array may be based on any object
+            candidate = array if isinstance(base, _SlotOwner) else base
+            if isinstance(candidate, np.ndarray):
+                root = candidate
+                root_base: object = root.base
+                if isinstance(root_base, _SlotOwner):
+                    owner = root_base
+        if owner is None or root is None or owner.core is not self or not _lies_in(array, root):
             raise ValueError(f"{what}: the array was not acquired from this pool")
         if owner.released:
             raise ValueError(f"{what}: the array was already released")
@@ -221,8 +230,9 @@ class SlotPoolCore:
             owner = self._owner_of(array, "release")
             owner.released = True
             array.flags.writeable = False
-            if array.base is not owner:
-                array.base.flags.writeable = False
+            base: Any = array.base  # the slot's array when ``array`` is a view of it
+            if base is not owner:
+                base.flags.writeable = False
             self._stats["in_use"] -= 1
             self._stats["retained"] += 1
             self._freed.notify()
@@ -254,6 +264,7 @@ def _unlink_owned(segments: list[str], owner: int) -> None:
 
 class _Entry:
     __slots__ = ("meta", "size", "handed_out", "ref", "segment", "public_key")
+    ref: weakref.ref[np.ndarray]
 
     def __init__(self, meta: bytes, size: int, segment: str | None, public_key: str) -> None:
         self.meta, self.size, self.handed_out = meta, size, 1
@@ -271,7 +282,7 @@ class ModelStoreCore:
         if self._shm_name is not None and os.getpid() != self._owner:
             raise foreign_process("store", self._owner)
         digest = hashlib.blake2b(meta, digest_size=8)
-        digest.update(data)
+        digest.update(data)  # type: ignore[arg-type]  # numpy's stubs give arrays __buffer__ on 3.12+ only
         base_key = digest.hexdigest()
         with self._lock:
             for n in range(sys.maxsize):
@@ -292,14 +303,18 @@ class ModelStoreCore:
             segment, name, token = _shm.create_unique(f"{self._shm_name}-", _shm.DATA_OFFSET + data.nbytes)
             public_key = f"{token:016x}"
             segment[: len(header)] = header
-            segment[_shm.DATA_OFFSET : _shm.DATA_OFFSET + data.nbytes] = data
+            segment[_shm.DATA_OFFSET : _shm.DATA_OFFSET + data.nbytes] = data  # type: ignore[call-overload]  # arrays are buffers; stubs: 3.12+
             view = memoryview(segment)[_shm.DATA_OFFSET : _shm.DATA_OFFSET + data.nbytes].toreadonly()
             root = np.frombuffer(view, np.uint8)
         else:
             root = np.frombuffer(data.tobytes(), np.uint8)
         entry = _Entry(meta, data.nbytes, name, public_key)
         root_id = id(root)
-        entry.ref = weakref.ref(root, lambda _, key=key, root_id=root_id: self._died(key, root_id))
+
+        def forget(_: weakref.ref[np.ndarray]) -> None:
+            self._died(key, root_id)
+
+        entry.ref = weakref.ref(root, forget)
         self._entries[key] = entry
         self._keys[id(root)] = key
         return root

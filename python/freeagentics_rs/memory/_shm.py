@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 try:
-    import _posixshmem
+    import _posixshmem  # type: ignore[import-not-found]  # CPython's private module has no stub
 except ImportError:  # not a POSIX system: no shared memory
     _posixshmem = None
 
@@ -130,7 +130,7 @@ _KINDS = {KIND_POOL: "pool", KIND_STORE: "model store", KIND_ENTRY: "model store
 
 
 def _create_fd(name: str, size: int) -> int:
-    fd = _posixshmem.shm_open(f"/{name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    fd: int = _posixshmem.shm_open(f"/{name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
     try:
         os.ftruncate(fd, max(size, 1))
         # Reserve the pages now: on a full /dev/shm the first write to an unreserved page would
@@ -231,7 +231,9 @@ def _orphaned(group: str, members: list[str]) -> bool:
     """Whether the pool or store ``group`` has no owner left: its header's lock is free (the
     owner holds it for its lifetime; it works across PID namespaces). Without a header, the
     owner died while creating it: fall back to its pid."""
-    pid_alive = _alive(int(_NAME.match(group).group(1)))
+    match = _NAME.match(group)
+    assert match is not None  # cleanup_orphans groups only names that match
+    pid_alive = _alive(int(match.group(1)))
     if group not in members:
         return not pid_alive
     try:
