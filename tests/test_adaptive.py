@@ -31,6 +31,11 @@ def cpu_task(_=None) -> None:
     spin(0.002)
 
 
+def long_cpu_task(_=None) -> None:
+    # Longer than the GIL switch interval and a scheduler time slice.
+    spin(0.02)
+
+
 def mixed_task(_=None) -> None:
     spin(0.002)
     time.sleep(0.002)
@@ -91,7 +96,6 @@ def test_an_idle_pause_does_not_turn_a_cpu_workload_into_io(adaptive_factory):
     # Idle time is neither CPU nor I/O wait: after a pause the same CPU tasks are still "cpu".
     # Tasks longer than the GIL switch interval, on two threads: each waits for the GIL about
     # half its time (share near 0.5), so only the CPU rate tells that the pool is CPU-bound.
-    long_cpu_task = lambda _: spin(0.02)  # noqa: E731
     pool = adaptive_factory(min_workers=2, max_workers=2, cooldown=0)
     run_until(pool, io_task, lambda: pool.workload == "io")
     run_until(pool, long_cpu_task, lambda: pool.workload == "cpu", per_round=4)
@@ -333,7 +337,6 @@ def test_on_a_busy_machine_waiting_for_a_core_is_not_io(adaptive_factory):
         pool = adaptive_factory(min_workers=1, max_workers=1)
         # Tasks longer than a scheduler time slice, so that they are preempted while they run:
         # their wall time doubles, yet they wait for a core, not for I/O.
-        long_cpu_task = lambda _: spin(0.02)  # noqa: E731
         run_until(pool, long_cpu_task, lambda: pool.workload != "unknown", per_round=4)
         run_until(pool, long_cpu_task, lambda: True, rounds=2, per_round=4)
         assert pool.workload == "cpu" and pool.stats()["cpu_share"] > 0.7, pool.stats()
