@@ -128,7 +128,6 @@ impl Drop for SlotOwner {
     }
 }
 
-
 /// A pool of zero-filled numpy buffers of one shape and dtype (see `core::memory::SlotPool`).
 /// Weakly referenceable: the Python wrapper removes the pool's shared names when it dies.
 #[pyclass(frozen, weakref, module = "freeagentics_rs._native")]
@@ -149,7 +148,9 @@ impl SlotPoolCore {
         let base = base_of(array)?;
         let owner = match base.cast_into::<SlotOwner>() {
             Ok(owner) => owner,
-            Err(error) => base_of(&error.into_inner())?.cast_into::<SlotOwner>().ok()?,
+            Err(error) => base_of(&error.into_inner())?
+                .cast_into::<SlotOwner>()
+                .ok()?,
         };
         owner.get().core.is(slf).then_some(owner)
     }
@@ -186,11 +187,8 @@ impl SlotPoolCore {
         array: &Bound<'py, PyAny>,
         what: &str,
     ) -> PyResult<Bound<'py, SlotOwner>> {
-        let foreign = || {
-            PyValueError::new_err(format!(
-                "{what}: the array was not acquired from this pool"
-            ))
-        };
+        let foreign =
+            || PyValueError::new_err(format!("{what}: the array was not acquired from this pool"));
         let owner = Self::slot_owner_of(slf, array).ok_or_else(foreign)?;
         // Safety: `array` is a live ndarray (it has a base).
         let array = unsafe { array.cast_unchecked::<PyUntypedArray>() };
@@ -393,7 +391,8 @@ impl ModelStoreCore {
     fn key_of(&self, root: &Bound<'_, PyAny>) -> Option<String> {
         let owner = base_of(root)?.cast_into::<BlobOwner>().ok()?;
         let blob = &owner.get().blob;
-        blob.belongs_to(&self.store).then(|| blob.public_key().to_owned())
+        blob.belongs_to(&self.store)
+            .then(|| blob.public_key().to_owned())
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

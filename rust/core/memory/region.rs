@@ -147,11 +147,7 @@ pub fn random_token() -> Result<u64, CoreError> {
     while filled < bytes.len() {
         // Safety: writes at most the remaining bytes of `bytes`.
         let n = unsafe {
-            libc::getrandom(
-                bytes[filled..].as_mut_ptr().cast(),
-                bytes.len() - filled,
-                0,
-            )
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
         };
         if n < 0 {
             let error = std::io::Error::last_os_error();

@@ -8,7 +8,9 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::region::{align_up, foreign_process, shm_create_unique, shm_unlink, shm_write_at, Region};
+use super::region::{
+    align_up, foreign_process, shm_create_unique, shm_unlink, shm_write_at, Region,
+};
 
 /// Where the header segment of a shared pool lists its chunks: chunk `k`'s random token, a
 /// little-endian u64, at `CHUNK_TABLE + 8 * k` (`freeagentics_rs/memory/_shm.py` reads it).

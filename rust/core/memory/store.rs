@@ -262,7 +262,12 @@ impl ModelStore {
     /// Removes every entry's shared-memory name (the memory lives on while held).
     pub fn close(&self) {
         if std::process::id() == self.owner {
-            for segment in self.shared.lock().values().filter_map(|e| e.segment.as_ref()) {
+            for segment in self
+                .shared
+                .lock()
+                .values()
+                .filter_map(|e| e.segment.as_ref())
+            {
                 shm_unlink(segment);
             }
         }

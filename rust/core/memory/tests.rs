@@ -192,7 +192,10 @@ fn a_released_slot_is_not_reused_until_reclaimed_and_more_memory_covers_it() {
     assert_ne!(second.slot, first.slot);
     assert_ne!(second.ptr, first.ptr);
     let stats = pool.stats();
-    assert_eq!((stats.capacity, stats.in_use, stats.retained, stats.bytes), (1, 1, 1, 128));
+    assert_eq!(
+        (stats.capacity, stats.in_use, stats.retained, stats.bytes),
+        (1, 1, 1, 128)
+    );
     assert!(matches!(pool.try_acquire(), Err(CoreError::Exhausted(_))));
     pool.reclaim(first.slot);
     pool.give_back(second.slot);
