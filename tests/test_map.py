@@ -1,6 +1,7 @@
 """WorkStealingThreadPool.map: ordered, lazy, chunked."""
 
 import concurrent.futures as cf
+import gc
 import itertools
 import threading
 
@@ -89,6 +90,25 @@ def test_closing_the_iterator_cancels_pending_chunks(pool_factory):
     gate.set()
     pool.shutdown(wait=True)
     assert len(ran) < 50
+
+
+def test_a_map_dropped_before_iteration_still_runs_every_call(pool_factory):
+    # As Executor.map's generator: an iterator collected before its first next() cancels
+    # nothing (only a started one cancels what has not run, as closing it does).
+    pool = pool_factory(1)
+    gate = threading.Event()
+    ran = []
+
+    def f(x):
+        if x == 0:
+            gate.wait(30)
+        ran.append(x)
+
+    pool.map(f, range(10))
+    gc.collect()
+    gate.set()
+    pool.shutdown(wait=True)
+    assert sorted(ran) == list(range(10))
 
 
 @pytest.mark.parametrize(

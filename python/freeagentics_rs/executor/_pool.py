@@ -361,8 +361,9 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
 
 class _MapResults:
     """The iterator ``map`` returns: results in input order, each chunk's list yielded through
-    ``itertools.chain`` at C speed. ``close()`` (or garbage collection) cancels the chunks that
-    have not started, even before the first ``next()``."""
+    ``itertools.chain`` at C speed. ``close()`` cancels the chunks that have not started, even
+    before the first ``next()``; garbage collection does so only once iteration began, as for
+    ``Executor.map``'s generator (a map whose results nobody reads still runs every call)."""
 
     def __init__(
         self,
@@ -373,9 +374,11 @@ class _MapResults:
         self._pending = pending
         self._refill = refill
         self._end_time = end_time
+        self._started = False
         self._items = itertools.chain.from_iterable(self._chunk_results())
 
     def _chunk_results(self) -> Iterator[list[Any]]:
+        self._started = True
         pending = self._pending
         while pending:
             future = pending.popleft()
@@ -414,7 +417,8 @@ class _MapResults:
             self._pending.popleft().cancel()
 
     def __del__(self) -> None:
-        self.close()
+        if self._started:
+            self.close()
 
 
 def _python_exit() -> None:
