@@ -1,6 +1,6 @@
 //! Python binding of `core::agents`: `AgentKernelCore`, the Rust kernel of
 //! `freeagentics_rs.agents.AgentPopulation`. It works in place on the population's numpy arrays,
-//! detached from the interpreter while rayon runs (rule 1), and turns a panic into an exception.
+//! detached from the interpreter while rayon runs (rule 1 of docs/design.md), and turns a panic into an exception.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
