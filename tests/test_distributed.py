@@ -12,10 +12,8 @@ import time
 
 import numpy as np
 import pytest
-
 from freeagentics_rs import AgentStateStore, ShardsLostError
 from freeagentics_rs.agents import AgentPopulation, GridWorld, grid_world_model, reward_grid_model
-
 from helpers import run_python
 
 distributed = pytest.importorskip("distributed", reason="Dask is an optional extra (`make test` installs it)")

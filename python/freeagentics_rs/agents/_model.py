@@ -18,7 +18,8 @@ no per-agent work repeats per-model work:
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,9 @@ def _distribution(a: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: must be non-negative")
     sums = a.sum(axis=0)
     if not np.allclose(sums, 1.0, rtol=0, atol=_TOLERANCE):
-        raise ValueError(f"{name}: columns must sum to 1 (within {_TOLERANCE}); worst sum is {sums.flat[np.abs(sums - 1).argmax()]:.6g}")
+        raise ValueError(
+            f"{name}: columns must sum to 1 (within {_TOLERANCE}); worst sum is {sums.flat[np.abs(sums - 1).argmax()]:.6g}"
+        )
 
 
 def _modalities(value: Any, name: str) -> list[Any]:
@@ -143,7 +146,9 @@ class GenerativeModel:
         Cs = [_array(c, f"C[{m}]", 1) for m, c in enumerate(C_in)]
         states = D.shape[0]
         if B.shape[0] != states or B.shape[1] != states:
-            raise ValueError(f"B: must have shape (states, states, actions) with states = len(D) = {states}, got {B.shape}")
+            raise ValueError(
+                f"B: must have shape (states, states, actions) with states = len(D) = {states}, got {B.shape}"
+            )
         if B.shape[2] < 1:
             raise ValueError("B: needs at least one action")
         if len(Cs) != len(As):
@@ -152,7 +157,9 @@ class GenerativeModel:
             if a.shape[1] != states:
                 raise ValueError(f"A[{m}]: must have {states} columns (one per state), got shape {a.shape}")
             if c.shape[0] != a.shape[0]:
-                raise ValueError(f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}")
+                raise ValueError(
+                    f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}"
+                )
             _distribution(a, f"A[{m}]")
         _distribution(B, "B")
         _distribution(D, "D")
@@ -199,7 +206,9 @@ class GenerativeModel:
             raise ValueError(f"C: needs one vector per modality of A ({len(As)}), got {len(Cs)}")
         for m, (a, c) in enumerate(zip(As, Cs)):
             if c.shape[0] != a.shape[0]:
-                raise ValueError(f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}")
+                raise ValueError(
+                    f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}"
+                )
         store = _store(self.backend)
         self.A = [store.intern(_numeric(a, As[m])) for m, a in enumerate(A_in)]
         self.B = [store.intern(_numeric(b, Bs[f])) for f, b in enumerate(B_in)]
@@ -240,10 +249,13 @@ class GenerativeModel:
 
     def __repr__(self) -> str:
         if self.factorized:
-            return (f"<GenerativeModel states={list(self.num_states)} controls={list(self.num_controls)} "
-                    f"observations={list(self.num_obs)}>")
-        return (f"<GenerativeModel states={self.num_states} actions={self.num_actions} "
-                f"observations={list(self.num_obs)}>")
+            return (
+                f"<GenerativeModel states={list(self.num_states)} controls={list(self.num_controls)} "
+                f"observations={list(self.num_obs)}>"
+            )
+        return (
+            f"<GenerativeModel states={self.num_states} actions={self.num_actions} observations={list(self.num_obs)}>"
+        )
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -309,7 +321,9 @@ def _csc(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def policies_of(num_actions: int, policy_len: int) -> np.ndarray:
     """pymdp's ``construct_policies`` for one control factor: every action sequence of
     ``policy_len`` steps, in lexicographic order (policies, policy_len)."""
-    return np.array(list(itertools.product(range(num_actions), repeat=policy_len)), dtype=np.int64).reshape(-1, policy_len)
+    return np.array(list(itertools.product(range(num_actions), repeat=policy_len)), dtype=np.int64).reshape(
+        -1, policy_len
+    )
 
 
 def grid_world_model(grid_size: int = 10, *, start: int = 0, backend: str | None = None) -> GenerativeModel:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,8 @@ def _inference_params(value: Any) -> dict[str, Any]:
         "dF": _validate.real(params["dF"], "inference_params: dF"),
         "dF_tol": _validate.real(params["dF_tol"], "inference_params: dF_tol"),
     }
+
+
 # Starting a rayon pool costs about 5 ms a thread, and more threads than this never help a
 # population (they only wait on each other).
 MAX_THREADS = 256
@@ -144,27 +147,39 @@ class AgentPopulation:
         controlled = control_factors(model.num_controls, control_fac_idx)
         # One-factor models with pymdp's default policies keep the single-factor kernels; any
         # other model or option runs the factorized kernels (Rust or numpy, by backend).
-        self.factorized = (model.factorized or policies is not None or self.sampling_mode == "full"
-                           or controlled != control_factors(model.num_controls, None))  # fmt: skip
+        self.factorized = (
+            model.factorized
+            or policies is not None
+            or self.sampling_mode == "full"
+            or controlled != control_factors(model.num_controls, None)
+        )
         self.control_fac_idx = controlled
         if policies is not None:
             policy_array = check_policies(policies, model.num_controls)
             if policy_len not in (1, policy_array.shape[1]):
-                raise ValueError(f"policy_len: {policy_len} disagrees with the policies' length {policy_array.shape[1]}")
+                raise ValueError(
+                    f"policy_len: {policy_len} disagrees with the policies' length {policy_array.shape[1]}"
+                )
             policy_len = policy_array.shape[1]
         elif self.factorized:
             policy_array = construct_policies(model.num_controls, policy_len, controlled)
         else:
             if policy_len * math.log2(max(model.num_actions, 1)) > 40:  # before computing a huge power
-                raise ValueError(f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; at most 2**20 are supported")
+                raise ValueError(
+                    f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; at most 2**20 are supported"
+                )
             if model.num_actions**policy_len > MAX_POLICIES:
-                raise ValueError(f"policy_len: {policy_len} gives {model.num_actions**policy_len} policies; at most 2**20 are supported")
+                raise ValueError(
+                    f"policy_len: {policy_len} gives {model.num_actions**policy_len} policies; at most 2**20 are supported"
+                )
             policy_array = policies_of(model.num_actions, policy_len)[:, :, None]
         policy_array.setflags(write=False)
         self._policies = policy_array
         num_policies = len(policy_array)
         if model.E is not None and len(model.E) != num_policies:
-            raise ValueError(f"E: the model's E has {len(model.E)} entries but policy_len={policy_len} gives {num_policies} policies")
+            raise ValueError(
+                f"E: the model's E has {len(model.E)} entries but policy_len={policy_len} gives {num_policies} policies"
+            )
         self.model, self.n_agents, self.policy_len = model, int(n_agents), int(policy_len)
         self.gamma, self.alpha = _positive_float(gamma, "gamma"), _positive_float(alpha, "alpha")
         self.action_selection, self.num_threads = action_selection, int(num_threads)
@@ -177,22 +192,57 @@ class AgentPopulation:
         if needed > _physical_memory():
             raise MemoryError(f"n_agents: {self.n_agents} agents need {needed} bytes, more than this machine has")
         E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
-        args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
-                bool(use_utility), bool(use_states_info_gain))  # fmt: skip
+        args = (
+            self.policy_len,
+            self.gamma,
+            self.alpha,
+            action_selection == "deterministic",
+            bool(use_utility),
+            bool(use_states_info_gain),
+        )
         log_E = np.log(E + EPS)
         if self.factorized and self.backend == "rust":
             p, q = self.inference_params, factor_quantities(model, use_states_info_gain)
             self._kernel = _backend.native().FactorKernelCore(
-                list(q["num_states"]), q["A_stacked"], [int(o) for o in q["obs_offsets"]], q["B_t"], q["D"], q["log_D"],
-                q["utility"], q.get("joint_t"), q.get("info_h"), policy_array, self.gamma, self.alpha,
-                action_selection == "deterministic", self.sampling_mode == "full", use_utility, use_states_info_gain,
-                INFO_EPS, log_E, p["num_iter"], p["dF"], p["dF_tol"], self.num_threads,
-            )  # fmt: skip
+                list(q["num_states"]),
+                q["A_stacked"],
+                [int(o) for o in q["obs_offsets"]],
+                q["B_t"],
+                q["D"],
+                q["log_D"],
+                q["utility"],
+                q.get("joint_t"),
+                q.get("info_h"),
+                policy_array,
+                self.gamma,
+                self.alpha,
+                action_selection == "deterministic",
+                self.sampling_mode == "full",
+                use_utility,
+                use_states_info_gain,
+                INFO_EPS,
+                log_E,
+                p["num_iter"],
+                p["dF"],
+                p["dF_tol"],
+                self.num_threads,
+            )
         elif self.factorized:
             p = self.inference_params
-            self._kernel = FactorKernel(model, policy_array, self.gamma, self.alpha, action_selection == "deterministic",
-                                        self.sampling_mode, use_utility, use_states_info_gain, log_E,
-                                        p["num_iter"], p["dF"], p["dF_tol"])  # fmt: skip
+            self._kernel = FactorKernel(
+                model,
+                policy_array,
+                self.gamma,
+                self.alpha,
+                action_selection == "deterministic",
+                self.sampling_mode,
+                use_utility,
+                use_states_info_gain,
+                log_E,
+                p["num_iter"],
+                p["dF"],
+                p["dF_tol"],
+            )
         elif self.backend == "rust":
             derived = model.derived(info_gain=bool(use_states_info_gain))
             self._kernel = _backend.native().AgentKernelCore(derived, *args, INFO_EPS, log_E, self.num_threads)
@@ -203,7 +253,7 @@ class AgentPopulation:
         self._num_states = (model.num_states,) if not model.factorized else tuple(model.num_states)
         self._beliefs = np.empty((n, belief_columns))
         offsets = np.cumsum((0,) + self._num_states)
-        self._qs = tuple(self._beliefs[:, offsets[f]:offsets[f + 1]] for f in range(len(self._num_states)))
+        self._qs = tuple(self._beliefs[:, offsets[f] : offsets[f + 1]] for f in range(len(self._num_states)))
         self._q_pi = np.empty((n, num_policies))
         self._G = np.empty((n, num_policies))
         self._F = np.empty(n)
@@ -212,8 +262,15 @@ class AgentPopulation:
         self.reset()
 
     @classmethod
-    def from_pymdp(cls, agent: Any, n_agents: int, *, seed: int | None = None, num_threads: int | None = None,
-                   backend: str | None = None) -> AgentPopulation:  # fmt: skip
+    def from_pymdp(
+        cls,
+        agent: Any,
+        n_agents: int,
+        *,
+        seed: int | None = None,
+        num_threads: int | None = None,
+        backend: str | None = None,
+    ) -> AgentPopulation:
         """``n_agents`` copies of a configured pymdp 0.0.7.1 ``Agent``: its ``A, B, C, D, E``,
         policies, ``gamma``, ``alpha``, flags, ``inference_params``, ``action_selection`` and
         ``sampling_mode`` (each starting afresh). A setting this package cannot reproduce
@@ -226,15 +283,20 @@ class AgentPopulation:
 
     # The arrays are the population's own: read and write them in place; they cannot be
     # replaced (the kernels rely on their dtype, shape and C order).
-    beliefs = property(lambda self: self._beliefs, doc="(agents, states) posteriors over states; for several "
-                       "factors, each agent's factor marginals side by side (see qs)")  # fmt: skip
+    beliefs = property(
+        lambda self: self._beliefs,
+        doc="(agents, states) posteriors over states; for several "
+        "factors, each agent's factor marginals side by side (see qs)",
+    )
     qs = property(lambda self: self._qs, doc="one (agents, num_states[f]) view of beliefs per factor")
     policies = property(lambda self: self._policies, doc="(policies, policy_len, factors) controls, pymdp's order")
     q_pi = property(lambda self: self._q_pi, doc="(agents, policies) posteriors over policies")
     G = property(lambda self: self._G, doc="(agents, policies) negative expected free energies")
     F = property(lambda self: self._F, doc="(agents,) variational free energy of the last state inference")
-    actions = property(lambda self: self._actions, doc="(agents,) last actions, or (agents, factors) for "
-                       "several factors; -1 before the first")  # fmt: skip
+    actions = property(
+        lambda self: self._actions,
+        doc="(agents,) last actions, or (agents, factors) for several factors; -1 before the first",
+    )
     timesteps = property(lambda self: self._timesteps, doc="(agents,) actions taken since the last reset")
 
     @property
@@ -278,14 +340,23 @@ class AgentPopulation:
                 raise ValueError(f"{name} must lie in [-1, {count}){which}")
 
     def _run(self, rows: slice, observations: np.ndarray | None, infer: bool, plan: bool, act: bool) -> None:
-        arrays = (self.beliefs[rows], self.q_pi[rows], self.G[rows], self.F[rows], self.actions[rows], self.timesteps[rows])
+        arrays = (
+            self.beliefs[rows],
+            self.q_pi[rows],
+            self.G[rows],
+            self.F[rows],
+            self.actions[rows],
+            self.timesteps[rows],
+        )
         self._check_actions(arrays[4], "actions:")
         first = (rows.start or 0) + self.row_offset
         if self.factorized:
             beliefs, q_pi, G, F, actions, timesteps = arrays
             actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
             if self.backend == "rust":
-                self._kernel.run(beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act)
+                self._kernel.run(
+                    beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act
+                )
                 return
             if infer:
                 self._kernel.infer_states(beliefs, actions, observations, F)
@@ -408,8 +479,14 @@ class PopulationAgent:
 
     def get_state(self) -> dict[str, Any]:
         p, i = self.population, self.index
-        return {"beliefs": p.beliefs[i].copy(), "q_pi": p.q_pi[i].copy(), "G": p.G[i].copy(), "F": float(p.F[i]),
-                "action": self.action, "timestep": int(p.timesteps[i])}  # fmt: skip
+        return {
+            "beliefs": p.beliefs[i].copy(),
+            "q_pi": p.q_pi[i].copy(),
+            "G": p.G[i].copy(),
+            "F": float(p.F[i]),
+            "action": self.action,
+            "timestep": int(p.timesteps[i]),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restores a ``get_state`` result; checks everything before changing anything."""
@@ -432,8 +509,10 @@ class PopulationAgent:
             given = state["action"]
             if isinstance(given, (str, bytes)) or np.ndim(given) != 1 or len(given) != p.model.num_factors:
                 raise ValueError(f"state: action must be one int per factor ({p.model.num_factors}), got {given!r}")
-            action = [_validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
-                      for f, (a, n) in enumerate(zip(given, p.model.num_controls))]  # fmt: skip
+            action = [
+                _validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
+                for f, (a, n) in enumerate(zip(given, p.model.num_controls))
+            ]
         else:
             action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)
         timestep = _validate.integer(state["timestep"], "state: timestep", minimum=0, maximum=(1 << 63) - 1)

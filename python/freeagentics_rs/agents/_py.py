@@ -108,7 +108,9 @@ class AgentKernel:
         self._visit(beliefs, 0, 0, np.zeros(len(beliefs)), G)
         q_pi[:] = _softmax_rows(G * self.gamma + self.log_E)
 
-    def sample_action(self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int) -> None:
+    def sample_action(
+        self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int
+    ) -> None:
         marginals = q_pi @ self.first_actions
         marginals /= marginals.sum(axis=1, keepdims=True)
         if self.deterministic:

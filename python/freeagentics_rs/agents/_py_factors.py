@@ -137,7 +137,7 @@ class FactorKernel:
         self.first_controls = [np.eye(n)[policies[:, 0, f]] for f, n in enumerate(self.num_controls)]
 
     def _split(self, beliefs: np.ndarray) -> list[np.ndarray]:
-        return [beliefs[:, self.offsets[f]:self.offsets[f + 1]] for f in range(len(self.num_states))]
+        return [beliefs[:, self.offsets[f] : self.offsets[f + 1]] for f in range(len(self.num_states))]
 
     def _predict(self, marginals: list[np.ndarray], controls: np.ndarray) -> list[np.ndarray]:
         """Each factor's marginals pushed through its B; ``controls`` (rows, factors)."""
@@ -234,7 +234,9 @@ class FactorKernel:
             G += values[:, self.tree.leaf[t]]
         q_pi[:] = _softmax_rows(G * self.gamma + self.log_E)
 
-    def sample_action(self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int) -> None:
+    def sample_action(
+        self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int
+    ) -> None:
         rows = np.arange(first_row, first_row + len(q_pi))
         if self.sampling_mode == "full":
             if self.deterministic:

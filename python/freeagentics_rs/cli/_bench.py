@@ -11,8 +11,9 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,12 @@ class Row:
     measure: Callable[[str, bool, int], dict[str, Any]]  # (kind, quick, runs) -> timing
 
 
-def _executor_row(make_baseline: Callable[[], cf.Executor], make: Callable[[str], cf.Executor], work: Callable[[cf.Executor], None],
-                  fresh: bool) -> Callable[[str, bool, int], dict[str, Any]]:  # fmt: skip
+def _executor_row(
+    make_baseline: Callable[[], cf.Executor],
+    make: Callable[[str], cf.Executor],
+    work: Callable[[cf.Executor], None],
+    fresh: bool,
+) -> Callable[[str, bool, int], dict[str, Any]]:
     """Times ``work`` on an executor of each kind; ``fresh``: a new executor per run (the
     adaptive executor then starts from scratch each time), else one warmed executor."""
 
@@ -118,8 +123,19 @@ def _tmaze_agents(policy_len: int) -> Any:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                agents = [Agent(A=obj(model.A), B=obj(model.B), C=obj(model.C), D=obj(model.D), policy_len=policy_len,
-                                gamma=8.0, alpha=8.0, action_selection="stochastic") for _ in range(8 if quick else 16)]  # fmt: skip
+                agents = [
+                    Agent(
+                        A=obj(model.A),
+                        B=obj(model.B),
+                        C=obj(model.C),
+                        D=obj(model.D),
+                        policy_len=policy_len,
+                        gamma=8.0,
+                        alpha=8.0,
+                        action_selection="stochastic",
+                    )
+                    for _ in range(8 if quick else 16)
+                ]
 
             def step_all() -> None:
                 for agent in agents:
@@ -141,34 +157,96 @@ def rows(quick: bool) -> list[Row]:
     tpe8 = lambda: cf.ThreadPoolExecutor(8)  # noqa: E731
     adaptive = lambda kind: AdaptiveThreadPoolExecutor(backend=kind)  # noqa: E731
     table = [
-        Row("io", "I/O pool (the report's): 100 x sleep(10 ms)", "s per run", "ThreadPoolExecutor(8)",
-            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, 100, 0.01), fresh=True)),
-        Row("adaptive-io", f"adaptive sizing, I/O: {io_tasks} x sleep(10 ms)", "s per run", "ThreadPoolExecutor(8)",
-            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, io_tasks, 0.01), fresh=True)),
-        Row("registry", "registry: 4 threads, 90% get / 10% update on 10k agents", "s per run", "dict + one lock", _registry),
-        Row("adaptive-cpu", f"adaptive sizing, CPU: {cpu_tasks} pure-Python tasks", "s per run", "ThreadPoolExecutor(8)",
-            _executor_row(tpe8, adaptive, lambda e: workloads.python_tasks(e, cpu_tasks), fresh=True)),
-        Row("adaptive-mixed", f"adaptive sizing, mixed: {mixed_tasks} x (50x50 matmul + sleep(2 ms))", "s per run",
-            "ThreadPoolExecutor(8)", _executor_row(tpe8, adaptive, lambda e: workloads.matmul_sleep_tasks(e, mixed_tasks), fresh=True)),
-        Row("memory", "memory per agent: 1000 explorer agents (grid 10)", "bytes per agent", "per-agent copies", _memory),
-    ]  # fmt: skip
+        Row(
+            "io",
+            "I/O pool (the report's): 100 x sleep(10 ms)",
+            "s per run",
+            "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, 100, 0.01), fresh=True),
+        ),
+        Row(
+            "adaptive-io",
+            f"adaptive sizing, I/O: {io_tasks} x sleep(10 ms)",
+            "s per run",
+            "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, io_tasks, 0.01), fresh=True),
+        ),
+        Row(
+            "registry",
+            "registry: 4 threads, 90% get / 10% update on 10k agents",
+            "s per run",
+            "dict + one lock",
+            _registry,
+        ),
+        Row(
+            "adaptive-cpu",
+            f"adaptive sizing, CPU: {cpu_tasks} pure-Python tasks",
+            "s per run",
+            "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.python_tasks(e, cpu_tasks), fresh=True),
+        ),
+        Row(
+            "adaptive-mixed",
+            f"adaptive sizing, mixed: {mixed_tasks} x (50x50 matmul + sleep(2 ms))",
+            "s per run",
+            "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.matmul_sleep_tasks(e, mixed_tasks), fresh=True),
+        ),
+        Row(
+            "memory", "memory per agent: 1000 explorer agents (grid 10)", "bytes per agent", "per-agent copies", _memory
+        ),
+    ]
     for threads in (1, 4, 8, 16, 32):
         work = lambda e, t=threads: workloads.matmul_sleep_tasks(e, 10 * t, 100, 0.001)  # noqa: E731
-        table.append(Row(f"scaling-{threads}", f"scaling: {threads} thread{'s' * (threads > 1)} x 10 tasks of (100x100 matmul + sleep(1 ms))",
-                         "s per run", "ThreadPoolExecutor",
-                         _executor_row(lambda t=threads: cf.ThreadPoolExecutor(t), lambda k, t=threads: WorkStealingThreadPool(t, backend=k),
-                                       work, fresh=False)))  # fmt: skip
+        table.append(
+            Row(
+                f"scaling-{threads}",
+                f"scaling: {threads} thread{'s' * (threads > 1)} x 10 tasks of (100x100 matmul + sleep(1 ms))",
+                "s per run",
+                "ThreadPoolExecutor",
+                _executor_row(
+                    lambda t=threads: cf.ThreadPoolExecutor(t),
+                    lambda k, t=threads: WorkStealingThreadPool(t, backend=k),
+                    work,
+                    fresh=False,
+                ),
+            )
+        )
     table += [
-        Row("dispatch", f"dispatch: {dispatch_tasks} no-op tasks, 2 workers", "s per run", "ThreadPoolExecutor(2)",
-            _executor_row(lambda: cf.ThreadPoolExecutor(2), lambda k: WorkStealingThreadPool(2, backend=k),
-                          lambda e: workloads.submit_all_wait_all(e, dispatch_tasks), fresh=False)),
-        Row("agents", "agent step: explorer model (grid 10), 1000 agents", "s per agent-step", "pymdp 0.0.7.1, one agent at a time",
-            _agents),
-        Row("agents-tmaze-1", "agent step: T-maze (2 factors), policy_len 1, 1024 agents", "s per agent-step",
-            "pymdp 0.0.7.1, one agent at a time", _tmaze_agents(1)),
-        Row("agents-tmaze-2", "agent step: T-maze (2 factors), policy_len 2, 1024 agents", "s per agent-step",
-            "pymdp 0.0.7.1, one agent at a time", _tmaze_agents(2)),
-    ]  # fmt: skip
+        Row(
+            "dispatch",
+            f"dispatch: {dispatch_tasks} no-op tasks, 2 workers",
+            "s per run",
+            "ThreadPoolExecutor(2)",
+            _executor_row(
+                lambda: cf.ThreadPoolExecutor(2),
+                lambda k: WorkStealingThreadPool(2, backend=k),
+                lambda e: workloads.submit_all_wait_all(e, dispatch_tasks),
+                fresh=False,
+            ),
+        ),
+        Row(
+            "agents",
+            "agent step: explorer model (grid 10), 1000 agents",
+            "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time",
+            _agents,
+        ),
+        Row(
+            "agents-tmaze-1",
+            "agent step: T-maze (2 factors), policy_len 1, 1024 agents",
+            "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time",
+            _tmaze_agents(1),
+        ),
+        Row(
+            "agents-tmaze-2",
+            "agent step: T-maze (2 factors), policy_len 2, 1024 agents",
+            "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time",
+            _tmaze_agents(2),
+        ),
+    ]
     return table
 
 
@@ -177,8 +255,12 @@ ROW_KEYS = [r.key for r in rows(True)] + ["scaling"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads: under 2 minutes on 2 cores")
-    parser.add_argument("--runs", type=_at_least(5), default=5, help="timed runs per cell after a warm-up (at least 5; default 5)")
-    parser.add_argument("--only", nargs="+", choices=ROW_KEYS, metavar="ROW", help=f"rows to run: {', '.join(ROW_KEYS)}")
+    parser.add_argument(
+        "--runs", type=_at_least(5), default=5, help="timed runs per cell after a warm-up (at least 5; default 5)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=ROW_KEYS, metavar="ROW", help=f"rows to run: {', '.join(ROW_KEYS)}"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the results as PNG charts (needs matplotlib)")
 
@@ -201,25 +283,39 @@ def run(args: argparse.Namespace) -> int:
         print("bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 1
     info = machine_info()
-    selected = [r for r in rows(args.quick) if not args.only or r.key in args.only
-                or (r.key.startswith("scaling-") and "scaling" in args.only)]  # fmt: skip
+    selected = [
+        r
+        for r in rows(args.quick)
+        if not args.only or r.key in args.only or (r.key.startswith("scaling-") and "scaling" in args.only)
+    ]
     kinds = [k for k in KINDS if k != "rust" or _has_rust()]
     results: list[dict[str, Any]] = []
     interrupted = False
     with blas_pinned() as pinned:
-        print(f"BLAS {'pinned to one thread' if pinned else 'threads not pinned (install threadpoolctl)'}; "
-              f"median (min-max) of {args.runs} runs after a warm-up{', quick sizes' if args.quick else ''}.\n")  # fmt: skip
+        print(
+            f"BLAS {'pinned to one thread' if pinned else 'threads not pinned (install threadpoolctl)'}; "
+            f"median (min-max) of {args.runs} runs after a warm-up{', quick sizes' if args.quick else ''}.\n"
+        )
         try:
             for row in selected:
                 print(f"  {row.title} ...", file=sys.stderr, flush=True)
                 cells = {}
                 for kind in kinds:
                     cells[kind] = row.measure(kind, args.quick, args.runs)
-                results.append({"key": row.key, "title": row.title, "unit": row.unit, "baseline": row.baseline, "results": cells})
+                results.append(
+                    {"key": row.key, "title": row.title, "unit": row.unit, "baseline": row.baseline, "results": cells}
+                )
         except KeyboardInterrupt:
             interrupted = True
-    report = {"command": "bench", "machine": info, "quick": args.quick, "runs": args.runs,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": results, "interrupted": interrupted}  # fmt: skip
+    report = {
+        "command": "bench",
+        "machine": info,
+        "quick": args.quick,
+        "runs": args.runs,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "rows": results,
+        "interrupted": interrupted,
+    }
     from ._render import bench_markdown
 
     print(bench_markdown(report))

@@ -12,8 +12,9 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -79,11 +80,22 @@ def _pymdp_agents(sim: Simulation, cache: dict[str, Any]) -> tuple[list[Any], fl
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            agents, nbytes = allocated(lambda: [
-                Agent(A=obj(model.A), B=obj([model.B]), C=obj(model.C), D=obj([model.D]), policy_len=1,
-                      inference_algo="VANILLA", gamma=8.0, alpha=8.0, action_selection="stochastic")
-                for _ in range(sim.agents)
-            ])  # fmt: skip
+            agents, nbytes = allocated(
+                lambda: [
+                    Agent(
+                        A=obj(model.A),
+                        B=obj([model.B]),
+                        C=obj(model.C),
+                        D=obj([model.D]),
+                        policy_len=1,
+                        inference_algo="VANILLA",
+                        gamma=8.0,
+                        alpha=8.0,
+                        action_selection="stochastic",
+                    )
+                    for _ in range(sim.agents)
+                ]
+            )
         cache["pymdp"] = (agents, nbytes / sim.agents)
     return cache["pymdp"]
 
@@ -192,7 +204,9 @@ def processes(sim: Simulation, cache: dict[str, Any]) -> Outcome:
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             parent, child = context.Pipe()
             rows = slice(int(lo), int(hi))
-            proc = context.Process(target=_shard_worker, args=(child, sim.grid, rows, sim.seed + int(lo), slots), daemon=True)
+            proc = context.Process(
+                target=_shard_worker, args=(child, sim.grid, rows, sim.seed + int(lo), slots), daemon=True
+            )
             proc.start()
             pipes.append(parent)
             procs.append(proc)

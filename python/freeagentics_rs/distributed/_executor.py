@@ -6,7 +6,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from distributed import Client
 
@@ -58,15 +59,20 @@ class DaskExecutor(cf.ThreadPoolExecutor):
             elif future.set_running_or_notify_cancel():
                 try:
                     future.set_result(finished.result())
-                except BaseException as e:  # noqa: BLE001 - handed to the caller's future
+                except BaseException as e:  # handed to the caller's future
                     future.set_exception(e)
 
         future.add_done_callback(cancel_task)
         task.add_done_callback(settle)
         return future
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int | None = None) -> Iterator[Any]:  # fmt: skip
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[Any]:
         """Like ``Executor.map`` (``timeout`` counts from this call), in chunks of ``chunksize``
         calls per Dask task (default: the items spread as four chunks per worker)."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -18,16 +18,22 @@ __all__ = ["DistributedPopulation"]
 
 
 def _model_arrays(model: GenerativeModel) -> dict[str, Any]:
-    return {"A": [np.asarray(a) for a in model.A], "B": np.asarray(model.B), "C": [np.asarray(c) for c in model.C],
-            "D": np.asarray(model.D), "E": None if model.E is None else np.asarray(model.E)}  # fmt: skip
+    return {
+        "A": [np.asarray(a) for a in model.A],
+        "B": np.asarray(model.B),
+        "C": [np.asarray(c) for c in model.C],
+        "D": np.asarray(model.D),
+        "E": None if model.E is None else np.asarray(model.E),
+    }
 
 
 class _Shard:
     """Agents ``row_offset`` to ``row_offset + n_agents`` of a population, on one worker."""
 
     def __init__(self, arrays: dict[str, Any], n_agents: int, row_offset: int, kwargs: dict[str, Any]) -> None:
-        model = GenerativeModel(arrays["A"], arrays["B"], arrays["C"], arrays["D"], E=arrays["E"],
-                                backend=kwargs.get("backend"))  # fmt: skip
+        model = GenerativeModel(
+            arrays["A"], arrays["B"], arrays["C"], arrays["D"], E=arrays["E"], backend=kwargs.get("backend")
+        )
         self.population = AgentPopulation(model, n_agents, row_offset=row_offset, **kwargs)
 
     def step(self, observations: np.ndarray) -> np.ndarray:
@@ -63,8 +69,15 @@ class DistributedPopulation:
     fewer agents, and the shards never end up at different steps.
     """
 
-    def __init__(self, model: GenerativeModel, n_agents: int, client: Client, *, shards: int | None = None,
-                 **population_kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: GenerativeModel,
+        n_agents: int,
+        client: Client,
+        *,
+        shards: int | None = None,
+        **population_kwargs: Any,
+    ) -> None:
         if not isinstance(model, GenerativeModel):
             raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
         if isinstance(n_agents, bool) or not isinstance(n_agents, (int, np.integer)) or n_agents < 1:
@@ -96,8 +109,17 @@ class DistributedPopulation:
     def _start(self, shard: int, worker: str) -> tuple[Any, Any]:
         """(the actor, the future that keeps it alive on its worker)."""
         lo, hi = self.bounds[shard]
-        future = self.client.submit(_Shard, self._arrays, hi - lo, lo, self._kwargs, actor=True, workers=[worker],
-                                    allow_other_workers=True, pure=False)  # fmt: skip
+        future = self.client.submit(
+            _Shard,
+            self._arrays,
+            hi - lo,
+            lo,
+            self._kwargs,
+            actor=True,
+            workers=[worker],
+            allow_other_workers=True,
+            pure=False,
+        )
         return future.result(), future
 
     def _release(self, shard: int) -> None:
@@ -117,13 +139,13 @@ class DistributedPopulation:
         for shard, (actor, args) in enumerate(zip(self._actors, arguments)):
             try:  # an actor whose worker is known to be gone refuses the call at once
                 futures[shard] = getattr(actor, method)(*args)
-            except Exception as e:  # noqa: BLE001 - sorted out below
+            except Exception as e:  # sorted out below
                 errors[shard] = e
         results = [None] * self.shards
         for shard, future in futures.items():
             try:
                 results[shard] = future.result()
-            except Exception as e:  # noqa: BLE001 - sorted out below
+            except Exception as e:  # sorted out below
                 errors[shard] = e
         if not errors:
             return results
@@ -147,14 +169,16 @@ class DistributedPopulation:
             return False
         try:
             self.client.run(_alive, workers=[address])
-        except Exception:  # noqa: BLE001 - any failure to answer means it is gone
+        except Exception:  # any failure to answer means it is gone
             return True
         return False
 
     def _rewind(self) -> None:
         """Every shard back to the last checkpoint (a fresh shard's reset for the construction)."""
         step, states = self._checkpoint
-        calls = [actor.reset() if state is None else actor.load_state(state) for actor, state in zip(self._actors, states)]
+        calls = [
+            actor.reset() if state is None else actor.load_state(state) for actor, state in zip(self._actors, states)
+        ]
         for call in calls:
             call.result()
         self.steps_taken = step
@@ -185,8 +209,10 @@ class DistributedPopulation:
         states = self._call_all("save_state")
         self._checkpoint = (self.steps_taken, states)
         if store is not None:
-            saved = {f"{prefix}/shard-{i}": {**state, "bounds": np.array(self.bounds[i]), "steps_taken": self.steps_taken}
-                     for i, state in enumerate(states)}  # fmt: skip
+            saved = {
+                f"{prefix}/shard-{i}": {**state, "bounds": np.array(self.bounds[i]), "steps_taken": self.steps_taken}
+                for i, state in enumerate(states)
+            }
             store.save_many(saved)
 
     def restore(self, store: Any, prefix: str = "population") -> None:
