@@ -67,7 +67,7 @@ def round_of(kind, model, n, observations, policy_len=1, threads=None):
         agents = pymdp_agents(model, k, policy_len)
         obs = [[int(o) for o in np.atleast_1d(observations[i])] for i in range(k)]
         if kind == "pymdp serial":
-            return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs)]), k, None
+            return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs, strict=True)]), k, None
         pool = cf.ThreadPoolExecutor(available_cpus())
         return (lambda: list(pool.map(_pymdp_step, agents, obs))), k, pool
     backend = "rust" if kind.startswith("rust") else "python"
@@ -172,7 +172,7 @@ def random_factor_model(seed=0):
 
     num_states, num_controls, num_obs = (3, 4, 2), (3, 1, 2), (4, 3, 2)
     A = [normalized((o,) + num_states) for o in num_obs]
-    B = [normalized((n, n, c)) for n, c in zip(num_states, num_controls)]
+    B = [normalized((n, n, c)) for n, c in zip(num_states, num_controls, strict=True)]
     return A, B, [rng.normal(0, 2, o) for o in num_obs], [normalized((n,)) for n in num_states]
 
 
@@ -208,7 +208,7 @@ def factor_round_of(kind, arrays, n, observations, policy_len):
                 for _ in range(k)
             ]
         obs = [[int(o) for o in observations[i]] for i in range(k)]
-        return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs)]), k, None
+        return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs, strict=True)]), k, None
     backend = "rust" if kind.startswith("rust") else "python"
     pop = AgentPopulation(GenerativeModel(*arrays, backend=backend), n, policy_len=policy_len, seed=0, backend=backend)
     return (lambda: pop.step(observations)), n, None
@@ -251,8 +251,8 @@ gc.collect(); before = rss()
 pop = AgentPopulation(model, 10_000, backend=sys.argv[1])
 pop.step(np.zeros(10_000, np.int64))
 gc.collect()
-print(json.dumps({"rss": (rss() - before) / 10_000,
-                  "arrays": sum(a.nbytes for a in (pop.beliefs, pop.q_pi, pop.G, pop.F, pop.actions, pop.timesteps)) / 10_000}))
+arrays = (pop.beliefs, pop.q_pi, pop.G, pop.F, pop.actions, pop.timesteps)
+print(json.dumps({"rss": (rss() - before) / 10_000, "arrays": sum(a.nbytes for a in arrays) / 10_000}))
 """
 
 

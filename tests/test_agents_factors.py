@@ -25,7 +25,7 @@ def random_model(num_states=(3, 4, 2), num_controls=(3, 1, 2), num_obs=(4, 3, 2)
         return x / x.sum(axis=0)
 
     A = [normalized((o,) + tuple(num_states)) for o in num_obs]
-    B = [normalized((s, s, c)) for s, c in zip(num_states, num_controls)]
+    B = [normalized((s, s, c)) for s, c in zip(num_states, num_controls, strict=True)]
     C = [rng.normal(0, 2, o) for o in num_obs]
     D = [normalized((s,)) for s in num_states]
     return A, B, C, D
@@ -212,7 +212,7 @@ def test_tmaze_with_pymdps_environment_matches_pymdp(backend, policy_len):
     obs = [env.reset() for env in envs]
     for _ in range(8 if policy_len == 1 else 5):
         actions = parity.step(np.array(obs))
-        obs = [env.step(a) for env, a in zip(envs, actions)]
+        obs = [env.step(a) for env, a in zip(envs, actions, strict=True)]
 
 
 @pytest.mark.parametrize("policy_len", [1, 2])
@@ -247,7 +247,7 @@ def test_explicit_policies_full_sampling_and_fixed_point_settings_match_pymdp(ba
     model = GenerativeModel(*arrays, backend=backend)
     pop = AgentPopulation(model, 1, inference_params={"num_iter": 2, "dF_tol": 1e-9}, backend=backend)
     pop.infer_states([[1, 2, 0]])
-    obs = _obj([np.eye(n)[o] for n, o in zip(model.num_obs, [1, 2, 0])])
+    obs = _obj([np.eye(n)[o] for n, o in zip(model.num_obs, [1, 2, 0], strict=True)])
     expected = run_vanilla_fpi(
         _obj(arrays[0]), obs, list(model.num_obs), list(model.num_states), _obj(arrays[3]), num_iter=2, dF_tol=1e-9
     )
@@ -285,8 +285,8 @@ def test_tmaze_model_is_pymdps_tmaze(backend):
 
     env = TMazeEnv(reward_probs=[0.8, 0.2])
     A, B = tmaze_arrays((0.8, 0.2))
-    assert all(np.array_equal(a, b) for a, b in zip(A, env.get_likelihood_dist()))
-    assert all(np.array_equal(a, b) for a, b in zip(B, env.get_transition_dist()))
+    assert all(np.array_equal(a, b) for a, b in zip(A, env.get_likelihood_dist(), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(B, env.get_transition_dist(), strict=True))
     model = tmaze_model((0.8, 0.2), reward=2.0, punishment=-4.0, backend=backend)
     assert (model.num_states, model.num_obs, model.num_controls) == ((4, 2), (4, 3, 2), (4, 1))
     assert np.array_equal(model.C[1], [0.0, 2.0, -4.0])

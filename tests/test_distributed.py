@@ -39,7 +39,7 @@ def test_results_equal_a_local_population(client, backend):
     for _ in range(8):
         actions = remote.step(worlds[0].observe()), local.step(worlds[1].observe())
         assert np.array_equal(*actions)
-        for world, a in zip(worlds, actions):
+        for world, a in zip(worlds, actions, strict=True):
             world.move(a)
     assert np.allclose(remote.gather_beliefs(), local.beliefs, rtol=0, atol=1e-15)
     last = remote.run(worlds[0], 3)

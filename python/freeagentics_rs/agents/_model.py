@@ -66,7 +66,8 @@ def _distribution(a: np.ndarray, name: str) -> None:
     sums = a.sum(axis=0)
     if not np.allclose(sums, 1.0, rtol=0, atol=_TOLERANCE):
         raise ValueError(
-            f"{name}: columns must sum to 1 (within {_TOLERANCE}); worst sum is {sums.flat[np.abs(sums - 1).argmax()]:.6g}"
+            f"{name}: columns must sum to 1 (within {_TOLERANCE}); "
+            f"worst sum is {sums.flat[np.abs(sums - 1).argmax()]:.6g}"
         )
 
 
@@ -153,7 +154,7 @@ class GenerativeModel:
             raise ValueError("B: needs at least one action")
         if len(Cs) != len(As):
             raise ValueError(f"C: needs one vector per modality of A ({len(As)}), got {len(Cs)}")
-        for m, (a, c) in enumerate(zip(As, Cs)):
+        for m, (a, c) in enumerate(zip(As, Cs, strict=True)):
             if a.shape[1] != states:
                 raise ValueError(f"A[{m}]: must have {states} columns (one per state), got shape {a.shape}")
             if c.shape[0] != a.shape[0]:
@@ -204,7 +205,7 @@ class GenerativeModel:
         Cs = [_array(c, f"C[{m}]", 1) for m, c in enumerate(C_in)]
         if len(Cs) != len(As):
             raise ValueError(f"C: needs one vector per modality of A ({len(As)}), got {len(Cs)}")
-        for m, (a, c) in enumerate(zip(As, Cs)):
+        for m, (a, c) in enumerate(zip(As, Cs, strict=True)):
             if c.shape[0] != a.shape[0]:
                 raise ValueError(
                     f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}"
@@ -266,7 +267,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def _derive(As: list[np.ndarray], B: np.ndarray, Cs: list[np.ndarray], D: np.ndarray) -> dict[str, np.ndarray]:
     states = D.shape[0]
     utility = np.zeros(states)
-    for a, c in zip(As, Cs):
+    for a, c in zip(As, Cs, strict=True):
         utility += np.log(_softmax(c) + EPS) @ a
     # Per action, (next, previous) by rows: the column-compressed form of its transpose.
     row_ptr, columns, values = _csc(B.transpose(2, 1, 0))

@@ -72,7 +72,9 @@ def check_policies(policies: Any, num_controls: tuple[int, ...]) -> np.ndarray:
         for f in range(factors):
             if p[:, f].min() < 0 or p[:, f].max() >= num_controls[f]:
                 raise ValueError(
-                    f"policies: policy {i} uses control {p[:, f].max() if p[:, f].max() >= num_controls[f] else p[:, f].min()} of factor {f}, which has {num_controls[f]}"
+                    f"policies: policy {i} uses control "
+                    f"{p[:, f].max() if p[:, f].max() >= num_controls[f] else p[:, f].min()} "
+                    f"of factor {f}, which has {num_controls[f]}"
                 )
     return np.ascontiguousarray(np.stack(items).astype(np.int64))
 

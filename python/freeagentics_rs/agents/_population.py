@@ -166,11 +166,13 @@ class AgentPopulation:
         else:
             if policy_len * math.log2(max(model.num_actions, 1)) > 40:  # before computing a huge power
                 raise ValueError(
-                    f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; at most 2**20 are supported"
+                    f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; "
+                    "at most 2**20 are supported"
                 )
             if model.num_actions**policy_len > MAX_POLICIES:
                 raise ValueError(
-                    f"policy_len: {policy_len} gives {model.num_actions**policy_len} policies; at most 2**20 are supported"
+                    f"policy_len: {policy_len} gives {model.num_actions**policy_len} policies; "
+                    "at most 2**20 are supported"
                 )
             policy_array = policies_of(model.num_actions, policy_len)[:, :, None]
         policy_array.setflags(write=False)
@@ -320,7 +322,7 @@ class AgentPopulation:
                 if rows.min() < -self.n_agents or rows.max() >= self.n_agents:
                     raise IndexError(f"agents: index out of range for {self.n_agents} agents, got {agents!r}")
                 rows = rows.astype(np.intp).reshape(-1)
-        for qs, states in zip(self._qs, self._num_states):
+        for qs, states in zip(self._qs, self._num_states, strict=True):
             qs[rows] = 1.0 / states
         self.q_pi[rows] = 1.0 / self.num_policies
         self.G[rows] = 0.0
@@ -511,7 +513,7 @@ class PopulationAgent:
                 raise ValueError(f"state: action must be one int per factor ({p.model.num_factors}), got {given!r}")
             action = [
                 _validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
-                for f, (a, n) in enumerate(zip(given, p.model.num_controls))
+                for f, (a, n) in enumerate(zip(given, p.model.num_controls, strict=True))
             ]
         else:
             action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)

@@ -59,7 +59,7 @@ def factor_quantities(model: GenerativeModel, info_gain: bool) -> dict[str, Any]
     Bs = [np.asarray(b, np.float64) for b in (model.B if model.factorized else [model.B])]
     Ds = [np.asarray(d, np.float64) for d in (model.D if model.factorized else [model.D])]
     utility = np.zeros(joint_states)
-    for a, c in zip(As, model.C):
+    for a, c in zip(As, model.C, strict=True):
         utility += np.log(_softmax(np.asarray(c, np.float64)) + EPS) @ a
     q: dict[str, Any] = {
         "num_states": num_states,
@@ -170,7 +170,7 @@ class FactorKernel:
         for f, q in enumerate(posterior):
             marginals[f][:] = q
         joint = _outer(posterior)
-        F[:] = sum((q * (np.log(q + EPS) - ld)).sum(axis=1) for q, ld in zip(posterior, self.q["log_D"]))
+        F[:] = sum((q * (np.log(q + EPS) - ld)).sum(axis=1) for q, ld in zip(posterior, self.q["log_D"], strict=True))
         F -= (joint * log_likelihood).sum(axis=1)
 
     def _fixed_point(self, log_likelihood: np.ndarray, log_prior: list[np.ndarray]) -> list[np.ndarray]:
@@ -223,11 +223,14 @@ class FactorKernel:
         n = len(beliefs)
         level = [self._split(beliefs)]  # the root: one node, the current marginals
         G[:] = 0.0
-        for t, (parents, controls) in enumerate(zip(self.tree.parents, self.tree.controls)):
+        for t, (parents, controls) in enumerate(zip(self.tree.parents, self.tree.controls, strict=True)):
             values = np.empty((n, len(parents)))
             predicted = []
             for k, parent in enumerate(parents):
-                states = [qs @ self.q["B_t"][f][c] for f, (qs, c) in enumerate(zip(level[max(parent, 0)], controls[k]))]
+                states = [
+                    qs @ self.q["B_t"][f][c]
+                    for f, (qs, c) in enumerate(zip(level[max(parent, 0)], controls[k], strict=True))
+                ]
                 predicted.append(states)
                 values[:, k] = self._node_value(states)
             level = predicted

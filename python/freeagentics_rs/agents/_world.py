@@ -57,7 +57,8 @@ class GridWorld:
         on_obstacle = goal_cells[self.cells[goal_cells] == OBSTACLE]
         if on_obstacle.size and goals is None:
             raise ValueError(
-                f"obstacles: cover the default goal (cell {on_obstacle[0]}); pass goals, got {obstacle_cells.tolist()!r}"
+                f"obstacles: cover the default goal (cell {on_obstacle[0]}); "
+                f"pass goals, got {obstacle_cells.tolist()!r}"
             )
         if on_obstacle.size:
             raise ValueError(f"goals: cell {on_obstacle[0]} lies on an obstacle, got {goal_cells.tolist()!r}")

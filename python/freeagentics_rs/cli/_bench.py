@@ -89,7 +89,9 @@ def _agents(kind: str, quick: bool, runs: int) -> dict[str, Any]:
             agents, _ = _pymdp_agents(Simulation(8 if quick else 16, 1, 10), {})
         except Unavailable as e:
             return {"unavailable": str(e)}
-        r = timed_runs(lambda: [_step_pymdp(a, int(o)) for a, o in zip(agents, obs)], runs)
+        r = timed_runs(
+            lambda: [_step_pymdp(a, int(o)) for a, o in zip(agents, obs, strict=False)], runs
+        )  # the first len(agents) of obs
         scale = len(agents)
     else:
         population = AgentPopulation(model, n, seed=0, backend=kind)

@@ -32,16 +32,19 @@ def _ratio(row: dict[str, Any], kind: str) -> str:
 def bench_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Machine: {machine_line(report['machine'])}. Median (min – max) of {report['runs']} runs after a warm-up"
-        f"{'; quick sizes' if report.get('quick') else ''}. Ratios: baseline time / this time (memory: baseline / this).",
+        f"{'; quick sizes' if report.get('quick') else ''}. "
+        "Ratios: baseline time / this time (memory: baseline / this).",
         "",
-        "| benchmark | baseline | baseline time | Python fallback | Rust core | Python vs baseline | Rust vs baseline |",
+        "| benchmark | baseline | baseline time | Python fallback | Rust core "
+        "| Python vs baseline | Rust vs baseline |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
         cells = row["results"]
         values = [_value(cells[k], row["unit"]) if k in cells else "n/a" for k in ("baseline", "python", "rust")]
         lines.append(
-            f"| {row['title']} | {row['baseline']} | {' | '.join(values)} | {_ratio(row, 'python')} | {_ratio(row, 'rust')} |"
+            f"| {row['title']} | {row['baseline']} | {' | '.join(values)} "
+            f"| {_ratio(row, 'python')} | {_ratio(row, 'rust')} |"
         )
     return "\n".join(lines)
 
@@ -59,11 +62,11 @@ def bench_plot(report: dict[str, Any], path: str) -> None:
     fig, axes = plt.subplots(figure_rows, columns, figsize=(5 * columns, 3.2 * figure_rows), squeeze=False)
     for ax in axes.flat[len(rows) :]:
         ax.axis("off")
-    for ax, row in zip(axes.flat, rows):
+    for ax, row in zip(axes.flat, rows, strict=True):
         kinds = [k for k in ("baseline", "python", "rust") if "median" in row["results"].get(k, {})]
         medians = [row["results"][k]["median"] for k in kinds]
-        low = [m - row["results"][k]["min"] for k, m in zip(kinds, medians)]
-        high = [row["results"][k]["max"] - m for k, m in zip(kinds, medians)]
+        low = [m - row["results"][k]["min"] for k, m in zip(kinds, medians, strict=True)]
+        high = [row["results"][k]["max"] - m for k, m in zip(kinds, medians, strict=True)]
         ax.bar(
             range(len(kinds)),
             medians,

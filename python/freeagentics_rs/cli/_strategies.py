@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -116,9 +117,9 @@ def per_agent(make_executor: Callable[[], cf.Executor]) -> Callable[[Simulation,
             try:
                 for _ in range(sim.steps):
                     obs = world.observe()
-                    futures = [executor.submit(_step_pymdp, a, int(o)) for a, o in zip(agents, obs)]
+                    futures = [executor.submit(_step_pymdp, a, int(o)) for a, o in zip(agents, obs, strict=True)]
                     actions = np.full(sim.agents, 4)
-                    for future in cf.as_completed(futures):
+                    for _ in cf.as_completed(futures):
                         done += 1
                         sim.progress(1)
                         if time.perf_counter() - start > sim.budget:
@@ -201,7 +202,7 @@ def processes(sim: Simulation, cache: dict[str, Any]) -> Outcome:
     context = mp.get_context("spawn")
     pipes, procs = [], []
     try:
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in pairwise(bounds):
             parent, child = context.Pipe()
             rows = slice(int(lo), int(hi))
             proc = context.Process(

@@ -76,7 +76,7 @@ class DaskExecutor(cf.ThreadPoolExecutor):
         """Like ``Executor.map`` (``timeout`` counts from this call), in chunks of ``chunksize``
         calls per Dask task (default: the items spread as four chunks per worker)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        items = list(zip(*iterables))
+        items = list(zip(*iterables, strict=False))  # stops at the shortest, as Executor.map does
         if chunksize is None:
             workers = max(1, len(self.client.scheduler_info()["workers"]))
             chunksize = max(1, -(-len(items) // (4 * workers)))

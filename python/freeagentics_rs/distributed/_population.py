@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -92,7 +93,7 @@ class DistributedPopulation:
         self._arrays = _model_arrays(model)
         self._kwargs = population_kwargs
         bounds = np.linspace(0, self.n_agents, shards + 1).astype(int)
-        self.bounds = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        self.bounds = [(int(lo), int(hi)) for lo, hi in pairwise(bounds)]
         self.steps_taken = 0
         self._checkpoint: tuple[int, list[dict[str, Any] | None]] = (0, [None] * shards)
         started = [self._start(i, workers[i % len(workers)]) for i in range(shards)]
@@ -136,7 +137,7 @@ class DistributedPopulation:
         one population) and raises ``ShardsLostError``."""
         arguments = arguments or [()] * self.shards
         futures, errors = {}, {}
-        for shard, (actor, args) in enumerate(zip(self._actors, arguments)):
+        for shard, (actor, args) in enumerate(zip(self._actors, arguments, strict=True)):
             try:  # an actor whose worker is known to be gone refuses the call at once
                 futures[shard] = getattr(actor, method)(*args)
             except Exception as e:  # sorted out below
@@ -177,7 +178,8 @@ class DistributedPopulation:
         """Every shard back to the last checkpoint (a fresh shard's reset for the construction)."""
         step, states = self._checkpoint
         calls = [
-            actor.reset() if state is None else actor.load_state(state) for actor, state in zip(self._actors, states)
+            actor.reset() if state is None else actor.load_state(state)
+            for actor, state in zip(self._actors, states, strict=True)
         ]
         for call in calls:
             call.result()
