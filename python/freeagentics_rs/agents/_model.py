@@ -114,6 +114,9 @@ class GenerativeModel:
     ``num_factors`` and ``num_modalities``.
     """
 
+    B: np.ndarray | list[np.ndarray]  # an array for one factor, a list for several (see above)
+    D: np.ndarray | list[np.ndarray]
+
     def __init__(self, A: Any, B: Any, C: Any, D: Any, *, E: Any = None, backend: str | None = None) -> None:
         from .. import _backend
 
@@ -261,7 +264,8 @@ class GenerativeModel:
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=0))
-    return e / e.sum(axis=0)
+    result: np.ndarray = e / e.sum(axis=0)
+    return result
 
 
 def _derive(As: list[np.ndarray], B: np.ndarray, Cs: list[np.ndarray], D: np.ndarray) -> dict[str, np.ndarray]:
@@ -348,7 +352,10 @@ def reward_grid_model(*, cue_modality: bool = True, backend: str | None = None) 
     cue_modality = _validate.boolean(cue_modality, "cue_modality")
     cells, contexts = 9, 2
     states = cells * contexts
-    state = lambda cell, ctx: ctx * cells + cell  # noqa: E731
+
+    def state(cell: int, ctx: int) -> int:
+        return ctx * cells + cell
+
     B = np.zeros((states, states, 5))
     for ctx, cell in itertools.product(range(contexts), range(cells)):
         row, col = divmod(cell, 3)

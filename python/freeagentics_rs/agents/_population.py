@@ -70,6 +70,11 @@ def _positive_float(value: Any, name: str) -> float:
     return _validate.real(value, name, minimum=0.0, exclusive_minimum=True)
 
 
+def is_integer(value: object) -> bool:
+    """A Python or numpy int, not a bool (callers may pass anything, whatever the annotation)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_observations(model: GenerativeModel, observations: Any, rows: int) -> np.ndarray:
     """``observations`` as a C-contiguous, aligned (rows, modalities) int64 array, or the error
     naming what is wrong."""
@@ -303,7 +308,7 @@ class AgentPopulation:
 
     @property
     def num_policies(self) -> int:
-        return self.q_pi.shape[1]
+        return int(self.q_pi.shape[1])
 
     def reset(self, agents: Iterable[int] | slice | None = None) -> None:
         """Back to the start (uniform beliefs and q_pi, no action taken) for every agent, or for
@@ -382,12 +387,14 @@ class AgentPopulation:
         """State inference from ``observations`` ((agents,) or (agents, modalities) ints),
         policy inference and action selection for every agent; returns the actions (a copy)."""
         self._run(slice(None), self._observations(observations, self.n_agents), True, True, True)
-        return self.actions.copy()
+        result: np.ndarray = self.actions.copy()
+        return result
 
     def infer_states(self, observations: Any) -> np.ndarray:
         """Updates and returns ``beliefs`` (and ``F``) from ``observations``."""
         self._run(slice(None), self._observations(observations, self.n_agents), True, False, False)
-        return self.beliefs
+        result: np.ndarray = self.beliefs
+        return result
 
     def infer_policies(self) -> tuple[np.ndarray, np.ndarray]:
         """Updates and returns ``(q_pi, G)`` from the current beliefs."""
@@ -397,7 +404,8 @@ class AgentPopulation:
     def sample_action(self) -> np.ndarray:
         """Chooses every agent's next action from ``q_pi``; returns the actions (a copy)."""
         self._run(slice(None), None, False, False, True)
-        return self.actions.copy()
+        result: np.ndarray = self.actions.copy()
+        return result
 
     def agent(self, index: int) -> PopulationAgent:
         """A FreeAgentics-style agent object over row ``index`` (see ``PopulationAgent``)."""
@@ -443,7 +451,7 @@ class PopulationAgent:
     Each works on this agent's row only, so different agents may run in different threads."""
 
     def __init__(self, population: AgentPopulation, index: int) -> None:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < population.n_agents:
+        if not is_integer(index) or not 0 <= index < population.n_agents:
             raise IndexError(f"index: must lie in [0, {population.n_agents}), got {index!r}")
         self.population, self.index = population, int(index)
         self._rows = slice(self.index, self.index + 1)
@@ -451,10 +459,11 @@ class PopulationAgent:
 
     @property
     def beliefs(self) -> np.ndarray:
-        return self.population.beliefs[self.index]
+        result: np.ndarray = self.population.beliefs[self.index]
+        return result
 
     @property
-    def action(self) -> Any:
+    def action(self) -> int | list[int]:
         """The last action: an int, or one int per factor (a list) for several factors."""
         action = self.population.actions[self.index]
         return int(action) if action.ndim == 0 else action.tolist()
@@ -470,11 +479,11 @@ class PopulationAgent:
         self.population._run(self._rows, self._observation, True, False, False)
         return self.beliefs
 
-    def select_action(self) -> int:
+    def select_action(self) -> int | list[int]:
         self.population._run(self._rows, None, False, True, True)
         return self.action
 
-    def step(self, observation: Any) -> int:
+    def step(self, observation: Any) -> int | list[int]:
         self.perceive(observation)
         self.population._run(self._rows, self._observation, True, True, True)
         return self.action
@@ -511,7 +520,7 @@ class PopulationAgent:
             given = state["action"]
             if isinstance(given, (str, bytes)) or np.ndim(given) != 1 or len(given) != p.model.num_factors:
                 raise ValueError(f"state: action must be one int per factor ({p.model.num_factors}), got {given!r}")
-            action = [
+            action: int | list[int] = [
                 _validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
                 for f, (a, n) in enumerate(zip(given, p.model.num_controls, strict=True))
             ]

@@ -91,18 +91,21 @@ def _outer(marginals: list[np.ndarray]) -> np.ndarray:
 
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    result: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return result
 
 
 def _first_best(values: np.ndarray) -> np.ndarray:
     """Per row, the first entry within rounding of the row's best (exact ties in symmetric
     models would otherwise be broken by rounding)."""
     best = values.max(axis=1, keepdims=True)
-    return (values >= best * (1 - TIE)).argmax(axis=1)
+    result: np.ndarray = (values >= best * (1 - TIE)).argmax(axis=1)
+    return result
 
 
 def _draw(p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return np.minimum((np.cumsum(p, axis=1) <= u[:, None]).sum(axis=1), p.shape[1] - 1)
+    result: np.ndarray = np.minimum((np.cumsum(p, axis=1) <= u[:, None]).sum(axis=1), p.shape[1] - 1)
+    return result
 
 
 class FactorKernel:

@@ -124,4 +124,5 @@ class TMaze:
 
     def rewarded(self, observations: np.ndarray) -> np.ndarray:
         """(agents,) bool: which observations are a reward."""
-        return np.asarray(observations)[:, 1] == 1
+        result: np.ndarray = np.asarray(observations)[:, 1] == 1
+        return result

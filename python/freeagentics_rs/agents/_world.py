@@ -134,4 +134,5 @@ class GridWorld:
 
     def at_goal(self) -> np.ndarray:
         """(agents,) bool: which agents stand on a goal."""
-        return self.cells[self.positions] == GOAL
+        result: np.ndarray = self.cells[self.positions] == GOAL
+        return result

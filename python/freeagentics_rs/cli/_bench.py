@@ -117,7 +117,7 @@ def _tmaze_agents(policy_len: int) -> Any:
             except ImportError as e:
                 return {"unavailable": f"pymdp is not installed ({e})"}
 
-            def obj(arrays: list[Any]) -> Any:
+            def obj(arrays: list[Any] | np.ndarray) -> Any:
                 out = utils.obj_array(len(arrays))
                 for i, a in enumerate(arrays):
                     out[i] = np.asarray(a, np.float64)
@@ -154,10 +154,34 @@ def _tmaze_agents(policy_len: int) -> Any:
     return measure
 
 
+def _scaling_row(threads: int) -> Row:
+    def baseline() -> cf.Executor:
+        return cf.ThreadPoolExecutor(threads)
+
+    def stealing(kind: str) -> cf.Executor:
+        return WorkStealingThreadPool(threads, backend=kind)
+
+    def work(executor: cf.Executor) -> None:
+        workloads.matmul_sleep_tasks(executor, 10 * threads, 100, 0.001)
+
+    return Row(
+        f"scaling-{threads}",
+        f"scaling: {threads} thread{'s' * (threads > 1)} x 10 tasks of (100x100 matmul + sleep(1 ms))",
+        "s per run",
+        "ThreadPoolExecutor",
+        _executor_row(baseline, stealing, work, fresh=False),
+    )
+
+
 def rows(quick: bool) -> list[Row]:
     io_tasks, cpu_tasks, mixed_tasks, dispatch_tasks = (500, 40, 300, 5000) if quick else (2000, 200, 1000, 20_000)
-    tpe8 = lambda: cf.ThreadPoolExecutor(8)  # noqa: E731
-    adaptive = lambda kind: AdaptiveThreadPoolExecutor(backend=kind)  # noqa: E731
+
+    def tpe8() -> cf.Executor:
+        return cf.ThreadPoolExecutor(8)
+
+    def adaptive(kind: str) -> cf.Executor:
+        return AdaptiveThreadPoolExecutor(backend=kind)
+
     table = [
         Row(
             "io",
@@ -199,21 +223,7 @@ def rows(quick: bool) -> list[Row]:
         ),
     ]
     for threads in (1, 4, 8, 16, 32):
-        work = lambda e, t=threads: workloads.matmul_sleep_tasks(e, 10 * t, 100, 0.001)  # noqa: E731
-        table.append(
-            Row(
-                f"scaling-{threads}",
-                f"scaling: {threads} thread{'s' * (threads > 1)} x 10 tasks of (100x100 matmul + sleep(1 ms))",
-                "s per run",
-                "ThreadPoolExecutor",
-                _executor_row(
-                    lambda t=threads: cf.ThreadPoolExecutor(t),
-                    lambda k, t=threads: WorkStealingThreadPool(t, backend=k),
-                    work,
-                    fresh=False,
-                ),
-            )
-        )
+        table.append(_scaling_row(threads))
     table += [
         Row(
             "dispatch",

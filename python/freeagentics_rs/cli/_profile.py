@@ -45,7 +45,12 @@ def _work(name: str) -> Callable[[], Any]:
         return lambda: workloads.python_work(20_000)
     if name == "mixed":
         a = np.random.default_rng(0).random((50, 50))
-        return lambda: (a @ a, time.sleep(0.002))
+
+        def mixed() -> None:
+            a @ a
+            time.sleep(0.002)
+
+        return mixed
     from ..agents import AgentPopulation, grid_world_model
 
     population = AgentPopulation(grid_world_model(10, backend="python"), 64, seed=0, backend="python")

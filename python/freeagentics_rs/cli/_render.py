@@ -13,12 +13,14 @@ LABELS = {"baseline": None, "python": "Python fallback", "rust": "Rust core"}
 def _value(cell: dict[str, Any], unit: str) -> str:
     if "unavailable" in cell:
         return "n/a"
-    if unit == "bytes per agent":
-        fmt = lambda v: f"{v / 1024:.2f} KB"  # noqa: E731
-    elif unit == "s per agent-step":
-        fmt = lambda v: f"{v * 1e6:,.2f} µs"  # noqa: E731
-    else:
-        fmt = lambda v: f"{v * 1e3:,.1f} ms"  # noqa: E731
+
+    def fmt(v: float) -> str:
+        if unit == "bytes per agent":
+            return f"{v / 1024:.2f} KB"
+        if unit == "s per agent-step":
+            return f"{v * 1e6:,.2f} µs"
+        return f"{v * 1e3:,.1f} ms"
+
     return f"{fmt(cell['median'])} ({fmt(cell['min'])} – {fmt(cell['max'])})"
 
 

@@ -98,7 +98,8 @@ def _pymdp_agents(sim: Simulation, cache: dict[str, Any]) -> tuple[list[Any], fl
                 ]
             )
         cache["pymdp"] = (agents, nbytes / sim.agents)
-    return cache["pymdp"]
+    agents_and_bytes: tuple[list[Any], float] = cache["pymdp"]
+    return agents_and_bytes
 
 
 def _step_pymdp(agent: Any, observation: int) -> int:

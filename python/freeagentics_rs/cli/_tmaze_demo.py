@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ def _pymdp(agents: int, steps: int, policy_len: int, budget: float) -> dict[str,
 
     model = tmaze_model(backend="python")
 
-    def obj(arrays: list[Any]) -> Any:
+    def obj(arrays: list[Any] | np.ndarray) -> Any:
         out = utils.obj_array(len(arrays))
         for i, a in enumerate(arrays):
             out[i] = np.asarray(a, np.float64)
@@ -100,11 +101,12 @@ def run(args: argparse.Namespace) -> int:
         f"policy_len {args.policy_len}.\n"
     )
     rows = []
-    for label, make in [
+    makers: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("native population, Rust backend", lambda: _native("rust", args.agents, args.steps, args.policy_len)),
         ("native population, numpy backend", lambda: _native("python", args.agents, args.steps, args.policy_len)),
         ("pymdp 0.0.7.1 Agent, one by one", lambda: _pymdp(args.agents, args.steps, args.policy_len, args.budget)),
-    ]:
+    ]
+    for label, make in makers:
         try:
             rows.append((label, make()))
         except ImportError as e:

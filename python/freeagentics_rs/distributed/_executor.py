@@ -33,12 +33,12 @@ class DaskExecutor(cf.ThreadPoolExecutor):
         super().__init__(max_workers=1)
         self.client = client
         self.tasks_submitted = 0
-        self._pending: set[cf.Future] = set()
+        self._pending: set[cf.Future[Any]] = set()
         self._lock = threading.Lock()
         self._closed = False
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        future: cf.Future = cf.Future()
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -47,7 +47,7 @@ class DaskExecutor(cf.ThreadPoolExecutor):
             self.tasks_submitted += 1
             self._pending.add(future)
 
-        def cancel_task(done: cf.Future) -> None:
+        def cancel_task(done: cf.Future[Any]) -> None:
             with self._lock:
                 self._pending.discard(done)
             if done.cancelled():

@@ -12,7 +12,7 @@ from distributed import Client
 from distributed.comm.core import CommClosedError
 
 from ..agents import AgentPopulation, GenerativeModel, GridWorld
-from ..agents._population import check_observations
+from ..agents._population import check_observations, is_integer
 from ..errors import ShardsLostError
 
 __all__ = ["DistributedPopulation"]
@@ -41,7 +41,8 @@ class _Shard:
         return self.population.step(observations)
 
     def beliefs(self) -> np.ndarray:
-        return self.population.beliefs.copy()
+        result: np.ndarray = self.population.beliefs.copy()
+        return result
 
     def save_state(self) -> dict[str, Any]:
         return self.population.save_state()
@@ -81,11 +82,12 @@ class DistributedPopulation:
     ) -> None:
         if not isinstance(model, GenerativeModel):
             raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
-        if isinstance(n_agents, bool) or not isinstance(n_agents, (int, np.integer)) or n_agents < 1:
+        if not is_integer(n_agents) or n_agents < 1:
             raise ValueError(f"n_agents: must be a positive int, got {n_agents!r}")
         workers = self._workers(client)
         shards = len(workers) if shards is None else shards
-        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= n_agents:
+        requested: object = shards  # checked as given, whatever the annotation says
+        if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= n_agents:
             raise ValueError(f"shards: must be an int in [1, n_agents], got {shards!r}")
         if "row_offset" in population_kwargs:
             raise TypeError("row_offset: is set per shard by DistributedPopulation")
@@ -229,7 +231,9 @@ class DistributedPopulation:
             if tuple(int(b) for b in state.get("bounds", ())) != self.bounds[i]:
                 raise ValueError(f"store: shard {i} was saved with another layout than {self.bounds[i]}, or not at all")
             states.append(state)
-        clean = [{k: v for k, v in s.items() if k not in ("bounds", "steps_taken")} for s in states]
+        clean: list[dict[str, Any] | None] = [
+            {k: v for k, v in s.items() if k not in ("bounds", "steps_taken")} for s in states
+        ]
         try:
             self._call_all("load_state", [(s,) for s in clean])
         except ShardsLostError:
