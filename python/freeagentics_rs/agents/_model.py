@@ -237,7 +237,7 @@ class GenerativeModel:
     def num_modalities(self) -> int:
         return len(self.num_obs)
 
-    def derived(self, info_gain: bool = True) -> dict[str, np.ndarray]:
+    def derived(self, *, info_gain: bool = True) -> dict[str, np.ndarray]:
         """The per-model quantities of the kernels (see the module docstring), computed once
         from the interned arrays. The joint outcome distributions, whose size is the product of
         the modalities' observation counts times the states, are made only for ``info_gain``."""

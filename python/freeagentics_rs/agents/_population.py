@@ -199,17 +199,14 @@ class AgentPopulation:
         if needed > _physical_memory():
             raise MemoryError(f"n_agents: {self.n_agents} agents need {needed} bytes, more than this machine has")
         E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
-        args = (
-            self.policy_len,
-            self.gamma,
-            self.alpha,
-            action_selection == "deterministic",
-            bool(use_utility),
-            bool(use_states_info_gain),
-        )
+        flags = {
+            "deterministic": action_selection == "deterministic",
+            "use_utility": bool(use_utility),
+            "use_states_info_gain": bool(use_states_info_gain),
+        }
         log_E = np.log(E + EPS)
         if self.factorized and self.backend == "rust":
-            p, q = self.inference_params, factor_quantities(model, use_states_info_gain)
+            p, q = self.inference_params, factor_quantities(model, info_gain=use_states_info_gain)
             self._kernel = _backend.native().FactorKernelCore(
                 list(q["num_states"]),
                 q["A_stacked"],
@@ -241,21 +238,32 @@ class AgentPopulation:
                 policy_array,
                 self.gamma,
                 self.alpha,
-                action_selection == "deterministic",
-                self.sampling_mode,
-                use_utility,
-                use_states_info_gain,
-                log_E,
-                p["num_iter"],
-                p["dF"],
-                p["dF_tol"],
+                deterministic=action_selection == "deterministic",
+                sampling_mode=self.sampling_mode,
+                use_utility=use_utility,
+                use_states_info_gain=use_states_info_gain,
+                log_E=log_E,
+                num_iter=p["num_iter"],
+                dF=p["dF"],
+                dF_tol=p["dF_tol"],
             )
         elif self.backend == "rust":
             derived = model.derived(info_gain=bool(use_states_info_gain))
-            self._kernel = _backend.native().AgentKernelCore(derived, *args, INFO_EPS, log_E, self.num_threads)
+            self._kernel = _backend.native().AgentKernelCore(
+                derived,
+                self.policy_len,
+                self.gamma,
+                self.alpha,
+                **flags,
+                info_threshold=INFO_EPS,
+                log_e=log_E,
+                num_threads=self.num_threads,
+            )
         else:
             derived = model.derived(info_gain=bool(use_states_info_gain))
-            self._kernel = _py.AgentKernel(model, derived, *args, log_E)
+            self._kernel = _py.AgentKernel(
+                model, derived, self.policy_len, self.gamma, self.alpha, **flags, log_E=log_E
+            )
         n = self.n_agents
         self._num_states = (model.num_states,) if not model.factorized else tuple(model.num_states)
         self._beliefs = np.empty((n, belief_columns))
@@ -346,7 +354,7 @@ class AgentPopulation:
                 which = f" of factor {f}" if self.model.factorized else ""
                 raise ValueError(f"{name} must lie in [-1, {count}){which}")
 
-    def _run(self, rows: slice, observations: np.ndarray | None, infer: bool, plan: bool, act: bool) -> None:
+    def _run(self, rows: slice, observations: np.ndarray | None, *, infer: bool, plan: bool, act: bool) -> None:
         arrays = (
             self.beliefs[rows],
             self.q_pi[rows],
@@ -386,24 +394,24 @@ class AgentPopulation:
     def step(self, observations: Any) -> np.ndarray:
         """State inference from ``observations`` ((agents,) or (agents, modalities) ints),
         policy inference and action selection for every agent; returns the actions (a copy)."""
-        self._run(slice(None), self._observations(observations, self.n_agents), True, True, True)
+        self._run(slice(None), self._observations(observations, self.n_agents), infer=True, plan=True, act=True)
         result: np.ndarray = self.actions.copy()
         return result
 
     def infer_states(self, observations: Any) -> np.ndarray:
         """Updates and returns ``beliefs`` (and ``F``) from ``observations``."""
-        self._run(slice(None), self._observations(observations, self.n_agents), True, False, False)
+        self._run(slice(None), self._observations(observations, self.n_agents), infer=True, plan=False, act=False)
         result: np.ndarray = self.beliefs
         return result
 
     def infer_policies(self) -> tuple[np.ndarray, np.ndarray]:
         """Updates and returns ``(q_pi, G)`` from the current beliefs."""
-        self._run(slice(None), None, False, True, False)
+        self._run(slice(None), None, infer=False, plan=True, act=False)
         return self.q_pi, self.G
 
     def sample_action(self) -> np.ndarray:
         """Chooses every agent's next action from ``q_pi``; returns the actions (a copy)."""
-        self._run(slice(None), None, False, False, True)
+        self._run(slice(None), None, infer=False, plan=False, act=True)
         result: np.ndarray = self.actions.copy()
         return result
 
@@ -476,16 +484,16 @@ class PopulationAgent:
     def update_beliefs(self) -> np.ndarray:
         if self._observation is None:
             raise RuntimeError("update_beliefs: no observation; call perceive first")
-        self.population._run(self._rows, self._observation, True, False, False)
+        self.population._run(self._rows, self._observation, infer=True, plan=False, act=False)
         return self.beliefs
 
     def select_action(self) -> int | list[int]:
-        self.population._run(self._rows, None, False, True, True)
+        self.population._run(self._rows, None, infer=False, plan=True, act=True)
         return self.action
 
     def step(self, observation: Any) -> int | list[int]:
         self.perceive(observation)
-        self.population._run(self._rows, self._observation, True, True, True)
+        self.population._run(self._rows, self._observation, infer=True, plan=True, act=True)
         return self.action
 
     def get_state(self) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class AgentKernel:
         policy_len: int,
         gamma: float,
         alpha: float,
+        *,
         deterministic: bool,
         use_utility: bool,
         use_states_info_gain: bool,

@@ -48,7 +48,7 @@ def factor_key(key: int, factor: int) -> int:
     return int(_splitmix64(np.uint64(key ^ factor)))
 
 
-def factor_quantities(model: GenerativeModel, info_gain: bool) -> dict[str, Any]:
+def factor_quantities(model: GenerativeModel, *, info_gain: bool) -> dict[str, Any]:
     """The per-model arrays of the factorized kernels, computed once per model."""
     cached = model._factor_derived.get(info_gain)
     if cached is not None:
@@ -118,6 +118,7 @@ class FactorKernel:
         policies: np.ndarray,
         gamma: float,
         alpha: float,
+        *,
         deterministic: bool,
         sampling_mode: str,
         use_utility: bool,
@@ -127,7 +128,7 @@ class FactorKernel:
         dF: float,
         dF_tol: float,
     ) -> None:
-        q = factor_quantities(model, use_states_info_gain)
+        q = factor_quantities(model, info_gain=use_states_info_gain)
         self.q, self.policies, self.tree = q, policies, PolicyTree(policies)
         self.num_states = q["num_states"]
         self.offsets = np.cumsum((0,) + self.num_states)
@@ -181,7 +182,7 @@ class FactorKernel:
         n, shape = len(log_likelihood), self.num_states
         qs = [np.full((n, s), 1.0 / s) for s in shape]
 
-        def free_energy(rows: np.ndarray, marginals: list[np.ndarray], with_likelihood: bool) -> np.ndarray:
+        def free_energy(rows: np.ndarray, marginals: list[np.ndarray], *, with_likelihood: bool) -> np.ndarray:
             vfe = np.zeros(len(rows))
             for f, q in enumerate(marginals):
                 vfe += (q * np.log(q + 1e-16)).sum(axis=1) - (q * log_prior[f][rows]).sum(axis=1)
@@ -190,7 +191,7 @@ class FactorKernel:
             return vfe
 
         everyone = np.arange(n)
-        previous = free_energy(everyone, qs, False)
+        previous = free_energy(everyone, qs, with_likelihood=False)
         dF = np.full(n, self.dF)
         active = everyone[(dF >= self.dF_tol) & (self.num_iter > 0)]
         iteration = 0
@@ -204,7 +205,7 @@ class FactorKernel:
                 new.append(_softmax_rows(qL + log_prior[f][active]))
             for f, q in enumerate(new):
                 qs[f][active] = q
-            vfe = free_energy(active, new, True)
+            vfe = free_energy(active, new, with_likelihood=True)
             dF[active] = np.abs(previous[active] - vfe)
             previous[active] = vfe
             iteration += 1

@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,25 +26,32 @@ from ._machine import blas_pinned, machine_info, timed_runs
 KINDS = ("baseline", "python", "rust")
 
 
+class Measure(Protocol):
+    def __call__(self, kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
+        """Timing of ``runs`` runs of ``kind`` ("baseline", "python" or "rust")."""
+        ...
+
+
 @dataclass
 class Row:
     key: str
     title: str
     unit: str  # what the median measures
     baseline: str  # what the baseline is
-    measure: Callable[[str, bool, int], dict[str, Any]]  # (kind, quick, runs) -> timing
+    measure: Measure
 
 
 def _executor_row(
     make_baseline: Callable[[], cf.Executor],
     make: Callable[[str], cf.Executor],
     work: Callable[[cf.Executor], None],
+    *,
     fresh: bool,
-) -> Callable[[str, bool, int], dict[str, Any]]:
+) -> Measure:
     """Times ``work`` on an executor of each kind; ``fresh``: a new executor per run (the
     adaptive executor then starts from scratch each time), else one warmed executor."""
 
-    def measure(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+    def measure(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
         new = make_baseline if kind == "baseline" else (lambda: make(kind))
         if not fresh:
             with new() as executor:
@@ -61,7 +68,7 @@ def _executor_row(
     return measure
 
 
-def _registry(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+def _registry(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
     registry = workloads.LockedDict() if kind == "baseline" else AgentRegistry(backend=kind)
     agents = 10_000
     for i in range(agents):
@@ -70,7 +77,7 @@ def _registry(kind: str, quick: bool, runs: int) -> dict[str, Any]:
     return timed_runs(lambda: workloads.registry_mix(registry, plans), runs)
 
 
-def _memory(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+def _memory(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
     from ._memory import run
 
     variant = "naive" if kind == "baseline" else kind
@@ -78,7 +85,7 @@ def _memory(kind: str, quick: bool, runs: int) -> dict[str, Any]:
     return {**r, "runs": runs, "unit_scale": 1.0}
 
 
-def _agents(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+def _agents(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
     n = 1000
     model = grid_world_model(10)
     obs = GridWorld(10, n, seed=0).observe()
@@ -100,11 +107,11 @@ def _agents(kind: str, quick: bool, runs: int) -> dict[str, Any]:
     return {key: (value / scale if key in ("median", "min", "max") else value) for key, value in r.items()}
 
 
-def _tmaze_agents(policy_len: int) -> Any:
+def _tmaze_agents(policy_len: int) -> Measure:
     """A row of T-maze agent steps (two factors): pymdp 0.0.7.1 one agent at a time against the
     population's factorized kernel."""
 
-    def measure(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+    def measure(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
         from ..agents import tmaze_model
 
         n = 1024
@@ -173,7 +180,7 @@ def _scaling_row(threads: int) -> Row:
     )
 
 
-def rows(quick: bool) -> list[Row]:
+def rows(*, quick: bool) -> list[Row]:
     io_tasks, cpu_tasks, mixed_tasks, dispatch_tasks = (500, 40, 300, 5000) if quick else (2000, 200, 1000, 20_000)
 
     def tpe8() -> cf.Executor:
@@ -262,7 +269,7 @@ def rows(quick: bool) -> list[Row]:
     return table
 
 
-ROW_KEYS = [r.key for r in rows(True)] + ["scaling"]
+ROW_KEYS = [r.key for r in rows(quick=True)] + ["scaling"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -297,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     info = machine_info()
     selected = [
         r
-        for r in rows(args.quick)
+        for r in rows(quick=args.quick)
         if not args.only or r.key in args.only or (r.key.startswith("scaling-") and "scaling" in args.only)
     ]
     kinds = [k for k in KINDS if k != "rust" or _has_rust()]
@@ -313,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {row.title} ...", file=sys.stderr, flush=True)
                 cells = {}
                 for kind in kinds:
-                    cells[kind] = row.measure(kind, args.quick, args.runs)
+                    cells[kind] = row.measure(kind, args.runs, quick=args.quick)
                 results.append(
                     {"key": row.key, "title": row.title, "unit": row.unit, "baseline": row.baseline, "results": cells}
                 )

@@ -95,7 +95,7 @@ class DaskExecutor(cf.ThreadPoolExecutor):
 
         return results()
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:  # noqa: FBT001 (Executor.shutdown's signature)
         with self._lock:
             self._closed = True
             pending = list(self._pending)
