@@ -100,6 +100,18 @@ def _factors(value: Any, ndim: int) -> list[Any]:
     return [value]
 
 
+def _transitions(B_in: list[Any]) -> list[np.ndarray]:
+    """The factors' transition arrays, each checked: (states, states, controls), columns sum to 1."""
+    Bs = [_array(b, f"B[{f}]", 3) for f, b in enumerate(B_in)]
+    for f, b in enumerate(Bs):
+        if b.shape[0] != b.shape[1] or b.shape[0] < 1:
+            raise ValueError(f"B[{f}]: must have shape (states, states, controls), got {b.shape}")
+        if b.shape[2] < 1:
+            raise ValueError(f"B[{f}]: needs at least one control, got shape {b.shape}")
+        _distribution(b, f"B[{f}]")
+    return Bs
+
+
 class GenerativeModel:
     """A pymdp-style generative model: ``A`` (one array per modality, (observations,
     *num_states)), ``B`` (one (states, states, controls) array per hidden-state factor), ``C``
@@ -179,13 +191,7 @@ class GenerativeModel:
         self.num_obs = tuple(a.shape[0] for a in As)
 
     def _init_factors(self, A: Any, B_in: list[Any], C: Any, D: Any) -> None:
-        Bs = [_array(b, f"B[{f}]", 3) for f, b in enumerate(B_in)]
-        for f, b in enumerate(Bs):
-            if b.shape[0] != b.shape[1] or b.shape[0] < 1:
-                raise ValueError(f"B[{f}]: must have shape (states, states, controls), got {b.shape}")
-            if b.shape[2] < 1:
-                raise ValueError(f"B[{f}]: needs at least one control, got shape {b.shape}")
-            _distribution(b, f"B[{f}]")
+        Bs = _transitions(B_in)
         num_states = tuple(b.shape[0] for b in Bs)
         factors = len(Bs)
         D_in = [np.full(n, 1.0 / n) for n in num_states] if D is None else _factors(D, 1)

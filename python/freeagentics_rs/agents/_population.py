@@ -70,6 +70,20 @@ def _positive_float(value: Any, name: str) -> float:
     return _validate.real(value, name, minimum=0.0, exclusive_minimum=True)
 
 
+def _single_factor_policies(num_actions: int, policy_len: int) -> np.ndarray:
+    """Every sequence of ``policy_len`` actions, (policies, policy_len, 1); at most 2**20 of them."""
+    if policy_len * math.log2(max(num_actions, 1)) > 40:  # before computing a huge power
+        raise ValueError(
+            f"policy_len: {policy_len} gives {num_actions}**{policy_len} policies; at most 2**20 are supported"
+        )
+    if num_actions**policy_len > MAX_POLICIES:
+        raise ValueError(
+            f"policy_len: {policy_len} gives {num_actions**policy_len} policies; at most 2**20 are supported"
+        )
+    result: np.ndarray = policies_of(num_actions, policy_len)[:, :, None]
+    return result
+
+
 def is_integer(value: object) -> bool:
     """A Python or numpy int, not a bool (callers may pass anything, whatever the annotation)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -169,17 +183,7 @@ class AgentPopulation:
         elif self.factorized:
             policy_array = construct_policies(model.num_controls, policy_len, controlled)
         else:
-            if policy_len * math.log2(max(model.num_actions, 1)) > 40:  # before computing a huge power
-                raise ValueError(
-                    f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; "
-                    "at most 2**20 are supported"
-                )
-            if model.num_actions**policy_len > MAX_POLICIES:
-                raise ValueError(
-                    f"policy_len: {policy_len} gives {model.num_actions**policy_len} policies; "
-                    "at most 2**20 are supported"
-                )
-            policy_array = policies_of(model.num_actions, policy_len)[:, :, None]
+            policy_array = _single_factor_policies(model.num_actions, policy_len)
         policy_array.setflags(write=False)
         self._policies = policy_array
         num_policies = len(policy_array)

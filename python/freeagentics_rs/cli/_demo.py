@@ -101,41 +101,57 @@ def run(args: argparse.Namespace) -> int:
                     interrupted = True
                     break
                 else:
-                    rate = outcome.agent_steps / outcome.seconds if outcome.seconds > 0 else 0.0
-                    row.update(
-                        available=True,
-                        agent_steps=outcome.agent_steps,
-                        seconds=outcome.seconds,
-                        agent_steps_per_s=rate,
-                        ms_per_round=1e3 * args.agents / rate if rate else None,
-                        memory_per_agent_bytes=outcome.memory_per_agent,
-                        time_boxed=outcome.time_boxed,
-                        notes=outcome.notes,
-                    )
+                    _record(row, outcome, args.agents)
                 if not row["available"]:
                     print(f"  {name}: not run: {row['reason']}", file=sys.stderr)
     except KeyboardInterrupt:  # between strategies
         interrupted = True
-    baseline = next((r["agent_steps_per_s"] for r in rows if r["strategy"] == "freeagentics" and r["available"]), None)
-    for row in rows:
-        if row["available"]:
-            row["speedup_vs_freeagentics"] = row["agent_steps_per_s"] / baseline if baseline else None
+    _add_speedups(rows)
     print()
     print(render(rows, args.agents))
     if interrupted:
         print("\nInterrupted: the table holds the strategies that finished.")
     if args.json:
-        report = {
-            "command": "demo",
-            "machine": info,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "config": {"agents": args.agents, "steps": args.steps, "grid": args.grid, "budget": args.budget},
-            "strategies": rows,
-            "interrupted": interrupted,
-        }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        _write_report(args, info, rows, interrupted=interrupted)
     return 130 if interrupted else 0
+
+
+def _add_speedups(rows: list[dict[str, Any]]) -> None:
+    """Each finished row's rate over that of FreeAgentics' design (None without it)."""
+    baseline = next((r["agent_steps_per_s"] for r in rows if r["strategy"] == "freeagentics" and r["available"]), None)
+    for row in rows:
+        if row["available"]:
+            row["speedup_vs_freeagentics"] = row["agent_steps_per_s"] / baseline if baseline else None
+
+
+def _record(row: dict[str, Any], outcome: Any, agents: int) -> None:
+    """Fills ``row`` with a finished strategy's ``outcome``."""
+    rate = outcome.agent_steps / outcome.seconds if outcome.seconds > 0 else 0.0
+    row.update(
+        available=True,
+        agent_steps=outcome.agent_steps,
+        seconds=outcome.seconds,
+        agent_steps_per_s=rate,
+        ms_per_round=1e3 * agents / rate if rate else None,
+        memory_per_agent_bytes=outcome.memory_per_agent,
+        time_boxed=outcome.time_boxed,
+        notes=outcome.notes,
+    )
+
+
+def _write_report(
+    args: argparse.Namespace, info: dict[str, Any], rows: list[dict[str, Any]], *, interrupted: bool
+) -> None:
+    report = {
+        "command": "demo",
+        "machine": info,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": {"agents": args.agents, "steps": args.steps, "grid": args.grid, "budget": args.budget},
+        "strategies": rows,
+        "interrupted": interrupted,
+    }
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
 
 
 def render(rows: list[dict[str, Any]], agents: int) -> str:
