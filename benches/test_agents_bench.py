@@ -260,7 +260,10 @@ print(json.dumps({"rss": (rss() - before) / 10_000, "arrays": sum(a.nbytes for a
 def test_memory_per_agent(benchmark, kind):
     rust_or_skip(kind)
     backend = "rust" if kind == "rust" else "python"
-    run = lambda: subprocess.run([sys.executable, "-c", MEMORY, backend], capture_output=True, text=True, check=True)  # noqa: E731
+
+    def run():
+        return subprocess.run([sys.executable, "-c", MEMORY, backend], capture_output=True, text=True, check=True)
+
     import json
 
     samples = [json.loads(run().stdout) for _ in range(3)]

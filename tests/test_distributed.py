@@ -85,7 +85,10 @@ def test_only_a_gone_worker_counts_as_lost_and_close_frees_the_shards(client, ba
     population = DistributedPopulation(grid_world_model(3, backend=backend), 6, client, backend=backend)
     assert population._worker_lost(0, TimeoutError("the shard's own")) is False  # its worker answers
     assert population._worker_lost(0, ValueError("bad")) is False
-    actors = lambda: sum(client.run(lambda dask_worker: len(dask_worker.state.actors)).values())  # noqa: E731
+
+    def actors():
+        return sum(client.run(lambda dask_worker: len(dask_worker.state.actors)).values())
+
     before = actors()
     population.close()
     for _ in range(100):
