@@ -12,10 +12,9 @@ import subprocess
 import sys
 import warnings
 
+import freeagentics_rs
 import numpy as np
 import pytest
-
-import freeagentics_rs
 from freeagentics_rs import available_cpus
 from freeagentics_rs.agents import AgentPopulation, GridWorld, grid_world_model, reward_grid_model
 
@@ -40,10 +39,19 @@ def pymdp_agents(model, n, policy_len):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return [
-            Agent(A=obj(model.A), B=obj([model.B]), C=obj(model.C), D=obj([model.D]), policy_len=policy_len,
-                  inference_algo="VANILLA", gamma=8.0, alpha=8.0, action_selection="stochastic")
+            Agent(
+                A=obj(model.A),
+                B=obj([model.B]),
+                C=obj(model.C),
+                D=obj([model.D]),
+                policy_len=policy_len,
+                inference_algo="VANILLA",
+                gamma=8.0,
+                alpha=8.0,
+                action_selection="stochastic",
+            )
             for _ in range(n)
-        ]  # fmt: skip
+        ]
 
 
 def _pymdp_step(agent, obs):
@@ -59,7 +67,7 @@ def round_of(kind, model, n, observations, policy_len=1, threads=None):
         agents = pymdp_agents(model, k, policy_len)
         obs = [[int(o) for o in np.atleast_1d(observations[i])] for i in range(k)]
         if kind == "pymdp serial":
-            return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs)]), k, None
+            return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs, strict=True)]), k, None
         pool = cf.ThreadPoolExecutor(available_cpus())
         return (lambda: list(pool.map(_pymdp_step, agents, obs))), k, pool
     backend = "rust" if kind.startswith("rust") else "python"
@@ -98,8 +106,14 @@ def test_reward_grid_agent_steps(benchmark, kind, policy_len):
     model = reward_grid_model()
     observations = np.tile([4, 0, 0], (1024, 1))
     run, steps, closer = round_of(kind, model, 1024, observations, policy_len)
-    _bench(benchmark, f"reward grid (18 states, 3 modalities), 1024 agents, policy_len {policy_len}",
-           kind, run, steps, closer)  # fmt: skip
+    _bench(
+        benchmark,
+        f"reward grid (18 states, 3 modalities), 1024 agents, policy_len {policy_len}",
+        kind,
+        run,
+        steps,
+        closer,
+    )
 
 
 @pytest.mark.parametrize("threads", [t for t in (1, 2, 4, 8, 16) if t <= available_cpus()])
@@ -107,8 +121,15 @@ def test_rayon_threads(benchmark, threads):
     rust_or_skip("rust")
     observations = GridWorld(10, 10_000, seed=0).observe()
     run, steps, closer = round_of("rust", grid_world_model(10), 10_000, observations, threads=threads)
-    _bench(benchmark, "rust kernel threads, explorer model, 10000 agents", f"rust, {threads} thread{'s' * (threads > 1)}",
-           run, steps, closer, threads=threads)  # fmt: skip
+    _bench(
+        benchmark,
+        "rust kernel threads, explorer model, 10000 agents",
+        f"rust, {threads} thread{'s' * (threads > 1)}",
+        run,
+        steps,
+        closer,
+        threads=threads,
+    )
 
 
 # --- factorized models (several hidden-state factors) ---------------------------------------
@@ -151,7 +172,7 @@ def random_factor_model(seed=0):
 
     num_states, num_controls, num_obs = (3, 4, 2), (3, 1, 2), (4, 3, 2)
     A = [normalized((o,) + num_states) for o in num_obs]
-    B = [normalized((n, n, c)) for n, c in zip(num_states, num_controls)]
+    B = [normalized((n, n, c)) for n, c in zip(num_states, num_controls, strict=True)]
     return A, B, [rng.normal(0, 2, o) for o in num_obs], [normalized((n,)) for n in num_states]
 
 
@@ -172,10 +193,22 @@ def factor_round_of(kind, arrays, n, observations, policy_len):
         k = min(n, SAMPLE)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            agents = [Agent(A=obj(A), B=obj(B), C=obj(C), D=obj(D), policy_len=policy_len, inference_algo="VANILLA",
-                            gamma=8.0, alpha=8.0, action_selection="stochastic") for _ in range(k)]  # fmt: skip
+            agents = [
+                Agent(
+                    A=obj(A),
+                    B=obj(B),
+                    C=obj(C),
+                    D=obj(D),
+                    policy_len=policy_len,
+                    inference_algo="VANILLA",
+                    gamma=8.0,
+                    alpha=8.0,
+                    action_selection="stochastic",
+                )
+                for _ in range(k)
+            ]
         obs = [[int(o) for o in observations[i]] for i in range(k)]
-        return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs)]), k, None
+        return (lambda: [_pymdp_step(a, o) for a, o in zip(agents, obs, strict=True)]), k, None
     backend = "rust" if kind.startswith("rust") else "python"
     pop = AgentPopulation(GenerativeModel(*arrays, backend=backend), n, policy_len=policy_len, seed=0, backend=backend)
     return (lambda: pop.step(observations)), n, None
@@ -218,8 +251,8 @@ gc.collect(); before = rss()
 pop = AgentPopulation(model, 10_000, backend=sys.argv[1])
 pop.step(np.zeros(10_000, np.int64))
 gc.collect()
-print(json.dumps({"rss": (rss() - before) / 10_000,
-                  "arrays": sum(a.nbytes for a in (pop.beliefs, pop.q_pi, pop.G, pop.F, pop.actions, pop.timesteps)) / 10_000}))
+arrays = (pop.beliefs, pop.q_pi, pop.G, pop.F, pop.actions, pop.timesteps)
+print(json.dumps({"rss": (rss() - before) / 10_000, "arrays": sum(a.nbytes for a in arrays) / 10_000}))
 """
 
 
@@ -227,11 +260,18 @@ print(json.dumps({"rss": (rss() - before) / 10_000,
 def test_memory_per_agent(benchmark, kind):
     rust_or_skip(kind)
     backend = "rust" if kind == "rust" else "python"
-    run = lambda: subprocess.run([sys.executable, "-c", MEMORY, backend], capture_output=True, text=True, check=True)  # noqa: E731
+
+    def run():
+        return subprocess.run([sys.executable, "-c", MEMORY, backend], capture_output=True, text=True, check=True)
+
     import json
 
     samples = [json.loads(run().stdout) for _ in range(3)]
     benchmark.group = "memory per agent beyond the shared model, 10000 explorer agents"
-    benchmark.extra_info.update(family="agents-memory", kind=kind, rss=float(np.median([s["rss"] for s in samples])),
-                                arrays=samples[0]["arrays"])  # fmt: skip
+    benchmark.extra_info.update(
+        family="agents-memory",
+        kind=kind,
+        rss=float(np.median([s["rss"] for s in samples])),
+        arrays=samples[0]["arrays"],
+    )
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)

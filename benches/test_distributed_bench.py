@@ -5,10 +5,9 @@ Dask can only lose here; the table shows by how much, and what a step costs in d
 
 from __future__ import annotations
 
+import freeagentics_rs
 import numpy as np
 import pytest
-
-import freeagentics_rs
 from freeagentics_rs.agents import AgentPopulation, GridWorld, grid_world_model
 
 distributed = pytest.importorskip("distributed")
@@ -19,8 +18,12 @@ STEPS = 20
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address="127.0.0.1:0") as cluster, distributed.Client(cluster) as client:  # fmt: skip
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield client
 
 

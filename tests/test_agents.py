@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import re
 
+import freeagentics_rs
 import numpy as np
 import pytest
-
-import freeagentics_rs
 from freeagentics_rs import AgentStateStore, AsyncAgentManager, OptimizedThreadPoolManager
 from freeagentics_rs.agents import AgentPopulation, GenerativeModel, GridWorld, grid_world_model, reward_grid_model
 from freeagentics_rs.agents._model import EPS
-
 from helpers import run_python
 
 
@@ -254,8 +252,9 @@ def test_model_inputs_in_pymdp_forms_and_copies(backend):
 def test_information_gain_off_needs_no_joint_outcome_table(backend):
     states, modalities = 4, 8  # 10**8 joint outcomes x 4 states: never built
     A = [np.full((10, states), 0.1)] * modalities
-    model = GenerativeModel(A, np.stack([np.eye(states)] * 2, axis=2), [np.zeros(10)] * modalities,
-                            np.full(states, 0.25), backend=backend)  # fmt: skip
+    model = GenerativeModel(
+        A, np.stack([np.eye(states)] * 2, axis=2), [np.zeros(10)] * modalities, np.full(states, 0.25), backend=backend
+    )
     pop = AgentPopulation(model, 3, use_states_info_gain=False, backend=backend)
     assert pop.step(np.zeros((3, modalities), np.int64)).shape == (3,)
 

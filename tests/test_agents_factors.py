@@ -11,7 +11,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from freeagentics_rs.agents import AgentPopulation, GenerativeModel
 
 TOLERANCE = 1e-9
@@ -26,7 +25,7 @@ def random_model(num_states=(3, 4, 2), num_controls=(3, 1, 2), num_obs=(4, 3, 2)
         return x / x.sum(axis=0)
 
     A = [normalized((o,) + tuple(num_states)) for o in num_obs]
-    B = [normalized((s, s, c)) for s, c in zip(num_states, num_controls)]
+    B = [normalized((s, s, c)) for s, c in zip(num_states, num_controls, strict=True)]
     C = [rng.normal(0, 2, o) for o in num_obs]
     D = [normalized((s,)) for s in num_states]
     return A, B, C, D
@@ -75,9 +74,17 @@ def test_policies_follow_pymdps_order_and_options(backend):
         ({"control_fac_idx": [5]}, ValueError, "control_fac_idx: must be between 0 and 2, got 5"),
         ({"control_fac_idx": 0}, TypeError, "control_fac_idx: must be a list of factor indices"),
         ({"policies": [np.zeros((1, 2), int)]}, ValueError, r"policies: policy 0 must have shape \(policy_len, 3\)"),
-        ({"policies": [np.array([[0, 0, 2]])]}, ValueError, "policies: policy 0 uses control 2 of factor 2, which has 2"),
+        (
+            {"policies": [np.array([[0, 0, 2]])]},
+            ValueError,
+            "policies: policy 0 uses control 2 of factor 2, which has 2",
+        ),
         ({"policies": [np.zeros((1, 3))]}, TypeError, "policies: policy 0 must be ints"),
-        ({"policies": [np.zeros((1, 3), int)], "policy_len": 2}, ValueError, "policy_len: 2 disagrees with the policies' length 1"),
+        (
+            {"policies": [np.zeros((1, 3), int)], "policy_len": 2},
+            ValueError,
+            "policy_len: 2 disagrees with the policies' length 1",
+        ),
         ({"sampling_mode": "joint"}, ValueError, "sampling_mode: must be one of 'marginal', 'full'"),
         ({"inference_params": {"num_iters": 3}}, ValueError, "inference_params: unknown keys"),
         ({"inference_params": {"dF_tol": "x"}}, TypeError, "inference_params: dF_tol: must be a number"),
@@ -161,7 +168,9 @@ class Parity:
             pymdp_kwargs["policies"] = [np.asarray(p) for p in kwargs["policies"]]
         self.agents = [pymdp_agent(A, B, C, D, **pymdp_kwargs) for _ in range(n_agents)]
         self.model = GenerativeModel(A, B, C, D, backend=backend)
-        self.population = AgentPopulation(self.model, n_agents, action_selection="deterministic", backend=backend, **kwargs)
+        self.population = AgentPopulation(
+            self.model, n_agents, action_selection="deterministic", backend=backend, **kwargs
+        )
         self.worst = {"qs": 0.0, "q_pi": 0.0, "G": 0.0}
         self.ties = 0
 
@@ -184,8 +193,9 @@ class Parity:
                     assert top[-1] - top[-2] < 1e-12 * top[-1], f"policies differ where pymdp's choice is clear: {top}"
                 else:
                     for f in np.flatnonzero(actions[i] != action):
-                        assert _marginal_tie(q_pi, pop.policies, self.model.num_controls, f), \
+                        assert _marginal_tie(q_pi, pop.policies, self.model.num_controls, f), (
                             f"factor {f}: actions differ where pymdp's choice is clear"
+                        )
                 self.ties += 1
                 pop.actions[i] = action  # steer with pymdp's tie-break
         assert self.worst == pytest.approx({"qs": 0.0, "q_pi": 0.0, "G": 0.0}, abs=TOLERANCE), self.worst
@@ -202,7 +212,7 @@ def test_tmaze_with_pymdps_environment_matches_pymdp(backend, policy_len):
     obs = [env.reset() for env in envs]
     for _ in range(8 if policy_len == 1 else 5):
         actions = parity.step(np.array(obs))
-        obs = [env.step(a) for env, a in zip(envs, actions)]
+        obs = [env.step(a) for env, a in zip(envs, actions, strict=True)]
 
 
 @pytest.mark.parametrize("policy_len", [1, 2])
@@ -237,9 +247,10 @@ def test_explicit_policies_full_sampling_and_fixed_point_settings_match_pymdp(ba
     model = GenerativeModel(*arrays, backend=backend)
     pop = AgentPopulation(model, 1, inference_params={"num_iter": 2, "dF_tol": 1e-9}, backend=backend)
     pop.infer_states([[1, 2, 0]])
-    obs = _obj([np.eye(n)[o] for n, o in zip(model.num_obs, [1, 2, 0])])
-    expected = run_vanilla_fpi(_obj(arrays[0]), obs, list(model.num_obs), list(model.num_states),
-                               _obj(arrays[3]), num_iter=2, dF_tol=1e-9)  # fmt: skip
+    obs = _obj([np.eye(n)[o] for n, o in zip(model.num_obs, [1, 2, 0], strict=True)])
+    expected = run_vanilla_fpi(
+        _obj(arrays[0]), obs, list(model.num_obs), list(model.num_states), _obj(arrays[3]), num_iter=2, dF_tol=1e-9
+    )
     for f in range(3):
         assert np.allclose(pop.qs[f][0], expected[f], atol=TOLERANCE, rtol=0)
 
@@ -274,8 +285,8 @@ def test_tmaze_model_is_pymdps_tmaze(backend):
 
     env = TMazeEnv(reward_probs=[0.8, 0.2])
     A, B = tmaze_arrays((0.8, 0.2))
-    assert all(np.array_equal(a, b) for a, b in zip(A, env.get_likelihood_dist()))
-    assert all(np.array_equal(a, b) for a, b in zip(B, env.get_transition_dist()))
+    assert all(np.array_equal(a, b) for a, b in zip(A, env.get_likelihood_dist(), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(B, env.get_transition_dist(), strict=True))
     model = tmaze_model((0.8, 0.2), reward=2.0, punishment=-4.0, backend=backend)
     assert (model.num_states, model.num_obs, model.num_controls) == ((4, 2), (4, 3, 2), (4, 1))
     assert np.array_equal(model.C[1], [0.0, 2.0, -4.0])
@@ -291,8 +302,9 @@ def test_tmaze_environment_and_agents_that_learn_the_context(backend):
     assert obs.shape == (400, 3) and (obs[:, 0] == 0).all() and (obs[:, 1] == 0).all()
     cued = env.step(np.full(400, 3))
     assert np.array_equal(cued[:, 2], env.conditions) and (cued[:, 0] == 3).all()
-    pop = AgentPopulation(tmaze_model(backend=backend), 400, policy_len=2, action_selection="deterministic",
-                          backend=backend)  # fmt: skip
+    pop = AgentPopulation(
+        tmaze_model(backend=backend), 400, policy_len=2, action_selection="deterministic", backend=backend
+    )
     obs = env.reset()
     rewards = []
     for _ in range(3):
@@ -305,8 +317,11 @@ def test_tmaze_environment_and_agents_that_learn_the_context(backend):
 
 def test_from_pymdp_copies_the_agents_settings(backend):
     A, B, C, D = tmaze_arrays()
-    for kwargs in ({"policy_len": 2, "gamma": 4.0, "alpha": 2.0}, {"sampling_mode": "full"},
-                   {"policies": [np.array([[p, 0]]) for p in (3, 1, 2, 0)], "use_states_info_gain": False}):  # fmt: skip
+    for kwargs in (
+        {"policy_len": 2, "gamma": 4.0, "alpha": 2.0},
+        {"sampling_mode": "full"},
+        {"policies": [np.array([[p, 0]]) for p in (3, 1, 2, 0)], "use_states_info_gain": False},
+    ):
         agent = pymdp_agent(A, B, C, D, **kwargs)
         pop = AgentPopulation.from_pymdp(agent, 2, seed=0, backend=backend)
         assert pop.policies.tolist() == np.stack(agent.policies).tolist()
@@ -345,11 +360,15 @@ def test_both_backends_and_any_thread_count_agree_on_factorized_models():
         pytest.skip("needs the Rust extension")
     from freeagentics_rs.agents import tmaze_model
 
-    for make, policy_len, columns in [(lambda b: tmaze_model(backend=b), 2, [4, 3, 2]),
-                                      (lambda b: GenerativeModel(*random_model(seed=2), backend=b), 2, [4, 3, 2])]:  # fmt: skip
+    for make, policy_len, columns in [
+        (lambda b: tmaze_model(backend=b), 2, [4, 3, 2]),
+        (lambda b: GenerativeModel(*random_model(seed=2), backend=b), 2, [4, 3, 2]),
+    ]:
         obs = np.random.default_rng(0).integers(0, columns, (6, 101, 3))
-        pops = [AgentPopulation(make(b), 101, policy_len=policy_len, seed=4, num_threads=t, backend=b)
-                for b, t in (("rust", 1), ("rust", 3), ("python", 1))]  # fmt: skip
+        pops = [
+            AgentPopulation(make(b), 101, policy_len=policy_len, seed=4, num_threads=t, backend=b)
+            for b, t in (("rust", 1), ("rust", 3), ("python", 1))
+        ]
         assert type(pops[0]._kernel).__name__ == "FactorKernelCore"
         for o in obs:
             actions = [pop.step(o) for pop in pops]

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import re
 
+import freeagentics_rs
 import numpy as np
 import pytest
-import freeagentics_rs
-from hypothesis import given
-from hypothesis import strategies as st
-
 from freeagentics_rs.agents import AgentPopulation, GenerativeModel, GridWorld, grid_world_model, reward_grid_model
 from freeagentics_rs.agents._population import MAX_THREADS
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.fixture
@@ -73,7 +72,9 @@ def test_set_state_names_what_is_missing_or_wrong_and_changes_nothing(explorer, 
 def test_observations_above_2_63_are_reported_as_given(explorer, backend):
     pop = AgentPopulation(explorer, 2, backend=backend)
     obs = np.array([0, 2**63], np.uint64)
-    with pytest.raises(ValueError, match=r"^observations: modality 0 must lie in \[0, 5\), got 0\.\.9223372036854775808$"):
+    with pytest.raises(
+        ValueError, match=r"^observations: modality 0 must lie in \[0, 5\), got 0\.\.9223372036854775808$"
+    ):
         pop.step(obs)
     assert (pop.actions == -1).all() and (pop.timesteps == 0).all()
 
@@ -93,7 +94,9 @@ def test_reset_refuses_non_integer_rows(explorer, backend):
 
 
 def test_grid_world_blames_the_obstacles_for_the_default_goal():
-    with pytest.raises(ValueError, match=r"^obstacles: cover the default goal \(cell 3\); pass goals, got \[0, 1, 2, 3\]$"):
+    with pytest.raises(
+        ValueError, match=r"^obstacles: cover the default goal \(cell 3\); pass goals, got \[0, 1, 2, 3\]$"
+    ):
         GridWorld(2, 1, obstacles=[0, 1, 2, 3])
     with pytest.raises(ValueError, match=r"^goals: cell 1 lies on an obstacle, got \[1\]$"):
         GridWorld(2, 1, obstacles=[1], goals=[1])
@@ -107,15 +110,25 @@ def test_grid_world_blames_the_obstacles_for_the_default_goal():
 # refused with a TypeError/ValueError that starts with the argument's name.
 
 _weird = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=3), st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(-(2**70), -1), st.integers(2**31, 2**70), st.just(np.float32(1.5)), st.just(np.bool_(True)),
-    st.lists(st.integers(-3, 3), max_size=3), st.just(object()),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.text(max_size=3),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), -1),
+    st.integers(2**31, 2**70),
+    st.just(np.float32(1.5)),
+    st.just(np.bool_(True)),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.just(object()),
+)
 
 
 def _small(low, high):
-    return st.one_of(st.integers(low, high), st.integers(low, high).map(np.int64),
-                     st.integers(max(low, 0), min(high, 2**16 - 1)).map(np.uint16))  # fmt: skip
+    return st.one_of(
+        st.integers(low, high),
+        st.integers(low, high).map(np.int64),
+        st.integers(max(low, 0), min(high, 2**16 - 1)).map(np.uint16),
+    )
 
 
 def _call(make, names):
@@ -138,31 +151,62 @@ def _call(make, names):
     num_threads=st.one_of(st.none(), _small(1, 3), _weird),
     row_offset=st.one_of(_small(0, 9), _weird),
 )
-def test_population_arguments(n_agents, policy_len, gamma, alpha, action_selection, use_utility, seed,
-                              num_threads, row_offset):  # fmt: skip
+def test_population_arguments(
+    n_agents, policy_len, gamma, alpha, action_selection, use_utility, seed, num_threads, row_offset
+):
     backend = freeagentics_rs.BACKEND
     model = grid_world_model(2, backend=backend)
-    _call(lambda: AgentPopulation(
-        model, n_agents, policy_len=policy_len, gamma=gamma, alpha=alpha, action_selection=action_selection,
-        use_utility=use_utility, seed=seed, num_threads=num_threads, row_offset=row_offset, backend=backend,
-    ), ("n_agents", "policy_len", "gamma", "alpha", "action_selection", "use_utility", "seed", "num_threads",
-        "row_offset"))  # fmt: skip
+    _call(
+        lambda: AgentPopulation(
+            model,
+            n_agents,
+            policy_len=policy_len,
+            gamma=gamma,
+            alpha=alpha,
+            action_selection=action_selection,
+            use_utility=use_utility,
+            seed=seed,
+            num_threads=num_threads,
+            row_offset=row_offset,
+            backend=backend,
+        ),
+        (
+            "n_agents",
+            "policy_len",
+            "gamma",
+            "alpha",
+            "action_selection",
+            "use_utility",
+            "seed",
+            "num_threads",
+            "row_offset",
+        ),
+    )
 
 
 @given(
     grid_size=st.one_of(_small(1, 6), _weird),
     n_agents=st.one_of(_small(1, 20), _weird),
-    obstacles=st.one_of(st.lists(st.integers(-2, 40), max_size=4), st.lists(st.tuples(st.integers(-1, 6), st.integers(-1, 6)), max_size=3), _weird),
+    obstacles=st.one_of(
+        st.lists(st.integers(-2, 40), max_size=4),
+        st.lists(st.tuples(st.integers(-1, 6), st.integers(-1, 6)), max_size=3),
+        _weird,
+    ),
     goals=st.one_of(st.none(), st.lists(st.integers(-2, 40), max_size=2), _weird),
     seed=st.one_of(st.none(), _small(0, 100), _weird),
 )
 def test_grid_world_arguments(grid_size, n_agents, obstacles, goals, seed):
-    _call(lambda: GridWorld(grid_size, n_agents, obstacles=obstacles, goals=goals, seed=seed),
-          ("grid_size", "n_agents", "obstacles", "goals", "seed"))  # fmt: skip
+    _call(
+        lambda: GridWorld(grid_size, n_agents, obstacles=obstacles, goals=goals, seed=seed),
+        ("grid_size", "n_agents", "obstacles", "goals", "seed"),
+    )
 
 
-@given(grid_size=st.one_of(_small(1, 6), _weird), start=st.one_of(_small(0, 40), _weird),
-       cue=st.one_of(st.booleans(), _weird))  # fmt: skip
+@given(
+    grid_size=st.one_of(_small(1, 6), _weird),
+    start=st.one_of(_small(0, 40), _weird),
+    cue=st.one_of(st.booleans(), _weird),
+)
 def test_model_builder_arguments(grid_size, start, cue):
     backend = freeagentics_rs.BACKEND
     _call(lambda: grid_world_model(grid_size, start=start, backend=backend), ("grid_size", "start"))
@@ -170,8 +214,11 @@ def test_model_builder_arguments(grid_size, start, cue):
 
 
 _arrays = st.one_of(
-    st.builds(lambda shape, fill: np.full(shape, fill), st.lists(st.integers(0, 3), min_size=0, max_size=4).map(tuple),
-              st.floats(-1, 2)),  # fmt: skip
+    st.builds(
+        lambda shape, fill: np.full(shape, fill),
+        st.lists(st.integers(0, 3), min_size=0, max_size=4).map(tuple),
+        st.floats(-1, 2),
+    ),
     st.lists(st.floats(allow_nan=True), max_size=3),
     _weird,
 )

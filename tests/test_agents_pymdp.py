@@ -13,7 +13,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from freeagentics_rs.agents import AgentPopulation, GridWorld, grid_world_model, reward_grid_model
 
 pymdp = pytest.importorskip("pymdp", reason="pymdp 0.0.7.1 is a test dependency (`make test` installs it)")
@@ -34,11 +33,21 @@ def pymdp_agent(model, policy_len):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Agent(
-            A=_obj(model.A), B=_obj([model.B]), C=_obj(model.C), D=_obj([model.D]), policy_len=policy_len,
-            inference_algo="VANILLA", inference_horizon=1, use_states_info_gain=True, use_utility=True,
-            use_param_info_gain=False, gamma=8.0, alpha=8.0, action_selection="deterministic",
+            A=_obj(model.A),
+            B=_obj([model.B]),
+            C=_obj(model.C),
+            D=_obj([model.D]),
+            policy_len=policy_len,
+            inference_algo="VANILLA",
+            inference_horizon=1,
+            use_states_info_gain=True,
+            use_utility=True,
+            use_param_info_gain=False,
+            gamma=8.0,
+            alpha=8.0,
+            action_selection="deterministic",
             save_belief_hist=False,
-        )  # fmt: skip
+        )
 
 
 def _marginals(q_pi, num_actions, policy_len):

@@ -9,15 +9,15 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 import freeagentics_rs
+import pytest
 
 
 def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = dict(os.environ, FREEAGENTICS_RS_BACKEND=freeagentics_rs.BACKEND)
-    return subprocess.run([sys.executable, "-m", "freeagentics_rs", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "freeagentics_rs", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def extension_built() -> bool:
@@ -36,10 +36,20 @@ def test_help_on_every_command(command):
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["nonsense"], ["demo", "--agents", "0"], ["demo", "--strategies", "magic"], ["bench", "--only", "everything"],
-     ["profile", "--workload", "gpu"], ["demo", "--steps", "x"], ["profile", "--threads", "1"],
-     ["bench", "--runs", "3"], ["demo", "--budget", "nan"], ["demo", "--budget", "-1"]],
-)  # fmt: skip
+    [
+        [],
+        ["nonsense"],
+        ["demo", "--agents", "0"],
+        ["demo", "--strategies", "magic"],
+        ["bench", "--only", "everything"],
+        ["profile", "--workload", "gpu"],
+        ["demo", "--steps", "x"],
+        ["profile", "--threads", "1"],
+        ["bench", "--runs", "3"],
+        ["demo", "--budget", "nan"],
+        ["demo", "--budget", "-1"],
+    ],
+)
 def test_bad_arguments_exit_2_with_usage(args):
     result = cli(*args)
     assert result.returncode == 2 and "usage: freeagentics-rs" in result.stderr
@@ -74,7 +84,9 @@ def test_demo_runs_the_tmaze():
 
 def test_bench_rows_and_json(tmp_path):
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
-    result = cli("bench", "--quick", "--only", "dispatch", "registry", "agents", "--json", str(out), "--plot", str(plot))
+    result = cli(
+        "bench", "--quick", "--only", "dispatch", "registry", "agents", "--json", str(out), "--plot", str(plot)
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert [r["key"] for r in report["rows"]] == ["registry", "dispatch", "agents"] and report["runs"] == 5
@@ -100,10 +112,28 @@ def test_profile_reports_and_writes_json(tmp_path):
 def test_ctrl_c_stops_the_demo_with_a_partial_table():
     env = dict(os.environ, FREEAGENTICS_RS_BACKEND=freeagentics_rs.BACKEND)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "freeagentics_rs", "demo", "--agents", "50", "--steps", "2000", "--grid", "5",
-         "--strategies", "native-python", "native-rust", "--budget", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "freeagentics_rs",
+            "demo",
+            "--agents",
+            "50",
+            "--steps",
+            "2000",
+            "--grid",
+            "5",
+            "--strategies",
+            "native-python",
+            "native-rust",
+            "--budget",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout.readline().startswith("Machine:")
     proc.stdout.readline()  # the simulation line: the first strategy is starting
     proc.send_signal(signal.SIGINT)

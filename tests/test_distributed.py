@@ -12,10 +12,8 @@ import time
 
 import numpy as np
 import pytest
-
 from freeagentics_rs import AgentStateStore, ShardsLostError
 from freeagentics_rs.agents import AgentPopulation, GridWorld, grid_world_model, reward_grid_model
-
 from helpers import run_python
 
 distributed = pytest.importorskip("distributed", reason="Dask is an optional extra (`make test` installs it)")
@@ -41,7 +39,7 @@ def test_results_equal_a_local_population(client, backend):
     for _ in range(8):
         actions = remote.step(worlds[0].observe()), local.step(worlds[1].observe())
         assert np.array_equal(*actions)
-        for world, a in zip(worlds, actions):
+        for world, a in zip(worlds, actions, strict=True):
             world.move(a)
     assert np.allclose(remote.gather_beliefs(), local.beliefs, rtol=0, atol=1e-15)
     last = remote.run(worlds[0], 3)
@@ -87,7 +85,10 @@ def test_only_a_gone_worker_counts_as_lost_and_close_frees_the_shards(client, ba
     population = DistributedPopulation(grid_world_model(3, backend=backend), 6, client, backend=backend)
     assert population._worker_lost(0, TimeoutError("the shard's own")) is False  # its worker answers
     assert population._worker_lost(0, ValueError("bad")) is False
-    actors = lambda: sum(client.run(lambda dask_worker: len(dask_worker.state.actors)).values())  # noqa: E731
+
+    def actors():
+        return sum(client.run(lambda dask_worker: len(dask_worker.state.actors)).values())
+
     before = actors()
     population.close()
     for _ in range(100):

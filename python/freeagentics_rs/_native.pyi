@@ -164,14 +164,15 @@ class ModelStoreCore:
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
+@final
 class AgentKernelCore:
     """Rust kernel of ``freeagentics_rs.agents.AgentPopulation``: pymdp's VANILLA agent for
     every row of the population's arrays at once, on a rayon pool of ``num_threads`` threads
     (one pool per size, rebuilt after fork), detached from the interpreter. The numpy twin is
     ``freeagentics_rs.agents._py.AgentKernel``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         derived: dict[str, np.ndarray],
         policy_len: int,
         gamma: float,
@@ -182,7 +183,7 @@ class AgentKernelCore:
         info_threshold: float,
         log_e: np.ndarray,
         num_threads: int,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def num_policies(self) -> int: ...
     def run(
@@ -203,6 +204,7 @@ class AgentKernelCore:
         """State inference (``infer``, needs ``observations``), policy inference (``plan``)
         and action selection (``act``) for every row, in place."""
 
+@final
 class FactorKernelCore:
     """Rust kernel of factorized ``AgentPopulation``s (several hidden-state factors, explicit
     policies or ``sampling_mode="full"``): pymdp 0.0.7.1's VANILLA agent with
@@ -211,8 +213,8 @@ class FactorKernelCore:
     ``freeagentics_rs.agents._py_factors.FactorKernel``. Allocation failures raise
     ``MemoryError``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         num_states: list[int],
         a_stacked: np.ndarray,
         obs_offsets: list[int],
@@ -235,7 +237,7 @@ class FactorKernelCore:
         df: float,
         df_tol: float,
         num_threads: int,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def num_policies(self) -> int: ...
     def run(

@@ -18,7 +18,8 @@ no per-agent work repeats per-model work:
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,10 @@ def _distribution(a: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: must be non-negative")
     sums = a.sum(axis=0)
     if not np.allclose(sums, 1.0, rtol=0, atol=_TOLERANCE):
-        raise ValueError(f"{name}: columns must sum to 1 (within {_TOLERANCE}); worst sum is {sums.flat[np.abs(sums - 1).argmax()]:.6g}")
+        raise ValueError(
+            f"{name}: columns must sum to 1 (within {_TOLERANCE}); "
+            f"worst sum is {sums.flat[np.abs(sums - 1).argmax()]:.6g}"
+        )
 
 
 def _modalities(value: Any, name: str) -> list[Any]:
@@ -96,6 +100,18 @@ def _factors(value: Any, ndim: int) -> list[Any]:
     return [value]
 
 
+def _transitions(B_in: list[Any]) -> list[np.ndarray]:
+    """The factors' transition arrays, each checked: (states, states, controls), columns sum to 1."""
+    Bs = [_array(b, f"B[{f}]", 3) for f, b in enumerate(B_in)]
+    for f, b in enumerate(Bs):
+        if b.shape[0] != b.shape[1] or b.shape[0] < 1:
+            raise ValueError(f"B[{f}]: must have shape (states, states, controls), got {b.shape}")
+        if b.shape[2] < 1:
+            raise ValueError(f"B[{f}]: needs at least one control, got shape {b.shape}")
+        _distribution(b, f"B[{f}]")
+    return Bs
+
+
 class GenerativeModel:
     """A pymdp-style generative model: ``A`` (one array per modality, (observations,
     *num_states)), ``B`` (one (states, states, controls) array per hidden-state factor), ``C``
@@ -109,6 +125,9 @@ class GenerativeModel:
     ``num_states`` and ``num_controls``. Both have ``num_obs``, ``num_controls``,
     ``num_factors`` and ``num_modalities``.
     """
+
+    B: np.ndarray | list[np.ndarray]  # an array for one factor, a list for several (see above)
+    D: np.ndarray | list[np.ndarray]
 
     def __init__(self, A: Any, B: Any, C: Any, D: Any, *, E: Any = None, backend: str | None = None) -> None:
         from .. import _backend
@@ -143,16 +162,20 @@ class GenerativeModel:
         Cs = [_array(c, f"C[{m}]", 1) for m, c in enumerate(C_in)]
         states = D.shape[0]
         if B.shape[0] != states or B.shape[1] != states:
-            raise ValueError(f"B: must have shape (states, states, actions) with states = len(D) = {states}, got {B.shape}")
+            raise ValueError(
+                f"B: must have shape (states, states, actions) with states = len(D) = {states}, got {B.shape}"
+            )
         if B.shape[2] < 1:
             raise ValueError("B: needs at least one action")
         if len(Cs) != len(As):
             raise ValueError(f"C: needs one vector per modality of A ({len(As)}), got {len(Cs)}")
-        for m, (a, c) in enumerate(zip(As, Cs)):
+        for m, (a, c) in enumerate(zip(As, Cs, strict=True)):
             if a.shape[1] != states:
                 raise ValueError(f"A[{m}]: must have {states} columns (one per state), got shape {a.shape}")
             if c.shape[0] != a.shape[0]:
-                raise ValueError(f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}")
+                raise ValueError(
+                    f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}"
+                )
             _distribution(a, f"A[{m}]")
         _distribution(B, "B")
         _distribution(D, "D")
@@ -168,13 +191,7 @@ class GenerativeModel:
         self.num_obs = tuple(a.shape[0] for a in As)
 
     def _init_factors(self, A: Any, B_in: list[Any], C: Any, D: Any) -> None:
-        Bs = [_array(b, f"B[{f}]", 3) for f, b in enumerate(B_in)]
-        for f, b in enumerate(Bs):
-            if b.shape[0] != b.shape[1] or b.shape[0] < 1:
-                raise ValueError(f"B[{f}]: must have shape (states, states, controls), got {b.shape}")
-            if b.shape[2] < 1:
-                raise ValueError(f"B[{f}]: needs at least one control, got shape {b.shape}")
-            _distribution(b, f"B[{f}]")
+        Bs = _transitions(B_in)
         num_states = tuple(b.shape[0] for b in Bs)
         factors = len(Bs)
         D_in = [np.full(n, 1.0 / n) for n in num_states] if D is None else _factors(D, 1)
@@ -197,9 +214,11 @@ class GenerativeModel:
         Cs = [_array(c, f"C[{m}]", 1) for m, c in enumerate(C_in)]
         if len(Cs) != len(As):
             raise ValueError(f"C: needs one vector per modality of A ({len(As)}), got {len(Cs)}")
-        for m, (a, c) in enumerate(zip(As, Cs)):
+        for m, (a, c) in enumerate(zip(As, Cs, strict=True)):
             if c.shape[0] != a.shape[0]:
-                raise ValueError(f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}")
+                raise ValueError(
+                    f"C[{m}]: must have {a.shape[0]} entries (one per observation of A[{m}]), got {c.shape[0]}"
+                )
         store = _store(self.backend)
         self.A = [store.intern(_numeric(a, As[m])) for m, a in enumerate(A_in)]
         self.B = [store.intern(_numeric(b, Bs[f])) for f, b in enumerate(B_in)]
@@ -224,7 +243,7 @@ class GenerativeModel:
     def num_modalities(self) -> int:
         return len(self.num_obs)
 
-    def derived(self, info_gain: bool = True) -> dict[str, np.ndarray]:
+    def derived(self, *, info_gain: bool = True) -> dict[str, np.ndarray]:
         """The per-model quantities of the kernels (see the module docstring), computed once
         from the interned arrays. The joint outcome distributions, whose size is the product of
         the modalities' observation counts times the states, are made only for ``info_gain``."""
@@ -240,21 +259,25 @@ class GenerativeModel:
 
     def __repr__(self) -> str:
         if self.factorized:
-            return (f"<GenerativeModel states={list(self.num_states)} controls={list(self.num_controls)} "
-                    f"observations={list(self.num_obs)}>")
-        return (f"<GenerativeModel states={self.num_states} actions={self.num_actions} "
-                f"observations={list(self.num_obs)}>")
+            return (
+                f"<GenerativeModel states={list(self.num_states)} controls={list(self.num_controls)} "
+                f"observations={list(self.num_obs)}>"
+            )
+        return (
+            f"<GenerativeModel states={self.num_states} actions={self.num_actions} observations={list(self.num_obs)}>"
+        )
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=0))
-    return e / e.sum(axis=0)
+    result: np.ndarray = e / e.sum(axis=0)
+    return result
 
 
 def _derive(As: list[np.ndarray], B: np.ndarray, Cs: list[np.ndarray], D: np.ndarray) -> dict[str, np.ndarray]:
     states = D.shape[0]
     utility = np.zeros(states)
-    for a, c in zip(As, Cs):
+    for a, c in zip(As, Cs, strict=True):
         utility += np.log(_softmax(c) + EPS) @ a
     # Per action, (next, previous) by rows: the column-compressed form of its transpose.
     row_ptr, columns, values = _csc(B.transpose(2, 1, 0))
@@ -309,7 +332,9 @@ def _csc(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def policies_of(num_actions: int, policy_len: int) -> np.ndarray:
     """pymdp's ``construct_policies`` for one control factor: every action sequence of
     ``policy_len`` steps, in lexicographic order (policies, policy_len)."""
-    return np.array(list(itertools.product(range(num_actions), repeat=policy_len)), dtype=np.int64).reshape(-1, policy_len)
+    return np.array(list(itertools.product(range(num_actions), repeat=policy_len)), dtype=np.int64).reshape(
+        -1, policy_len
+    )
 
 
 def grid_world_model(grid_size: int = 10, *, start: int = 0, backend: str | None = None) -> GenerativeModel:
@@ -333,7 +358,10 @@ def reward_grid_model(*, cue_modality: bool = True, backend: str | None = None) 
     cue_modality = _validate.boolean(cue_modality, "cue_modality")
     cells, contexts = 9, 2
     states = cells * contexts
-    state = lambda cell, ctx: ctx * cells + cell  # noqa: E731
+
+    def state(cell: int, ctx: int) -> int:
+        return ctx * cells + cell
+
     B = np.zeros((states, states, 5))
     for ctx, cell in itertools.product(range(contexts), range(cells)):
         row, col = divmod(cell, 3)

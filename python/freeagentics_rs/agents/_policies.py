@@ -23,7 +23,9 @@ def control_factors(num_controls: tuple[int, ...], control_fac_idx: Any) -> list
         return [f for f, n in enumerate(num_controls) if n > 1]
     if isinstance(control_fac_idx, (str, bytes)) or not hasattr(control_fac_idx, "__iter__"):
         raise TypeError(f"control_fac_idx: must be a list of factor indices, not {type(control_fac_idx).__name__}")
-    factors = [_validate.integer(f, "control_fac_idx", minimum=0, maximum=len(num_controls) - 1) for f in control_fac_idx]
+    factors = [
+        _validate.integer(f, "control_fac_idx", minimum=0, maximum=len(num_controls) - 1) for f in control_fac_idx
+    ]
     if len(set(factors)) != len(factors):
         raise ValueError(f"control_fac_idx: factors must be distinct, got {factors!r}")
     for f in factors:
@@ -49,7 +51,9 @@ def check_policies(policies: Any, num_controls: tuple[int, ...]) -> np.ndarray:
     try:
         items = [np.asarray(p) for p in policies]
     except TypeError:
-        raise TypeError(f"policies: must be a list of (policy_len, factors) int arrays, not {type(policies).__name__}") from None
+        raise TypeError(
+            f"policies: must be a list of (policy_len, factors) int arrays, not {type(policies).__name__}"
+        ) from None
     if not items:
         raise ValueError("policies: needs at least one policy")
     if len(items) > MAX_POLICIES:
@@ -62,10 +66,16 @@ def check_policies(policies: Any, num_controls: tuple[int, ...]) -> np.ndarray:
         if p.ndim != 2 or p.shape[1] != factors or p.shape[0] < 1:
             raise ValueError(f"policies: policy {i} must have shape (policy_len, {factors}), got {p.shape}")
         if p.shape != shape:
-            raise ValueError(f"policies: every policy needs the same length, policy {i} has shape {p.shape}, policy 0 {shape}")
+            raise ValueError(
+                f"policies: every policy needs the same length, policy {i} has shape {p.shape}, policy 0 {shape}"
+            )
         for f in range(factors):
             if p[:, f].min() < 0 or p[:, f].max() >= num_controls[f]:
-                raise ValueError(f"policies: policy {i} uses control {p[:, f].max() if p[:, f].max() >= num_controls[f] else p[:, f].min()} of factor {f}, which has {num_controls[f]}")
+                raise ValueError(
+                    f"policies: policy {i} uses control "
+                    f"{p[:, f].max() if p[:, f].max() >= num_controls[f] else p[:, f].min()} "
+                    f"of factor {f}, which has {num_controls[f]}"
+                )
     return np.ascontiguousarray(np.stack(items).astype(np.int64))
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,8 @@ def _inference_params(value: Any) -> dict[str, Any]:
         "dF": _validate.real(params["dF"], "inference_params: dF"),
         "dF_tol": _validate.real(params["dF_tol"], "inference_params: dF_tol"),
     }
+
+
 # Starting a rayon pool costs about 5 ms a thread, and more threads than this never help a
 # population (they only wait on each other).
 MAX_THREADS = 256
@@ -65,6 +68,25 @@ def _key_of(seed: Any) -> int:
 
 def _positive_float(value: Any, name: str) -> float:
     return _validate.real(value, name, minimum=0.0, exclusive_minimum=True)
+
+
+def _single_factor_policies(num_actions: int, policy_len: int) -> np.ndarray:
+    """Every sequence of ``policy_len`` actions, (policies, policy_len, 1); at most 2**20 of them."""
+    if policy_len * math.log2(max(num_actions, 1)) > 40:  # before computing a huge power
+        raise ValueError(
+            f"policy_len: {policy_len} gives {num_actions}**{policy_len} policies; at most 2**20 are supported"
+        )
+    if num_actions**policy_len > MAX_POLICIES:
+        raise ValueError(
+            f"policy_len: {policy_len} gives {num_actions**policy_len} policies; at most 2**20 are supported"
+        )
+    result: np.ndarray = policies_of(num_actions, policy_len)[:, :, None]
+    return result
+
+
+def is_integer(value: object) -> bool:
+    """A Python or numpy int, not a bool (callers may pass anything, whatever the annotation)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def check_observations(model: GenerativeModel, observations: Any, rows: int) -> np.ndarray:
@@ -144,27 +166,31 @@ class AgentPopulation:
         controlled = control_factors(model.num_controls, control_fac_idx)
         # One-factor models with pymdp's default policies keep the single-factor kernels; any
         # other model or option runs the factorized kernels (Rust or numpy, by backend).
-        self.factorized = (model.factorized or policies is not None or self.sampling_mode == "full"
-                           or controlled != control_factors(model.num_controls, None))  # fmt: skip
+        self.factorized = (
+            model.factorized
+            or policies is not None
+            or self.sampling_mode == "full"
+            or controlled != control_factors(model.num_controls, None)
+        )
         self.control_fac_idx = controlled
         if policies is not None:
             policy_array = check_policies(policies, model.num_controls)
             if policy_len not in (1, policy_array.shape[1]):
-                raise ValueError(f"policy_len: {policy_len} disagrees with the policies' length {policy_array.shape[1]}")
+                raise ValueError(
+                    f"policy_len: {policy_len} disagrees with the policies' length {policy_array.shape[1]}"
+                )
             policy_len = policy_array.shape[1]
         elif self.factorized:
             policy_array = construct_policies(model.num_controls, policy_len, controlled)
         else:
-            if policy_len * math.log2(max(model.num_actions, 1)) > 40:  # before computing a huge power
-                raise ValueError(f"policy_len: {policy_len} gives {model.num_actions}**{policy_len} policies; at most 2**20 are supported")
-            if model.num_actions**policy_len > MAX_POLICIES:
-                raise ValueError(f"policy_len: {policy_len} gives {model.num_actions**policy_len} policies; at most 2**20 are supported")
-            policy_array = policies_of(model.num_actions, policy_len)[:, :, None]
+            policy_array = _single_factor_policies(model.num_actions, policy_len)
         policy_array.setflags(write=False)
         self._policies = policy_array
         num_policies = len(policy_array)
         if model.E is not None and len(model.E) != num_policies:
-            raise ValueError(f"E: the model's E has {len(model.E)} entries but policy_len={policy_len} gives {num_policies} policies")
+            raise ValueError(
+                f"E: the model's E has {len(model.E)} entries but policy_len={policy_len} gives {num_policies} policies"
+            )
         self.model, self.n_agents, self.policy_len = model, int(n_agents), int(policy_len)
         self.gamma, self.alpha = _positive_float(gamma, "gamma"), _positive_float(alpha, "alpha")
         self.action_selection, self.num_threads = action_selection, int(num_threads)
@@ -177,33 +203,76 @@ class AgentPopulation:
         if needed > _physical_memory():
             raise MemoryError(f"n_agents: {self.n_agents} agents need {needed} bytes, more than this machine has")
         E = np.full(num_policies, 1.0 / num_policies) if model.E is None else np.asarray(model.E, np.float64)
-        args = (self.policy_len, self.gamma, self.alpha, action_selection == "deterministic",
-                bool(use_utility), bool(use_states_info_gain))  # fmt: skip
+        flags = {
+            "deterministic": action_selection == "deterministic",
+            "use_utility": bool(use_utility),
+            "use_states_info_gain": bool(use_states_info_gain),
+        }
         log_E = np.log(E + EPS)
         if self.factorized and self.backend == "rust":
-            p, q = self.inference_params, factor_quantities(model, use_states_info_gain)
+            p, q = self.inference_params, factor_quantities(model, info_gain=use_states_info_gain)
             self._kernel = _backend.native().FactorKernelCore(
-                list(q["num_states"]), q["A_stacked"], [int(o) for o in q["obs_offsets"]], q["B_t"], q["D"], q["log_D"],
-                q["utility"], q.get("joint_t"), q.get("info_h"), policy_array, self.gamma, self.alpha,
-                action_selection == "deterministic", self.sampling_mode == "full", use_utility, use_states_info_gain,
-                INFO_EPS, log_E, p["num_iter"], p["dF"], p["dF_tol"], self.num_threads,
-            )  # fmt: skip
+                list(q["num_states"]),
+                q["A_stacked"],
+                [int(o) for o in q["obs_offsets"]],
+                q["B_t"],
+                q["D"],
+                q["log_D"],
+                q["utility"],
+                q.get("joint_t"),
+                q.get("info_h"),
+                policy_array,
+                self.gamma,
+                self.alpha,
+                action_selection == "deterministic",
+                self.sampling_mode == "full",
+                use_utility,
+                use_states_info_gain,
+                INFO_EPS,
+                log_E,
+                p["num_iter"],
+                p["dF"],
+                p["dF_tol"],
+                self.num_threads,
+            )
         elif self.factorized:
             p = self.inference_params
-            self._kernel = FactorKernel(model, policy_array, self.gamma, self.alpha, action_selection == "deterministic",
-                                        self.sampling_mode, use_utility, use_states_info_gain, log_E,
-                                        p["num_iter"], p["dF"], p["dF_tol"])  # fmt: skip
+            self._kernel = FactorKernel(
+                model,
+                policy_array,
+                self.gamma,
+                self.alpha,
+                deterministic=action_selection == "deterministic",
+                sampling_mode=self.sampling_mode,
+                use_utility=use_utility,
+                use_states_info_gain=use_states_info_gain,
+                log_E=log_E,
+                num_iter=p["num_iter"],
+                dF=p["dF"],
+                dF_tol=p["dF_tol"],
+            )
         elif self.backend == "rust":
             derived = model.derived(info_gain=bool(use_states_info_gain))
-            self._kernel = _backend.native().AgentKernelCore(derived, *args, INFO_EPS, log_E, self.num_threads)
+            self._kernel = _backend.native().AgentKernelCore(
+                derived,
+                self.policy_len,
+                self.gamma,
+                self.alpha,
+                **flags,
+                info_threshold=INFO_EPS,
+                log_e=log_E,
+                num_threads=self.num_threads,
+            )
         else:
             derived = model.derived(info_gain=bool(use_states_info_gain))
-            self._kernel = _py.AgentKernel(model, derived, *args, log_E)
+            self._kernel = _py.AgentKernel(
+                model, derived, self.policy_len, self.gamma, self.alpha, **flags, log_E=log_E
+            )
         n = self.n_agents
         self._num_states = (model.num_states,) if not model.factorized else tuple(model.num_states)
         self._beliefs = np.empty((n, belief_columns))
         offsets = np.cumsum((0,) + self._num_states)
-        self._qs = tuple(self._beliefs[:, offsets[f]:offsets[f + 1]] for f in range(len(self._num_states)))
+        self._qs = tuple(self._beliefs[:, offsets[f] : offsets[f + 1]] for f in range(len(self._num_states)))
         self._q_pi = np.empty((n, num_policies))
         self._G = np.empty((n, num_policies))
         self._F = np.empty(n)
@@ -212,8 +281,15 @@ class AgentPopulation:
         self.reset()
 
     @classmethod
-    def from_pymdp(cls, agent: Any, n_agents: int, *, seed: int | None = None, num_threads: int | None = None,
-                   backend: str | None = None) -> AgentPopulation:  # fmt: skip
+    def from_pymdp(
+        cls,
+        agent: Any,
+        n_agents: int,
+        *,
+        seed: int | None = None,
+        num_threads: int | None = None,
+        backend: str | None = None,
+    ) -> AgentPopulation:
         """``n_agents`` copies of a configured pymdp 0.0.7.1 ``Agent``: its ``A, B, C, D, E``,
         policies, ``gamma``, ``alpha``, flags, ``inference_params``, ``action_selection`` and
         ``sampling_mode`` (each starting afresh). A setting this package cannot reproduce
@@ -226,20 +302,25 @@ class AgentPopulation:
 
     # The arrays are the population's own: read and write them in place; they cannot be
     # replaced (the kernels rely on their dtype, shape and C order).
-    beliefs = property(lambda self: self._beliefs, doc="(agents, states) posteriors over states; for several "
-                       "factors, each agent's factor marginals side by side (see qs)")  # fmt: skip
+    beliefs = property(
+        lambda self: self._beliefs,
+        doc="(agents, states) posteriors over states; for several "
+        "factors, each agent's factor marginals side by side (see qs)",
+    )
     qs = property(lambda self: self._qs, doc="one (agents, num_states[f]) view of beliefs per factor")
     policies = property(lambda self: self._policies, doc="(policies, policy_len, factors) controls, pymdp's order")
     q_pi = property(lambda self: self._q_pi, doc="(agents, policies) posteriors over policies")
     G = property(lambda self: self._G, doc="(agents, policies) negative expected free energies")
     F = property(lambda self: self._F, doc="(agents,) variational free energy of the last state inference")
-    actions = property(lambda self: self._actions, doc="(agents,) last actions, or (agents, factors) for "
-                       "several factors; -1 before the first")  # fmt: skip
+    actions = property(
+        lambda self: self._actions,
+        doc="(agents,) last actions, or (agents, factors) for several factors; -1 before the first",
+    )
     timesteps = property(lambda self: self._timesteps, doc="(agents,) actions taken since the last reset")
 
     @property
     def num_policies(self) -> int:
-        return self.q_pi.shape[1]
+        return int(self.q_pi.shape[1])
 
     def reset(self, agents: Iterable[int] | slice | None = None) -> None:
         """Back to the start (uniform beliefs and q_pi, no action taken) for every agent, or for
@@ -258,7 +339,7 @@ class AgentPopulation:
                 if rows.min() < -self.n_agents or rows.max() >= self.n_agents:
                     raise IndexError(f"agents: index out of range for {self.n_agents} agents, got {agents!r}")
                 rows = rows.astype(np.intp).reshape(-1)
-        for qs, states in zip(self._qs, self._num_states):
+        for qs, states in zip(self._qs, self._num_states, strict=True):
             qs[rows] = 1.0 / states
         self.q_pi[rows] = 1.0 / self.num_policies
         self.G[rows] = 0.0
@@ -277,15 +358,24 @@ class AgentPopulation:
                 which = f" of factor {f}" if self.model.factorized else ""
                 raise ValueError(f"{name} must lie in [-1, {count}){which}")
 
-    def _run(self, rows: slice, observations: np.ndarray | None, infer: bool, plan: bool, act: bool) -> None:
-        arrays = (self.beliefs[rows], self.q_pi[rows], self.G[rows], self.F[rows], self.actions[rows], self.timesteps[rows])
+    def _run(self, rows: slice, observations: np.ndarray | None, *, infer: bool, plan: bool, act: bool) -> None:
+        arrays = (
+            self.beliefs[rows],
+            self.q_pi[rows],
+            self.G[rows],
+            self.F[rows],
+            self.actions[rows],
+            self.timesteps[rows],
+        )
         self._check_actions(arrays[4], "actions:")
         first = (rows.start or 0) + self.row_offset
         if self.factorized:
             beliefs, q_pi, G, F, actions, timesteps = arrays
             actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
             if self.backend == "rust":
-                self._kernel.run(beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act)
+                self._kernel.run(
+                    beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act
+                )
                 return
             if infer:
                 self._kernel.infer_states(beliefs, actions, observations, F)
@@ -308,23 +398,26 @@ class AgentPopulation:
     def step(self, observations: Any) -> np.ndarray:
         """State inference from ``observations`` ((agents,) or (agents, modalities) ints),
         policy inference and action selection for every agent; returns the actions (a copy)."""
-        self._run(slice(None), self._observations(observations, self.n_agents), True, True, True)
-        return self.actions.copy()
+        self._run(slice(None), self._observations(observations, self.n_agents), infer=True, plan=True, act=True)
+        result: np.ndarray = self.actions.copy()
+        return result
 
     def infer_states(self, observations: Any) -> np.ndarray:
         """Updates and returns ``beliefs`` (and ``F``) from ``observations``."""
-        self._run(slice(None), self._observations(observations, self.n_agents), True, False, False)
-        return self.beliefs
+        self._run(slice(None), self._observations(observations, self.n_agents), infer=True, plan=False, act=False)
+        result: np.ndarray = self.beliefs
+        return result
 
     def infer_policies(self) -> tuple[np.ndarray, np.ndarray]:
         """Updates and returns ``(q_pi, G)`` from the current beliefs."""
-        self._run(slice(None), None, False, True, False)
+        self._run(slice(None), None, infer=False, plan=True, act=False)
         return self.q_pi, self.G
 
     def sample_action(self) -> np.ndarray:
         """Chooses every agent's next action from ``q_pi``; returns the actions (a copy)."""
-        self._run(slice(None), None, False, False, True)
-        return self.actions.copy()
+        self._run(slice(None), None, infer=False, plan=False, act=True)
+        result: np.ndarray = self.actions.copy()
+        return result
 
     def agent(self, index: int) -> PopulationAgent:
         """A FreeAgentics-style agent object over row ``index`` (see ``PopulationAgent``)."""
@@ -370,7 +463,7 @@ class PopulationAgent:
     Each works on this agent's row only, so different agents may run in different threads."""
 
     def __init__(self, population: AgentPopulation, index: int) -> None:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < population.n_agents:
+        if not is_integer(index) or not 0 <= index < population.n_agents:
             raise IndexError(f"index: must lie in [0, {population.n_agents}), got {index!r}")
         self.population, self.index = population, int(index)
         self._rows = slice(self.index, self.index + 1)
@@ -378,10 +471,11 @@ class PopulationAgent:
 
     @property
     def beliefs(self) -> np.ndarray:
-        return self.population.beliefs[self.index]
+        result: np.ndarray = self.population.beliefs[self.index]
+        return result
 
     @property
-    def action(self) -> Any:
+    def action(self) -> int | list[int]:
         """The last action: an int, or one int per factor (a list) for several factors."""
         action = self.population.actions[self.index]
         return int(action) if action.ndim == 0 else action.tolist()
@@ -394,22 +488,28 @@ class PopulationAgent:
     def update_beliefs(self) -> np.ndarray:
         if self._observation is None:
             raise RuntimeError("update_beliefs: no observation; call perceive first")
-        self.population._run(self._rows, self._observation, True, False, False)
+        self.population._run(self._rows, self._observation, infer=True, plan=False, act=False)
         return self.beliefs
 
-    def select_action(self) -> int:
-        self.population._run(self._rows, None, False, True, True)
+    def select_action(self) -> int | list[int]:
+        self.population._run(self._rows, None, infer=False, plan=True, act=True)
         return self.action
 
-    def step(self, observation: Any) -> int:
+    def step(self, observation: Any) -> int | list[int]:
         self.perceive(observation)
-        self.population._run(self._rows, self._observation, True, True, True)
+        self.population._run(self._rows, self._observation, infer=True, plan=True, act=True)
         return self.action
 
     def get_state(self) -> dict[str, Any]:
         p, i = self.population, self.index
-        return {"beliefs": p.beliefs[i].copy(), "q_pi": p.q_pi[i].copy(), "G": p.G[i].copy(), "F": float(p.F[i]),
-                "action": self.action, "timestep": int(p.timesteps[i])}  # fmt: skip
+        return {
+            "beliefs": p.beliefs[i].copy(),
+            "q_pi": p.q_pi[i].copy(),
+            "G": p.G[i].copy(),
+            "F": float(p.F[i]),
+            "action": self.action,
+            "timestep": int(p.timesteps[i]),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restores a ``get_state`` result; checks everything before changing anything."""
@@ -432,8 +532,10 @@ class PopulationAgent:
             given = state["action"]
             if isinstance(given, (str, bytes)) or np.ndim(given) != 1 or len(given) != p.model.num_factors:
                 raise ValueError(f"state: action must be one int per factor ({p.model.num_factors}), got {given!r}")
-            action = [_validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
-                      for f, (a, n) in enumerate(zip(given, p.model.num_controls))]  # fmt: skip
+            action: int | list[int] = [
+                _validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
+                for f, (a, n) in enumerate(zip(given, p.model.num_controls, strict=True))
+            ]
         else:
             action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)
         timestep = _validate.integer(state["timestep"], "state: timestep", minimum=0, maximum=(1 << 63) - 1)

@@ -16,7 +16,8 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        result: np.ndarray = x ^ (x >> np.uint64(31))
+        return result
 
 
 def uniforms(key: int, agents: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
@@ -24,12 +25,14 @@ def uniforms(key: int, agents: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
     the same numbers, so a seed gives the same actions on both backends."""
     h = _splitmix64(np.uint64(key & _MASK64) ^ _splitmix64(agents.astype(np.uint64) + np.uint64(1)))
     h = _splitmix64(h ^ timesteps.astype(np.uint64))
-    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    result: np.ndarray = (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return result
 
 
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    result: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return result
 
 
 class AgentKernel:
@@ -42,6 +45,7 @@ class AgentKernel:
         policy_len: int,
         gamma: float,
         alpha: float,
+        *,
         deterministic: bool,
         use_utility: bool,
         use_states_info_gain: bool,
@@ -63,7 +67,8 @@ class AgentKernel:
         self.first_actions = np.eye(model.num_actions)[self.policies[:, 0]]  # (policies, actions)
 
     def _predict(self, qs: np.ndarray, action: int) -> np.ndarray:
-        return qs @ self.transitions_t[action]
+        result: np.ndarray = qs @ self.transitions_t[action]
+        return result
 
     def infer_states(self, beliefs: np.ndarray, actions: np.ndarray, observations: np.ndarray, F: np.ndarray) -> None:
         prior = np.empty_like(beliefs)
@@ -108,7 +113,9 @@ class AgentKernel:
         self._visit(beliefs, 0, 0, np.zeros(len(beliefs)), G)
         q_pi[:] = _softmax_rows(G * self.gamma + self.log_E)
 
-    def sample_action(self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int) -> None:
+    def sample_action(
+        self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int
+    ) -> None:
         marginals = q_pi @ self.first_actions
         marginals /= marginals.sum(axis=1, keepdims=True)
         if self.deterministic:

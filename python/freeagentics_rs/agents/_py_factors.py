@@ -48,7 +48,7 @@ def factor_key(key: int, factor: int) -> int:
     return int(_splitmix64(np.uint64(key ^ factor)))
 
 
-def factor_quantities(model: GenerativeModel, info_gain: bool) -> dict[str, Any]:
+def factor_quantities(model: GenerativeModel, *, info_gain: bool) -> dict[str, Any]:
     """The per-model arrays of the factorized kernels, computed once per model."""
     cached = model._factor_derived.get(info_gain)
     if cached is not None:
@@ -59,7 +59,7 @@ def factor_quantities(model: GenerativeModel, info_gain: bool) -> dict[str, Any]
     Bs = [np.asarray(b, np.float64) for b in (model.B if model.factorized else [model.B])]
     Ds = [np.asarray(d, np.float64) for d in (model.D if model.factorized else [model.D])]
     utility = np.zeros(joint_states)
-    for a, c in zip(As, model.C):
+    for a, c in zip(As, model.C, strict=True):
         utility += np.log(_softmax(np.asarray(c, np.float64)) + EPS) @ a
     q: dict[str, Any] = {
         "num_states": num_states,
@@ -91,18 +91,21 @@ def _outer(marginals: list[np.ndarray]) -> np.ndarray:
 
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    result: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return result
 
 
 def _first_best(values: np.ndarray) -> np.ndarray:
     """Per row, the first entry within rounding of the row's best (exact ties in symmetric
     models would otherwise be broken by rounding)."""
     best = values.max(axis=1, keepdims=True)
-    return (values >= best * (1 - TIE)).argmax(axis=1)
+    result: np.ndarray = (values >= best * (1 - TIE)).argmax(axis=1)
+    return result
 
 
 def _draw(p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return np.minimum((np.cumsum(p, axis=1) <= u[:, None]).sum(axis=1), p.shape[1] - 1)
+    result: np.ndarray = np.minimum((np.cumsum(p, axis=1) <= u[:, None]).sum(axis=1), p.shape[1] - 1)
+    return result
 
 
 class FactorKernel:
@@ -115,6 +118,7 @@ class FactorKernel:
         policies: np.ndarray,
         gamma: float,
         alpha: float,
+        *,
         deterministic: bool,
         sampling_mode: str,
         use_utility: bool,
@@ -124,7 +128,7 @@ class FactorKernel:
         dF: float,
         dF_tol: float,
     ) -> None:
-        q = factor_quantities(model, use_states_info_gain)
+        q = factor_quantities(model, info_gain=use_states_info_gain)
         self.q, self.policies, self.tree = q, policies, PolicyTree(policies)
         self.num_states = q["num_states"]
         self.offsets = np.cumsum((0,) + self.num_states)
@@ -137,7 +141,7 @@ class FactorKernel:
         self.first_controls = [np.eye(n)[policies[:, 0, f]] for f, n in enumerate(self.num_controls)]
 
     def _split(self, beliefs: np.ndarray) -> list[np.ndarray]:
-        return [beliefs[:, self.offsets[f]:self.offsets[f + 1]] for f in range(len(self.num_states))]
+        return [beliefs[:, self.offsets[f] : self.offsets[f + 1]] for f in range(len(self.num_states))]
 
     def _predict(self, marginals: list[np.ndarray], controls: np.ndarray) -> list[np.ndarray]:
         """Each factor's marginals pushed through its B; ``controls`` (rows, factors)."""
@@ -170,7 +174,7 @@ class FactorKernel:
         for f, q in enumerate(posterior):
             marginals[f][:] = q
         joint = _outer(posterior)
-        F[:] = sum((q * (np.log(q + EPS) - ld)).sum(axis=1) for q, ld in zip(posterior, self.q["log_D"]))
+        F[:] = sum((q * (np.log(q + EPS) - ld)).sum(axis=1) for q, ld in zip(posterior, self.q["log_D"], strict=True))
         F -= (joint * log_likelihood).sum(axis=1)
 
     def _fixed_point(self, log_likelihood: np.ndarray, log_prior: list[np.ndarray]) -> list[np.ndarray]:
@@ -178,7 +182,7 @@ class FactorKernel:
         n, shape = len(log_likelihood), self.num_states
         qs = [np.full((n, s), 1.0 / s) for s in shape]
 
-        def free_energy(rows: np.ndarray, marginals: list[np.ndarray], with_likelihood: bool) -> np.ndarray:
+        def free_energy(rows: np.ndarray, marginals: list[np.ndarray], *, with_likelihood: bool) -> np.ndarray:
             vfe = np.zeros(len(rows))
             for f, q in enumerate(marginals):
                 vfe += (q * np.log(q + 1e-16)).sum(axis=1) - (q * log_prior[f][rows]).sum(axis=1)
@@ -187,7 +191,7 @@ class FactorKernel:
             return vfe
 
         everyone = np.arange(n)
-        previous = free_energy(everyone, qs, False)
+        previous = free_energy(everyone, qs, with_likelihood=False)
         dF = np.full(n, self.dF)
         active = everyone[(dF >= self.dF_tol) & (self.num_iter > 0)]
         iteration = 0
@@ -201,7 +205,7 @@ class FactorKernel:
                 new.append(_softmax_rows(qL + log_prior[f][active]))
             for f, q in enumerate(new):
                 qs[f][active] = q
-            vfe = free_energy(active, new, True)
+            vfe = free_energy(active, new, with_likelihood=True)
             dF[active] = np.abs(previous[active] - vfe)
             previous[active] = vfe
             iteration += 1
@@ -223,18 +227,23 @@ class FactorKernel:
         n = len(beliefs)
         level = [self._split(beliefs)]  # the root: one node, the current marginals
         G[:] = 0.0
-        for t, (parents, controls) in enumerate(zip(self.tree.parents, self.tree.controls)):
+        for t, (parents, controls) in enumerate(zip(self.tree.parents, self.tree.controls, strict=True)):
             values = np.empty((n, len(parents)))
             predicted = []
             for k, parent in enumerate(parents):
-                states = [qs @ self.q["B_t"][f][c] for f, (qs, c) in enumerate(zip(level[max(parent, 0)], controls[k]))]
+                states = [
+                    qs @ self.q["B_t"][f][c]
+                    for f, (qs, c) in enumerate(zip(level[max(parent, 0)], controls[k], strict=True))
+                ]
                 predicted.append(states)
                 values[:, k] = self._node_value(states)
             level = predicted
             G += values[:, self.tree.leaf[t]]
         q_pi[:] = _softmax_rows(G * self.gamma + self.log_E)
 
-    def sample_action(self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int) -> None:
+    def sample_action(
+        self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int
+    ) -> None:
         rows = np.arange(first_row, first_row + len(q_pi))
         if self.sampling_mode == "full":
             if self.deterministic:

@@ -37,8 +37,11 @@ def _reward_probs(reward_probs: Any) -> tuple[float, float]:
 def tmaze_arrays(reward_probs: Any = (0.98, 0.02)) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(A, B)`` of the T-maze, as pymdp's ``TMazeEnv`` builds them."""
     high, low = _reward_probs(reward_probs)
-    A = [np.zeros((LOCATIONS, LOCATIONS, CONDITIONS)), np.zeros((3, LOCATIONS, CONDITIONS)),
-         np.zeros((CONDITIONS, LOCATIONS, CONDITIONS))]  # fmt: skip
+    A = [
+        np.zeros((LOCATIONS, LOCATIONS, CONDITIONS)),
+        np.zeros((3, LOCATIONS, CONDITIONS)),
+        np.zeros((CONDITIONS, LOCATIONS, CONDITIONS)),
+    ]
     for location in range(LOCATIONS):
         for condition in range(CONDITIONS):
             A[0][location, location, condition] = 1.0
@@ -61,8 +64,9 @@ def tmaze_arrays(reward_probs: Any = (0.98, 0.02)) -> tuple[list[np.ndarray], li
     return A, B
 
 
-def tmaze_model(reward_probs: Any = (0.98, 0.02), reward: float = 3.0, punishment: float = -3.0, *,
-                backend: str | None = None) -> GenerativeModel:  # fmt: skip
+def tmaze_model(
+    reward_probs: Any = (0.98, 0.02), reward: float = 3.0, punishment: float = -3.0, *, backend: str | None = None
+) -> GenerativeModel:
     """The agent's model of the T-maze (pymdp's T-maze demo): the environment's A and B,
     preferences ``reward`` and ``punishment`` for the outcomes, and a prior that the agent
     starts in the centre with either condition equally likely."""
@@ -110,7 +114,9 @@ class TMaze:
         if actions.shape == (self.n_agents, 2):
             actions = actions[:, 0]
         if actions.shape != (self.n_agents,):
-            raise ValueError(f"actions: must have shape ({self.n_agents},) or ({self.n_agents}, 2), got {actions.shape}")
+            raise ValueError(
+                f"actions: must have shape ({self.n_agents},) or ({self.n_agents}, 2), got {actions.shape}"
+            )
         if actions.size and (actions.min() < 0 or actions.max() >= LOCATIONS):
             raise ValueError(f"actions: locations must lie in [0, {LOCATIONS}), got {actions.min()}..{actions.max()}")
         self.locations[:] = actions
@@ -118,4 +124,5 @@ class TMaze:
 
     def rewarded(self, observations: np.ndarray) -> np.ndarray:
         """(agents,) bool: which observations are a reward."""
-        return np.asarray(observations)[:, 1] == 1
+        result: np.ndarray = np.asarray(observations)[:, 1] == 1
+        return result

@@ -3,7 +3,8 @@ world: the observation is the centre of each agent's 3x3 surroundings)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,10 @@ class GridWorld:
         goal_cells = self._cells([(self.grid_size - 1, self.grid_size - 1)] if goals is None else goals, "goals")
         on_obstacle = goal_cells[self.cells[goal_cells] == OBSTACLE]
         if on_obstacle.size and goals is None:
-            raise ValueError(f"obstacles: cover the default goal (cell {on_obstacle[0]}); pass goals, got {obstacle_cells.tolist()!r}")
+            raise ValueError(
+                f"obstacles: cover the default goal (cell {on_obstacle[0]}); "
+                f"pass goals, got {obstacle_cells.tolist()!r}"
+            )
         if on_obstacle.size:
             raise ValueError(f"goals: cell {on_obstacle[0]} lies on an obstacle, got {goal_cells.tolist()!r}")
         self.cells[goal_cells] = GOAL
@@ -130,4 +134,5 @@ class GridWorld:
 
     def at_goal(self) -> np.ndarray:
         """(agents,) bool: which agents stand on a goal."""
-        return self.cells[self.positions] == GOAL
+        result: np.ndarray = self.cells[self.positions] == GOAL
+        return result

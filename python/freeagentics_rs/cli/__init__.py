@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     pin_blas_environment()  # for worker processes and anything imported from here on
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

@@ -11,8 +11,9 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,21 +26,32 @@ from ._machine import blas_pinned, machine_info, timed_runs
 KINDS = ("baseline", "python", "rust")
 
 
+class Measure(Protocol):
+    def __call__(self, kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
+        """Timing of ``runs`` runs of ``kind`` ("baseline", "python" or "rust")."""
+        ...
+
+
 @dataclass
 class Row:
     key: str
     title: str
     unit: str  # what the median measures
     baseline: str  # what the baseline is
-    measure: Callable[[str, bool, int], dict[str, Any]]  # (kind, quick, runs) -> timing
+    measure: Measure
 
 
-def _executor_row(make_baseline: Callable[[], cf.Executor], make: Callable[[str], cf.Executor], work: Callable[[cf.Executor], None],
-                  fresh: bool) -> Callable[[str, bool, int], dict[str, Any]]:  # fmt: skip
+def _executor_row(
+    make_baseline: Callable[[], cf.Executor],
+    make: Callable[[str], cf.Executor],
+    work: Callable[[cf.Executor], None],
+    *,
+    fresh: bool,
+) -> Measure:
     """Times ``work`` on an executor of each kind; ``fresh``: a new executor per run (the
     adaptive executor then starts from scratch each time), else one warmed executor."""
 
-    def measure(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+    def measure(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
         new = make_baseline if kind == "baseline" else (lambda: make(kind))
         if not fresh:
             with new() as executor:
@@ -56,7 +68,7 @@ def _executor_row(make_baseline: Callable[[], cf.Executor], make: Callable[[str]
     return measure
 
 
-def _registry(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+def _registry(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
     registry = workloads.LockedDict() if kind == "baseline" else AgentRegistry(backend=kind)
     agents = 10_000
     for i in range(agents):
@@ -65,7 +77,7 @@ def _registry(kind: str, quick: bool, runs: int) -> dict[str, Any]:
     return timed_runs(lambda: workloads.registry_mix(registry, plans), runs)
 
 
-def _memory(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+def _memory(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
     from ._memory import run
 
     variant = "naive" if kind == "baseline" else kind
@@ -73,7 +85,7 @@ def _memory(kind: str, quick: bool, runs: int) -> dict[str, Any]:
     return {**r, "runs": runs, "unit_scale": 1.0}
 
 
-def _agents(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+def _agents(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
     n = 1000
     model = grid_world_model(10)
     obs = GridWorld(10, n, seed=0).observe()
@@ -84,7 +96,9 @@ def _agents(kind: str, quick: bool, runs: int) -> dict[str, Any]:
             agents, _ = _pymdp_agents(Simulation(8 if quick else 16, 1, 10), {})
         except Unavailable as e:
             return {"unavailable": str(e)}
-        r = timed_runs(lambda: [_step_pymdp(a, int(o)) for a, o in zip(agents, obs)], runs)
+        r = timed_runs(
+            lambda: [_step_pymdp(a, int(o)) for a, o in zip(agents, obs, strict=False)], runs
+        )  # the first len(agents) of obs
         scale = len(agents)
     else:
         population = AgentPopulation(model, n, seed=0, backend=kind)
@@ -93,11 +107,11 @@ def _agents(kind: str, quick: bool, runs: int) -> dict[str, Any]:
     return {key: (value / scale if key in ("median", "min", "max") else value) for key, value in r.items()}
 
 
-def _tmaze_agents(policy_len: int) -> Any:
+def _tmaze_agents(policy_len: int) -> Measure:
     """A row of T-maze agent steps (two factors): pymdp 0.0.7.1 one agent at a time against the
     population's factorized kernel."""
 
-    def measure(kind: str, quick: bool, runs: int) -> dict[str, Any]:
+    def measure(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
         from ..agents import tmaze_model
 
         n = 1024
@@ -110,7 +124,7 @@ def _tmaze_agents(policy_len: int) -> Any:
             except ImportError as e:
                 return {"unavailable": f"pymdp is not installed ({e})"}
 
-            def obj(arrays: list[Any]) -> Any:
+            def obj(arrays: list[Any] | np.ndarray) -> Any:
                 out = utils.obj_array(len(arrays))
                 for i, a in enumerate(arrays):
                     out[i] = np.asarray(a, np.float64)
@@ -118,8 +132,19 @@ def _tmaze_agents(policy_len: int) -> Any:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                agents = [Agent(A=obj(model.A), B=obj(model.B), C=obj(model.C), D=obj(model.D), policy_len=policy_len,
-                                gamma=8.0, alpha=8.0, action_selection="stochastic") for _ in range(8 if quick else 16)]  # fmt: skip
+                agents = [
+                    Agent(
+                        A=obj(model.A),
+                        B=obj(model.B),
+                        C=obj(model.C),
+                        D=obj(model.D),
+                        policy_len=policy_len,
+                        gamma=8.0,
+                        alpha=8.0,
+                        action_selection="stochastic",
+                    )
+                    for _ in range(8 if quick else 16)
+                ]
 
             def step_all() -> None:
                 for agent in agents:
@@ -136,49 +161,125 @@ def _tmaze_agents(policy_len: int) -> Any:
     return measure
 
 
-def rows(quick: bool) -> list[Row]:
+def _scaling_row(threads: int) -> Row:
+    def baseline() -> cf.Executor:
+        return cf.ThreadPoolExecutor(threads)
+
+    def stealing(kind: str) -> cf.Executor:
+        return WorkStealingThreadPool(threads, backend=kind)
+
+    def work(executor: cf.Executor) -> None:
+        workloads.matmul_sleep_tasks(executor, 10 * threads, 100, 0.001)
+
+    return Row(
+        f"scaling-{threads}",
+        f"scaling: {threads} thread{'s' * (threads > 1)} x 10 tasks of (100x100 matmul + sleep(1 ms))",
+        "s per run",
+        "ThreadPoolExecutor",
+        _executor_row(baseline, stealing, work, fresh=False),
+    )
+
+
+def rows(*, quick: bool) -> list[Row]:
     io_tasks, cpu_tasks, mixed_tasks, dispatch_tasks = (500, 40, 300, 5000) if quick else (2000, 200, 1000, 20_000)
-    tpe8 = lambda: cf.ThreadPoolExecutor(8)  # noqa: E731
-    adaptive = lambda kind: AdaptiveThreadPoolExecutor(backend=kind)  # noqa: E731
+
+    def tpe8() -> cf.Executor:
+        return cf.ThreadPoolExecutor(8)
+
+    def adaptive(kind: str) -> cf.Executor:
+        return AdaptiveThreadPoolExecutor(backend=kind)
+
     table = [
-        Row("io", "I/O pool (the report's): 100 x sleep(10 ms)", "s per run", "ThreadPoolExecutor(8)",
-            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, 100, 0.01), fresh=True)),
-        Row("adaptive-io", f"adaptive sizing, I/O: {io_tasks} x sleep(10 ms)", "s per run", "ThreadPoolExecutor(8)",
-            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, io_tasks, 0.01), fresh=True)),
-        Row("registry", "registry: 4 threads, 90% get / 10% update on 10k agents", "s per run", "dict + one lock", _registry),
-        Row("adaptive-cpu", f"adaptive sizing, CPU: {cpu_tasks} pure-Python tasks", "s per run", "ThreadPoolExecutor(8)",
-            _executor_row(tpe8, adaptive, lambda e: workloads.python_tasks(e, cpu_tasks), fresh=True)),
-        Row("adaptive-mixed", f"adaptive sizing, mixed: {mixed_tasks} x (50x50 matmul + sleep(2 ms))", "s per run",
-            "ThreadPoolExecutor(8)", _executor_row(tpe8, adaptive, lambda e: workloads.matmul_sleep_tasks(e, mixed_tasks), fresh=True)),
-        Row("memory", "memory per agent: 1000 explorer agents (grid 10)", "bytes per agent", "per-agent copies", _memory),
-    ]  # fmt: skip
+        Row(
+            "io",
+            "I/O pool (the report's): 100 x sleep(10 ms)",
+            "s per run",
+            "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, 100, 0.01), fresh=True),
+        ),
+        Row(
+            "adaptive-io",
+            f"adaptive sizing, I/O: {io_tasks} x sleep(10 ms)",
+            "s per run",
+            "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, io_tasks, 0.01), fresh=True),
+        ),
+        Row(
+            "registry",
+            "registry: 4 threads, 90% get / 10% update on 10k agents",
+            "s per run",
+            "dict + one lock",
+            _registry,
+        ),
+        Row(
+            "adaptive-cpu",
+            f"adaptive sizing, CPU: {cpu_tasks} pure-Python tasks",
+            "s per run",
+            "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.python_tasks(e, cpu_tasks), fresh=True),
+        ),
+        Row(
+            "adaptive-mixed",
+            f"adaptive sizing, mixed: {mixed_tasks} x (50x50 matmul + sleep(2 ms))",
+            "s per run",
+            "ThreadPoolExecutor(8)",
+            _executor_row(tpe8, adaptive, lambda e: workloads.matmul_sleep_tasks(e, mixed_tasks), fresh=True),
+        ),
+        Row(
+            "memory", "memory per agent: 1000 explorer agents (grid 10)", "bytes per agent", "per-agent copies", _memory
+        ),
+    ]
     for threads in (1, 4, 8, 16, 32):
-        work = lambda e, t=threads: workloads.matmul_sleep_tasks(e, 10 * t, 100, 0.001)  # noqa: E731
-        table.append(Row(f"scaling-{threads}", f"scaling: {threads} thread{'s' * (threads > 1)} x 10 tasks of (100x100 matmul + sleep(1 ms))",
-                         "s per run", "ThreadPoolExecutor",
-                         _executor_row(lambda t=threads: cf.ThreadPoolExecutor(t), lambda k, t=threads: WorkStealingThreadPool(t, backend=k),
-                                       work, fresh=False)))  # fmt: skip
+        table.append(_scaling_row(threads))
     table += [
-        Row("dispatch", f"dispatch: {dispatch_tasks} no-op tasks, 2 workers", "s per run", "ThreadPoolExecutor(2)",
-            _executor_row(lambda: cf.ThreadPoolExecutor(2), lambda k: WorkStealingThreadPool(2, backend=k),
-                          lambda e: workloads.submit_all_wait_all(e, dispatch_tasks), fresh=False)),
-        Row("agents", "agent step: explorer model (grid 10), 1000 agents", "s per agent-step", "pymdp 0.0.7.1, one agent at a time",
-            _agents),
-        Row("agents-tmaze-1", "agent step: T-maze (2 factors), policy_len 1, 1024 agents", "s per agent-step",
-            "pymdp 0.0.7.1, one agent at a time", _tmaze_agents(1)),
-        Row("agents-tmaze-2", "agent step: T-maze (2 factors), policy_len 2, 1024 agents", "s per agent-step",
-            "pymdp 0.0.7.1, one agent at a time", _tmaze_agents(2)),
-    ]  # fmt: skip
+        Row(
+            "dispatch",
+            f"dispatch: {dispatch_tasks} no-op tasks, 2 workers",
+            "s per run",
+            "ThreadPoolExecutor(2)",
+            _executor_row(
+                lambda: cf.ThreadPoolExecutor(2),
+                lambda k: WorkStealingThreadPool(2, backend=k),
+                lambda e: workloads.submit_all_wait_all(e, dispatch_tasks),
+                fresh=False,
+            ),
+        ),
+        Row(
+            "agents",
+            "agent step: explorer model (grid 10), 1000 agents",
+            "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time",
+            _agents,
+        ),
+        Row(
+            "agents-tmaze-1",
+            "agent step: T-maze (2 factors), policy_len 1, 1024 agents",
+            "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time",
+            _tmaze_agents(1),
+        ),
+        Row(
+            "agents-tmaze-2",
+            "agent step: T-maze (2 factors), policy_len 2, 1024 agents",
+            "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time",
+            _tmaze_agents(2),
+        ),
+    ]
     return table
 
 
-ROW_KEYS = [r.key for r in rows(True)] + ["scaling"]
+ROW_KEYS = [r.key for r in rows(quick=True)] + ["scaling"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads: under 2 minutes on 2 cores")
-    parser.add_argument("--runs", type=_at_least(5), default=5, help="timed runs per cell after a warm-up (at least 5; default 5)")
-    parser.add_argument("--only", nargs="+", choices=ROW_KEYS, metavar="ROW", help=f"rows to run: {', '.join(ROW_KEYS)}")
+    parser.add_argument(
+        "--runs", type=_at_least(5), default=5, help="timed runs per cell after a warm-up (at least 5; default 5)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=ROW_KEYS, metavar="ROW", help=f"rows to run: {', '.join(ROW_KEYS)}"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the results as PNG charts (needs matplotlib)")
 
@@ -201,25 +302,39 @@ def run(args: argparse.Namespace) -> int:
         print("bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 1
     info = machine_info()
-    selected = [r for r in rows(args.quick) if not args.only or r.key in args.only
-                or (r.key.startswith("scaling-") and "scaling" in args.only)]  # fmt: skip
+    selected = [
+        r
+        for r in rows(quick=args.quick)
+        if not args.only or r.key in args.only or (r.key.startswith("scaling-") and "scaling" in args.only)
+    ]
     kinds = [k for k in KINDS if k != "rust" or _has_rust()]
     results: list[dict[str, Any]] = []
     interrupted = False
     with blas_pinned() as pinned:
-        print(f"BLAS {'pinned to one thread' if pinned else 'threads not pinned (install threadpoolctl)'}; "
-              f"median (min-max) of {args.runs} runs after a warm-up{', quick sizes' if args.quick else ''}.\n")  # fmt: skip
+        print(
+            f"BLAS {'pinned to one thread' if pinned else 'threads not pinned (install threadpoolctl)'}; "
+            f"median (min-max) of {args.runs} runs after a warm-up{', quick sizes' if args.quick else ''}.\n"
+        )
         try:
             for row in selected:
                 print(f"  {row.title} ...", file=sys.stderr, flush=True)
                 cells = {}
                 for kind in kinds:
-                    cells[kind] = row.measure(kind, args.quick, args.runs)
-                results.append({"key": row.key, "title": row.title, "unit": row.unit, "baseline": row.baseline, "results": cells})
+                    cells[kind] = row.measure(kind, args.runs, quick=args.quick)
+                results.append(
+                    {"key": row.key, "title": row.title, "unit": row.unit, "baseline": row.baseline, "results": cells}
+                )
         except KeyboardInterrupt:
             interrupted = True
-    report = {"command": "bench", "machine": info, "quick": args.quick, "runs": args.runs,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": results, "interrupted": interrupted}  # fmt: skip
+    report = {
+        "command": "bench",
+        "machine": info,
+        "quick": args.quick,
+        "runs": args.runs,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "rows": results,
+        "interrupted": interrupted,
+    }
     from ._render import bench_markdown
 
     print(bench_markdown(report))

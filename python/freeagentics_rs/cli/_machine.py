@@ -8,7 +8,8 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .. import BACKEND, __version__, available_cpus
 
@@ -54,8 +55,10 @@ def machine_info() -> dict[str, Any]:
 
 
 def machine_line(info: dict[str, Any]) -> str:
-    return (f"{info['cpu']}, {info['cpus']} CPUs; Python {info['python']}, numpy {info['numpy']}, "
-            f"freeagentics_rs {info['freeagentics_rs']} (default backend: {info['backend']})")  # fmt: skip
+    return (
+        f"{info['cpu']}, {info['cpus']} CPUs; Python {info['python']}, numpy {info['numpy']}, "
+        f"freeagentics_rs {info['freeagentics_rs']} (default backend: {info['backend']})"
+    )
 
 
 def timed_runs(run: Callable[[], Any], runs: int, warmups: int = 1) -> dict[str, Any]:

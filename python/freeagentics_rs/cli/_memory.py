@@ -63,7 +63,7 @@ def measure(variant: str, agents: int) -> float:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, variant, str(agents)], env=env, capture_output=True, text=True, check=True
     )
-    return json.loads(out.stdout)["bytes_per_agent"]
+    return float(json.loads(out.stdout)["bytes_per_agent"])
 
 
 def run(agents: int = 1000, runs: int = 5, variants: list[str] | None = None) -> dict[str, dict[str, float]]:

@@ -6,7 +6,8 @@ import argparse
 import concurrent.futures as cf
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,10 +21,19 @@ WORKLOADS = ("io", "cpu", "mixed", "agents")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workload", choices=WORKLOADS, default="mixed",
-                        help="io: sleep(5 ms); cpu: pure Python; mixed: 50x50 matmul + sleep(2 ms); "
-                             "agents: per-agent explorer steps (default mixed)")  # fmt: skip
-    parser.add_argument("--threads", type=_at_least(2), default=4, help="threads for the GIL probe and the executors (at least 2; default 4)")
+    parser.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="mixed",
+        help="io: sleep(5 ms); cpu: pure Python; mixed: 50x50 matmul + sleep(2 ms); "
+        "agents: per-agent explorer steps (default mixed)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_at_least(2),
+        default=4,
+        help="threads for the GIL probe and the executors (at least 2; default 4)",
+    )
     parser.add_argument("--tasks", type=_at_least(1), default=200, help="tasks per executor profile (default 200)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
@@ -35,7 +45,12 @@ def _work(name: str) -> Callable[[], Any]:
         return lambda: workloads.python_work(20_000)
     if name == "mixed":
         a = np.random.default_rng(0).random((50, 50))
-        return lambda: (a @ a, time.sleep(0.002))
+
+        def mixed() -> None:
+            a @ a
+            time.sleep(0.002)
+
+        return mixed
     from ..agents import AgentPopulation, grid_world_model
 
     population = AgentPopulation(grid_world_model(10, backend="python"), 64, seed=0, backend="python")
@@ -75,6 +90,15 @@ def run(args: argparse.Namespace) -> int:
         print("\nInterrupted: the report holds what was measured before.")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"command": "profile", "machine": info, "workload": args.workload, "threads": args.threads,
-                       **report.to_dict()}, f, indent=2)  # fmt: skip
+            json.dump(
+                {
+                    "command": "profile",
+                    "machine": info,
+                    "workload": args.workload,
+                    "threads": args.threads,
+                    **report.to_dict(),
+                },
+                f,
+                indent=2,
+            )
     return 130 if interrupted else 0

@@ -18,8 +18,15 @@ class Progress:
         except ImportError:
             print(f"{self.label} ...", file=sys.stderr, flush=True)
         else:
-            self._bar = tqdm(total=self.total, desc=self.label, unit=" agent-steps", leave=False, file=sys.stderr,
-                             dynamic_ncols=True, mininterval=0.2)  # fmt: skip
+            self._bar = tqdm(
+                total=self.total,
+                desc=self.label,
+                unit=" agent-steps",
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.2,
+            )
         return self
 
     def advance(self, steps: int) -> None:

@@ -12,8 +12,10 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -79,13 +81,25 @@ def _pymdp_agents(sim: Simulation, cache: dict[str, Any]) -> tuple[list[Any], fl
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            agents, nbytes = allocated(lambda: [
-                Agent(A=obj(model.A), B=obj([model.B]), C=obj(model.C), D=obj([model.D]), policy_len=1,
-                      inference_algo="VANILLA", gamma=8.0, alpha=8.0, action_selection="stochastic")
-                for _ in range(sim.agents)
-            ])  # fmt: skip
+            agents, nbytes = allocated(
+                lambda: [
+                    Agent(
+                        A=obj(model.A),
+                        B=obj([model.B]),
+                        C=obj(model.C),
+                        D=obj([model.D]),
+                        policy_len=1,
+                        inference_algo="VANILLA",
+                        gamma=8.0,
+                        alpha=8.0,
+                        action_selection="stochastic",
+                    )
+                    for _ in range(sim.agents)
+                ]
+            )
         cache["pymdp"] = (agents, nbytes / sim.agents)
-    return cache["pymdp"]
+    agents_and_bytes: tuple[list[Any], float] = cache["pymdp"]
+    return agents_and_bytes
 
 
 def _step_pymdp(agent: Any, observation: int) -> int:
@@ -104,9 +118,9 @@ def per_agent(make_executor: Callable[[], cf.Executor]) -> Callable[[Simulation,
             try:
                 for _ in range(sim.steps):
                     obs = world.observe()
-                    futures = [executor.submit(_step_pymdp, a, int(o)) for a, o in zip(agents, obs)]
+                    futures = [executor.submit(_step_pymdp, a, int(o)) for a, o in zip(agents, obs, strict=True)]
                     actions = np.full(sim.agents, 4)
-                    for future in cf.as_completed(futures):
+                    for _ in cf.as_completed(futures):
                         done += 1
                         sim.progress(1)
                         if time.perf_counter() - start > sim.budget:
@@ -189,10 +203,12 @@ def processes(sim: Simulation, cache: dict[str, Any]) -> Outcome:
     context = mp.get_context("spawn")
     pipes, procs = [], []
     try:
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in pairwise(bounds):
             parent, child = context.Pipe()
             rows = slice(int(lo), int(hi))
-            proc = context.Process(target=_shard_worker, args=(child, sim.grid, rows, sim.seed + int(lo), slots), daemon=True)
+            proc = context.Process(
+                target=_shard_worker, args=(child, sim.grid, rows, sim.seed + int(lo), slots), daemon=True
+            )
             proc.start()
             pipes.append(parent)
             procs.append(proc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,11 @@ def _native(backend: str, agents: int, steps: int, policy_len: int) -> dict[str,
             moves += 1
         rewards += int(env.rewarded(obs).sum())
     seconds = time.perf_counter() - start
-    return {"agent_steps": agents * moves, "seconds": seconds, "reward_rate": rewards / (agents * moves / EPISODE_MOVES)}
+    return {
+        "agent_steps": agents * moves,
+        "seconds": seconds,
+        "reward_rate": rewards / (agents * moves / EPISODE_MOVES),
+    }
 
 
 def _pymdp(agents: int, steps: int, policy_len: int, budget: float) -> dict[str, Any]:
@@ -41,7 +46,7 @@ def _pymdp(agents: int, steps: int, policy_len: int, budget: float) -> dict[str,
 
     model = tmaze_model(backend="python")
 
-    def obj(arrays: list[Any]) -> Any:
+    def obj(arrays: list[Any] | np.ndarray) -> Any:
         out = utils.obj_array(len(arrays))
         for i, a in enumerate(arrays):
             out[i] = np.asarray(a, np.float64)
@@ -49,8 +54,19 @@ def _pymdp(agents: int, steps: int, policy_len: int, budget: float) -> dict[str,
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        population = [Agent(A=obj(model.A), B=obj(model.B), C=obj(model.C), D=obj(model.D), policy_len=policy_len,
-                            gamma=8.0, alpha=8.0, action_selection="stochastic") for _ in range(agents)]  # fmt: skip
+        population = [
+            Agent(
+                A=obj(model.A),
+                B=obj(model.B),
+                C=obj(model.C),
+                D=obj(model.D),
+                policy_len=policy_len,
+                gamma=8.0,
+                alpha=8.0,
+                action_selection="stochastic",
+            )
+            for _ in range(agents)
+        ]
     env = TMaze(agents, seed=0)
     rewards, agent_steps, episodes = 0, 0, 0
     start = time.perf_counter()
@@ -71,19 +87,26 @@ def _pymdp(agents: int, steps: int, policy_len: int, budget: float) -> dict[str,
         rewards += int(env.rewarded(obs).sum())
         episodes += 1
     seconds = time.perf_counter() - start
-    return {"agent_steps": agent_steps, "seconds": seconds, "reward_rate": rewards / max(episodes * agents, 1),
-            "time_boxed": agent_steps < agents * steps}  # fmt: skip
+    return {
+        "agent_steps": agent_steps,
+        "seconds": seconds,
+        "reward_rate": rewards / max(episodes * agents, 1),
+        "time_boxed": agent_steps < agents * steps,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"T-maze: {args.agents} agents, {args.steps} moves each (episodes of {EPISODE_MOVES} moves), "
-          f"policy_len {args.policy_len}.\n")  # fmt: skip
+    print(
+        f"T-maze: {args.agents} agents, {args.steps} moves each (episodes of {EPISODE_MOVES} moves), "
+        f"policy_len {args.policy_len}.\n"
+    )
     rows = []
-    for label, make in [
+    makers: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("native population, Rust backend", lambda: _native("rust", args.agents, args.steps, args.policy_len)),
         ("native population, numpy backend", lambda: _native("python", args.agents, args.steps, args.policy_len)),
         ("pymdp 0.0.7.1 Agent, one by one", lambda: _pymdp(args.agents, args.steps, args.policy_len, args.budget)),
-    ]:
+    ]
+    for label, make in makers:
         try:
             rows.append((label, make()))
         except ImportError as e:
@@ -97,8 +120,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"| {label} | {r['error']} | | |")
             continue
         rate = r["agent_steps"] / r["seconds"] if r["seconds"] > 0 else 0.0
-        over = f"{r['agent_steps']:,} agent-steps in {r['seconds']:.2f} s" + (" (time limit)" if r.get("time_boxed") else "")
+        over = f"{r['agent_steps']:,} agent-steps in {r['seconds']:.2f} s" + (
+            " (time limit)" if r.get("time_boxed") else ""
+        )
         print(f"| {label} | {rate:,.0f} | {r['reward_rate']:.2f} | {over} |")
-    print("\nReward rate: rewarded episodes over episodes (an agent that checks the cue first and then "
-          "goes to the paying arm is rewarded with probability 0.98).")
+    print(
+        "\nReward rate: rewarded episodes over episodes (an agent that checks the cue first and then "
+        "goes to the paying arm is rewarded with probability 0.98)."
+    )
     return 0

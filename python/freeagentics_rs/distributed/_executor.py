@@ -6,7 +6,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from distributed import Client
 
@@ -32,12 +33,12 @@ class DaskExecutor(cf.ThreadPoolExecutor):
         super().__init__(max_workers=1)
         self.client = client
         self.tasks_submitted = 0
-        self._pending: set[cf.Future] = set()
+        self._pending: set[cf.Future[Any]] = set()
         self._lock = threading.Lock()
         self._closed = False
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        future: cf.Future = cf.Future()
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -46,7 +47,7 @@ class DaskExecutor(cf.ThreadPoolExecutor):
             self.tasks_submitted += 1
             self._pending.add(future)
 
-        def cancel_task(done: cf.Future) -> None:
+        def cancel_task(done: cf.Future[Any]) -> None:
             with self._lock:
                 self._pending.discard(done)
             if done.cancelled():
@@ -58,19 +59,24 @@ class DaskExecutor(cf.ThreadPoolExecutor):
             elif future.set_running_or_notify_cancel():
                 try:
                     future.set_result(finished.result())
-                except BaseException as e:  # noqa: BLE001 - handed to the caller's future
+                except BaseException as e:  # handed to the caller's future
                     future.set_exception(e)
 
         future.add_done_callback(cancel_task)
         task.add_done_callback(settle)
         return future
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int | None = None) -> Iterator[Any]:  # fmt: skip
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[Any]:
         """Like ``Executor.map`` (``timeout`` counts from this call), in chunks of ``chunksize``
         calls per Dask task (default: the items spread as four chunks per worker)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        items = list(zip(*iterables))
+        items = list(zip(*iterables, strict=False))  # stops at the shortest, as Executor.map does
         if chunksize is None:
             workers = max(1, len(self.client.scheduler_info()["workers"]))
             chunksize = max(1, -(-len(items) // (4 * workers)))
@@ -89,7 +95,7 @@ class DaskExecutor(cf.ThreadPoolExecutor):
 
         return results()
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:  # noqa: FBT001 (Executor.shutdown's signature)
         with self._lock:
             self._closed = True
             pending = list(self._pending)

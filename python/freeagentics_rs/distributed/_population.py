@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -11,30 +12,37 @@ from distributed import Client
 from distributed.comm.core import CommClosedError
 
 from ..agents import AgentPopulation, GenerativeModel, GridWorld
-from ..agents._population import check_observations
+from ..agents._population import check_observations, is_integer
 from ..errors import ShardsLostError
 
 __all__ = ["DistributedPopulation"]
 
 
 def _model_arrays(model: GenerativeModel) -> dict[str, Any]:
-    return {"A": [np.asarray(a) for a in model.A], "B": np.asarray(model.B), "C": [np.asarray(c) for c in model.C],
-            "D": np.asarray(model.D), "E": None if model.E is None else np.asarray(model.E)}  # fmt: skip
+    return {
+        "A": [np.asarray(a) for a in model.A],
+        "B": np.asarray(model.B),
+        "C": [np.asarray(c) for c in model.C],
+        "D": np.asarray(model.D),
+        "E": None if model.E is None else np.asarray(model.E),
+    }
 
 
 class _Shard:
     """Agents ``row_offset`` to ``row_offset + n_agents`` of a population, on one worker."""
 
     def __init__(self, arrays: dict[str, Any], n_agents: int, row_offset: int, kwargs: dict[str, Any]) -> None:
-        model = GenerativeModel(arrays["A"], arrays["B"], arrays["C"], arrays["D"], E=arrays["E"],
-                                backend=kwargs.get("backend"))  # fmt: skip
+        model = GenerativeModel(
+            arrays["A"], arrays["B"], arrays["C"], arrays["D"], E=arrays["E"], backend=kwargs.get("backend")
+        )
         self.population = AgentPopulation(model, n_agents, row_offset=row_offset, **kwargs)
 
     def step(self, observations: np.ndarray) -> np.ndarray:
         return self.population.step(observations)
 
     def beliefs(self) -> np.ndarray:
-        return self.population.beliefs.copy()
+        result: np.ndarray = self.population.beliefs.copy()
+        return result
 
     def save_state(self) -> dict[str, Any]:
         return self.population.save_state()
@@ -63,15 +71,23 @@ class DistributedPopulation:
     fewer agents, and the shards never end up at different steps.
     """
 
-    def __init__(self, model: GenerativeModel, n_agents: int, client: Client, *, shards: int | None = None,
-                 **population_kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: GenerativeModel,
+        n_agents: int,
+        client: Client,
+        *,
+        shards: int | None = None,
+        **population_kwargs: Any,
+    ) -> None:
         if not isinstance(model, GenerativeModel):
             raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
-        if isinstance(n_agents, bool) or not isinstance(n_agents, (int, np.integer)) or n_agents < 1:
+        if not is_integer(n_agents) or n_agents < 1:
             raise ValueError(f"n_agents: must be a positive int, got {n_agents!r}")
         workers = self._workers(client)
         shards = len(workers) if shards is None else shards
-        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= n_agents:
+        requested: object = shards  # checked as given, whatever the annotation says
+        if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= n_agents:
             raise ValueError(f"shards: must be an int in [1, n_agents], got {shards!r}")
         if "row_offset" in population_kwargs:
             raise TypeError("row_offset: is set per shard by DistributedPopulation")
@@ -79,7 +95,7 @@ class DistributedPopulation:
         self._arrays = _model_arrays(model)
         self._kwargs = population_kwargs
         bounds = np.linspace(0, self.n_agents, shards + 1).astype(int)
-        self.bounds = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        self.bounds = [(int(lo), int(hi)) for lo, hi in pairwise(bounds)]
         self.steps_taken = 0
         self._checkpoint: tuple[int, list[dict[str, Any] | None]] = (0, [None] * shards)
         started = [self._start(i, workers[i % len(workers)]) for i in range(shards)]
@@ -96,8 +112,17 @@ class DistributedPopulation:
     def _start(self, shard: int, worker: str) -> tuple[Any, Any]:
         """(the actor, the future that keeps it alive on its worker)."""
         lo, hi = self.bounds[shard]
-        future = self.client.submit(_Shard, self._arrays, hi - lo, lo, self._kwargs, actor=True, workers=[worker],
-                                    allow_other_workers=True, pure=False)  # fmt: skip
+        future = self.client.submit(
+            _Shard,
+            self._arrays,
+            hi - lo,
+            lo,
+            self._kwargs,
+            actor=True,
+            workers=[worker],
+            allow_other_workers=True,
+            pure=False,
+        )
         return future.result(), future
 
     def _release(self, shard: int) -> None:
@@ -114,16 +139,16 @@ class DistributedPopulation:
         one population) and raises ``ShardsLostError``."""
         arguments = arguments or [()] * self.shards
         futures, errors = {}, {}
-        for shard, (actor, args) in enumerate(zip(self._actors, arguments)):
+        for shard, (actor, args) in enumerate(zip(self._actors, arguments, strict=True)):
             try:  # an actor whose worker is known to be gone refuses the call at once
                 futures[shard] = getattr(actor, method)(*args)
-            except Exception as e:  # noqa: BLE001 - sorted out below
+            except Exception as e:  # sorted out below
                 errors[shard] = e
         results = [None] * self.shards
         for shard, future in futures.items():
             try:
                 results[shard] = future.result()
-            except Exception as e:  # noqa: BLE001 - sorted out below
+            except Exception as e:  # sorted out below
                 errors[shard] = e
         if not errors:
             return results
@@ -147,14 +172,17 @@ class DistributedPopulation:
             return False
         try:
             self.client.run(_alive, workers=[address])
-        except Exception:  # noqa: BLE001 - any failure to answer means it is gone
+        except Exception:  # any failure to answer means it is gone
             return True
         return False
 
     def _rewind(self) -> None:
         """Every shard back to the last checkpoint (a fresh shard's reset for the construction)."""
         step, states = self._checkpoint
-        calls = [actor.reset() if state is None else actor.load_state(state) for actor, state in zip(self._actors, states)]
+        calls = [
+            actor.reset() if state is None else actor.load_state(state)
+            for actor, state in zip(self._actors, states, strict=True)
+        ]
         for call in calls:
             call.result()
         self.steps_taken = step
@@ -185,8 +213,10 @@ class DistributedPopulation:
         states = self._call_all("save_state")
         self._checkpoint = (self.steps_taken, states)
         if store is not None:
-            saved = {f"{prefix}/shard-{i}": {**state, "bounds": np.array(self.bounds[i]), "steps_taken": self.steps_taken}
-                     for i, state in enumerate(states)}  # fmt: skip
+            saved = {
+                f"{prefix}/shard-{i}": {**state, "bounds": np.array(self.bounds[i]), "steps_taken": self.steps_taken}
+                for i, state in enumerate(states)
+            }
             store.save_many(saved)
 
     def restore(self, store: Any, prefix: str = "population") -> None:
@@ -201,7 +231,9 @@ class DistributedPopulation:
             if tuple(int(b) for b in state.get("bounds", ())) != self.bounds[i]:
                 raise ValueError(f"store: shard {i} was saved with another layout than {self.bounds[i]}, or not at all")
             states.append(state)
-        clean = [{k: v for k, v in s.items() if k not in ("bounds", "steps_taken")} for s in states]
+        clean: list[dict[str, Any] | None] = [
+            {k: v for k, v in s.items() if k not in ("bounds", "steps_taken")} for s in states
+        ]
         try:
             self._call_all("load_state", [(s,) for s in clean])
         except ShardsLostError:
