@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::{
-    pool_of, softmax_in_place, splitmix64, try_filled, uniform, Phases, EPS, MAX_THREADS, TIE,
+    draw, pool_of, softmax_in_place, splitmix64, try_filled, uniform, Phases, EPS, MAX_THREADS, TIE,
 };
 use crate::core::error::CoreError;
 
@@ -470,18 +470,6 @@ impl FactorKernel {
             .unwrap_or(0)
     }
 
-    fn draw(p: &[f64], u: f64) -> usize {
-        let mut cumulative = 0.0;
-        let below = p
-            .iter()
-            .filter(|&&x| {
-                cumulative += x;
-                cumulative <= u
-            })
-            .count();
-        below.min(p.len() - 1)
-    }
-
     fn sample_action_one(
         &self,
         q_pi: &[f64],
@@ -503,7 +491,7 @@ impl FactorKernel {
                     *x = (q + EPS).ln() * self.settings.alpha;
                 }
                 softmax_in_place(p);
-                Self::draw(p, uniform(key, row, *timestep as u64))
+                draw(p, uniform(key, row, *timestep as u64))
             };
             for (f, a) in actions.iter_mut().enumerate() {
                 *a = policy(chosen, f) as i64;
@@ -524,7 +512,7 @@ impl FactorKernel {
                         .iter_mut()
                         .for_each(|v| *v = (*v + EPS).ln() * self.settings.alpha);
                     softmax_in_place(marginals);
-                    Self::draw(
+                    draw(
                         marginals,
                         uniform(factor_key(key, f), row, *timestep as u64),
                     )

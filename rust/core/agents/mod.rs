@@ -111,6 +111,20 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     (partial[0] + partial[1]) + (partial[2] + partial[3]) + tail
 }
 
+/// The index that the uniform draw `u` picks from the distribution `p` (inverse CDF; the last
+/// index when rounding leaves `u` above the total).
+fn draw(p: &[f64], u: f64) -> usize {
+    let mut cumulative = 0.0;
+    let below = p
+        .iter()
+        .filter(|&&x| {
+            cumulative += x;
+            cumulative <= u
+        })
+        .count();
+    below.min(p.len() - 1)
+}
+
 fn softmax_in_place(x: &mut [f64]) {
     let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut sum = 0.0;
@@ -350,16 +364,7 @@ impl Kernel {
                 .iter_mut()
                 .for_each(|v| *v = (*v + EPS).ln() * self.settings.alpha);
             softmax_in_place(marginals);
-            let u = uniform(key, row, *timestep as u64);
-            let mut cumulative = 0.0;
-            let below = marginals
-                .iter()
-                .filter(|&&p| {
-                    cumulative += p;
-                    cumulative <= u
-                })
-                .count();
-            below.min(marginals.len() - 1)
+            draw(marginals, uniform(key, row, *timestep as u64))
         };
         *action = chosen as i64;
         *timestep += 1;
