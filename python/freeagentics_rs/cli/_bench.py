@@ -10,7 +10,6 @@ import importlib.util
 import json
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from ..agents import AgentPopulation, GridWorld, grid_world_model
 from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 from ..registry import AgentRegistry
 from ._machine import blas_pinned, machine_info, timed_runs
+from ._pymdp import pymdp_agents
 
 KINDS = ("baseline", "python", "rust")
 
@@ -119,32 +119,9 @@ def _tmaze_agents(policy_len: int) -> Measure:
         obs = np.tile([0, 0, 0], (n, 1))
         if kind == "baseline":
             try:
-                from pymdp import utils
-                from pymdp.agent import Agent
+                agents = pymdp_agents(model, 8 if quick else 16, policy_len)
             except ImportError as e:
                 return {"unavailable": f"pymdp is not installed ({e})"}
-
-            def obj(arrays: list[Any] | np.ndarray) -> Any:
-                out = utils.obj_array(len(arrays))
-                for i, a in enumerate(arrays):
-                    out[i] = np.asarray(a, np.float64)
-                return out
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                agents = [
-                    Agent(
-                        A=obj(model.A),
-                        B=obj(model.B),
-                        C=obj(model.C),
-                        D=obj(model.D),
-                        policy_len=policy_len,
-                        gamma=8.0,
-                        alpha=8.0,
-                        action_selection="stochastic",
-                    )
-                    for _ in range(8 if quick else 16)
-                ]
 
             def step_all() -> None:
                 for agent in agents:

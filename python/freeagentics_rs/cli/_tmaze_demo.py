@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -39,34 +38,11 @@ def _native(backend: str, agents: int, steps: int, policy_len: int) -> dict[str,
 
 
 def _pymdp(agents: int, steps: int, policy_len: int, budget: float) -> dict[str, Any]:
-    from pymdp import utils
-    from pymdp.agent import Agent
-
     from ..agents import TMaze, tmaze_model
+    from ._pymdp import pymdp_agents
 
     model = tmaze_model(backend="python")
-
-    def obj(arrays: list[Any] | np.ndarray) -> Any:
-        out = utils.obj_array(len(arrays))
-        for i, a in enumerate(arrays):
-            out[i] = np.asarray(a, np.float64)
-        return out
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        population = [
-            Agent(
-                A=obj(model.A),
-                B=obj(model.B),
-                C=obj(model.C),
-                D=obj(model.D),
-                policy_len=policy_len,
-                gamma=8.0,
-                alpha=8.0,
-                action_selection="stochastic",
-            )
-            for _ in range(agents)
-        ]
+    population = pymdp_agents(model, agents, policy_len)
     env = TMaze(agents, seed=0)
     rewards, agent_steps, episodes = 0, 0, 0
     start = time.perf_counter()
