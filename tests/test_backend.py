@@ -78,3 +78,51 @@ def test_auto_picks_rust_when_the_extension_imports():
     out = run_python("import freeagentics_rs; print(freeagentics_rs.BACKEND)", backend="auto")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("rust" if built else "python")
+
+
+# The contract between fronts and cores (``_contracts``): mypy checks the signatures at lint
+# time; these check, on the backend under test, that the classes ``cores()`` picks are the ones
+# the fronts use and that their instances have every member of their Protocol.
+
+
+def test_cores_picks_the_extension_or_the_python_twins(backend):
+    from freeagentics_rs import _backend
+    from freeagentics_rs.executor import _py as pool_py
+    from freeagentics_rs.memory import _py as memory_py
+    from freeagentics_rs.registry import _py as registry_py
+
+    cores = _backend.cores(backend)
+    if backend == "rust":
+        assert cores is _backend.native()
+        return
+    assert cores.WorkStealingCore is pool_py.WorkStealingCore
+    assert cores.AgentRegistryCore is registry_py.AgentRegistryCore
+    assert cores.SlotPoolCore is memory_py.SlotPoolCore
+    assert cores.ModelStoreCore is memory_py.ModelStoreCore
+
+
+def test_every_front_holds_a_core_that_keeps_its_protocol(backend, pool_factory):
+    from freeagentics_rs import AgentRegistry, SharedMemoryPool, SharedModelStore, _backend, _contracts
+
+    cores = _backend.cores(backend)
+    with SharedMemoryPool(4, capacity=1, backend=backend) as pool, SharedModelStore(backend=backend) as store:
+        for front, core_class, protocol in (
+            (pool_factory(1), cores.WorkStealingCore, _contracts.PoolCore),
+            (AgentRegistry(backend=backend), cores.AgentRegistryCore, _contracts.RegistryCore),
+            (pool, cores.SlotPoolCore, _contracts.SlotPoolCore),
+            (store, cores.ModelStoreCore, _contracts.ModelStoreCore),
+        ):
+            assert type(front._core) is core_class
+            assert isinstance(front._core, protocol), (core_class, protocol)
+
+
+def test_the_agent_kernels_keep_their_protocols(backend):
+    from freeagentics_rs import _contracts
+    from freeagentics_rs.agents import AgentPopulation, grid_world_model, tmaze_model
+
+    if backend != "rust":
+        pytest.skip("the numpy kernels keep the contract once their run takes the Rust kernels' arguments")
+    single = AgentPopulation(grid_world_model(3, backend=backend), 2, backend=backend)
+    factors = AgentPopulation(tmaze_model(backend=backend), 2, backend=backend)
+    assert isinstance(single._kernel, _contracts.AgentKernel)
+    assert isinstance(factors._kernel, _contracts.FactorKernel)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-__all__ = ["BACKEND", "BACKENDS", "resolve", "native"]
+if TYPE_CHECKING:
+    from ._contracts import Cores, ModelStoreCoreClass, PoolCoreClass, RegistryCoreClass, SlotPoolCoreClass
+
+__all__ = ["BACKEND", "BACKENDS", "resolve", "native", "cores"]
 
 BACKENDS = ("auto", "rust", "python")
 _BUILD_HINT = (
@@ -59,3 +63,46 @@ def resolve(backend: str | None) -> str:
 def native() -> ModuleType:
     """The compiled extension (``ImportError`` with build instructions when it is missing)."""
     return _import_native()
+
+
+def cores(backend: str) -> Cores:
+    """The core classes of ``backend`` (``"rust"`` or ``"python"``, as ``resolve`` returns it),
+    by their names in ``_native``: ``cores(self.backend).AgentRegistryCore(num_shards)``. Typed
+    as ``_contracts.Cores``, so mypy checks both backends' classes against the contract."""
+    if backend == "rust":
+        _import_native()  # the ImportError with build instructions
+        from . import _native
+
+        return _native
+    return _PYTHON_CORES
+
+
+class _PythonCores:
+    """The pure-Python twins, imported when first asked for (a registry needs no pool code)."""
+
+    @property
+    def WorkStealingCore(self) -> PoolCoreClass:
+        from .executor import _py
+
+        return _py.WorkStealingCore
+
+    @property
+    def AgentRegistryCore(self) -> RegistryCoreClass:
+        from .registry import _py
+
+        return _py.AgentRegistryCore
+
+    @property
+    def SlotPoolCore(self) -> SlotPoolCoreClass:
+        from .memory import _py
+
+        return _py.SlotPoolCore
+
+    @property
+    def ModelStoreCore(self) -> ModelStoreCoreClass:
+        from .memory import _py
+
+        return _py.ModelStoreCore
+
+
+_PYTHON_CORES = _PythonCores()

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .. import _backend, _validate
-from . import _py, _shm
+from .._contracts import ModelStoreCore, SlotPoolCore
+from . import _shm
 from ._shm import cleanup_orphans
 
 __all__ = ["AttachedPool", "AttachedStore", "SharedMemoryPool", "SharedModelStore", "cleanup_orphans"]
@@ -80,6 +81,8 @@ class SharedMemoryPool:
     creating process hands out slots: in a forked child, ``acquire`` is a ``RuntimeError``.
     """
 
+    _core: SlotPoolCore
+
     def __init__(
         self,
         shape: int | tuple[int, ...],
@@ -109,7 +112,7 @@ class SharedMemoryPool:
             raise ValueError(f"capacity: {capacity} slots would be too large")
         self.on_exhausted = on_exhausted
         self.backend = _backend.resolve(backend)
-        core_class = _backend.native().SlotPoolCore if self.backend == "rust" else _py.SlotPoolCore
+        core_class = _backend.cores(self.backend).SlotPoolCore
         self.name: str | None = None
         lock_fd = None
         if shared:
@@ -118,7 +121,14 @@ class SharedMemoryPool:
             header = _shm.header(_shm.KIND_POOL, self.dtype, self.shape, slot_bytes, capacity, max_capacity or 0)
             self.name, lock_fd = _shm.create_named_header(header)
         try:
-            core = self._core = core_class(self.dtype, self.shape, capacity, on_exhausted, max_capacity, self.name)
+            core = self._core = core_class(
+                self.dtype,
+                self.shape,
+                capacity=capacity,
+                on_exhausted=on_exhausted,
+                max_capacity=max_capacity,
+                shm_name=self.name,
+            )
         except BaseException:
             _close(None, self.name, lock_fd, os.getpid())
             raise
@@ -270,6 +280,8 @@ class SharedModelStore:
     view with ``SharedModelStore.attach(store.name).get(store.key_of(arr))``.
     """
 
+    _core: ModelStoreCore
+
     def __init__(self, *, shared: bool = False, backend: str | None = None) -> None:
         shared = _validate.boolean(shared, "shared")
         self.backend = _backend.resolve(backend)
@@ -278,8 +290,7 @@ class SharedModelStore:
         if shared:
             cleanup_orphans()
             self.name, lock_fd = _shm.create_named_header(_shm.header(_shm.KIND_STORE, np.dtype(np.uint8), ()))
-        core_class = _backend.native().ModelStoreCore if self.backend == "rust" else _py.ModelStoreCore
-        self._core = core_class(self.name)
+        self._core = _backend.cores(self.backend).ModelStoreCore(self.name)
         self._arrays: dict[str, weakref.ref[np.ndarray]] = {}
         self.closed = False
         self._finalizer = weakref.finalize(self, _close, self._core, self.name, lock_fd, os.getpid())

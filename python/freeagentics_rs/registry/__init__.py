@@ -8,8 +8,8 @@ from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Mu
 from typing import Any
 
 from .. import _backend
+from .._contracts import RegistryCore
 from .._validate import integer
-from . import _py
 from ._py import MAX_INT_ID, MAX_SHARDS, MIN_INT_ID
 
 __all__ = ["AgentRegistry", "LockFreeAgentRegistry", "MAX_INT_ID", "MAX_SHARDS", "MIN_INT_ID"]
@@ -29,13 +29,14 @@ class AgentRegistry(MutableMapping[str | int, Any]):
     ``clear()`` act on every shard at one instant: a snapshot is never torn by concurrent writes.
     """
 
+    _core: RegistryCore
+
     def __init__(self, num_shards: int = 16, *, backend: str | None = None) -> None:
         num_shards = integer(num_shards, "num_shards", minimum=2, maximum=MAX_SHARDS)
         if num_shards & (num_shards - 1):
             raise ValueError(f"num_shards: must be a power of two, got {num_shards}")
         self.backend = _backend.resolve(backend)
-        core_class = _backend.native().AgentRegistryCore if self.backend == "rust" else _py.AgentRegistryCore
-        core = self._core = core_class(num_shards)
+        core = self._core = _backend.cores(self.backend).AgentRegistryCore(num_shards)
         # The per-call methods are the core's own, bound here: no wrapper frame on the hot path.
         # The methods below document them (and serve type checkers); both cores take the same
         # parameter names.

@@ -1,0 +1,197 @@
+"""The contract between each public front and its two cores, as one ``typing.Protocol`` per core.
+
+A front (``AgentRegistry``, ``SharedMemoryPool``, ...) is the same Python code on both backends;
+it holds a core, the Rust class of ``_native`` or its pure-Python twin, and calls only what the
+Protocol of that core lists. ``_backend.cores(backend)`` picks the classes, typed as ``Cores``, so
+mypy checks both implementations against these Protocols: a core whose methods drift from them
+(a renamed parameter, a missing method, another return type) fails ``make lint``.
+
+Each Protocol lists exactly what the fronts call, not everything a core has (test hooks such as
+``_submit_panic`` are left out). Parameter names are part of the contract wherever a front may
+pass them by keyword.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "AgentKernel",
+    "Cores",
+    "FactorKernel",
+    "ModelStoreCore",
+    "ModelStoreCoreClass",
+    "PoolCore",
+    "PoolCoreClass",
+    "RegistryCore",
+    "RegistryCoreClass",
+    "SlotPoolCore",
+    "SlotPoolCoreClass",
+]
+
+AgentId = str | int
+OnSamples = Callable[[int, float, float, float, float, float, float], object]
+
+
+@runtime_checkable
+class PoolCore(Protocol):
+    """The work-stealing pool behind ``WorkStealingThreadPool`` and ``AdaptiveThreadPoolExecutor``
+    (``_native.WorkStealingCore``, ``executor._py.WorkStealingCore``)."""
+
+    def submit(
+        self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+    ) -> None: ...
+    def submit_chunk(self, future: Future[Any], func: Callable[..., Any], items: list[Any], unpack: bool) -> None: ...  # noqa: FBT001 (the cores' signature)
+    def help_until_done(self, future: Future[Any], timeout: float | None = None) -> bool: ...
+    def is_worker_thread(self) -> bool: ...
+    def resize(self, workers: int) -> None: ...
+    def set_sample_batch(self, sample_batch: int) -> None: ...
+    @property
+    def target_workers(self) -> int: ...
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None: ...  # noqa: FBT001 (the cores' signature)
+    def stats(self) -> dict[str, int]: ...
+
+
+class PoolCoreClass(Protocol):
+    def __call__(
+        self,
+        max_workers: int,
+        thread_name_prefix: str,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        on_samples: OnSamples | None = None,
+        sample_batch: int = 16,
+    ) -> PoolCore: ...
+
+
+@runtime_checkable
+class RegistryCore(Protocol):
+    """The sharded map behind ``AgentRegistry`` (``_native.AgentRegistryCore``,
+    ``registry._py.AgentRegistryCore``). Ids are checked by the core (``TypeError``/``ValueError``
+    naming ``agent_id``), so its parameters take any object the front was given."""
+
+    @property
+    def num_shards(self) -> int: ...
+    def shard_of(self, agent_id: AgentId) -> int: ...
+    def register(self, agent_id: AgentId, agent: Any) -> None: ...
+    def set(self, agent_id: AgentId, agent: Any) -> None: ...
+    def setdefault(self, agent_id: AgentId, default: Any = None) -> Any: ...
+    def unregister(self, agent_id: AgentId) -> Any: ...
+    def get(self, agent_id: AgentId, default: Any = None) -> Any: ...
+    def __getitem__(self, agent_id: AgentId, /) -> Any: ...
+    def __contains__(self, agent_id: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def ids(self) -> list[AgentId]: ...
+    def items(self) -> list[tuple[AgentId, Any]]: ...
+    def get_many(self, agent_ids: Iterable[AgentId]) -> dict[AgentId, Any]: ...
+    def update(self, agent_id: AgentId, agent: Any) -> None: ...
+    def compare_and_set(self, agent_id: AgentId, expected: Any, new: Any) -> bool: ...
+    def pop(self, agent_id: AgentId, *default: Any) -> Any: ...
+    def clear(self) -> None: ...
+    def shard_sizes(self) -> list[int]: ...
+
+
+class RegistryCoreClass(Protocol):
+    def __call__(self, num_shards: int) -> RegistryCore: ...
+
+
+@runtime_checkable
+class SlotPoolCore(Protocol):
+    """The slot pool behind ``SharedMemoryPool`` (``_native.SlotPoolCore``,
+    ``memory._py.SlotPoolCore``)."""
+
+    @property
+    def closed(self) -> bool: ...
+    def acquire(self, timeout: float | None = None) -> np.ndarray: ...
+    def release(self, array: np.ndarray) -> None: ...
+    def slot_of(self, array: np.ndarray) -> int: ...
+    def stats(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+class SlotPoolCoreClass(Protocol):
+    # Keyword-only past the buffer's layout: the settings are named at every call.
+    def __call__(
+        self,
+        dtype: np.dtype[Any],
+        shape: tuple[int, ...],
+        *,
+        capacity: int,
+        on_exhausted: str,
+        max_capacity: int | None,
+        shm_name: str | None,
+    ) -> SlotPoolCore: ...
+
+
+@runtime_checkable
+class ModelStoreCore(Protocol):
+    """The deduplicating store behind ``SharedModelStore`` (``_native.ModelStoreCore``,
+    ``memory._py.ModelStoreCore``)."""
+
+    def intern(self, data: np.ndarray, meta: bytes, header: bytes) -> tuple[np.ndarray, bool]: ...
+    def key_of(self, root: np.ndarray) -> str | None: ...
+    def stats(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+class ModelStoreCoreClass(Protocol):
+    def __call__(self, shm_name: str | None = None) -> ModelStoreCore: ...
+
+
+@runtime_checkable
+class AgentKernel(Protocol):
+    """The single-factor kernel of ``AgentPopulation`` (``_native.AgentKernelCore``): the three
+    phases of pymdp's VANILLA agent for every row of the population's arrays, in place."""
+
+    @property
+    def num_policies(self) -> int: ...
+    def run(
+        self,
+        beliefs: np.ndarray,
+        q_pi: np.ndarray,
+        g: np.ndarray,
+        f: np.ndarray,
+        actions: np.ndarray,
+        timesteps: np.ndarray,
+        observations: np.ndarray | None,
+        key: int,
+        first_row: int,
+        infer: bool,  # noqa: FBT001 (the Rust kernel's signature, until it takes keywords)
+        plan: bool,  # noqa: FBT001
+        act: bool,  # noqa: FBT001
+    ) -> None: ...
+
+
+@runtime_checkable
+class FactorKernel(AgentKernel, Protocol):
+    """The kernel of factorized ``AgentPopulation``s (``_native.FactorKernelCore``): the same
+    ``run``, with ``actions`` of shape (rows, factors)."""
+
+
+class Cores(Protocol):
+    """The core classes of one backend, by their names in ``_native``: the extension module itself
+    (checked against this Protocol by mypy), or ``_backend``'s table of the pure-Python twins."""
+
+    @property
+    def WorkStealingCore(self) -> PoolCoreClass: ...
+    @property
+    def AgentRegistryCore(self) -> RegistryCoreClass: ...
+    @property
+    def SlotPoolCore(self) -> SlotPoolCoreClass: ...
+    @property
+    def ModelStoreCore(self) -> ModelStoreCoreClass: ...
+
+
+if TYPE_CHECKING:
+    from . import _native
+
+    # The kernels are not picked through ``Cores`` (the numpy twins take other constructor
+    # arguments and have no ``run`` yet), so mypy checks the Rust ones here.
+    def _kernels_keep_the_contract(
+        single: _native.AgentKernelCore, factors: _native.FactorKernelCore
+    ) -> tuple[AgentKernel, FactorKernel]:
+        return single, factors
