@@ -495,3 +495,15 @@ def test_documented_signatures_are_those_of_the_bound_methods(make_pool):
     assert pool.slot_of(array=arr) in (0, 1)
     pool.release(array=arr)
     assert pool.stats()["in_use"] == 0
+
+
+def test_the_slot_pool_core_takes_its_settings_by_keyword(backend):
+    # The front names every setting: a positional call (a boolean trap in waiting) is refused.
+    from freeagentics_rs import _backend
+
+    core_class = _backend.cores(backend).SlotPoolCore
+    with pytest.raises(TypeError):
+        core_class(np.dtype("float32"), (4,), 2, "raise", None, None)
+    core = core_class(np.dtype("float32"), (4,), capacity=2, on_exhausted="raise", max_capacity=None, shm_name=None)
+    assert core.stats()["capacity"] == 2
+    core.close()

@@ -132,6 +132,7 @@ class SlotPoolCore:
         cls,
         dtype: np.dtype[Any],
         shape: tuple[int, ...],
+        *,
         capacity: int,
         on_exhausted: str,
         max_capacity: int | None,

@@ -207,7 +207,7 @@ impl SlotPoolCore {
 #[pymethods]
 impl SlotPoolCore {
     #[new]
-    #[pyo3(signature = (dtype, shape, capacity, on_exhausted, max_capacity, shm_name))]
+    #[pyo3(signature = (dtype, shape, *, capacity, on_exhausted, max_capacity, shm_name))]
     fn new(
         dtype: &Bound<'_, PyArrayDescr>,
         shape: Vec<usize>,

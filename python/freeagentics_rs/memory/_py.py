@@ -92,6 +92,7 @@ class SlotPoolCore:
         self,
         dtype: np.dtype,
         shape: tuple[int, ...],
+        *,
         capacity: int,
         on_exhausted: str,
         max_capacity: int | None,

@@ -68,13 +68,13 @@ class InstrumentedLock:
             raise ValueError("timeout value must be positive")
         me = threading.get_ident()
         waited = 0.0
-        if not self._lock.acquire(False):
+        if not self._lock.acquire(blocking=False):
             with self._stats_lock:  # counted before waiting, so a blocked waiter shows at once
                 self._contended += 1
             start = time.perf_counter()
             acquired = False
             try:
-                acquired = blocking and self._lock.acquire(True, timeout)
+                acquired = blocking and self._lock.acquire(blocking=True, timeout=timeout)
             finally:
                 waited = time.perf_counter() - start if blocking else 0.0
                 if not acquired:  # timed out, or interrupted (Ctrl-C) while waiting
