@@ -6,4 +6,6 @@ pub mod memory;
 pub mod meter;
 pub mod pool;
 pub mod registry;
+pub mod rng;
 mod scheduler;
+pub mod sync;

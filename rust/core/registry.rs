@@ -15,9 +15,12 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use crossbeam_utils::CachePadded;
+
+use crate::core::rng::splitmix64;
+use crate::core::sync::{read, write};
 
 /// The most shards a registry may have: 65 536 maps (a few MB) is far more than any number of
 /// threads can contend for.
@@ -67,24 +70,17 @@ fn crc32(parts: &[&[u8]]) -> u32 {
     !crc
 }
 
-/// splitmix64's finalizer: spreads the 32 CRC bits over all 64.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl AgentId {
-    /// The same in every process: `mix(crc32(b"i" + the low 8 bytes, little-endian))` for ints
-    /// (the two's complement bytes of an int64, the bytes of a uint64), `mix(crc32(b"s" +
-    /// utf-8))` for strings.
+    /// The same in every process: `splitmix64(crc32(b"i" + the low 8 bytes, little-endian))`
+    /// for ints (the two's complement bytes of an int64, the bytes of a uint64),
+    /// `splitmix64(crc32(b"s" + utf-8))` for strings: splitmix64 spreads the 32 CRC bits over
+    /// all 64.
     pub fn stable_hash(&self) -> u64 {
         let crc = match self {
             AgentId::Int(i) => crc32(&[b"i", &(*i as u64).to_le_bytes()]),
             AgentId::Str(s) => crc32(&[b"s", s.as_bytes()]),
         };
-        mix(crc as u64)
+        splitmix64(crc as u64)
     }
 }
 
@@ -105,7 +101,7 @@ impl Hasher for StableHasher {
     fn write(&mut self, bytes: &[u8]) {
         // Only `write_u64` is used by `AgentId`; fold anything else in for completeness.
         for &b in bytes {
-            self.0 = mix(self.0 ^ b as u64);
+            self.0 = splitmix64(self.0 ^ b as u64);
         }
     }
     fn write_u64(&mut self, n: u64) {
@@ -149,14 +145,6 @@ pub struct Registry<V> {
     next_seq: AtomicU64,
     len: AtomicUsize,
     shard_bits: u32,
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<V: Clone> Registry<V> {
@@ -354,5 +342,4 @@ impl<V: Clone> Registry<V> {
 }
 
 #[cfg(test)]
-#[path = "registry_tests.rs"]
 mod tests;

@@ -8,6 +8,8 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::core::sync::{lock, wait, wait_timeout};
+
 use super::region::{
     align_up, foreign_process, shm_create_unique, shm_unlink, shm_write_at, Region,
 };
@@ -143,11 +145,8 @@ impl SlotPool {
     }
 
     fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // The state stays consistent across a panic (no step leaves it half-done), so a poisoned
-        // lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // No step leaves the state half-done, so a poisoned lock is still usable.
+        lock(&self.state)
     }
 
     fn add_chunk(&self, state: &mut PoolState) -> Result<(), CoreError> {
@@ -271,14 +270,9 @@ impl SlotPool {
             };
             state.waiters += 1;
             state = if slice == Duration::MAX {
-                self.freed
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                wait(&self.freed, state)
             } else {
-                self.freed
-                    .wait_timeout(state, slice)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .0
+                wait_timeout(&self.freed, state, slice).0
             };
             state.waiters -= 1;
             if slice_limit == WAIT_SLICE {

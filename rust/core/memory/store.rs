@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::region::{align_up, foreign_process, shm_create_unique, shm_unlink, Region};
 use crate::core::error::CoreError;
+use crate::core::sync::lock;
 
 /// 64-bit content hash (not cryptographic: equal hashes are confirmed by comparing bytes).
 pub fn content_hash(parts: &[&[u8]]) -> u64 {
@@ -105,9 +106,7 @@ struct StoreShared {
 
 impl StoreShared {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.entries)
     }
 }
 
