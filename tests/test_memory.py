@@ -507,3 +507,26 @@ def test_the_slot_pool_core_takes_its_settings_by_keyword(backend):
     core = core_class(np.dtype("float32"), (4,), capacity=2, on_exhausted="raise", max_capacity=None, shm_name=None)
     assert core.stats()["capacity"] == 2
     core.close()
+
+
+def test_ctrl_c_ends_a_blocked_acquire_and_changes_nothing(run_isolated):
+    # The wait runs detached in slices with the signal handlers between them (rules 1 and 5).
+    out = run_isolated(
+        """
+        import os, signal, threading
+        from freeagentics_rs import SharedMemoryPool
+
+        pool = SharedMemoryPool(4, capacity=1)
+        held = pool.acquire()
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            pool.acquire(timeout=30)
+        except KeyboardInterrupt:
+            print("interrupted", pool.stats()["in_use"])
+        pool.release(held)
+        print("then", pool.acquire(timeout=1).shape)
+        """,
+        timeout=20,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["interrupted", "1", "then", "(4,)"]

@@ -22,8 +22,9 @@ use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict, PyTuple};
 
+use super::detach::{detached, wait_detached};
 use crate::core::error::CoreError;
-use crate::core::memory::{Blob, ModelStore, OnExhausted, SlotPool};
+use crate::core::memory::{Blob, ModelStore, OnExhausted, SlotPool, Waiting};
 
 /// A new array of `descr` and `dims` over `data`, kept alive by `base`.
 ///
@@ -65,18 +66,6 @@ fn py_error(error: CoreError) -> PyErr {
     match error {
         CoreError::Os(libc::ENOMEM, message) => PyMemoryError::new_err(message),
         error => error.into(),
-    }
-}
-
-/// Why a blocking acquire ended without a slot.
-enum Blocked {
-    Core(CoreError),
-    Interrupted(PyErr),
-}
-
-impl From<CoreError> for Blocked {
-    fn from(error: CoreError) -> Blocked {
-        Blocked::Core(error)
     }
 }
 
@@ -262,16 +251,11 @@ impl SlotPoolCore {
         let acquired = match this.pool.try_acquire().map_err(py_error)? {
             Some(acquired) => acquired,
             None => {
-                let pool = &this.pool;
-                py.detach(|| {
-                    pool.acquire_blocking(timeout, || {
-                        Python::attach(|py| py.check_signals()).map_err(Blocked::Interrupted)
-                    })
-                })
-                .map_err(|blocked| match blocked {
-                    Blocked::Core(error) => py_error(error),
-                    Blocked::Interrupted(error) => error,
+                let (pool, mut waiting) = (&this.pool, Waiting::new(timeout));
+                wait_detached(py, |slice| {
+                    pool.acquire_within(&mut waiting, slice).transpose()
                 })?
+                .map_err(py_error)?
             }
         };
         // From here the owner gives the slot back if anything fails.
@@ -376,9 +360,8 @@ impl ModelStoreCore {
         let bytes = data
             .as_slice()
             .map_err(|_| PyTypeError::new_err("data: must be contiguous"))?;
-        let (blob, hit) = py
-            .detach(|| self.store.intern(meta, bytes, header))
-            .map_err(py_error)?;
+        let (blob, hit) =
+            detached(py, || self.store.intern(meta, bytes, header))?.map_err(py_error)?;
         let (ptr, len) = (blob.data_ptr(), blob.len());
         let owner = Bound::new(py, BlobOwner { blob })?.into_any();
         let descr = numpy::dtype::<u8>(py);

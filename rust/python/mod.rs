@@ -1,6 +1,7 @@
 //! PyO3 bindings: thin wrappers over `crate::core`, one file per core file.
 
 mod agents;
+mod detach;
 mod errors;
 mod memory;
 mod pool;

@@ -2,6 +2,10 @@
 //! `freeagentics_rs.AgentRegistry`. Agents are held as `Arc<Py<PyAny>>` so that the map clones
 //! them without the interpreter; anything the map gives back is dropped here, after its locks
 //! are released (rule 2 of docs/design.md: a `__del__` may call back into the registry).
+//!
+//! The operations on every shard (snapshots, `clear`) wait for all writers and sort, so they run
+//! detached (rule 1). Single-id operations hold one shard lock for a few hash-map steps and never
+//! wait for the interpreter under it, so they stay attached: detaching would cost more than they do.
 
 use std::sync::Arc;
 
@@ -10,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 
+use super::detach::detached;
 use crate::core::registry::{
     AgentId, NewError, OutOfMemory, Refused, Registry, MAX_INT_ID, MIN_INT_ID,
 };
@@ -217,8 +222,9 @@ impl AgentRegistryCore {
 
     /// Every id at one instant, in registration order.
     fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let snapshot = detached(py, || self.registry.ids())?.map_err(out_of_memory)?;
         let ids = PyList::empty(py);
-        for id in &self.registry.ids().map_err(out_of_memory)? {
+        for id in &snapshot {
             ids.append(id_object(py, id)?)?;
         }
         Ok(ids)
@@ -226,7 +232,7 @@ impl AgentRegistryCore {
 
     /// Every (id, agent) pair at one instant, in registration order.
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let snapshot = self.registry.snapshot().map_err(out_of_memory)?;
+        let snapshot = detached(py, || self.registry.snapshot())?.map_err(out_of_memory)?;
         let items = PyList::empty(py);
         for (id, agent) in snapshot {
             let pair = PyTuple::new(
@@ -309,13 +315,14 @@ impl AgentRegistryCore {
         }
     }
 
-    fn clear(&self) -> PyResult<()> {
-        drop(self.registry.clear().map_err(out_of_memory)?);
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        // What was removed drops here, attached and unlocked.
+        drop(detached(py, || self.registry.clear())?.map_err(out_of_memory)?);
         Ok(())
     }
 
-    fn shard_sizes(&self) -> Vec<usize> {
-        self.registry.shard_sizes()
+    fn shard_sizes(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
+        detached(py, || self.registry.shard_sizes())
     }
 }
 

@@ -10,7 +10,7 @@ pub use region::{
     align_up, foreign_process, random_token, shm_create_unique, shm_unlink, shm_write_at, Region,
     ALIGN,
 };
-pub use slots::{Acquired, OnExhausted, PoolStats, SlotPool, CHUNK_TABLE};
+pub use slots::{Acquired, OnExhausted, PoolStats, SlotPool, Waiting, CHUNK_TABLE};
 pub use store::{content_hash, Blob, ModelStore, StoreStats};
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ struct PoolState {
     slots: usize,
     stats: PoolStats,
     closed: bool,
-    /// Threads in `acquire_blocking`: `give_back` wakes one only when there are any (a
+    /// Threads waiting in `acquire_within`: `give_back` wakes one only when there are any (a
     /// condvar notification is a system call even when no one waits).
     waiters: usize,
 }
@@ -94,14 +94,23 @@ impl Drop for SlotPool {
     }
 }
 
-/// Whether this is the process's main thread (the only one that sees Ctrl-C).
-fn on_main_thread() -> bool {
-    // Safety: plain system calls without arguments.
-    unsafe { libc::gettid() == libc::getpid() }
+/// One blocked `acquire`: when it gives up, and whether it was counted in `waits` yet.
+pub struct Waiting {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    counted: bool,
 }
 
-/// How often a blocked `acquire` runs its interrupt check (Ctrl-C).
-const WAIT_SLICE: Duration = Duration::from_millis(50);
+impl Waiting {
+    /// Gives up after `timeout` (never if `None`, or if the deadline would overflow).
+    pub fn new(timeout: Option<Duration>) -> Waiting {
+        Waiting {
+            timeout,
+            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+            counted: false,
+        }
+    }
+}
 
 impl SlotPool {
     pub fn new(
@@ -230,55 +239,53 @@ impl SlotPool {
         self.take(&mut self.lock())
     }
 
-    /// Waits up to `timeout` (forever if `None`) for a slot. On the main thread it calls
-    /// `interrupt` every few tens of milliseconds, without the lock held (its error, Ctrl-C,
-    /// ends the wait); other threads sleep until woken or timed out.
-    pub fn acquire_blocking<E: From<CoreError>>(
+    /// Waits for a slot for at most `slice` (until woken if `None`), within the deadline of
+    /// `waiting`: `Ok(Some)` a slot, `Ok(None)` none yet (call again; the binding runs the
+    /// signal handlers between calls), or why there will be none (timed out, closed). Slices
+    /// keep the waiting policy in the binding, which must leave the interpreter around each.
+    pub fn acquire_within(
         &self,
-        timeout: Option<Duration>,
-        mut interrupt: impl FnMut() -> Result<(), E>,
-    ) -> Result<Acquired, E> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let slice_limit = if on_main_thread() {
-            WAIT_SLICE
-        } else {
-            Duration::MAX
-        };
+        waiting: &mut Waiting,
+        slice: Option<Duration>,
+    ) -> Result<Option<Acquired>, CoreError> {
         let mut state = self.lock();
-        let mut waited = false;
-        loop {
-            if let Some(acquired) = self.take(&mut state)? {
-                return Ok(acquired);
-            }
-            if !waited {
-                waited = true;
-                state.stats.waits += 1;
-            }
-            let slice = match deadline {
-                None => slice_limit,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        let seconds = timeout.unwrap_or_default().as_secs_f64();
-                        return Err(CoreError::Exhausted(format!(
-                            "no slot was freed within {seconds:?} s"
-                        ))
-                        .into());
-                    }
-                    left.min(slice_limit)
+        if let Some(acquired) = self.take(&mut state)? {
+            return Ok(Some(acquired));
+        }
+        if !waiting.counted {
+            waiting.counted = true;
+            state.stats.waits += 1;
+        }
+        let left = match waiting.deadline {
+            None => None,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let seconds = waiting.timeout.unwrap_or_default().as_secs_f64();
+                    return Err(CoreError::Exhausted(format!(
+                        "no slot was freed within {seconds:?} s"
+                    )));
                 }
-            };
-            state.waiters += 1;
-            state = if slice == Duration::MAX {
-                wait(&self.freed, state)
-            } else {
-                wait_timeout(&self.freed, state, slice).0
-            };
-            state.waiters -= 1;
-            if slice_limit == WAIT_SLICE {
-                drop(state);
-                interrupt()?;
-                state = self.lock();
+                Some(left)
+            }
+        };
+        state.waiters += 1;
+        state = match (left, slice) {
+            (None, None) => wait(&self.freed, state),
+            (Some(left), None) => wait_timeout(&self.freed, state, left).0,
+            (None, Some(slice)) => wait_timeout(&self.freed, state, slice).0,
+            (Some(left), Some(slice)) => wait_timeout(&self.freed, state, left.min(slice)).0,
+        };
+        state.waiters -= 1;
+        self.take(&mut state)
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for a slot, with no interruption.
+    pub fn acquire_blocking(&self, timeout: Option<Duration>) -> Result<Acquired, CoreError> {
+        let mut waiting = Waiting::new(timeout);
+        loop {
+            if let Some(acquired) = self.acquire_within(&mut waiting, None)? {
+                return Ok(acquired);
             }
         }
     }

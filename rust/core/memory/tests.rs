@@ -58,8 +58,7 @@ fn a_blocked_acquire_wakes_on_give_back_and_times_out_without_one() {
     let pool = Arc::new(SlotPool::new(64, 1, OnExhausted::Block, None).unwrap());
     let first = pool.try_acquire().unwrap().unwrap();
     assert!(pool.try_acquire().unwrap().is_none());
-    let timed_out =
-        pool.acquire_blocking(Some(Duration::from_millis(30)), || Ok::<(), CoreError>(()));
+    let timed_out = pool.acquire_blocking(Some(Duration::from_millis(30)));
     assert!(
         matches!(timed_out, Err(CoreError::Exhausted(m)) if m.starts_with("no slot was freed within"))
     );
@@ -70,25 +69,37 @@ fn a_blocked_acquire_wakes_on_give_back_and_times_out_without_one() {
             pool.give_back(first.slot);
         })
     };
-    let got = pool
-        .acquire_blocking(None, || Ok::<(), CoreError>(()))
-        .unwrap();
+    let got = pool.acquire_blocking(None).unwrap();
     giver.join().unwrap();
     assert_eq!(got.slot, first.slot);
     assert_eq!(pool.stats().waits, 2);
 }
 
 #[test]
+fn a_wait_in_slices_returns_between_them_and_counts_once() {
+    let pool = SlotPool::new(64, 1, OnExhausted::Block, None).unwrap();
+    let first = pool.try_acquire().unwrap().unwrap();
+    let mut waiting = Waiting::new(None);
+    for _ in 0..3 {
+        let step = pool.acquire_within(&mut waiting, Some(Duration::from_millis(1)));
+        assert!(matches!(step, Ok(None)));
+    }
+    assert_eq!(pool.stats().waits, 1);
+    pool.give_back(first.slot);
+    let got = pool
+        .acquire_within(&mut waiting, Some(Duration::from_millis(1)))
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.slot, pool.stats().waits), (first.slot, 1));
+}
+
+#[test]
 fn close_fails_blocked_and_later_acquires() {
-    // (Interrupt checks run on the main thread only, which tests do not run on.)
     let pool = Arc::new(SlotPool::new(64, 1, OnExhausted::Block, None).unwrap());
     pool.try_acquire().unwrap().unwrap();
     let waiter = {
         let pool = pool.clone();
-        thread::spawn(move || {
-            pool.acquire_blocking(None, || Ok::<(), CoreError>(()))
-                .map(|a| a.slot)
-        })
+        thread::spawn(move || pool.acquire_blocking(None).map(|a| a.slot))
     };
     thread::sleep(Duration::from_millis(20));
     pool.close();
