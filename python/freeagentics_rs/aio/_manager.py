@@ -170,7 +170,9 @@ class AsyncAgentManager:
             return self._failed(operation_id, agent_id, str(exc) or type(exc).__name__)
         self._stats["succeeded"] += 1
         self._stats["total_time_ms"] += elapsed_ms
-        return AgentOperationResult(operation_id, agent_id, True, result, None, elapsed_ms)
+        return AgentOperationResult(
+            operation_id, agent_id, success=True, result=result, error=None, execution_time_ms=elapsed_ms
+        )
 
     def _lock_for(self, agent_id: Any) -> AgentLock:
         # Not an asyncio.Lock: the manager may be used from successive event loops, and the
@@ -202,7 +204,9 @@ class AsyncAgentManager:
 
     def _failed(self, operation_id: int, agent_id: Any, error: str) -> AgentOperationResult:
         self._stats["failed"] += 1
-        return AgentOperationResult(operation_id, agent_id, False, None, error, 0.0)
+        return AgentOperationResult(
+            operation_id, agent_id, success=False, result=None, error=error, execution_time_ms=0.0
+        )
 
     async def execute_batch_operations(
         self, operations: Iterable[tuple[Any, str, dict[str, Any] | None]], timeout: float | None = 10.0
