@@ -71,8 +71,8 @@ class PoolCoreClass(Protocol):
 @runtime_checkable
 class RegistryCore(Protocol):
     """The sharded map behind ``AgentRegistry`` (``_native.AgentRegistryCore``,
-    ``registry._py.AgentRegistryCore``). Ids are checked by the core (``TypeError``/``ValueError``
-    naming ``agent_id``), so its parameters take any object the front was given."""
+    ``registry._py.AgentRegistryCore``). The core checks each id (``TypeError``/``ValueError``
+    naming ``agent_id``); ``__contains__`` answers False for anything that cannot be one."""
 
     @property
     def num_shards(self) -> int: ...
