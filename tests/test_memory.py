@@ -518,8 +518,8 @@ def test_ctrl_c_ends_a_blocked_acquire_and_changes_nothing(run_isolated):
 
         pool = SharedMemoryPool(4, capacity=1)
         held = pool.acquire()
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
         try:
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
             pool.acquire(timeout=30)
         except KeyboardInterrupt:
             print("interrupted", pool.stats()["in_use"])
