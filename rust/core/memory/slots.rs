@@ -270,11 +270,9 @@ impl SlotPool {
             }
         };
         state.waiters += 1;
-        state = match (left, slice) {
-            (None, None) => wait(&self.freed, state),
-            (Some(left), None) => wait_timeout(&self.freed, state, left).0,
-            (None, Some(slice)) => wait_timeout(&self.freed, state, slice).0,
-            (Some(left), Some(slice)) => wait_timeout(&self.freed, state, left.min(slice)).0,
+        state = match [left, slice].into_iter().flatten().min() {
+            None => wait(&self.freed, state),
+            Some(limit) => wait_timeout(&self.freed, state, limit).0,
         };
         state.waiters -= 1;
         self.take(&mut state)
