@@ -34,6 +34,30 @@ def test_help_on_every_command(command):
     assert result.returncode == 0 and f"usage: freeagentics-rs {command}" in result.stdout
 
 
+def _help_paragraphs(parser) -> list[str]:
+    """The prose argparse prints for ``parser``: its description and epilog, and each
+    subcommand's one-line help."""
+    texts = [parser.description, parser.epilog]
+    for action in parser._actions:
+        for choice in getattr(action, "_choices_actions", []):
+            texts.append(choice.help)
+    return [t for t in texts if t]
+
+
+@pytest.mark.parametrize("command", [None, "demo", "bench", "profile"])
+def test_help_is_whole_sentences_in_plain_text(command):
+    from freeagentics_rs.cli import parser
+
+    root = parser()
+    sub = root if command is None else root._subparsers._group_actions[0].choices[command]
+    paragraphs = _help_paragraphs(sub)
+    assert paragraphs and sub.description
+    for text in paragraphs:
+        assert text[0].isupper() and text.rstrip().endswith("."), text  # not cut mid-sentence
+        assert "`" not in text, text  # argparse prints reStructuredText markup as it is
+    assert "`" not in sub.format_help()
+
+
 @pytest.mark.parametrize(
     "args",
     [
