@@ -1,22 +1,55 @@
-"""The README's benchmark table is the rendering of docs/bench.json, not typed by hand."""
+"""The docs: the benchmark table of the README and of docs/benchmarks.md is the rendering of
+docs/bench.json, not typed by hand; every page the site's nav names exists and every Python
+example in the README and the pages is valid Python; benches/table.py prints readable tables."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import pathlib
+import re
 
+import pytest
 from freeagentics_rs.cli._render import bench_markdown
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
 
 
-def test_readme_bench_section_is_rendered_from_the_json():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("<!-- bench:start -->\n", 1)[1].split("<!-- bench:end -->", 1)[0]
-    report = json.loads((ROOT / "docs" / "bench.json").read_text(encoding="utf-8"))
-    assert section == f"{bench_markdown(report)}\n\n![bench charts](docs/bench.png)\n"
-    assert (ROOT / "docs" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+def _bench_section(path: pathlib.Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    return text.split("<!-- bench:start -->\n", 1)[1].split("<!-- bench:end -->", 1)[0]
+
+
+@pytest.mark.parametrize(("page", "charts"), [("README.md", "docs/bench.png"), ("docs/benchmarks.md", "bench.png")])
+def test_bench_section_is_rendered_from_the_json(page, charts):
+    report = json.loads((DOCS / "bench.json").read_text(encoding="utf-8"))
+    assert _bench_section(ROOT / page) == f"{bench_markdown(report)}\n\n![bench charts]({charts})\n"
+    assert (DOCS / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_page_of_the_nav_exists():
+    nav = re.findall(r"^\s+- (?:[^:\n]+: )?(\S+\.md)$", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), re.M)
+    assert "index.md" in nav and "design.md" in nav and "learning.md" in nav and len(nav) > 20
+    assert all((DOCS / page).is_file() for page in nav), [p for p in nav if not (DOCS / p).is_file()]
+    # every page under docs/ is in the nav (mkdocs --strict would only warn about it)
+    pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
+    assert pages <= set(nav), pages - set(nav)
+
+
+def test_the_readme_links_to_pages_that_exist():
+    links = re.findall(r"\]\((docs/[^)#]+)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(links) >= 10
+    assert all((ROOT / link).is_file() for link in links), [link for link in links if not (ROOT / link).is_file()]
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", *PAGES], ids=lambda p: p.name)
+def test_python_examples_are_valid_python(page):
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
+    for block in blocks:  # top-level await as in an asyncio REPL or a notebook
+        compile(block, str(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
 
 
 def _bench(group, params, family=None, median=0.01, **extra):
