@@ -165,3 +165,22 @@ def test_ctrl_c_stops_the_demo_with_a_partial_table():
     assert proc.returncode == 130, stderr
     assert "Interrupted: the table holds the strategies that finished." in stdout
     assert "| strategy |" in stdout
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 13])
+def test_bench_plot_draws_any_number_of_rows(tmp_path, rows):
+    """The charts sit on a grid of 3 columns: a row count that is not a multiple of 3 leaves
+    empty panels, which must not stop the drawing."""
+    pytest.importorskip("matplotlib")
+    from freeagentics_rs.cli._render import bench_plot
+
+    cell = {"median": 1.0, "min": 0.9, "max": 1.2, "runs": 5}
+    report = {
+        "machine": {"cpu": "test", "cpus": 2, "python": "3", "numpy": "2", "freeagentics_rs": "0", "backend": "python"},
+        "rows": [
+            {"key": f"r{i}", "title": f"row {i}", "unit": "s per run", "baseline": "b", "results": {"baseline": cell}}
+            for i in range(rows)
+        ],
+    }
+    bench_plot(report, str(tmp_path / "bench.png"))
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
