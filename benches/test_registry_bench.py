@@ -48,4 +48,4 @@ def test_registry(benchmark, threads, kind):
     for i in range(AGENTS):
         registry.register(f"agent-{i}", i)
     thread_plans = workloads.registry_plans(threads, OPERATIONS, AGENTS)
-    benchmark.pedantic(workloads.registry_mix, args=(registry, thread_plans), rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(workloads.registry_mix, args=(registry, thread_plans), rounds=9, iterations=1, warmup_rounds=1)
