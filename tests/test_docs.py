@@ -93,3 +93,15 @@ def test_bench_tables_are_separated_by_a_blank_line(tmp_path, capsys):
     manager_row = next(line for line in lines if line.startswith("| agent I/O | manager |"))
     # 20 rounds per sample: 0.5 ms per round, beside the 10 ms per sample
     assert "| 20 | 10.0 ms |" in manager_row and "| 0.5 ms |" in manager_row
+
+
+def test_merging_remeasured_rows_keeps_the_order_and_records_when():
+    spec = importlib.util.spec_from_file_location("render_bench", DOCS / "render_bench.py")
+    render_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render_bench)
+    report = {"time": "t0", "rows": [{"key": "a", "v": 1}, {"key": "b", "v": 1}, {"key": "c", "v": 1}]}
+    new = {"time": "t1", "rows": [{"key": "b", "v": 2}, {"key": "d", "v": 2}]}
+    merged = render_bench.merge(report, new)
+    assert [(r["key"], r["v"]) for r in merged["rows"]] == [("a", 1), ("b", 2), ("c", 1), ("d", 2)]
+    assert merged["time"] == "t0" and merged["remeasured"] == [{"rows": ["b", "d"], "time": "t1"}]
+    assert report["rows"][1]["v"] == 1  # the original is left as it was
