@@ -9,7 +9,7 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: help venv build demo test test-rust test-python stress bench format lint wheel wheel-test clean
+.PHONY: help venv build demo test test-rust test-python stress bench docs format lint wheel wheel-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,16 @@ bench: build $(TEST_STAMP)  ## pytest-benchmark suites (ratios against a baselin
 	mkdir -p .benchmarks
 	$(PY) -m pytest benches -q --benchmark-columns=median,min,max,rounds --benchmark-json=.benchmarks/executor.json
 	$(PY) benches/table.py .benchmarks/executor.json
+
+# The documentation site's tools, pinned. The API reference is read from python/ without
+# importing it, so the docs need no build of the extension.
+DOCS_STAMP := $(VENV)/.docs-deps-stamp
+$(DOCS_STAMP): $(STAMP) Makefile
+	$(PY) -m pip install -q "mkdocs==1.6.1" "mkdocs-material>=9.5,<10" "mkdocstrings>=1.0,<2" "mkdocstrings-python>=2.0,<3"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)  ## build the documentation site into site/ (mkdocs build --strict: any warning fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The release wheel for this Python, and the sdist, into dist/. `maturin build --release` shares
 # target/ (or CARGO_TARGET_DIR) with `make build`, so after it only the packaging step runs.

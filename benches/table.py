@@ -22,16 +22,25 @@ def main(path: str) -> None:
         f"{info.get('cpu', {}).get('count', '?')} CPUs, Python {info['python_version']}; "
         f"medians of the rounds shown, in one run.\n"
     )
-    executor_table([b for b in data["benchmarks"] if "family" not in b.get("extra_info", {})])
-    scaling_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "scaling"])
-    adaptive_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "adaptive"])
-    registry_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "registry"])
-    manager_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "manager"])
-    agent_io_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agent-io"])
-    memory_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "memory"])
-    agents_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agents"])
-    agents_memory_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "agents-memory"])
-    distributed_table([b for b in data["benchmarks"] if b.get("extra_info", {}).get("family") == "distributed"])
+    by_family: dict[str | None, list[dict]] = defaultdict(list)
+    for bench in data["benchmarks"]:
+        by_family[bench.get("extra_info", {}).get("family")].append(bench)
+    tables = [
+        (executor_table, None),
+        (scaling_table, "scaling"),
+        (adaptive_table, "adaptive"),
+        (registry_table, "registry"),
+        (manager_table, "manager"),
+        (agent_io_table, "agent-io"),
+        (memory_table, "memory"),
+        (agents_table, "agents"),
+        (agents_memory_table, "agents-memory"),
+        (distributed_table, "distributed"),
+    ]
+    for table, family in tables:
+        if by_family[family]:
+            print()  # a blank line before each table: two tables with none between render as one
+            table(by_family[family])
 
 
 def _ms(seconds: float) -> str:
@@ -66,7 +75,6 @@ def executor_table(benchmarks: list[dict]) -> None:
                 f"{stats['max'] * 1e3:.1f} ms | {stats['rounds']} | {ratio} | "
                 f"{'' if stolen is None else f'{stolen:.0f}'} |"
             )
-    print()
 
 
 def adaptive_table(benchmarks: list[dict]) -> None:
@@ -101,22 +109,25 @@ def adaptive_table(benchmarks: list[dict]) -> None:
 
 
 def registry_table(benchmarks: list[dict]) -> None:
-    if not benchmarks:
-        return
+    """Every thread count, against one dict behind one lock (FreeAgentics' design) and against a
+    plain dict with no lock (each get and set is atomic under the GIL)."""
     groups = _groups(benchmarks, "kind")
-    print("\n| workload | registry | median | min – max | rounds | ops/s | vs dict + lock |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload | registry | median | min – max | rounds | ops/s | vs dict + lock | vs dict, no lock |")
+    print("|---|---|---|---|---|---|---|---|")
+    labels = {"dict + lock": "dict + lock", "dict, no lock": "dict, no lock"}
     for group, kinds in groups.items():
-        baseline = kinds.get("dict + lock", {}).get("stats", {}).get("median")
-        for kind in ("dict + lock", "python", "rust"):
+        locked = kinds.get("dict + lock", {}).get("stats", {}).get("median")
+        plain = kinds.get("dict, no lock", {}).get("stats", {}).get("median")
+        for kind in ("dict + lock", "dict, no lock", "python", "rust"):
             if kind not in kinds:
                 continue
             stats = kinds[kind]["stats"]
-            label = kind if kind == "dict + lock" else f"AgentRegistry ({kind})"
-            ratio = f"{baseline / stats['median']:.2f}x" if baseline else "n/a"
+            operations = kinds[kind].get("extra_info", {}).get("operations", 200_000)
+            ratios = [f"{b / stats['median']:.2f}x" if b else "n/a" for b in (locked, plain)]
             print(
-                f"| {group} | {label} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
-                f"{stats['rounds']} | {200_000 / stats['median'] / 1e6:.2f} M | {ratio} |"
+                f"| {group} | {labels.get(kind, f'AgentRegistry ({kind})')} | {_ms(stats['median'])} | "
+                f"{_ms(stats['min'])} – {_ms(stats['max'])} | {stats['rounds']} | "
+                f"{operations / stats['median'] / 1e6:.2f} M | {' | '.join(ratios)} |"
             )
 
 
@@ -126,7 +137,7 @@ def manager_table(benchmarks: list[dict]) -> None:
     by_kind = {b["params"]["kind"]: b for b in benchmarks}
     baseline = by_kind.get("FreeAgentics design", {}).get("stats", {}).get("median")
     print(
-        "\n| workload | manager | median per round | min – max | rounds | rounds/s | vs FreeAgentics design | workers |"
+        "| workload | manager | median per round | min – max | rounds | rounds/s | vs FreeAgentics design | workers |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for kind in ("FreeAgentics design", "python", "rust", "FreeAgentics design, same size"):
@@ -147,22 +158,27 @@ def manager_table(benchmarks: list[dict]) -> None:
 
 
 def agent_io_table(benchmarks: list[dict]) -> None:
-    if not benchmarks:
-        return
-    print("\n| workload | pattern | median | min – max | rounds | agent-steps (or saves) per second | vs first row |")
-    print("|---|---|---|---|---|---|---|")
+    """A sample may hold several rounds (`rounds` in extra_info: one round steps every agent
+    once): the table shows the rounds per sample and the median per round next to the median
+    per sample, so rows timed with different round counts compare."""
+    print(
+        "| workload | pattern | rounds per sample | median per sample | min – max | samples | median per round "
+        "| agent-steps (or saves) per second | vs first row |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     groups: dict[str, dict[str, dict]] = defaultdict(dict)
     for bench in benchmarks:  # each has one parameter, whatever its name
         groups[bench["group"]][next(iter(bench["params"].values()))] = bench
     for group, rows in groups.items():
         first = None
         for name, bench in rows.items():
-            stats, steps = bench["stats"], bench["extra_info"]["steps"]
-            rate = steps / stats["median"]
+            stats, info = bench["stats"], bench["extra_info"]
+            rounds = info.get("rounds", 1)
+            rate = info["steps"] / stats["median"]
             first = first or rate
             print(
-                f"| {group} | {name} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
-                f"{stats['rounds']} | {rate:,.0f} | {rate / first:.2f}x |"
+                f"| {group} | {name} | {rounds} | {_ms(stats['median'])} | {_ms(stats['min'])} – {_ms(stats['max'])} | "
+                f"{stats['rounds']} | {_ms(stats['median'] / rounds)} | {rate:,.0f} | {rate / first:.2f}x |"
             )
 
 
@@ -170,7 +186,7 @@ def memory_table(benchmarks: list[dict]) -> None:
     buffers = [b for b in benchmarks if "kind" in (b["params"] or {})]
     if buffers:
         baseline = next((b["stats"]["median"] for b in buffers if b["params"]["kind"] == "np.zeros"), None)
-        print(f"\n| {buffers[0]['group']} | per cycle | min – max | rounds | vs np.zeros |")
+        print(f"| {buffers[0]['group']} | per cycle | min – max | rounds | vs np.zeros |")
         print("|---|---|---|---|---|")
         for bench in buffers:
             stats = bench["stats"]
@@ -200,7 +216,7 @@ def scaling_table(benchmarks: list[dict]) -> None:
     if not benchmarks:
         return
     print(
-        "\n| threads | tasks | ThreadPoolExecutor | WorkStealingThreadPool (python) | WorkStealingThreadPool (rust) "
+        "| threads | tasks | ThreadPoolExecutor | WorkStealingThreadPool (python) | WorkStealingThreadPool (rust) "
         "| tasks/s (rust) | rust vs ThreadPoolExecutor |"
     )
     print("|---|---|---|---|---|---|---|")
@@ -221,7 +237,7 @@ def agents_table(benchmarks: list[dict]) -> None:
     for bench in benchmarks:
         groups[bench["group"]].append(bench)
     print(
-        "\n| workload | agents stepped by | median per round | agent-steps per round | agent-steps/s "
+        "| workload | agents stepped by | median per round | agent-steps per round | agent-steps/s "
         "| µs per agent-step | vs pymdp serial (or first row) |"
     )
     print("|---|---|---|---|---|---|---|")
@@ -240,7 +256,7 @@ def agents_table(benchmarks: list[dict]) -> None:
 def agents_memory_table(benchmarks: list[dict]) -> None:
     if not benchmarks:
         return
-    print(f"\n| {benchmarks[0]['group']} | arrays per agent | RSS growth per agent (median of 3 runs) |")
+    print(f"| {benchmarks[0]['group']} | arrays per agent | RSS growth per agent (median of 3 runs) |")
     print("|---|---|---|")
     for bench in benchmarks:
         info = bench["extra_info"]
@@ -255,7 +271,7 @@ def distributed_table(benchmarks: list[dict]) -> None:
         rows[bench["extra_info"]["agents"]][bench["params"]["kind"]] = bench
     labels = {k: b["extra_info"]["kind"] for r in rows.values() for k, b in r.items()}
     print(
-        f"\n| agents | {labels.get('local', 'local')}: per step | {labels.get('dask', 'dask')}: per step | "
+        f"| agents | {labels.get('local', 'local')}: per step | {labels.get('dask', 'dask')}: per step | "
         "Dask per step minus local | local / Dask |"
     )
     print("|---|---|---|---|---|")

@@ -34,6 +34,30 @@ def test_help_on_every_command(command):
     assert result.returncode == 0 and f"usage: freeagentics-rs {command}" in result.stdout
 
 
+def _help_paragraphs(parser) -> list[str]:
+    """The prose argparse prints for ``parser``: its description and epilog, and each
+    subcommand's one-line help."""
+    texts = [parser.description, parser.epilog]
+    for action in parser._actions:
+        for choice in getattr(action, "_choices_actions", []):
+            texts.append(choice.help)
+    return [t for t in texts if t]
+
+
+@pytest.mark.parametrize("command", [None, "demo", "bench", "profile"])
+def test_help_is_whole_sentences_in_plain_text(command):
+    from freeagentics_rs.cli import parser
+
+    root = parser()
+    sub = root if command is None else root._subparsers._group_actions[0].choices[command]
+    paragraphs = _help_paragraphs(sub)
+    assert paragraphs and sub.description
+    for text in paragraphs:
+        assert text[0].isupper() and text.rstrip().endswith("."), text  # not cut mid-sentence
+        assert "`" not in text, text  # argparse prints reStructuredText markup as it is
+    assert "`" not in sub.format_help()
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -141,3 +165,22 @@ def test_ctrl_c_stops_the_demo_with_a_partial_table():
     assert proc.returncode == 130, stderr
     assert "Interrupted: the table holds the strategies that finished." in stdout
     assert "| strategy |" in stdout
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 13])
+def test_bench_plot_draws_any_number_of_rows(tmp_path, rows):
+    """The charts sit on a grid of 3 columns: a row count that is not a multiple of 3 leaves
+    empty panels, which must not stop the drawing."""
+    pytest.importorskip("matplotlib")
+    from freeagentics_rs.cli._render import bench_plot
+
+    cell = {"median": 1.0, "min": 0.9, "max": 1.2, "runs": 5}
+    report = {
+        "machine": {"cpu": "test", "cpus": 2, "python": "3", "numpy": "2", "freeagentics_rs": "0", "backend": "python"},
+        "rows": [
+            {"key": f"r{i}", "title": f"row {i}", "unit": "s per run", "baseline": "b", "results": {"baseline": cell}}
+            for i in range(rows)
+        ],
+    }
+    bench_plot(report, str(tmp_path / "bench.png"))
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,18 +10,27 @@ from ._machine import pin_blas_environment
 
 __all__ = ["main"]
 
+# Help texts: whole sentences, plain text (argparse prints them as they are written).
+DESCRIPTION = (
+    "Multi-agent scheduling on freeagentics_rs: run a simulation under each execution strategy, "
+    "measure the benchmark table, or profile a threaded workload. Every figure it prints is "
+    "measured in that run."
+)
+EPILOG = "Run 'freeagentics-rs COMMAND --help' for the options of a command. 'python -m freeagentics_rs' is the same."
+SUBCOMMAND_EPILOG = "Every figure it prints is measured in that run."
+
 
 def parser() -> argparse.ArgumentParser:
     from . import _bench, _demo, _profile
 
-    root = argparse.ArgumentParser(prog="freeagentics-rs", description=__doc__.splitlines()[0])
+    root = argparse.ArgumentParser(prog="freeagentics-rs", description=DESCRIPTION, epilog=EPILOG)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module, text in (
-        ("demo", _demo, "one multi-agent simulation under each execution strategy, with a final table"),
-        ("bench", _bench, "the seed report's benchmark table, measured on this machine"),
-        ("profile", _profile, "a ThreadingProfiler report (GIL, locks, executors, thread count) for a workload"),
+        ("demo", _demo, "Runs one multi-agent simulation under each execution strategy and ends with a table."),
+        ("bench", _bench, "Measures the headline benchmark table on this machine."),
+        ("profile", _profile, "Prints a ThreadingProfiler report (GIL, locks, executors, threads) of a workload."),
     ):
-        sub = commands.add_parser(name, help=text, description=text)
+        sub = commands.add_parser(name, help=text, description=f"{text} {SUBCOMMAND_EPILOG}")
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return root

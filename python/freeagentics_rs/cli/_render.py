@@ -64,7 +64,7 @@ def bench_plot(report: dict[str, Any], path: str) -> None:
     fig, axes = plt.subplots(figure_rows, columns, figsize=(5 * columns, 3.2 * figure_rows), squeeze=False)
     for ax in axes.flat[len(rows) :]:
         ax.axis("off")
-    for ax, row in zip(axes.flat, rows, strict=True):
+    for ax, row in zip(axes.flat, rows, strict=False):  # the grid may have more panels than rows
         kinds = [k for k in ("baseline", "python", "rust") if "median" in row["results"].get(k, {})]
         medians = [row["results"][k]["median"] for k in kinds]
         low = [m - row["results"][k]["min"] for k, m in zip(kinds, medians, strict=True)]
