@@ -220,7 +220,9 @@ class SlotPoolCore:
                 root_base: object = root.base
                 if isinstance(root_base, _SlotOwner):
                     owner = root_base
-        if owner is None or root is None or owner.core is not self or not _lies_in(array, root):
+        # The array acquire returned is its own root: only views need the bounds check.
+        inside = array is root or (root is not None and _lies_in(array, root))
+        if owner is None or owner.core is not self or not inside:
             raise ValueError(f"{what}: the array was not acquired from this pool")
         if owner.released:
             raise ValueError(f"{what}: the array was already released")
