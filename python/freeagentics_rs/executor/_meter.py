@@ -44,9 +44,14 @@ class _SchedStat:
 
     def job_delay(self, before: float | None, now: float, wall: float, cpu: float) -> float | None:
         """The run delay of a job whose start read ``before`` (None: not read), capped at its
-        wall time less its CPU time, of which waiting for a core is a part."""
-        after = None if before is None else self.read(now)
-        if before is None or after is None:
+        wall time less its CPU time, of which waiting for a core is a part. A job shorter than
+        ``_DELAY_READ_EVERY`` is not read at its end: ``os.pread`` releases the GIL, and a thread
+        that just settled its job's future would let the waiter submit again before this worker
+        is idle, starting a thread that ``ThreadPoolExecutor`` would not start."""
+        if before is None or wall < _DELAY_READ_EVERY:
+            return None
+        after = self.read(now)
+        if after is None:
             return None
         return min(max(0.0, after - before), max(0.0, wall - cpu))
 
