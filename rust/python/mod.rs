@@ -4,6 +4,7 @@ mod agents;
 mod errors;
 mod memory;
 mod pool;
+mod pool_future;
 mod registry;
 
 use pyo3::prelude::*;

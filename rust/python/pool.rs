@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::errors::{panic_error, BrokenThreadPool};
+use super::pool_future;
 use crate::core::meter::{Meter, MeterBatch, RunDelay};
 use crate::core::pool::{self as core_pool, Discard, Job, Pool, Waker, WorkerBody, WorkerThread};
 
@@ -23,10 +24,13 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// `future.set_running_or_notify_cancel()`: false when the future was cancelled while queued.
 fn start_running(py: Python<'_>, future: &Bound<'_, PyAny>) -> bool {
-    match future
-        .call_method0(intern!(py, "set_running_or_notify_cancel"))
-        .and_then(|running| running.is_truthy())
-    {
+    let started = pool_future::try_start(py, future).and_then(|fast| match fast {
+        Some(running) => Ok(running),
+        None => future
+            .call_method0(intern!(py, "set_running_or_notify_cancel"))
+            .and_then(|running| running.is_truthy()),
+    });
+    match started {
         Ok(running) => running,
         Err(e) => {
             e.write_unraisable(py, Some(future));
@@ -42,7 +46,10 @@ fn settle(
     outcome: thread::Result<PyResult<Bound<'_, PyAny>>>,
 ) {
     let settled = match outcome {
-        Ok(Ok(value)) => future.call_method1(intern!(py, "set_result"), (value,)),
+        Ok(Ok(value)) => match pool_future::try_finish(py, future, &value) {
+            Ok(false) => future.call_method1(intern!(py, "set_result"), (value,)),
+            finished => finished.map(|_| py.None().into_bound(py)),
+        },
         Ok(Err(error)) => {
             future.call_method1(intern!(py, "set_exception"), (error.into_value(py),))
         }

@@ -56,8 +56,8 @@ class _FutureCondition(_thread.RLock):  # type: ignore[misc]  # final in typeshe
     of thousands of futures alive made the cyclic GC the largest cost of dispatch.
     """
 
-    __slots__ = ("_waiters",)  # unset until the first wait: creating one runs no Python code
-    _waiters: collections.deque[Any]
+    __slots__ = ("_waiters",)  # None until the first wait (set by the future that makes it)
+    _waiters: collections.deque[Any] | None
 
     if TYPE_CHECKING:  # C methods of RLock (what threading.Condition uses) left out of typeshed
 
@@ -162,7 +162,9 @@ class _PoolFuture(Future[Any]):
     submitted, even with one worker)."""
 
     def __init__(self, core: Any = None) -> None:  # Future.__init__ with _FutureCondition
-        self._condition = _FutureCondition()  # type: ignore[assignment]  # the subset Future uses
+        self._condition = condition = _FutureCondition()  # type: ignore[assignment]  # the subset Future uses
+        # Set, so that reading it never raises (an AttributeError formats its message).
+        condition._waiters = None
         self._state = PENDING
         self._result = None
         self._exception = None
