@@ -76,8 +76,9 @@ pub(super) fn try_finish(
         }
         future.setattr(intern!(py, "_result"), value)?;
         future.setattr(intern!(py, "_state"), intern!(py, "FINISHED"))?;
-        let waiters = future.getattr(intern!(py, "_waiters"))?;
-        if waiters.len()? > 0 {
+        // `_waiters` is made on first use (`_LazyWaiters`): read what is there, make nothing.
+        let waiters = future.getattr(intern!(py, "_waiter_list"))?;
+        if !waiters.is_none() && waiters.len()? > 0 {
             for waiter in waiters.try_iter()? {
                 waiter?.call_method1(intern!(py, "add_result"), (future,))?;
             }
