@@ -295,6 +295,8 @@ impl WorkStealingCore {
         max_workers, thread_name_prefix, initializer=None, initargs=None, on_samples=None,
         sample_batch=16, run_delay=None
     ))]
+    // The Python constructor's parameters, one for one.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         max_workers: usize,

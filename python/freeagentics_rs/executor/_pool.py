@@ -181,8 +181,8 @@ class _PoolFuture(Future[Any]):
     futures in flight, two objects less per future for the cyclic GC, which was the main
     thread's largest cost of dispatch (it ran on every few hundred futures)."""
 
-    _waiters = _LazyWaiters()  # type: ignore[assignment]  # a list made on first use
-    _done_callbacks: list[Callable[[Future[Any]], object]] = ()  # type: ignore[assignment]
+    _waiters = _LazyWaiters()  # a list made on first use
+    _done_callbacks: list[Callable[[Future[Any]], object]] | tuple[()] = ()  # a list from the first callback
 
     def __init__(self, core: Any = None) -> None:  # Future.__init__ with _FutureCondition
         self._condition = condition = _FutureCondition()  # type: ignore[assignment]  # the subset Future uses
@@ -196,7 +196,7 @@ class _PoolFuture(Future[Any]):
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         with self._condition:
-            if type(self._done_callbacks) is tuple:
+            if not isinstance(self._done_callbacks, list):
                 self._done_callbacks = []
         super().add_done_callback(fn)
 
