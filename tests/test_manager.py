@@ -494,3 +494,47 @@ def test_any_constructor_arguments_work_or_are_refused_naming_one(initial, maxim
         assert 0 < m.scaling_threshold <= 1
     finally:
         m.shutdown()
+
+
+@pytest.mark.parametrize("sizes", [{}, {"initial_workers": 2, "max_workers": 2, "min_workers": 1}])
+def test_tasks_queued_when_the_pool_shuts_down_underneath_still_run(backend, sizes):
+    # Runner jobs are launched after the manager's lock is released; a pool that shut down in
+    # between refuses them. The work must still run (in the launching thread), not stay queued
+    # with nobody to run it and its future never settled.
+    manager = OptimizedThreadPoolManager(**sizes, backend=backend)
+    agents = [Agent(f"a{i}") for i in range(4)]
+    for agent in agents:
+        manager.register_agent(agent.name, agent)
+    first = manager.submit_task("a0", "step", {"observation": 0})
+    assert first.result(timeout=10).success
+    manager.executor.shutdown(wait=True)  # as if a shutdown ran between queueing and launching
+    futures = [manager.submit_task(a.name, "step", {"observation": k}) for k, a in enumerate(agents * 3)]
+    results = [f.result(timeout=10) for f in futures]
+    assert all(r.success for r in results)
+    assert [len(a.steps) for a in agents] == [4, 3, 3, 3]
+    manager.shutdown()
+
+
+def test_a_runner_whose_handover_is_refused_carries_on(backend):
+    # On an adaptive pool a runner hands over to a fresh runner job after each task; when the
+    # pool refuses it (shut down meanwhile), the runner runs the queued tasks itself.
+    manager = OptimizedThreadPoolManager(backend=backend)
+    agents = [Agent(f"a{i}") for i in range(3)]
+    for agent in agents:
+        manager.register_agent(agent.name, agent)
+
+    class Closer:
+        def step(self, observation):
+            manager.executor.shutdown(wait=False)
+            return observation
+
+    manager.register_agent("closer", Closer())
+    gate = threading.Event()
+    manager.register_agent("gate", type("Gate", (), {"step": lambda self, o: gate.wait(10)})())
+    blocked = manager.submit_task("gate", "step", {})  # holds the queue behind it until set
+    closing = manager.submit_task("closer", "step", {"observation": 1})
+    later = [manager.submit_task(a.name, "step", {"observation": 2}) for a in agents]
+    gate.set()
+    assert blocked.result(timeout=10).success and closing.result(timeout=10).success
+    assert all(f.result(timeout=10).success for f in later)
+    manager.shutdown()

@@ -39,6 +39,7 @@ class WorkStealingCore:
         initargs: tuple[Any, ...] | None = None,
         on_samples: Callable[[int, float, float, float, float, float, float], object] | None = None,
         sample_batch: int = 16,
+        run_delay: Callable[[], float] | None = None,
     ) -> Self:
         """A pool of at most ``max_workers`` threads, started on demand: a submit that finds no
         idle worker starts one, as ``ThreadPoolExecutor`` does. Each thread is registered with
@@ -48,7 +49,9 @@ class WorkStealingCore:
         runs, never queue wait) and each ``sample_batch`` jobs the worker that finished the last
         one calls ``on_samples(count, cpu, wall, first_end, last_end, first_cpu, delay)``: the
         batch's sums in seconds, when its first and last jobs ended on a busy clock that stops
-        while no job runs, the first job's CPU time, and the threads' run delay."""
+        while no job runs, the first job's CPU time, and the threads' run delay. ``run_delay``
+        (tests) replaces the scheduler's statistics: it returns the calling thread's total run
+        delay so far, in seconds."""
     def submit(
         self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
     ) -> None:

@@ -27,14 +27,25 @@ pub struct MeterBatch {
     pub last_end: f64,
     /// CPU time of the first job: a rate over (first_end, last_end] leaves it out.
     pub first_cpu: f64,
-    /// Time the jobs' threads waited for a core (0 where unknown). Read at most every
-    /// `DELAY_READ_EVERY` per thread and counted in the batch of the job that read it; a thread
-    /// accrues none while parked, so this is its delay during jobs, give or take its scheduling.
+    /// Time the jobs' threads waited for a core while they ran (0 where unknown). Read at a
+    /// job's start and end, at most every `DELAY_READ_EVERY` per thread: the jobs that were read
+    /// stand for the others (their delay per wall second is applied to the batch's wall time).
+    /// Delay between jobs (a parked worker's wake-up) never counts.
     pub delay: f64,
+}
+
+/// A batch being summed, and the wall time of its jobs whose run delay was read.
+#[derive(Default)]
+struct Pending {
+    batch: MeterBatch,
+    delay_wall: f64,
 }
 
 /// Receives each full batch, on the worker thread that finished it, with no lock held.
 pub type MeterSink = Arc<dyn Fn(MeterBatch) + Send + Sync>;
+
+/// The calling thread's total run delay so far (`thread_run_delay`, or a fake in tests).
+pub type RunDelay = Arc<dyn Fn() -> Duration + Send + Sync>;
 
 /// The busy clock: running jobs, busy seconds before the current busy spell, and its start.
 struct Activity {
@@ -47,8 +58,9 @@ pub struct Meter {
     activity: Mutex<Activity>,
     epoch: AtomicU64,
     batch_size: AtomicUsize,
-    batch: Mutex<MeterBatch>,
+    batch: Mutex<Pending>,
     sink: MeterSink,
+    run_delay: Option<RunDelay>,
 }
 
 /// A job's clocks at its start.
@@ -56,6 +68,8 @@ pub struct Started {
     epoch: u64,
     wall: Instant,
     cpu: Duration,
+    /// The thread's run delay at the start, if it was read (see `MeterBatch::delay`).
+    delay: Option<Duration>,
 }
 
 /// Reading the run delay costs a file read: not more often than this per thread.
@@ -64,20 +78,22 @@ const DELAY_READ_EVERY: Duration = Duration::from_millis(1);
 thread_local! {
     /// This thread's scheduler statistics file, opened once; None where there is none.
     static SCHEDSTAT: RefCell<Option<Option<File>>> = const { RefCell::new(None) };
-    /// When this thread last read its run delay, and the value it read.
-    static LAST_DELAY: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };
+    /// When this thread last read its run delay.
+    static LAST_DELAY_READ: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// The run delay this thread accrued since it last called this, if at least `DELAY_READ_EVERY`
-/// ago (else zero: it is counted by a later call).
-fn run_delay_since_last_read(now: Instant) -> Duration {
-    LAST_DELAY.with(|last| match last.get() {
-        Some((at, _)) if now.duration_since(at) < DELAY_READ_EVERY => Duration::ZERO,
-        previous => {
-            let total = thread_run_delay();
-            last.set(Some((now, total)));
-            previous.map_or(Duration::ZERO, |(_, before)| total.saturating_sub(before))
-        }
+/// This thread's total run delay, read now and remembered as read now.
+fn read_run_delay(now: Instant, source: Option<&RunDelay>) -> Duration {
+    LAST_DELAY_READ.with(|last| last.set(Some(now)));
+    source.map_or_else(thread_run_delay, |read| read())
+}
+
+/// Whether a job starting now reads the run delay: not within `DELAY_READ_EVERY` of this
+/// thread's last read, so that tiny jobs cost at most two reads per thread and interval.
+fn delay_read_due(now: Instant) -> bool {
+    LAST_DELAY_READ.with(|last| {
+        last.get()
+            .is_none_or(|at| now.duration_since(at) >= DELAY_READ_EVERY)
     })
 }
 
@@ -129,6 +145,15 @@ pub fn thread_cpu_time() -> Duration {
 
 impl Meter {
     pub fn new(batch_size: usize, sink: MeterSink) -> Meter {
+        Meter::with_run_delay(batch_size, sink, None)
+    }
+
+    /// A meter that reads the threads' run delay from `run_delay` (None: the scheduler's).
+    pub fn with_run_delay(
+        batch_size: usize,
+        sink: MeterSink,
+        run_delay: Option<RunDelay>,
+    ) -> Meter {
         Meter {
             activity: Mutex::new(Activity {
                 running: 0,
@@ -137,8 +162,9 @@ impl Meter {
             }),
             epoch: AtomicU64::new(0),
             batch_size: AtomicUsize::new(batch_size.max(1)),
-            batch: Mutex::new(MeterBatch::default()),
+            batch: Mutex::new(Pending::default()),
             sink,
+            run_delay,
         }
     }
 
@@ -150,15 +176,16 @@ impl Meter {
     pub fn new_epoch(&self) {
         let mut batch = lock(&self.batch);
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        *batch = MeterBatch::default();
+        *batch = Pending::default();
     }
 
     pub fn start(&self) -> Started {
         let wall = Instant::now();
-        if LAST_DELAY.with(Cell::get).is_none() {
-            // Read once before the thread's first job, so that its run delay is counted too.
-            run_delay_since_last_read(wall);
-        }
+        // The baseline is read here, not taken from the thread's previous job: the delay
+        // between two jobs (a parked worker waiting for a core once woken) is not this job's.
+        // Charged to the next job, it exceeded that job's wall time less its CPU time, its CPU
+        // share read 1.0, and an I/O workload was classified "cpu" (docs/design.md, 5.1).
+        let delay = delay_read_due(wall).then(|| read_run_delay(wall, self.run_delay.as_ref()));
         {
             let mut activity = lock(&self.activity);
             if activity.running == 0 {
@@ -170,6 +197,7 @@ impl Meter {
             epoch: self.epoch.load(Ordering::SeqCst),
             wall,
             cpu: thread_cpu_time(),
+            delay,
         }
     }
 
@@ -191,12 +219,17 @@ impl Meter {
             return;
         }
         let wall = now.duration_since(started.wall).as_secs_f64();
-        let delay = run_delay_since_last_read(now).as_secs_f64();
+        // Waiting for a core is part of the job's wall time that was not its CPU time.
+        let delay = started.delay.map(|before| {
+            let during = read_run_delay(now, self.run_delay.as_ref()).saturating_sub(before);
+            during.as_secs_f64().min((wall - cpu).max(0.0))
+        });
         let full = {
-            let mut batch = lock(&self.batch);
+            let mut pending = lock(&self.batch);
             if self.epoch.load(Ordering::SeqCst) != started.epoch {
                 return;
             }
+            let Pending { batch, delay_wall } = &mut *pending;
             if batch.count == 0 {
                 batch.first_end = end;
                 batch.first_cpu = cpu;
@@ -204,12 +237,24 @@ impl Meter {
             batch.count += 1;
             batch.cpu += cpu;
             batch.wall += wall;
-            batch.delay += delay;
+            if let Some(delay) = delay {
+                batch.delay += delay;
+                *delay_wall += wall;
+            }
             batch.last_end = batch.last_end.max(end);
             if batch.count < self.batch_size.load(Ordering::Relaxed) as u64 {
                 return;
             }
-            std::mem::take(&mut *batch)
+            let Pending {
+                mut batch,
+                delay_wall,
+            } = std::mem::take(&mut *pending);
+            // The jobs whose delay was read stand for the batch.
+            if delay_wall > 0.0 {
+                batch.delay =
+                    (batch.delay * batch.wall / delay_wall).min((batch.wall - batch.cpu).max(0.0));
+            }
+            batch
         };
         (self.sink)(full);
     }
@@ -240,6 +285,32 @@ mod tests {
             assert!(b.wall >= 0.006 && b.cpu > 0.0 && b.cpu <= b.wall + 0.001);
             assert!(b.last_end > b.first_end);
             assert!(b.delay >= 0.0);
+        }
+    }
+
+    #[test]
+    fn delay_between_jobs_is_not_charged_to_the_next_job() {
+        // A fake run delay: 0.5 ms during each job, 50 ms between jobs (a woken worker waiting
+        // for a core). Only the in-job delay counts.
+        let total = Arc::new(Mutex::new(Duration::ZERO));
+        let read = total.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink_seen = seen.clone();
+        let meter = Meter::with_run_delay(
+            1,
+            Arc::new(move |b: MeterBatch| lock(&sink_seen).push(b)),
+            Some(Arc::new(move || *lock(&read))),
+        );
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(2)); // past the read interval
+            let started = meter.start();
+            std::thread::sleep(Duration::from_millis(3));
+            *lock(&total) += Duration::from_micros(500);
+            meter.finish(started, true);
+            *lock(&total) += Duration::from_millis(50);
+        }
+        for b in lock(&seen).iter() {
+            assert!((b.delay - 0.0005).abs() < 1e-9, "{b:?}");
         }
     }
 }

@@ -5,6 +5,7 @@ mod detach;
 mod errors;
 mod memory;
 mod pool;
+mod pool_future;
 mod registry;
 
 use pyo3::prelude::*;

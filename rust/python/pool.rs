@@ -13,7 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::errors::{panic_error, BrokenThreadPool};
-use crate::core::meter::{Meter, MeterBatch};
+use super::pool_future;
+use crate::core::meter::{Meter, MeterBatch, RunDelay};
 use crate::core::pool::{self as core_pool, Discard, Job, Pool, Waker, WorkerBody, WorkerThread};
 
 const INITIALIZER_FAILED: &str =
@@ -23,10 +24,13 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// `future.set_running_or_notify_cancel()`: false when the future was cancelled while queued.
 fn start_running(py: Python<'_>, future: &Bound<'_, PyAny>) -> bool {
-    match future
-        .call_method0(intern!(py, "set_running_or_notify_cancel"))
-        .and_then(|running| running.is_truthy())
-    {
+    let started = pool_future::try_start(py, future).and_then(|fast| match fast {
+        Some(running) => Ok(running),
+        None => future
+            .call_method0(intern!(py, "set_running_or_notify_cancel"))
+            .and_then(|running| running.is_truthy()),
+    });
+    match started {
         Ok(running) => running,
         Err(e) => {
             e.write_unraisable(py, Some(future));
@@ -42,7 +46,10 @@ fn settle(
     outcome: thread::Result<PyResult<Bound<'_, PyAny>>>,
 ) {
     let settled = match outcome {
-        Ok(Ok(value)) => future.call_method1(intern!(py, "set_result"), (value,)),
+        Ok(Ok(value)) => match pool_future::try_finish(py, future, &value) {
+            Ok(false) => future.call_method1(intern!(py, "set_result"), (value,)),
+            finished => finished.map(|_| py.None().into_bound(py)),
+        },
         Ok(Err(error)) => {
             future.call_method1(intern!(py, "set_exception"), (error.into_value(py),))
         }
@@ -234,8 +241,8 @@ fn log_initializer_failure(py: Python<'_>, error: PyErr) {
 
 /// Calls `on_samples(count, cpu, wall, first_end, last_end, first_cpu, delay)` for each batch of
 /// measured jobs, on the worker thread that finished the batch.
-fn python_meter(on_samples: Py<PyAny>, batch_size: usize) -> Meter {
-    Meter::new(
+fn python_meter(on_samples: Py<PyAny>, batch_size: usize, run_delay: Option<Py<PyAny>>) -> Meter {
+    Meter::with_run_delay(
         batch_size,
         Arc::new(move |b: MeterBatch| {
             Python::attach(|py| {
@@ -253,7 +260,25 @@ fn python_meter(on_samples: Py<PyAny>, batch_size: usize) -> Meter {
                 }
             })
         }),
+        run_delay.map(python_run_delay),
     )
+}
+
+/// A run-delay source that calls a Python function returning this thread's total run delay in
+/// seconds (tests drive the meter with it); a failure or a bad value reads as zero.
+fn python_run_delay(read: Py<PyAny>) -> RunDelay {
+    Arc::new(move || {
+        Python::attach(|py| {
+            let seconds = read
+                .call0(py)
+                .and_then(|value| value.extract::<f64>(py))
+                .unwrap_or_else(|e| {
+                    e.write_unraisable(py, Some(read.bind(py)));
+                    0.0
+                });
+            Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO)
+        })
+    })
 }
 
 /// The Rust core of `WorkStealingThreadPool` and `AdaptiveThreadPoolExecutor`: worker threads
@@ -268,8 +293,10 @@ impl WorkStealingCore {
     #[new]
     #[pyo3(signature = (
         max_workers, thread_name_prefix, initializer=None, initargs=None, on_samples=None,
-        sample_batch=16
+        sample_batch=16, run_delay=None
     ))]
+    // The Python constructor's parameters, one for one.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         max_workers: usize,
@@ -278,6 +305,7 @@ impl WorkStealingCore {
         initargs: Option<Py<PyTuple>>,
         on_samples: Option<Py<PyAny>>,
         sample_batch: usize,
+        run_delay: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let initargs = initargs.unwrap_or_else(|| PyTuple::empty(py).unbind());
         let body: WorkerBody = Arc::new(move |worker: &WorkerThread| {
@@ -302,7 +330,7 @@ impl WorkStealingCore {
                 }
             });
         });
-        let meter = on_samples.map(|f| python_meter(f, sample_batch));
+        let meter = on_samples.map(|f| python_meter(f, sample_batch, run_delay));
         Ok(WorkStealingCore {
             pool: Pool::new(max_workers, thread_name_prefix, body, meter)?,
         })

@@ -2,7 +2,7 @@
 on the worker thread around each job, queue wait never included, summed into batches handed to
 ``on_samples`` with end times on a busy clock that stops while no job runs; jobs that started
 before the last resize are skipped. On Linux the threads' run delay (runnable, waiting for a
-core) is read from ``/proc/thread-self/schedstat``.
+core) during jobs is read from ``/proc/thread-self/schedstat``.
 """
 
 from __future__ import annotations
@@ -21,29 +21,50 @@ _DELAY_READ_EVERY = 0.001  # seconds: reading schedstat costs a file read
 
 
 class _SchedStat:
-    """This thread's ``/proc/thread-self/schedstat``, open for the thread's lifetime, read at most
-    every ``_DELAY_READ_EVERY`` seconds (a file read per task would cost more than the task)."""
+    """This thread's ``/proc/thread-self/schedstat``, open for the thread's lifetime, read at a
+    job's start and end but not within ``_DELAY_READ_EVERY`` seconds of the last read (a file
+    read per task would cost more than a tiny task). ``run_delay`` (tests) replaces the file: it
+    returns the thread's total run delay in seconds."""
 
-    def __init__(self) -> None:
-        try:
-            self.fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-        except OSError:
-            self.fd = None
+    def __init__(self, run_delay: Callable[[], float] | None = None) -> None:
+        self.fd: int | None = None
+        self._run_delay = run_delay
+        if run_delay is None:
+            try:
+                self.fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+            except OSError:
+                pass
         self.last_read: float | None = None
-        self.last_delay = 0.0
 
-    def delay_since_last_read(self, now: float) -> float:
-        """Seconds this thread was runnable but waiting for a core since the last read that
-        returned, if that is at least ``_DELAY_READ_EVERY`` ago (else 0: a later read counts it)."""
-        if self.fd is None or (self.last_read is not None and now - self.last_read < _DELAY_READ_EVERY):
-            return 0.0
+    def due(self, now: float) -> bool:
+        """Whether a job starting now reads its run delay."""
+        return (self.fd is not None or self._run_delay is not None) and (
+            self.last_read is None or now - self.last_read >= _DELAY_READ_EVERY
+        )
+
+    def job_delay(self, before: float | None, now: float, wall: float, cpu: float) -> float | None:
+        """The run delay of a job whose start read ``before`` (None: not read), capped at its
+        wall time less its CPU time, of which waiting for a core is a part. A job shorter than
+        ``_DELAY_READ_EVERY`` is not read at its end: ``os.pread`` releases the GIL, and a thread
+        that just settled its job's future would let the waiter submit again before this worker
+        is idle, starting a thread that ``ThreadPoolExecutor`` would not start."""
+        if before is None or wall < _DELAY_READ_EVERY:
+            return None
+        after = self.read(now)
+        if after is None:
+            return None
+        return min(max(0.0, after - before), max(0.0, wall - cpu))
+
+    def read(self, now: float) -> float | None:
+        """The thread's total run delay in seconds (None if it cannot be read)."""
+        self.last_read = now
         try:
-            total = int(os.pread(self.fd, 96, 0).split()[1]) / 1e9
+            if self._run_delay is not None:
+                return float(self._run_delay())
+            assert self.fd is not None
+            return int(os.pread(self.fd, 96, 0).split()[1]) / 1e9
         except (OSError, IndexError, ValueError):
-            return 0.0
-        delta = 0.0 if self.last_read is None else max(0.0, total - self.last_delay)
-        self.last_read, self.last_delay = now, total
-        return delta
+            return None
 
     def __del__(self) -> None:
         if self.fd is not None:
@@ -55,8 +76,11 @@ class Meter:
     batches handed to ``on_samples`` (the twin of ``rust/core/meter.rs``); jobs that started
     before the last resize are skipped."""
 
-    def __init__(self, on_samples: Callable[..., object], batch_size: int) -> None:
+    def __init__(
+        self, on_samples: Callable[..., object], batch_size: int, run_delay: Callable[[], float] | None = None
+    ) -> None:
         self._on_samples = on_samples
+        self._run_delay = run_delay
         self._batch_size = max(1, batch_size)
         self._lock = threading.Lock()
         # The busy clock (``first_end``/``last_end`` are read on it): it runs only while a job
@@ -71,6 +95,7 @@ class Meter:
     def _reset(self) -> None:
         self._count = 0
         self._cpu = self._wall = self._first_end = self._last_end = self._first_cpu = self._delay = 0.0
+        self._delay_wall = 0.0  # wall time of the jobs whose run delay was read
 
     def set_batch_size(self, batch_size: int) -> None:
         self._batch_size = max(1, batch_size)
@@ -87,10 +112,14 @@ class Meter:
             if not self._running:
                 self._busy_since = wall0
             self._running += 1
-        if getattr(self._local, "sched", None) is None:
-            # Read once before the thread's first job, so that its run delay is counted too.
-            self._local.sched = _SchedStat()
-            self._local.sched.delay_since_last_read(wall0)
+        sched = getattr(self._local, "sched", None)
+        if sched is None:
+            sched = self._local.sched = _SchedStat(self._run_delay)
+        # The baseline is read here, not taken from the thread's previous job: the delay between
+        # two jobs (a parked worker waiting for a core once woken) is not this job's. Charged to
+        # the next job, it exceeded that job's wall time less its CPU time, its CPU share read
+        # 1.0, and an I/O workload was classified "cpu" (docs/design.md, 5.1).
+        delay0 = sched.read(wall0) if sched.due(wall0) else None
         cpu0 = time.thread_time()
         try:
             ran = job[0](job)
@@ -105,7 +134,7 @@ class Meter:
         if not ran:
             return
         wall = now - wall0
-        delay = self._local.sched.delay_since_last_read(now)
+        delay = sched.job_delay(delay0, now, wall, cpu)
         with self._lock:
             if epoch != self.epoch:
                 return
@@ -114,10 +143,15 @@ class Meter:
             self._count += 1
             self._cpu += cpu
             self._wall += wall
-            self._delay += delay
+            if delay is not None:
+                self._delay += delay
+                self._delay_wall += wall
             self._last_end = max(self._last_end, end)
             if self._count < self._batch_size:
                 return
+            # The jobs whose delay was read stand for the batch.
+            if self._delay_wall > 0:
+                self._delay = min(self._delay * self._wall / self._delay_wall, max(0.0, self._wall - self._cpu))
             batch = (
                 self._count,
                 self._cpu,

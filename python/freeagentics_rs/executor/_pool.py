@@ -56,8 +56,8 @@ class _FutureCondition(_thread.RLock):  # type: ignore[misc]  # final in typeshe
     of thousands of futures alive made the cyclic GC the largest cost of dispatch.
     """
 
-    __slots__ = ("_waiters",)  # unset until the first wait: creating one runs no Python code
-    _waiters: collections.deque[Any]
+    __slots__ = ("_waiters",)  # None until the first wait (set by the future that makes it)
+    _waiters: collections.deque[Any] | None
 
     if TYPE_CHECKING:  # C methods of RLock (what threading.Condition uses) left out of typeshed
 
@@ -155,20 +155,50 @@ class _Waiters(list[Any]):
         super().append(waiter)
 
 
+class _LazyWaiters:
+    """A pool future's ``_waiters``, made on first use: only ``wait()``/``as_completed()`` on a
+    future that is not done yet install a waiter, so most futures never need the list. Every
+    use is under the future's condition (``Future``'s methods, ``wait``'s ``_AcquireFutures``),
+    so two threads never both make it."""
+
+    def __get__(self, future: _PoolFuture | None, owner: type | None = None) -> Any:
+        if future is None:
+            return self
+        waiters = future._waiter_list
+        if waiters is None:
+            waiters = future._waiter_list = _Waiters()
+            waiters.core = future._core
+        return waiters
+
+
 class _PoolFuture(Future[Any]):
     """A ``concurrent.futures.Future`` with a lighter condition, whose ``result()``/``exception()``
     (and ``wait()``/``as_completed()`` over it), called from a worker of its own pool, runs queued
     jobs while it waits instead of blocking that worker (so a task may wait on a task it
-    submitted, even with one worker)."""
+    submitted, even with one worker).
+
+    Its waiter list and its callback list are made on first use: with tens of thousands of
+    futures in flight, two objects less per future for the cyclic GC, which was the main
+    thread's largest cost of dispatch (it ran on every few hundred futures)."""
+
+    _waiters = _LazyWaiters()  # a list made on first use
+    _done_callbacks: list[Callable[[Future[Any]], object]] | tuple[()] = ()  # a list from the first callback
 
     def __init__(self, core: Any = None) -> None:  # Future.__init__ with _FutureCondition
-        self._condition = _FutureCondition()  # type: ignore[assignment]  # the subset Future uses
+        self._condition = condition = _FutureCondition()  # type: ignore[assignment]  # the subset Future uses
+        # Set, so that reading it never raises (an AttributeError formats its message).
+        condition._waiters = None
         self._state = PENDING
         self._result = None
         self._exception = None
-        self._waiters = waiters = _Waiters()
-        waiters.core = self._core = core
-        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
+        self._waiter_list: _Waiters | None = None
+        self._core = core
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+        with self._condition:
+            if not isinstance(self._done_callbacks, list):
+                self._done_callbacks = []
+        super().add_done_callback(fn)
 
     # The settling methods the workers call for every task, as in ``Future`` but entering the
     # lock directly (C) and skipping an empty callback list.
@@ -186,8 +216,9 @@ class _PoolFuture(Future[Any]):
                 raise InvalidStateError(f"{self._state}: {self!r}")
             self._result = result
             self._state = FINISHED
-            for waiter in self._waiters:
-                waiter.add_result(self)
+            if self._waiter_list:
+                for waiter in self._waiter_list:
+                    waiter.add_result(self)
             condition.notify_all()
         if self._done_callbacks:
             self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own, not in typeshed

@@ -92,6 +92,7 @@ class WorkStealingCore:
         initargs: tuple[Any, ...] = (),
         on_samples: Callable[..., object] | None = None,
         sample_batch: int = 16,
+        run_delay: Callable[[], float] | None = None,
     ) -> None:
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -116,7 +117,7 @@ class WorkStealingCore:
         self._initializer = initializer
         self._initargs = initargs
         self._thread_name_prefix = thread_name_prefix
-        self._meter = None if on_samples is None else Meter(on_samples, sample_batch)
+        self._meter = None if on_samples is None else Meter(on_samples, sample_batch, run_delay)
         self._threads: list[threading.Thread] = []
         self._sizing = threading.Lock()  # orders starting threads against shutdown
         _POOLS.add(self)

@@ -110,6 +110,33 @@ class _Queued:
         self.queued_at = time.perf_counter()
 
 
+class _RunnerFuture:
+    """What a runner job settles instead of a ``Future``: nobody waits on a runner, and a
+    ``Future`` per task handed over cost as much as the task's own. A runner never raises (its
+    tasks' errors become failed ``TaskResult``s), so an exception here is a bug: it is logged."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def set_running_or_notify_cancel() -> bool:
+        return True
+
+    @staticmethod
+    def set_result(_result: Any) -> None:
+        pass
+
+    @staticmethod
+    def set_exception(exc: BaseException) -> None:
+        logger.error("OptimizedThreadPoolManager: a runner failed", exc_info=exc)
+
+    @staticmethod
+    def cancel() -> bool:
+        return False
+
+
+_RUNNER_FUTURE = _RunnerFuture()
+
+
 def _failed(task: AgentTask, error: str) -> TaskResult:
     return TaskResult(task.agent_id, task.operation, False, None, error, 0.0, time.time())
 
@@ -187,6 +214,8 @@ class OptimizedThreadPoolManager:
         self.backend = self.executor.backend
         self._workers = used["initial_workers"]
         self.agents = AgentRegistry(backend=self.backend)
+        # The adaptive controller's target, read per task (None: the load rule sizes the pool).
+        self._target_workers = (lambda: self.executor._usable_core().target_workers) if self.adaptive else None
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the lingering runner waits on it
         self._queues: dict[Any, deque[_Queued]] = {}
@@ -216,12 +245,7 @@ class OptimizedThreadPoolManager:
     @property
     def current_workers(self) -> int:
         """The pool's size now: the adaptive controller's target, or the load rule's size."""
-        if isinstance(self.executor, AdaptiveThreadPoolExecutor) and not self._shutdown:
-            try:
-                self._workers = self.executor.target_workers
-            except RuntimeError:  # shut down meanwhile: the last size seen
-                pass
-        return self._workers
+        return self._pool_size()
 
     # -- agents -----------------------------------------------------------------------------
     def register_agent(self, agent_id: Any, agent: Any) -> None:
@@ -258,17 +282,47 @@ class OptimizedThreadPoolManager:
             if len(fifo) == 1 and task.agent_id not in self._running:
                 heapq.heappush(self._ready, (-task.priority, queued.seq, task.agent_id))
             self._grow_locked()
-            self._start_runners_locked()
+            runners = self._claim_runners_locked()
+        if runners and not self._launch(runners):
+            self._runner(linger=False)  # the pool shut down meanwhile: the queued work runs here
         return queued.future
 
-    def _start_runners_locked(self) -> None:
+    def _claim_runners_locked(self) -> int:
+        """Counts in the runners the work needs now; the caller launches them once it has
+        released the lock (``_launch``)."""
         if self._lingering:
             self._cond.notify()  # the lingering runner takes the work first
-        while self._runners < min(self.current_workers, len(self._ready) + len(self._running)):
-            self._runners += 1
-            self.executor.submit(self._runner)
+        runners = min(self._pool_size(), len(self._ready) + len(self._running)) - self._runners
+        if runners <= 0:
+            return 0
+        self._runners += runners
+        return runners
 
-    def _runner(self) -> None:
+    def _launch(self, runners: int) -> bool:
+        """Submits ``runners`` runner jobs claimed under the lock, with the lock released: a
+        submit may wake a worker that wants the lock at once. Runner jobs have no future of
+        their own (``_RUNNER_FUTURE``): nobody waits on them. False when the pool refused (it
+        shut down meanwhile): then one runner is still counted and the caller must run it."""
+        core = self.executor._usable_core()
+        for launched in range(runners):
+            try:
+                core.submit(_RUNNER_FUTURE, self._runner, (), None)
+            except RuntimeError:
+                with self._lock:
+                    self._runners -= runners - launched - 1
+                return False
+        return True
+
+    def _pool_size(self) -> int:
+        # current_workers without the property's checks: read per task, under the lock.
+        if self._target_workers is not None and not self._shutdown:
+            try:
+                self._workers = self._target_workers()
+            except RuntimeError:  # shut down meanwhile: the last size seen
+                pass
+        return self._workers
+
+    def _runner(self, *, linger: bool = True) -> None:
         # Takes the best idle agent's next task until none is left. One lock round per task:
         # finishing the last task (stats, the agent's next task) and taking the next one. A
         # task's future is settled after its stats are recorded, with no lock held, and before
@@ -276,21 +330,31 @@ class OptimizedThreadPoolManager:
         # fresh runner job: the controller measures each job, so a job must be one task.
         finished: tuple[_Queued, TaskResult] | None = None
         while True:
+            handover = 0
             with self._lock:
                 if finished is not None:
                     self._finish_locked(finished[1])
                 if finished is not None and self.adaptive:
                     self._runners -= 1
-                    self._start_runners_locked()  # at the controller's current size
+                    handover = self._claim_runners_locked()  # at the controller's current size
                     queued = None
                 else:
                     queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
             if finished is not None:
                 self._settle(*finished)
                 finished = None
+            if handover:
+                if self._launch(handover):
+                    return
+                with self._lock:  # the pool shut down meanwhile: this runner carries on
+                    queued = self._next_locked(after_a_task=False, may_linger=False)
             if queued is _LINGER:
                 with self._lock:
-                    queued = self._next_locked(after_a_task=False, may_linger=True)
+                    if linger:
+                        queued = self._next_locked(after_a_task=False, may_linger=True)
+                    else:  # a runner in a caller's thread returns to its caller
+                        self._runners -= 1
+                        queued = None
             if queued is None:
                 return
             finished = (queued, self._execute(queued))
@@ -298,7 +362,7 @@ class OptimizedThreadPoolManager:
     def _next_locked(self, *, after_a_task: bool, may_linger: bool) -> Any:
         """The next task; or None when this runner should end (it is counted out); or, without
         ``may_linger``, ``_LINGER`` when it is the last runner and should wait for work."""
-        if after_a_task and self._runners > self.current_workers:  # the pool shrank
+        if after_a_task and self._runners > self._pool_size():  # the pool shrank
             self._runners -= 1
             return None
         queued = self._take_locked()
