@@ -30,11 +30,21 @@ __all__ = [
     "RegistryCore",
     "RegistryCoreClass",
     "SlotPoolCore",
+    "Settleable",
     "SlotPoolCoreClass",
 ]
 
 AgentId = str | int
 OnSamples = Callable[[int, float, float, float, float, float, float], object]
+
+
+class Settleable(Protocol):
+    """What a pool core settles for a job: a ``Future``, or the manager's runner stub that no one
+    waits on."""
+
+    def set_running_or_notify_cancel(self) -> bool: ...
+    def set_result(self, result: Any, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 @runtime_checkable
@@ -43,7 +53,7 @@ class PoolCore(Protocol):
     (``_native.WorkStealingCore``, ``executor._py.WorkStealingCore``)."""
 
     def submit(
-        self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+        self, future: Settleable, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
     ) -> None: ...
     def submit_chunk(self, future: Future[Any], func: Callable[..., Any], items: list[Any], unpack: bool) -> None: ...  # noqa: FBT001 (the cores' signature)
     def help_until_done(self, future: Future[Any], timeout: float | None = None) -> bool: ...

@@ -8,6 +8,8 @@ from typing import Any, final
 import numpy as np
 from typing_extensions import Self
 
+from freeagentics_rs._contracts import Settleable
+
 __all__ = [
     "__version__",
     "AgentKernelCore",
@@ -53,7 +55,7 @@ class WorkStealingCore:
         (tests) replaces the scheduler's statistics: it returns the calling thread's total run
         delay so far, in seconds."""
     def submit(
-        self, future: Future[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+        self, future: Settleable, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
     ) -> None:
         """Queues ``func(*args, **kwargs)`` to settle ``future``: on this worker's own deque when
         called from a worker (run newest first), else on the injector (started in submission

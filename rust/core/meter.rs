@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::scheduler::lock;
+use super::sync::lock;
 
 /// The sums over one batch of finished jobs; times in seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

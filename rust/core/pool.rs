@@ -14,7 +14,8 @@ use crossbeam_deque::Worker;
 
 use super::error::CoreError;
 use super::meter::Meter;
-use super::scheduler::{lock, Local, Shared, CURRENT};
+use super::scheduler::{Local, Shared, CURRENT};
+use super::sync::{lock, wait_timeout_while, write};
 
 /// Why a queued job is dropped without running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,10 +246,7 @@ impl Pool {
             });
         spawned.map_err(|e| {
             *lock(&self.shared.live) -= 1;
-            self.shared
-                .stealers
-                .write()
-                .unwrap_or_else(|e| e.into_inner())[index] = None;
+            write(&self.shared.stealers)[index] = None;
             CoreError::Spawn(e.to_string())
         })
     }
@@ -353,11 +351,7 @@ impl Pool {
         let me = thread::current().id();
         let own = usize::from(self.is_worker_thread());
         let live = lock(&self.shared.live);
-        let (live, _) = self
-            .shared
-            .exited
-            .wait_timeout_while(live, timeout, |live| *live > own)
-            .unwrap_or_else(|e| e.into_inner());
+        let (live, _) = wait_timeout_while(&self.shared.exited, live, timeout, |live| *live > own);
         if *live > own {
             return false;
         }
@@ -419,10 +413,7 @@ pub fn wait_all_exited(timeout: Duration) -> bool {
     pools.iter().all(|shared| {
         let left = deadline.saturating_duration_since(Instant::now());
         let live = lock(&shared.live);
-        let (live, _) = shared
-            .exited
-            .wait_timeout_while(live, left, |live| *live > 0)
-            .unwrap_or_else(|e| e.into_inner());
+        let (live, _) = wait_timeout_while(&shared.exited, live, left, |live| *live > 0);
         *live == 0
     })
 }
@@ -436,5 +427,4 @@ pub fn forget_pools_after_fork() {
 }
 
 #[cfg(test)]
-#[path = "pool_tests.rs"]
 mod tests;

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
@@ -13,6 +13,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use super::error::CoreError;
 use super::meter::Meter;
 use super::pool::{BoxedJob, Discard};
+use super::sync::{lock, read, wait, wait_timeout, write};
 
 #[derive(Default)]
 pub(super) struct Admission {
@@ -77,11 +78,6 @@ thread_local! {
     pub(super) static CURRENT: RefCell<Option<Rc<Local>>> = const { RefCell::new(None) };
 }
 
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere; the protected data stays consistent.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Shared {
     pub(super) fn new(meter: Option<Meter>) -> Shared {
         Shared {
@@ -117,7 +113,7 @@ impl Shared {
     /// Queues `job`; returns true when an idle worker was woken for it (else the caller may
     /// start a thread).
     pub(super) fn push(self: &Arc<Self>, job: BoxedJob) -> Result<bool, CoreError> {
-        let admission = self.admission.read().unwrap_or_else(|e| e.into_inner());
+        let admission = read(&self.admission);
         if let Some(reason) = &admission.broken {
             return Err(CoreError::Broken(reason.clone()));
         }
@@ -192,14 +188,7 @@ impl Shared {
     }
 
     pub(super) fn has_work(&self) -> bool {
-        !self.injector.is_empty()
-            || self
-                .stealers
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .flatten()
-                .any(|s| !s.is_empty())
+        !self.injector.is_empty() || read(&self.stealers).iter().flatten().any(|s| !s.is_empty())
     }
 
     /// Local pop, then the injector's oldest job, then one job from a sibling. The injector is
@@ -216,7 +205,7 @@ impl Shared {
                 Steal::Empty => break,
             }
         }
-        let stealers = self.stealers.read().unwrap_or_else(|e| e.into_inner());
+        let stealers = read(&self.stealers);
         let n = stealers.len();
         loop {
             let mut retry = false;
@@ -317,7 +306,7 @@ impl Shared {
 
     /// Takes a free slot (or a new one) for a new worker's stealer; returns its index.
     pub(super) fn add_slot(&self, stealer: Stealer<BoxedJob>) -> usize {
-        let mut slots = self.stealers.write().unwrap_or_else(|e| e.into_inner());
+        let mut slots = write(&self.stealers);
         match slots.iter().position(Option::is_none) {
             Some(index) => {
                 slots[index] = Some(stealer);
@@ -335,7 +324,7 @@ impl Shared {
         while let Some(job) = local.deque.pop() {
             self.injector.push(job);
         }
-        self.stealers.write().unwrap_or_else(|e| e.into_inner())[local.index] = None;
+        write(&self.stealers)[local.index] = None;
         if self.has_work() {
             self.notify_one();
         }
@@ -370,13 +359,10 @@ impl Shared {
             });
         if !ready {
             guard = match deadline {
-                None => self.wake.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                None => wait(&self.wake, guard),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    self.wake
-                        .wait_timeout(guard, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    wait_timeout(&self.wake, guard, left).0
                 }
             };
         }
@@ -402,13 +388,7 @@ impl Shared {
                 Steal::Empty => break,
             }
         }
-        for stealer in self
-            .stealers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .flatten()
-        {
+        for stealer in read(&self.stealers).iter().flatten() {
             loop {
                 match stealer.steal() {
                     Steal::Success(job) => jobs.push(job),
@@ -423,7 +403,7 @@ impl Shared {
 
     /// Stops admission; returns false if it was already stopped.
     pub(super) fn close(&self, broken: Option<String>) -> bool {
-        let mut admission = self.admission.write().unwrap_or_else(|e| e.into_inner());
+        let mut admission = write(&self.admission);
         let first = !admission.shutdown;
         admission.shutdown = true;
         if admission.broken.is_none() {

@@ -12,6 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use super::detach::{detached, wait_detached, SIGNAL_CHECK};
 use super::errors::{panic_error, BrokenThreadPool};
 use super::pool_future;
 use crate::core::meter::{Meter, MeterBatch, RunDelay};
@@ -19,8 +20,6 @@ use crate::core::pool::{self as core_pool, Discard, Job, Pool, Waker, WorkerBody
 
 const INITIALIZER_FAILED: &str =
     "A thread initializer failed, the thread pool is not usable anymore";
-/// How often a blocking wait on the main thread wakes to let Ctrl-C through.
-const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// `future.set_running_or_notify_cancel()`: false when the future was cancelled while queued.
 fn start_running(py: Python<'_>, future: &Bound<'_, PyAny>) -> bool {
@@ -404,7 +403,7 @@ impl WorkStealingCore {
 
     /// Grows at once, or lets surplus workers retire between jobs; measurements restart.
     fn resize(&self, py: Python<'_>, workers: usize) -> PyResult<()> {
-        Ok(py.detach(|| self.pool.resize(workers))?)
+        Ok(detached(py, || self.pool.resize(workers))??)
     }
 
     fn set_sample_batch(&self, sample_batch: usize) {
@@ -421,9 +420,7 @@ impl WorkStealingCore {
         self.pool.shutdown(cancel_futures);
         if wait {
             self.pool.drain_from_worker();
-            while !py.detach(|| self.pool.wait_exited(SIGNAL_CHECK)) {
-                py.check_signals()?;
-            }
+            wait_detached(py, |_| self.pool.wait_exited(SIGNAL_CHECK).then_some(()))?;
         }
         Ok(())
     }
@@ -447,9 +444,9 @@ impl WorkStealingCore {
 #[pyfunction]
 fn shutdown_all_pools(py: Python<'_>) -> PyResult<()> {
     core_pool::shutdown_all();
-    while !py.detach(|| core_pool::wait_all_exited(SIGNAL_CHECK)) {
-        py.check_signals()?;
-    }
+    wait_detached(py, |_| {
+        core_pool::wait_all_exited(SIGNAL_CHECK).then_some(())
+    })?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _backend, _validate
+from .._contracts import PoolCore, PoolCoreClass
 from .._cpus import available_cpus
 from . import _py
 
@@ -38,7 +39,7 @@ _interpreter_shutdown = False
 # Bumped in a forked child: pools created before it rebuild their core on first use there.
 _fork_generation = 0
 # Parent cores seen in a child: kept alive forever so that nothing ever touches their locks.
-_orphaned_cores: list[Any] = []
+_orphaned_cores: list[PoolCore] = []
 _live_pools: weakref.WeakSet[WorkStealingThreadPool] = weakref.WeakSet()
 
 
@@ -146,7 +147,7 @@ class _Waiters(list[Any]):
     worker of the future's pool gets a helping event."""
 
     __slots__ = ("core",)
-    core: Any
+    core: PoolCore | None
 
     def append(self, waiter: Any) -> None:
         event = getattr(waiter, "event", None)
@@ -184,7 +185,7 @@ class _PoolFuture(Future[Any]):
     _waiters = _LazyWaiters()  # a list made on first use
     _done_callbacks: list[Callable[[Future[Any]], object]] | tuple[()] = ()  # a list from the first callback
 
-    def __init__(self, core: Any = None) -> None:  # Future.__init__ with _FutureCondition
+    def __init__(self, core: PoolCore | None = None) -> None:  # Future.__init__ with _FutureCondition
         self._condition = condition = _FutureCondition()  # type: ignore[assignment]  # the subset Future uses
         # Set, so that reading it never raises (an AttributeError formats its message).
         condition._waiters = None
@@ -238,10 +239,10 @@ class _PoolFuture(Future[Any]):
         return super().exception(self._help(timeout))
 
 
-def _shutdown_nowait(core: Any, generation: int) -> None:
+def _shutdown_nowait(core: PoolCore, generation: int) -> None:
     # The pool object was collected without shutdown: let its workers drain and exit.
     if generation == _fork_generation:
-        core.shutdown(False, False)
+        core.shutdown(wait=False, cancel_futures=False)
 
 
 class WorkStealingThreadPool(ThreadPoolExecutor):
@@ -289,22 +290,22 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         self._initargs = initargs
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
-        self._core = self._new_core()
+        self._core: PoolCore = self._new_core()
         _live_pools.add(self)
 
-    def _core_class(self) -> Any:
-        return _backend.native().WorkStealingCore if self.backend == "rust" else _py.WorkStealingCore
+    def _core_class(self) -> PoolCoreClass:
+        return _backend.cores(self.backend).WorkStealingCore
 
     def _core_args(self) -> tuple[Any, ...]:
         return (self._max_workers, self._thread_name_prefix, self._initializer, self._initargs)
 
-    def _new_core(self) -> Any:
+    def _new_core(self) -> PoolCore:
         self._generation = _fork_generation
         core = self._core_class()(*self._core_args())
         weakref.finalize(self, _shutdown_nowait, core, self._generation)
         return core
 
-    def _usable_core(self) -> Any:
+    def _usable_core(self) -> PoolCore:
         if self._generation != _fork_generation:
             with self._shutdown_lock:
                 if self._generation != _fork_generation:
@@ -336,7 +337,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
         future = _PoolFuture(core)
-        core.submit_chunk(future, fn, items, unpack)
+        core.submit_chunk(future, fn, items, unpack=unpack)
         return future
 
     def map(
@@ -375,7 +376,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         with self._shutdown_lock:
             self._shutdown = True
         if self._generation == _fork_generation:
-            self._core.shutdown(wait, cancel_futures)
+            self._core.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``workers`` (live threads), ``target_workers``, ``max_workers``,

@@ -15,10 +15,13 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BrokenThreadPool
 from ._meter import Meter
+
+if TYPE_CHECKING:
+    from .._contracts import Settleable
 
 __all__ = ["WorkStealingCore", "shutdown_all_pools", "forget_pools_after_fork"]
 
@@ -239,7 +242,7 @@ class WorkStealingCore:
                 raise
 
     def submit(
-        self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+        self, future: Settleable, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
     ) -> None:
         self._push([_call_job, future, fn, args, kwargs])
 
