@@ -1,0 +1,129 @@
+"""``freeagentics-rs demo --model tmaze --learn``: a population that learns the T-maze's reward
+contingencies. Each agent starts knowing the maze except what the arms pay (pymdp's T-maze
+learning setting: the arms' reward and loss counts of ``pA[1]`` are flat), and learns ``pA[1]``
+from its own trials (``step(..., learn=True)``), drawn to the arms by pymdp's parameter
+information gain (``use_param_info_gain=True``). Per block of trials it prints the mean
+probability the agents' learned A gives a reward in the paying arm (the correct arm) and the
+share of rewarded trials; ``--plot`` draws both."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+# A trial: the first observation, then two moves (to the cue arm, then to an arm).
+TRIAL_MOVES = 2
+REWARD, LOCATIONS = 1, 4
+
+
+def tmaze_prior(reward_probs: tuple[float, float] = (0.98, 0.02)) -> list[np.ndarray]:
+    """pymdp's T-maze learning prior: the maze's A as near-certain counts (1e16 times A), with
+    the arms' reward and loss outcomes flat (1 count each)."""
+    from ..agents._tmaze import tmaze_arrays
+
+    A, _ = tmaze_arrays(reward_probs)
+    pA = [a * 1e16 for a in A]
+    pA[1][1:, 1:3, :] = 1.0
+    return pA
+
+
+def correct_arm_probability(pA_reward: np.ndarray) -> float:
+    """The agents' mean expected P(reward | the arm that pays in the condition), both conditions."""
+    expected = pA_reward / pA_reward.sum(axis=1, keepdims=True)  # (agents, outcomes, locations, conditions)
+    return float(np.mean([expected[:, REWARD, condition + 1, condition] for condition in (0, 1)]))
+
+
+def simulate(agents: int, trials: int, block: int, backend: str | None, lr_pA: float = 1.0) -> list[dict[str, Any]]:
+    """One row per block of trials: the learned probability at the block's end and the share of
+    rewarded trials in it."""
+    from ..agents import AgentPopulation, GenerativeModel, TMaze, tmaze_model
+
+    prior = tmaze_prior()
+    maze = tmaze_model(backend=backend)
+    model = GenerativeModel([p / p.sum(axis=0) for p in prior], maze.B, maze.C, maze.D, backend=backend)
+    pop = AgentPopulation(
+        model,
+        agents,
+        policy_len=2,
+        pA=prior,
+        modalities_to_learn=[1],
+        lr_pA=lr_pA,
+        use_param_info_gain=True,
+        seed=0,
+        backend=backend,
+    )
+    env = TMaze(agents, seed=0)
+    rows: list[dict[str, Any]] = []
+    rewarded, start = 0, time.perf_counter()
+    for trial in range(1, trials + 1):
+        obs = env.reset()
+        pop.reset()
+        for _ in range(TRIAL_MOVES):
+            obs = env.step(pop.step(obs, learn=True))
+        pop.infer_states(obs)  # the outcome of the last move is learned from too
+        pop.update_A(obs)
+        rewarded += int(env.rewarded(obs).sum())
+        if trial % block == 0 or trial == trials:
+            done = block if trial % block == 0 else trial % block
+            rows.append(
+                {
+                    "trials": trial,
+                    "correct_arm_probability": correct_arm_probability(pop.pA[1]),  # type: ignore[index]
+                    "rewarded": rewarded / (done * agents),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            rewarded = 0
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], path: str, agents: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = [r["trials"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(trials, [r["correct_arm_probability"] for r in rows], marker="o", label="P(reward | correct arm), learned")
+    ax.plot(trials, [r["rewarded"] for r in rows], marker="s", label="rewarded trials (share in block)")
+    ax.set_xlabel("trials")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"T-maze, {agents} agents learning pA[1]", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if args.model != "tmaze" or not args.learn:
+        print("demo: --learn and --plot need --model tmaze --learn", file=sys.stderr)
+        return 2
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        print("demo: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return 2
+    block = args.block
+    print(
+        f"T-maze learning: {args.agents} agents learn the arms' reward contingencies (pA[1], from a flat "
+        f"prior) over {args.trials} trials of {TRIAL_MOVES} moves; blocks of {block} trials.\n"
+    )
+    rows = simulate(args.agents, args.trials, block, None)
+    print("| trials | P(reward \\| correct arm), learned | rewarded trials in block | seconds so far |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['trials']} | {r['correct_arm_probability']:.3f} | {r['rewarded']:.3f} | {r['seconds']:.2f} |")
+    print(
+        "\nP(reward | correct arm): the agents' mean expected probability (their normalized pA[1]) that "
+        "the arm paying in the trial's condition gives a reward (the maze's is 0.98)."
+    )
+    if args.plot:
+        plot(rows, args.plot, args.agents)
+        print(f"plot: {args.plot}")
+    return 0
