@@ -12,6 +12,9 @@ __all__ = [
     "__version__",
     "AgentKernelCore",
     "FactorKernelCore",
+    "dirichlet_update_a",
+    "dirichlet_update_b",
+    "dirichlet_update_d",
     "SlotPoolCore",
     "ModelStoreCore",
     "WorkStealingCore",
@@ -256,6 +259,42 @@ class FactorKernelCore:
         act: bool,
     ) -> None:
         """The three phases for every row, in place; ``actions`` is (rows, factors)."""
+
+def dirichlet_update_a(
+    pa: np.ndarray,
+    num_obs: int,
+    num_states: list[int],
+    observations: np.ndarray,
+    modality: int,
+    beliefs: np.ndarray,
+    lr: float,
+    num_threads: int,
+) -> None:
+    """pymdp 0.0.7.1's ``update_obs_likelihood_dirichlet`` for modality ``modality`` of every
+    agent, in place: ``pa`` (agents, num_obs, *num_states) gains ``lr`` times each agent's joint
+    posterior (from ``beliefs``, (agents, sum of num_states)) on the observed row
+    (``observations`` (agents, modalities) int64), where positive. Rayon over agents, detached."""
+
+def dirichlet_update_b(
+    pb: np.ndarray,
+    num_controls: int,
+    num_states: list[int],
+    factor: int,
+    actions: np.ndarray,
+    qs: np.ndarray,
+    qs_prev: np.ndarray,
+    lr: float,
+    num_threads: int,
+) -> None:
+    """pymdp's ``update_state_likelihood_dirichlet`` for factor ``factor``, in place: ``pb``
+    (agents, n, n, num_controls) gains ``lr`` times qs (x) qs_prev on the slice of each agent's
+    action (``actions`` (agents, factors) int64; -1: no action yet, left), where positive."""
+
+def dirichlet_update_d(
+    pd: np.ndarray, num_states: list[int], factor: int, qs_t0: np.ndarray, lr: float, num_threads: int
+) -> None:
+    """pymdp's ``update_state_prior_dirichlet`` for factor ``factor``, in place: ``pd`` (agents,
+    n) gains ``lr`` times ``qs_t0``'s marginal of the factor, where positive."""
 
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and waits for its threads (interpreter exit);

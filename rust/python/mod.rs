@@ -2,6 +2,7 @@
 
 mod agents;
 mod errors;
+mod learning;
 mod memory;
 mod pool;
 mod registry;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     agents::register(m)?;
+    learning::register(m)?;
     memory::register(m)?;
     pool::register(m)?;
     registry::register(m)

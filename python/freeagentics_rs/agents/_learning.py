@@ -121,8 +121,14 @@ class RowParameters:
 class Learning:
     """The Dirichlet parameters of a population's agents and their updates."""
 
-    def __init__(self, model: GenerativeModel, n_agents: int, checked: dict[str, Any], backend: str) -> None:
-        self.n_agents = n_agents
+    def __init__(
+        self, model: GenerativeModel, n_agents: int, checked: dict[str, Any], backend: str, num_threads: int
+    ) -> None:
+        from .. import _backend
+
+        self.n_agents, self.num_threads = n_agents, num_threads
+        # The updates run in the Rust core on its backend (rayon over agents, detached).
+        self.native = _backend.native() if backend == "rust" else None
         self.num_states = model.num_states if model.factorized else (model.num_states,)
         self.lr_pA, self.lr_pB, self.lr_pD = checked["lr_pA"], checked["lr_pB"], checked["lr_pD"]
         self.modalities_to_learn = checked["modalities_to_learn"]
@@ -203,21 +209,42 @@ class Learning:
 
     # --- the updates, every agent at once ----------------------------------------------------
 
-    def update_A(self, observations: np.ndarray, qs: Sequence[np.ndarray]) -> None:
+    def _split(self, beliefs: np.ndarray) -> list[np.ndarray]:
+        offsets = np.cumsum((0,) + tuple(self.num_states))
+        return [beliefs[:, offsets[f] : offsets[f + 1]] for f in range(len(self.num_states))]
+
+    def update_A(self, observations: np.ndarray, beliefs: np.ndarray) -> None:
         """pymdp's ``update_obs_likelihood_dirichlet``: the observed row of each learned pA[m]
-        gains ``lr_pA`` times the joint posterior, where pA (so A) is positive."""
+        gains ``lr_pA`` times the joint posterior, where pA (so A) is positive. ``beliefs``:
+        (agents, sum of num_states), as the population's."""
+        if self.native is not None:
+            for m in self.learned["pA"]:
+                pA = self.parameters["pA"][m]  # type: ignore[index]
+                self.native.dirichlet_update_a(
+                    pA, pA.shape[1], list(self.num_states), observations, m, beliefs, self.lr_pA, self.num_threads
+                )
+            return
         if not self.learned["pA"]:
             return
-        joint = _outer(qs)
+        joint = _outer(self._split(beliefs))
         agents = np.arange(self.n_agents)
         for m in self.learned["pA"]:
             pA = self.parameters["pA"][m].reshape(self.n_agents, -1, joint.shape[1])  # type: ignore[index]
             observed = pA[agents, observations[:, m]]
             pA[agents, observations[:, m]] = observed + self.lr_pA * (joint * (observed > 0))
 
-    def update_B(self, qs: Sequence[np.ndarray], qs_prev: Sequence[np.ndarray], actions: np.ndarray) -> None:
+    def update_B(self, beliefs: np.ndarray, previous: np.ndarray, actions: np.ndarray) -> None:
         """pymdp's ``update_state_likelihood_dirichlet``: pB[f][:, :, action] gains ``lr_pB``
-        times qs[f] (x) qs_prev[f] where it is positive; agents with no action yet are left."""
+        times qs[f] (x) qs_prev[f] where it is positive; agents with no action yet are left.
+        ``beliefs``, ``previous``: (agents, sum of num_states); ``actions`` (agents, factors)."""
+        if self.native is not None:
+            for f in self.learned["pB"]:
+                pB = self.parameters["pB"][f]  # type: ignore[index]
+                self.native.dirichlet_update_b(
+                    pB, pB.shape[3], list(self.num_states), f, actions, beliefs, previous, self.lr_pB, self.num_threads
+                )
+            return
+        qs, qs_prev = self._split(beliefs), self._split(previous)
         for f in self.learned["pB"]:
             pB = self.parameters["pB"][f]  # type: ignore[index]
             for control in np.unique(actions[:, f]):
@@ -228,12 +255,18 @@ class Learning:
                 gain = qs[f][rows, :, None] * qs_prev[f][rows, None, :]
                 pB[rows, :, :, control] = block + self.lr_pB * (gain * (block > 0))
 
-    def update_D(self, qs_t0: Sequence[np.ndarray]) -> None:
+    def update_D(self, qs_t0: np.ndarray) -> None:
         """pymdp's ``update_state_prior_dirichlet``: pD[f] gains ``lr_pD`` times qs_t0[f] where
-        it is positive."""
+        it is positive; ``qs_t0`` (agents, sum of num_states)."""
+        if self.native is not None:
+            for f in self.learned["pD"]:
+                pD = self.parameters["pD"][f]  # type: ignore[index]
+                self.native.dirichlet_update_d(pD, list(self.num_states), f, qs_t0, self.lr_pD, self.num_threads)
+            return
+        marginals = self._split(qs_t0)
         for f in self.learned["pD"]:
             pD = self.parameters["pD"][f]  # type: ignore[index]
-            pD += self.lr_pD * (qs_t0[f] * (pD > 0))
+            pD += self.lr_pD * (marginals[f] * (pD > 0))
 
     def reset(self, rows: Any, *, parameters: bool) -> None:
         """Forgets ``rows``' first posteriors, and with ``parameters`` their learning too."""

@@ -48,7 +48,8 @@ class LearningPopulation:
     )
 
     def _parameter_list(self, name: str) -> list[np.ndarray] | None:
-        return None if self._learning is None else self._learning.parameters[name]
+        arrays = None if self._learning is None else self._learning.parameters[name]
+        return None if arrays is None else list(arrays)  # the arrays, not the population's list
 
     @property
     def pA(self) -> list[np.ndarray] | None:
@@ -85,7 +86,7 @@ class LearningPopulation:
         the current posterior (``qs``) on the row of the observation; returns ``pA``."""
         obs = self._observations(observations, self.n_agents)
         learning = self._learning_or_refuse("update_A", "pA")
-        learning.update_A(obs, self.qs)  # type: ignore[union-attr]
+        learning.update_A(obs, self.beliefs)  # type: ignore[union-attr]
         return self.pA
 
     def update_B(self, qs_prev: Any) -> list[np.ndarray] | None:
@@ -95,7 +96,8 @@ class LearningPopulation:
         factor (as ``qs``). Returns ``pB``."""
         learning = self._learning_or_refuse("update_B", "pB")
         previous = self._marginals(qs_prev, "qs_prev")
-        learning.update_B(self.qs, previous, self.actions.reshape(self.n_agents, -1))  # type: ignore[union-attr]
+        actions = self.actions.reshape(self.n_agents, -1)
+        learning.update_B(self.beliefs, previous, actions)  # type: ignore[union-attr]
         return self.pB
 
     def update_D(self, qs_t0: Any = None) -> list[np.ndarray] | None:
@@ -109,13 +111,14 @@ class LearningPopulation:
                 return self.pD
             if np.isnan(recorded).any():
                 raise ValueError("qs_t0: some agents have inferred no states since the last reset; pass qs_t0")
-            offsets = np.cumsum((0,) + tuple(q.shape[1] for q in self.qs))
-            qs_t0 = [recorded[:, offsets[f] : offsets[f + 1]] for f in range(len(self.qs))]
-        learning.update_D(self._marginals(qs_t0, "qs_t0"))  # type: ignore[union-attr]
+            learning.update_D(recorded)  # type: ignore[union-attr]
+        else:
+            learning.update_D(self._marginals(qs_t0, "qs_t0"))  # type: ignore[union-attr]
         return self.pD
 
-    def _marginals(self, value: Any, name: str) -> list[np.ndarray]:
-        """One (agents, states of f) float array per factor, checked against ``qs``."""
+    def _marginals(self, value: Any, name: str) -> np.ndarray:
+        """One (agents, states of f) float array per factor, checked against ``qs``, side by
+        side as ``beliefs``."""
         if isinstance(value, np.ndarray) and value.dtype != object and len(self.qs) == 1:
             value = [value]
         if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != len(self.qs):
@@ -129,20 +132,20 @@ class LearningPopulation:
             if a.shape != q.shape:
                 raise ValueError(f"{name}[{f}]: must have shape {q.shape}, got {a.shape}")
             out.append(a)
-        return out
+        return np.ascontiguousarray(np.concatenate(out, axis=1))
 
     def _learning_step(self, observations: np.ndarray) -> np.ndarray:
         """pymdp's order: infer states, update_A, update_B (with the posterior before this
         step), infer policies, act."""
         learning = self._learning
         assert learning is not None
-        previous = [q.copy() for q in self.qs] if learning.learned["pB"] else None
+        previous = self.beliefs.copy() if learning.learned["pB"] else None
         everyone = slice(None)
         self._run(everyone, observations, infer=True, plan=False, act=False)
         if learning.learned["pA"]:
-            learning.update_A(observations, self.qs)
+            learning.update_A(observations, self.beliefs)
         if previous is not None:
-            learning.update_B(self.qs, previous, self.actions.reshape(self.n_agents, -1))
+            learning.update_B(self.beliefs, previous, self.actions.reshape(self.n_agents, -1))
         self._run(everyone, None, infer=False, plan=True, act=True)
         result: np.ndarray = self.actions.copy()
         return result

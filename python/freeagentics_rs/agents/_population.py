@@ -243,8 +243,9 @@ class AgentPopulation(LearningPopulation):
         }
         log_E = np.log(E + EPS)
         self._learning_settings = learning
-        self._learning = Learning(model, self.n_agents, learning, self.backend) if learns(learning) else None
-        if self._learning is not None:
+        self._learning = None
+        if learns(learning):
+            self._learning = Learning(model, self.n_agents, learning, self.backend, self.num_threads)
             p = self.inference_params
             self._kernel = LearningKernel(
                 self._learning.expected_model(model),

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::core::error::CoreError;
 
 mod factors;
+pub mod learning;
 mod model;
 pub use factors::{FactorKernel, FactorModel, FactorRows, FactorSettings};
 pub use model::{Model, Settings, Sparse};
