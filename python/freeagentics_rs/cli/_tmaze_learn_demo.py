@@ -40,22 +40,9 @@ def correct_arm_probability(pA_reward: np.ndarray) -> float:
 def simulate(agents: int, trials: int, block: int, backend: str | None, lr_pA: float = 1.0) -> list[dict[str, Any]]:
     """One row per block of trials: the learned probability at the block's end and the share of
     rewarded trials in it."""
-    from ..agents import AgentPopulation, GenerativeModel, TMaze, tmaze_model
+    from ..agents import TMaze
 
-    prior = tmaze_prior()
-    maze = tmaze_model(backend=backend)
-    model = GenerativeModel([p / p.sum(axis=0) for p in prior], maze.B, maze.C, maze.D, backend=backend)
-    pop = AgentPopulation(
-        model,
-        agents,
-        policy_len=2,
-        pA=prior,
-        modalities_to_learn=[1],
-        lr_pA=lr_pA,
-        use_param_info_gain=True,
-        seed=0,
-        backend=backend,
-    )
+    pop = learning_population(agents, backend, policy_len=2, lr_pA=lr_pA, use_param_info_gain=True)
     env = TMaze(agents, seed=0)
     rows: list[dict[str, Any]] = []
     rewarded, start = 0, time.perf_counter()
@@ -79,6 +66,84 @@ def simulate(agents: int, trials: int, block: int, backend: str | None, lr_pA: f
             )
             rewarded = 0
     return rows
+
+
+def learning_population(agents: int, backend: str | None, policy_len: int = 1, **kwargs: Any) -> Any:
+    """``agents`` T-maze agents learning ``pA[1]`` from the flat prior (the bench's and the
+    memory measurement's population)."""
+    from ..agents import AgentPopulation, GenerativeModel, tmaze_model
+
+    prior = tmaze_prior()
+    maze = tmaze_model(backend=backend)
+    model = GenerativeModel([p / p.sum(axis=0) for p in prior], maze.B, maze.C, maze.D, backend=backend)
+    return AgentPopulation(
+        model, agents, policy_len=policy_len, pA=prior, modalities_to_learn=[1], seed=0, backend=backend, **kwargs
+    )
+
+
+def pymdp_learning_agents(count: int, policy_len: int = 1) -> list[Any]:
+    """pymdp 0.0.7.1 agents of the same setting (gamma and alpha 8, stochastic actions);
+    ``ImportError`` without pymdp."""
+    import warnings
+
+    from pymdp import utils
+    from pymdp.agent import Agent
+
+    from ..agents import tmaze_model
+
+    def obj(arrays: Any) -> Any:
+        out = utils.obj_array(len(arrays))
+        for i, a in enumerate(arrays):
+            out[i] = np.array(a, np.float64)
+        return out
+
+    prior = tmaze_prior()
+    maze = tmaze_model(backend="python")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymdp's own deprecation and normalization warnings
+        return [
+            Agent(
+                A=obj([p / p.sum(axis=0) for p in prior]),
+                B=obj(maze.B),
+                C=obj(maze.C),
+                D=obj(maze.D),
+                pA=obj(prior),
+                modalities_to_learn=[1],
+                policy_len=policy_len,
+                gamma=8.0,
+                alpha=8.0,
+                action_selection="stochastic",
+            )
+            for _ in range(count)
+        ]
+
+
+def bench_learning_step(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
+    """Seconds per agent-step of a T-maze agent learning ``pA[1]`` (infer states, update_A,
+    infer policies, act): pymdp one agent at a time ("baseline") or a population of 1024."""
+    from ._machine import timed_runs
+
+    observation = [0, 0, 0]
+    if kind == "baseline":
+        try:
+            agents = pymdp_learning_agents(8 if quick else 16)
+        except ImportError as e:
+            return {"unavailable": f"pymdp is not installed ({e})"}
+
+        def step_all() -> None:
+            for agent in agents:
+                agent.infer_states(observation)
+                agent.update_A(observation)
+                agent.infer_policies()
+                agent.sample_action()
+
+        r, scale = timed_runs(step_all, runs), len(agents)
+    else:
+        n = 1024
+        population = learning_population(n, kind)
+        obs = np.tile(observation, (n, 1))
+        r, scale = timed_runs(lambda: population.step(obs, learn=True), runs), n
+    return {key: (value / scale if key in ("median", "min", "max") else value) for key, value in r.items()}
 
 
 def plot(rows: list[dict[str, Any]], path: str, agents: int) -> None:
