@@ -59,7 +59,7 @@ def simulate(agents: int, trials: int, block: int, backend: str | None, lr_pA: f
             rows.append(
                 {
                     "trials": trial,
-                    "correct_arm_probability": correct_arm_probability(pop.pA[1]),  # type: ignore[index]
+                    "correct_arm_probability": correct_arm_probability(pop.pA[1]),
                     "rewarded": rewarded / (done * agents),
                     "seconds": time.perf_counter() - start,
                 }
