@@ -62,3 +62,17 @@ def test_learn_and_plot_need_the_tmaze(args):
 def test_bad_learning_arguments_exit_2_with_usage(args):
     result = cli("demo", "--model", "tmaze", "--learn", *args)
     assert result.returncode == 2 and "usage: freeagentics-rs" in result.stderr
+
+
+def test_bench_row_of_learning_agents(tmp_path):
+    import json
+
+    out = tmp_path / "bench.json"
+    result = cli("bench", "--quick", "--only", "agents-tmaze-learn", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["key"] == "agents-tmaze-learn" and row["unit"] == "s per agent-step"
+    for kind, cell in row["results"].items():
+        assert kind in ("baseline", "python", "rust")
+        assert "unavailable" in cell or 0 < cell["min"] <= cell["median"] <= cell["max"]
+    assert "| agent step learning pA[1] (update_A each step)" in result.stdout
