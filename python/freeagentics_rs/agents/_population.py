@@ -16,7 +16,7 @@ from .._cpus import available_cpus
 from . import _py
 from ._model import EPS, INFO_EPS, GenerativeModel, policies_of
 from ._policies import MAX_POLICIES, check_policies, construct_policies, control_factors
-from ._py_factors import FactorKernel, factor_quantities
+from ._py_factors import FactorKernel, factor_arrays
 
 __all__ = ["AgentPopulation", "PopulationAgent"]
 
@@ -210,30 +210,21 @@ class AgentPopulation:
         }
         log_E = np.log(E + EPS)
         if self.factorized and self.backend == "rust":
-            p, q = self.inference_params, factor_quantities(model, info_gain=use_states_info_gain)
+            p = self.inference_params
             self._kernel = _backend.native().FactorKernelCore(
-                list(q["num_states"]),
-                q["A_stacked"],
-                [int(o) for o in q["obs_offsets"]],
-                q["B_t"],
-                q["D"],
-                q["log_D"],
-                q["utility"],
-                q.get("joint_t"),
-                q.get("info_h"),
-                policy_array,
-                self.gamma,
-                self.alpha,
-                action_selection == "deterministic",
-                self.sampling_mode == "full",
-                use_utility,
-                use_states_info_gain,
-                INFO_EPS,
-                log_E,
-                p["num_iter"],
-                p["dF"],
-                p["dF_tol"],
-                self.num_threads,
+                *factor_arrays(model),
+                E,
+                policies=policy_array,
+                gamma=self.gamma,
+                alpha=self.alpha,
+                deterministic=action_selection == "deterministic",
+                full_sampling=self.sampling_mode == "full",
+                use_utility=use_utility,
+                use_states_info_gain=use_states_info_gain,
+                num_iter=p["num_iter"],
+                df=p["dF"],
+                df_tol=p["dF_tol"],
+                num_threads=self.num_threads,
             )
         elif self.factorized:
             p = self.inference_params
