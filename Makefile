@@ -9,7 +9,7 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: help venv build demo test test-rust test-python stress bench format lint wheel wheel-test clean
+.PHONY: help venv build demo test test-rust test-python stress bench bench-peers format lint wheel wheel-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,17 @@ bench: build $(TEST_STAMP)  ## pytest-benchmark suites (ratios against a baselin
 	mkdir -p .benchmarks
 	$(PY) -m pytest benches -q --benchmark-columns=median,min,max,rounds --benchmark-json=.benchmarks/executor.json
 	$(PY) benches/table.py .benchmarks/executor.json
+
+# pymdp 1.x with JAX (about 820 MB) is a speed peer, not a test dependency: its own virtualenv.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.deps-stamp
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q "inferactively-pymdp>=1.0.4,<2"
+	touch $(PEERS_STAMP)
+
+bench-peers: build $(TEST_STAMP) $(PEERS_STAMP)  ## factorized agents: ours (Rust, numpy), pymdp 0.0.7.1 and pymdp 1.x JAX, one table
+	$(PY) benches/peers/run.py --peer-python $(PEERS_VENV)/bin/python
 
 # The release wheel for this Python, and the sdist, into dist/. `maturin build --release` shares
 # target/ (or CARGO_TARGET_DIR) with `make build`, so after it only the packaging step runs.

@@ -125,7 +125,7 @@ class LearningParity:
                 for f in np.flatnonzero(actions[i] != action):
                     assert _marginal_tie(q_pi, pop.policies, self.model.num_controls, f), "a clear choice differs"
                 self.ties += 1
-                pop.actions[i] = action  # steer with pymdp's tie-break
+                pop.actions[i] = action.reshape(pop.actions[i].shape)  # steer with pymdp's tie-break
         return np.array(chosen)
 
     def check(self, i):
@@ -207,6 +207,24 @@ def test_pD_learning_over_episodes_matches_pymdp(backend):
     assert not np.allclose(parity.population.pD[1], pD[1])
 
 
+def test_one_factor_model_learns_as_pymdp(backend):
+    from freeagentics_rs.agents import reward_grid_model
+
+    grid = reward_grid_model(backend=backend)
+    A, B, C, D = [np.asarray(a) for a in grid.A], [np.asarray(grid.B)], [np.asarray(c) for c in grid.C], [grid.D]
+    pA = [a * 4.0 + 0.1 * (a > 0) for a in A]
+    pD = [np.asarray(D[0]) * 2.0]
+    parity = LearningParity(
+        (_norm(pA), B, C, _norm(pD)), 2, backend, pA=pA, pD=pD, modalities_to_learn=[1, 2], lr_pA=0.5
+    )
+    assert not parity.model.factorized and parity.population.actions.shape == (2,)
+    rng = np.random.default_rng(4)
+    for _ in range(2):
+        for _ in range(4):
+            parity.step(rng.integers(0, [9, 3, 2], (2, 3)))
+        parity.new_episode()
+
+
 def test_parameter_information_gain_matches_pymdp(backend, monkeypatch):
     from pymdp import control
 
@@ -243,6 +261,34 @@ def test_update_A_is_pymdps_update_for_every_agent(seed, lr, agents):
         expected = learning.update_obs_likelihood_dirichlet(_obj(pA), _obj(_norm(pA)), list(obs[i]), qs, lr=lr)
         for m in range(2):
             np.testing.assert_allclose(pop.pA[m][i], expected[m], rtol=PARAMETERS, atol=0)
+
+
+def test_update_B_and_update_D_are_pymdps_updates_for_every_agent(backend):
+    pA, pB, C, pD = random_model(seed=11)
+    model = GenerativeModel(_norm(pA), _norm(pB), C, _norm(pD), backend=backend)
+    pop = AgentPopulation(
+        model, 5, pB=pB, pD=pD, lr_pB=0.7, lr_pD=1.3, factors_to_learn=[0, 2], seed=2, backend=backend
+    )
+    rng = np.random.default_rng(11)
+    pop.step(rng.integers(0, [4, 3, 2], (5, 3)))
+    qs_prev = [q.copy() for q in pop.qs]  # also each agent's first posterior since reset
+    pop.actions[3] = [-1, -1, -1]  # an agent that has not acted is left as it is
+    pop.infer_states(rng.integers(0, [4, 3, 2], (5, 3)))
+    pop.update_B(qs_prev)
+    pop.update_D()
+    for i in range(5):
+        qs = _obj([q[i] for q in pop.qs])
+        if i == 3:
+            expected_B = pB
+        else:
+            expected_B = learning.update_state_likelihood_dirichlet(
+                _obj(pB), _obj(_norm(pB)), pop.actions[i], qs, _obj([q[i] for q in qs_prev]), lr=0.7, factors=[0, 2]
+            )
+        first = qs if i == 3 else _obj([q[i] for q in qs_prev])  # agent 3 starts again (no action)
+        expected_D = learning.update_state_prior_dirichlet(_obj(pD), first, lr=1.3, factors=[0, 2])
+        for f in range(3):
+            np.testing.assert_allclose(pop.pB[f][i], expected_B[f], rtol=PARAMETERS, atol=0)
+            np.testing.assert_allclose(pop.pD[f][i], expected_D[f], rtol=PARAMETERS, atol=0)
 
 
 def test_parameters_are_saved_loaded_and_kept_across_resets(backend):
@@ -296,6 +342,22 @@ def test_each_agent_uses_its_own_parameters_written_in_place(backend):
     plain.infer_states(np.array([[0, 0, 0]]))
     plain.infer_policies()
     assert np.allclose(plain.G[0], pop.G[0], atol=1e-12, rtol=0)  # a learning agent at its prior: no change
+
+
+def test_agents_stepped_one_by_one_act_as_the_population(backend):
+    A, B, C, D, pA = tmaze_learning_arrays()
+    model = GenerativeModel(A, B, C, D, backend=backend)
+    whole, rows = (
+        AgentPopulation(model, 3, pA=pA, modalities_to_learn=[1], policy_len=2, seed=5, backend=backend)
+        for _ in range(2)
+    )
+    for pop in (whole, rows):
+        pop.pA[1][1, 1, 1, 0] += 5.0  # agents that differ
+    obs = np.array([[0, 0, 1], [3, 0, 1], [1, 2, 0]])
+    actions = whole.step(obs)
+    for i in range(3):
+        assert rows.agent(i).step(obs[i]) == actions[i].tolist()
+    assert np.array_equal(whole.G, rows.G) and np.array_equal(whole.beliefs, rows.beliefs)
 
 
 def test_from_pymdp_copies_the_learning_settings(backend):
@@ -353,3 +415,39 @@ def test_bad_learning_arguments_name_the_argument(backend):
     with pytest.raises(ValueError, match=r"^qs_prev: must be one \(agents, states\) array per factor \(2\)"):
         AgentPopulation(model, 2, pB=B, backend=backend).update_B([np.ones((2, 4))])
     assert np.array_equal(with_pD.pD[1], np.tile(D[1], (2, 1)))  # nothing changed by the refusals
+
+
+def test_both_backends_and_any_thread_count_agree_on_learning_agents():
+    try:
+        freeagentics_rs._backend.native()
+    except ImportError:
+        pytest.skip("needs the Rust extension")
+    A, B, C, D, pA_maze = tmaze_learning_arrays((0.8, 0.2))
+    pA, pB, C3, pD = random_model(seed=3)
+    cases = [
+        ((A, B, C, D), {"pA": pA_maze, "modalities_to_learn": [1], "use_param_info_gain": True, "policy_len": 2}),
+        ((_norm(pA), _norm(pB), C3, _norm(pD)), {"pA": pA, "pB": pB, "pD": pD, "factors_to_learn": [0, 2]}),
+        # The T-maze's moves have one nonzero per column: a learned B of its own layout.
+        ((A, B, C, D), {"pB": [b * 2.0 for b in B], "pD": [d + 0.5 for d in D], "policy_len": 2}),
+    ]
+    for arrays, kwargs in cases:
+        pops = [
+            AgentPopulation(GenerativeModel(*arrays, backend=b), 101, seed=4, num_threads=t, backend=b, **kwargs)
+            for b, t in (("rust", 1), ("rust", 3), ("python", 1))
+        ]
+        assert type(pops[0]._kernel).__name__ == "LearningKernelCore"
+        obs = np.random.default_rng(0).integers(0, [4, 3, 2], (6, 101, 3))
+        for o in obs:
+            actions = [pop.step(o, learn=True) for pop in pops]
+            assert all(np.array_equal(actions[0], a) for a in actions[1:])
+        for pop in pops[1:]:
+            assert np.allclose(pops[0].beliefs, pop.beliefs, atol=1e-12, rtol=0)
+            assert np.allclose(pops[0].G, pop.G, atol=1e-10, rtol=0)
+            for name in ("pA", "pB"):
+                for ours, theirs in zip(getattr(pops[0], name) or [], getattr(pop, name) or [], strict=True):
+                    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
+        for pop in pops:
+            if pop.pD is not None:
+                pop.update_D()
+        if pops[0].pD is not None:
+            np.testing.assert_allclose(pops[0].pD[0], pops[2].pD[0], rtol=1e-12, atol=0)

@@ -1,15 +1,25 @@
-//! Python binding of `core::agents::learning`: pymdp's Dirichlet updates of a learning
-//! population's parameter arrays, in place, every agent at once, detached from the interpreter
-//! while rayon runs (rule 1 of docs/design.md); a panic becomes an exception.
+//! Python binding of `core::agents::learning` and `core::agents::learning_kernel`: pymdp's
+//! Dirichlet updates of a learning population's parameter arrays, in place, every agent at once,
+//! and `LearningKernelCore`, the factorized kernel whose agents step with their own arrays. Both
+//! run detached from the interpreter while rayon works (rule 1 of docs/design.md); a panic
+//! becomes an exception.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
-use numpy::{PyReadonlyArray2, PyReadwriteArrayDyn};
+use numpy::{
+    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn, PyReadwriteArray1,
+    PyReadwriteArray2, PyReadwriteArrayDyn,
+};
 use pyo3::prelude::*;
 
 use crate::core::agents::learning::{self, Marginals};
-use crate::core::agents::ENOMEM;
+use crate::core::agents::learning_kernel::{
+    LearnedRows, LearnedRowsMut, LearningKernel, LearningSettings, Rates,
+};
+use crate::core::agents::{FactorRows, Phases, ENOMEM};
 use crate::core::error::CoreError;
+use crate::python::agents::FactorKernelCore;
 use crate::python::errors::panic_error;
 
 /// An allocation failure is a `MemoryError`; the rest as `errors.rs` maps them.
@@ -124,7 +134,183 @@ fn dirichlet_update_d(
     })
 }
 
+fn slices<'a>(arrays: &'a [PyReadonlyArrayDyn<'_, f64>]) -> PyResult<Vec<&'a [f64]>> {
+    arrays
+        .iter()
+        .map(|a| a.as_slice().map_err(|_| contiguous()))
+        .collect()
+}
+
+fn vec1(a: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
+    a.as_array().iter().copied().collect()
+}
+
+/// The factorized kernel of a population whose agents learn (see
+/// `core::agents::learning_kernel`), over a `FactorKernelCore` of the population's shared model.
+#[pyclass(frozen, module = "freeagentics_rs._native")]
+pub struct LearningKernelCore {
+    kernel: Arc<LearningKernel>,
+}
+
+#[pymethods]
+impl LearningKernelCore {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (factor_kernel, learned_a, learned_b, learned_d, log_c, shared_utility, *, param_info_gain, wa_shared, wb_shared, policies, gamma, num_threads))]
+    fn new(
+        factor_kernel: PyRef<'_, FactorKernelCore>,
+        learned_a: Vec<usize>,
+        learned_b: Vec<usize>,
+        learned_d: Vec<usize>,
+        log_c: Vec<PyReadonlyArray1<'_, f64>>,
+        shared_utility: PyReadonlyArray1<'_, f64>,
+        param_info_gain: bool,
+        wa_shared: Option<Vec<Option<PyReadonlyArrayDyn<'_, f64>>>>,
+        wb_shared: Option<Vec<Option<PyReadonlyArrayDyn<'_, f64>>>>,
+        policies: PyReadonlyArray3<'_, i64>,
+        gamma: f64,
+        num_threads: usize,
+    ) -> PyResult<Self> {
+        let shared = |w: &Option<Vec<Option<PyReadonlyArrayDyn<'_, f64>>>>, count: usize| match w {
+            Some(items) => items
+                .iter()
+                .map(|a| a.as_ref().map(|a| a.as_array().iter().copied().collect()))
+                .collect(),
+            None => vec![None; count],
+        };
+        let kernel = factor_kernel.kernel.clone();
+        let (modalities, factors) = (kernel.model().modalities(), kernel.model().factors());
+        let shape = policies.as_array().shape().to_vec();
+        let policy_values = policies
+            .as_array()
+            .iter()
+            .map(|&v| usize::try_from(v))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| CoreError::InvalidArgument("policies: negative control".into()))?;
+        let settings = LearningSettings {
+            learned_a,
+            learned_b,
+            learned_d,
+            log_c: log_c.iter().map(vec1).collect(),
+            shared_utility: vec1(&shared_utility),
+            param_info_gain,
+            has_pa: wa_shared.is_some(),
+            has_pb: wb_shared.is_some(),
+            wa_shared: shared(&wa_shared, modalities),
+            wb_shared: shared(&wb_shared, factors),
+            policies: policy_values,
+            policy_len: shape.get(1).copied().unwrap_or(0),
+            gamma,
+        };
+        let kernel = LearningKernel::new(kernel, settings, num_threads).map_err(py_error)?;
+        Ok(LearningKernelCore {
+            kernel: Arc::new(kernel),
+        })
+    }
+
+    /// Runs the phases selected for every row; `pa`, `pb`, `pd`: the rows' learned arrays, in
+    /// the order of `learned_a`, `learned_b`, `learned_d`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, observations, key, first_row, infer, plan, act, pa, pb, pd))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        mut beliefs: PyReadwriteArray2<'_, f64>,
+        mut q_pi: PyReadwriteArray2<'_, f64>,
+        mut g: PyReadwriteArray2<'_, f64>,
+        mut f: PyReadwriteArray1<'_, f64>,
+        mut actions: PyReadwriteArray2<'_, i64>,
+        mut timesteps: PyReadwriteArray1<'_, i64>,
+        observations: Option<PyReadonlyArray2<'_, i64>>,
+        key: u64,
+        first_row: u64,
+        infer: bool,
+        plan: bool,
+        act: bool,
+        pa: Vec<PyReadonlyArrayDyn<'_, f64>>,
+        pb: Vec<PyReadonlyArrayDyn<'_, f64>>,
+        pd: Vec<PyReadonlyArrayDyn<'_, f64>>,
+    ) -> PyResult<()> {
+        let params = LearnedRows {
+            pa: slices(&pa)?,
+            pb: slices(&pb)?,
+            pd: slices(&pd)?,
+        };
+        let rows = FactorRows {
+            beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
+            q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,
+            g: g.as_slice_mut().map_err(|_| contiguous())?,
+            f: f.as_slice_mut().map_err(|_| contiguous())?,
+            actions: actions.as_slice_mut().map_err(|_| contiguous())?,
+            timesteps: timesteps.as_slice_mut().map_err(|_| contiguous())?,
+            first_row,
+        };
+        let observations = match &observations {
+            Some(o) => Some(o.as_slice().map_err(|_| contiguous())?),
+            None => None,
+        };
+        let kernel = &self.kernel;
+        let phases = Phases { infer, plan, act };
+        detached(py, || kernel.run(rows, params, observations, key, phases))
+    }
+
+    /// The learning step of every row in one pass: infer states, update_A and update_B of each
+    /// agent's own arrays (`pa`, `pb`, `pd`, written in place), infer policies, act.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, observations, key, first_row, pa, pb, pd, lr_pa, lr_pb))]
+    fn step_learning(
+        &self,
+        py: Python<'_>,
+        mut beliefs: PyReadwriteArray2<'_, f64>,
+        mut q_pi: PyReadwriteArray2<'_, f64>,
+        mut g: PyReadwriteArray2<'_, f64>,
+        mut f: PyReadwriteArray1<'_, f64>,
+        mut actions: PyReadwriteArray2<'_, i64>,
+        mut timesteps: PyReadwriteArray1<'_, i64>,
+        observations: PyReadonlyArray2<'_, i64>,
+        key: u64,
+        first_row: u64,
+        mut pa: Vec<PyReadwriteArrayDyn<'_, f64>>,
+        mut pb: Vec<PyReadwriteArrayDyn<'_, f64>>,
+        mut pd: Vec<PyReadwriteArrayDyn<'_, f64>>,
+        lr_pa: f64,
+        lr_pb: f64,
+    ) -> PyResult<()> {
+        let params = LearnedRowsMut {
+            pa: slices_mut(&mut pa)?,
+            pb: slices_mut(&mut pb)?,
+            pd: slices_mut(&mut pd)?,
+        };
+        let rows = FactorRows {
+            beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
+            q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,
+            g: g.as_slice_mut().map_err(|_| contiguous())?,
+            f: f.as_slice_mut().map_err(|_| contiguous())?,
+            actions: actions.as_slice_mut().map_err(|_| contiguous())?,
+            timesteps: timesteps.as_slice_mut().map_err(|_| contiguous())?,
+            first_row,
+        };
+        let observations = observations.as_slice().map_err(|_| contiguous())?;
+        let kernel = &self.kernel;
+        let rates = Rates {
+            pa: lr_pa,
+            pb: lr_pb,
+        };
+        detached(py, || {
+            kernel.step_learning(rows, params, observations, key, rates)
+        })
+    }
+}
+
+fn slices_mut<'a>(arrays: &'a mut [PyReadwriteArrayDyn<'_, f64>]) -> PyResult<Vec<&'a mut [f64]>> {
+    arrays
+        .iter_mut()
+        .map(|a| a.as_slice_mut().map_err(|_| contiguous()))
+        .collect()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<LearningKernelCore>()?;
     m.add_function(wrap_pyfunction!(dirichlet_update_a, m)?)?;
     m.add_function(wrap_pyfunction!(dirichlet_update_b, m)?)?;
     m.add_function(wrap_pyfunction!(dirichlet_update_d, m)?)

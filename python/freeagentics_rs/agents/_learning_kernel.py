@@ -23,7 +23,7 @@ from ._learning import Learning, RowParameters, normalized
 from ._model import EPS, INFO_EPS, GenerativeModel, _softmax
 from ._py_factors import FactorKernel, _outer
 
-__all__ = ["LearningKernel", "wnorm"]
+__all__ = ["LearningKernel", "SharedLearning", "learning_kernel", "wnorm"]
 
 
 def wnorm(p: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -95,27 +95,68 @@ class _Rows:
         return [wnorm(self.params.B[f], axis=1) if f in self.params.B else shared[f] for f in range(len(shared))]
 
 
+class SharedLearning:
+    """What every agent of a learning population shares beyond the kernel's model: ln softmax(C)
+    per modality, the utility over the modalities not learned, and the wnorm of the shared
+    parameters (None without pA / pB; per modality or factor, as (1, ...) arrays)."""
+
+    def __init__(self, model: GenerativeModel, learning: Learning) -> None:
+        As = [np.asarray(a, np.float64).reshape(a.shape[0], -1) for a in model.A]
+        joint_states = As[0].shape[1]
+        self.log_C = [np.log(_softmax(np.asarray(c, np.float64)) + EPS) for c in model.C]
+        learned_A = set(learning.learned["pA"])
+        self.shared_utility = sum(
+            (self.log_C[m] @ a for m, a in enumerate(As) if m not in learned_A), np.zeros(joint_states)
+        )
+        pA, pB = learning.priors["pA"], learning.priors["pB"]
+        self.wA_shared = None if pA is None else [wnorm(p.reshape(1, p.shape[0], joint_states), 1) for p in pA]
+        self.wB_shared = None if pB is None else [wnorm(p[None], 1) for p in pB]
+
+
+def learning_kernel(
+    kernel: Any, learning: Learning, model: GenerativeModel, policies: np.ndarray, gamma: float, num_threads: int
+) -> Any:
+    """The kernel of a learning population over ``kernel``, the factorized kernel of ``model``
+    (the population's shared model): ``LearningKernel`` over a numpy ``FactorKernel``, or the
+    Rust ``LearningKernelCore`` over a ``FactorKernelCore``."""
+    shared = SharedLearning(model, learning)
+    if isinstance(kernel, FactorKernel):
+        return LearningKernel(kernel, learning, shared)
+    learned = learning.learned
+
+    def own(arrays: list[np.ndarray] | None, indices: list[int]) -> list[np.ndarray | None] | None:
+        return None if arrays is None else [None if i in indices else a[0] for i, a in enumerate(arrays)]
+
+    from .. import _backend
+
+    return _backend.native().LearningKernelCore(
+        kernel,
+        learned["pA"],
+        learned["pB"],
+        learned["pD"],
+        shared.log_C,
+        shared.shared_utility,
+        param_info_gain=learning.use_param_info_gain,
+        wa_shared=own(shared.wA_shared, learned["pA"]),
+        wb_shared=own(shared.wB_shared, learned["pB"]),
+        policies=policies,
+        gamma=gamma,
+        num_threads=num_threads,
+    )
+
+
 class LearningKernel(FactorKernel):
     """``FactorKernel`` for agents with their own arrays: ``bind(rows)`` gives the kernel of
     some rows of the population (a shallow copy, so different rows may run in different
     threads)."""
 
-    def __init__(self, model: GenerativeModel, learning: Learning, policies: np.ndarray, **settings: Any) -> None:
-        super().__init__(model, policies, settings.pop("gamma"), settings.pop("alpha"), **settings)
+    def __init__(self, base: FactorKernel, learning: Learning, shared: SharedLearning) -> None:
+        self.__dict__.update(base.__dict__)  # the factorized kernel's settings and model
         self.learning = learning
         self.rows: _Rows | None = None
-        self.log_C = [np.log(_softmax(np.asarray(c, np.float64)) + EPS) for c in model.C]
-        learned_A = set(learning.learned["pA"])
-        self.shared_utility = sum(
-            (self.log_C[m] @ a for m, a in enumerate(self.q["A"]) if m not in learned_A),
-            np.zeros(self.q["A"][0].shape[1]),
-        )
+        self.log_C, self.shared_utility = shared.log_C, shared.shared_utility
+        self.wA_shared, self.wB_shared = shared.wA_shared, shared.wB_shared
         self.param_info_gain = learning.use_param_info_gain
-        pA, pB = learning.priors["pA"], learning.priors["pB"]
-        joint_states = self.q["A"][0].shape[1]
-        # Shared parameters' wnorm (None: no pA / pB at all), as (1, ...) to broadcast over rows.
-        self.wA_shared = None if pA is None else [wnorm(p.reshape(1, p.shape[0], joint_states), 1) for p in pA]
-        self.wB_shared = None if pB is None else [wnorm(p[None], 1) for p in pB]
 
     def bind(self, params: RowParameters) -> LearningKernel:
         bound = copy.copy(self)

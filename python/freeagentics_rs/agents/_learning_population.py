@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._learning import Learning
+from ._learning import Learning, learns
+from ._learning_kernel import learning_kernel
 
 if TYPE_CHECKING:
     from ._model import GenerativeModel
@@ -25,6 +26,12 @@ class LearningPopulation:
     qs: tuple[np.ndarray, ...]
     beliefs: np.ndarray
     actions: np.ndarray
+    q_pi: np.ndarray
+    G: np.ndarray
+    F: np.ndarray
+    timesteps: np.ndarray
+    row_offset: int
+    _key: int
 
     if TYPE_CHECKING:
 
@@ -46,6 +53,26 @@ class LearningPopulation:
     use_param_info_gain = property(
         lambda self: self._learning_settings["use_param_info_gain"], doc="whether G includes pA's and pB's info gain"
     )
+
+    backend: str
+    num_threads: int
+    gamma: float
+
+    def _start_learning(self, model: GenerativeModel, checked: dict[str, Any]) -> GenerativeModel:
+        """Sets up learning from checked arguments; returns the model the kernels are built
+        on: ``model`` with the normalized priors where parameters are given (each agent's
+        learned arrays then replace those per agent)."""
+        self._learning_settings = checked
+        self._learning = None
+        if not learns(checked):
+            return model
+        self._learning = Learning(model, self.n_agents, checked, self.backend, self.num_threads)
+        return self._learning.expected_model(model)
+
+    def _learning_kernel(self, model: GenerativeModel, policies: np.ndarray) -> None:
+        """Wraps the factorized kernel just built on ``model`` into the learning one."""
+        if self._learning is not None:
+            self._kernel = learning_kernel(self._kernel, self._learning, model, policies, self.gamma, self.num_threads)
 
     def _parameter_list(self, name: str) -> list[np.ndarray] | None:
         arrays = None if self._learning is None else self._learning.parameters[name]
@@ -76,7 +103,7 @@ class LearningPopulation:
             return {"pA": [], "pB": [], "pD": []}
         return {k: list(v) for k, v in self._learning.learned.items()}
 
-    def _learning_or_refuse(self, name: str, parameter: str) -> Learning | None:
+    def _learning_or_refuse(self, name: str, parameter: str) -> Learning:
         if self._learning is None or self._learning.parameters[parameter] is None:
             raise ValueError(f"{name}: this population has no {parameter} (it was built with {parameter}=None)")
         return self._learning
@@ -86,7 +113,7 @@ class LearningPopulation:
         the current posterior (``qs``) on the row of the observation; returns ``pA``."""
         obs = self._observations(observations, self.n_agents)
         learning = self._learning_or_refuse("update_A", "pA")
-        learning.update_A(obs, self.beliefs)  # type: ignore[union-attr]
+        learning.update_A(obs, self.beliefs)
         return self.pA
 
     def update_B(self, qs_prev: Any) -> list[np.ndarray] | None:
@@ -97,7 +124,7 @@ class LearningPopulation:
         learning = self._learning_or_refuse("update_B", "pB")
         previous = self._marginals(qs_prev, "qs_prev")
         actions = self.actions.reshape(self.n_agents, -1)
-        learning.update_B(self.beliefs, previous, actions)  # type: ignore[union-attr]
+        learning.update_B(self.beliefs, previous, actions)
         return self.pB
 
     def update_D(self, qs_t0: Any = None) -> list[np.ndarray] | None:
@@ -106,14 +133,14 @@ class LearningPopulation:
         ``reset``. Returns ``pD``."""
         learning = self._learning_or_refuse("update_D", "pD")
         if qs_t0 is None:
-            recorded = learning.qs_t0  # type: ignore[union-attr]
+            recorded = learning.qs_t0
             if recorded is None:  # pD given, no factor learned: nothing to update
                 return self.pD
             if np.isnan(recorded).any():
                 raise ValueError("qs_t0: some agents have inferred no states since the last reset; pass qs_t0")
-            learning.update_D(recorded)  # type: ignore[union-attr]
+            learning.update_D(recorded)
         else:
-            learning.update_D(self._marginals(qs_t0, "qs_t0"))  # type: ignore[union-attr]
+            learning.update_D(self._marginals(qs_t0, "qs_t0"))
         return self.pD
 
     def _marginals(self, value: Any, name: str) -> np.ndarray:
@@ -139,6 +166,8 @@ class LearningPopulation:
         step), infer policies, act."""
         learning = self._learning
         assert learning is not None
+        if learning.native is not None:  # the Rust kernel: the whole step in one pass
+            return self._native_learning_step(learning, observations)
         previous = self.beliefs.copy() if learning.learned["pB"] else None
         everyone = slice(None)
         self._run(everyone, observations, infer=True, plan=False, act=False)
@@ -147,6 +176,27 @@ class LearningPopulation:
         if previous is not None:
             learning.update_B(self.beliefs, previous, self.actions.reshape(self.n_agents, -1))
         self._run(everyone, None, infer=False, plan=True, act=True)
+        result: np.ndarray = self.actions.copy()
+        return result
+
+    def _native_learning_step(self, learning: Learning, observations: np.ndarray) -> np.ndarray:
+        actions = self.actions.reshape(self.n_agents, -1)
+        starting = actions[:, 0] < 0
+        own = learning.rows(slice(None))
+        arrays = (self.beliefs, self.q_pi, self.G, self.F, actions, self.timesteps)
+        self._kernel.step_learning(
+            *arrays,
+            observations,
+            self._key,
+            self.row_offset,
+            list(own.A.values()),
+            list(own.B.values()),
+            list(own.D.values()),
+            learning.lr_pA,
+            learning.lr_pB,
+        )
+        if learning.qs_t0 is not None:
+            learning.qs_t0[starting] = self.beliefs[starting]
         result: np.ndarray = self.actions.copy()
         return result
 
@@ -159,13 +209,20 @@ class LearningPopulation:
         assert learning is not None
         beliefs, q_pi, G, F, actions, timesteps = arrays
         infer, plan, act = phases
+        starting = actions[:, 0] < 0
+        if learning.native is not None:  # the Rust kernel
+            own = learning.rows(rows)
+            params = [list(own.A.values()), list(own.B.values()), list(own.D.values())]
+            self._kernel.run(*arrays, observations, self._key, first_row, infer, plan, act, *params)
+            if infer and learning.qs_t0 is not None:
+                learning.qs_t0[rows][starting] = beliefs[starting]
+            return
         kernel = self._kernel.bind(learning.rows(rows))
         if infer:
-            starting = actions[:, 0] < 0
             kernel.infer_states(beliefs, actions, observations, F)
             if learning.qs_t0 is not None:
                 learning.qs_t0[rows][starting] = beliefs[starting]
         if plan:
             kernel.infer_policies(beliefs, q_pi, G)
         if act:
-            kernel.sample_action(q_pi, actions, timesteps, self._key, first_row)  # type: ignore[attr-defined]
+            kernel.sample_action(q_pi, actions, timesteps, self._key, first_row)

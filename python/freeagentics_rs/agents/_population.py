@@ -14,12 +14,11 @@ import numpy as np
 from .. import _backend, _validate
 from .._cpus import available_cpus
 from . import _py
-from ._learning import Learning, check_learning_arguments, learns
-from ._learning_kernel import LearningKernel
+from ._learning import check_learning_arguments, learns
 from ._learning_population import LearningPopulation
 from ._model import EPS, INFO_EPS, GenerativeModel, policies_of
 from ._policies import MAX_POLICIES, check_policies, construct_policies, control_factors
-from ._py_factors import FactorKernel, factor_quantities
+from ._py_factors import FactorKernel, factor_arrays
 
 __all__ = ["AgentPopulation", "PopulationAgent"]
 
@@ -242,51 +241,23 @@ class AgentPopulation(LearningPopulation):
             "use_states_info_gain": bool(use_states_info_gain),
         }
         log_E = np.log(E + EPS)
-        self._learning_settings = learning
-        self._learning = None
-        if learns(learning):
-            self._learning = Learning(model, self.n_agents, learning, self.backend, self.num_threads)
+        model = self._start_learning(model, learning)  # the kernels' model: see LearningPopulation
+        if self.factorized and self.backend == "rust":
             p = self.inference_params
-            self._kernel = LearningKernel(
-                self._learning.expected_model(model),
-                self._learning,
-                policy_array,
+            self._kernel = _backend.native().FactorKernelCore(
+                *factor_arrays(model),
+                E,
+                policies=policy_array,
                 gamma=self.gamma,
                 alpha=self.alpha,
                 deterministic=action_selection == "deterministic",
-                sampling_mode=self.sampling_mode,
+                full_sampling=self.sampling_mode == "full",
                 use_utility=use_utility,
                 use_states_info_gain=use_states_info_gain,
-                log_E=log_E,
                 num_iter=p["num_iter"],
-                dF=p["dF"],
-                dF_tol=p["dF_tol"],
-            )
-        elif self.factorized and self.backend == "rust":
-            p, q = self.inference_params, factor_quantities(model, info_gain=use_states_info_gain)
-            self._kernel = _backend.native().FactorKernelCore(
-                list(q["num_states"]),
-                q["A_stacked"],
-                [int(o) for o in q["obs_offsets"]],
-                q["B_t"],
-                q["D"],
-                q["log_D"],
-                q["utility"],
-                q.get("joint_t"),
-                q.get("info_h"),
-                policy_array,
-                self.gamma,
-                self.alpha,
-                action_selection == "deterministic",
-                self.sampling_mode == "full",
-                use_utility,
-                use_states_info_gain,
-                INFO_EPS,
-                log_E,
-                p["num_iter"],
-                p["dF"],
-                p["dF_tol"],
-                self.num_threads,
+                df=p["dF"],
+                df_tol=p["dF_tol"],
+                num_threads=self.num_threads,
             )
         elif self.factorized:
             p = self.inference_params
@@ -321,6 +292,7 @@ class AgentPopulation(LearningPopulation):
             self._kernel = _py.AgentKernel(
                 model, derived, self.policy_len, self.gamma, self.alpha, **flags, log_E=log_E
             )
+        self._learning_kernel(model, policy_array)
         n = self.n_agents
         self._num_states = (model.num_states,) if not model.factorized else tuple(model.num_states)
         self._beliefs = np.empty((n, belief_columns))

@@ -37,7 +37,7 @@ from ._model import EPS, INFO_EPS, TIE, GenerativeModel, _joint, _softmax
 from ._policies import PolicyTree
 from ._py import _splitmix64, uniforms
 
-__all__ = ["FactorKernel", "factor_quantities", "factor_key"]
+__all__ = ["FactorKernel", "factor_arrays", "factor_key", "factor_quantities"]
 
 
 def factor_key(key: int, factor: int) -> int:
@@ -46,6 +46,18 @@ def factor_key(key: int, factor: int) -> int:
     if factor == 0:
         return key
     return int(_splitmix64(np.uint64(key ^ factor)))
+
+
+def factor_arrays(model: GenerativeModel) -> tuple[list[np.ndarray], ...]:
+    """The model's ``A, B, C, D`` as lists of float64 arrays, one per modality or factor (the
+    arrays the Rust kernel prepares its per-model quantities from)."""
+    factorized = model.factorized
+    return (
+        [np.asarray(a, np.float64) for a in model.A],
+        [np.asarray(b, np.float64) for b in (model.B if factorized else [model.B])],
+        [np.asarray(c, np.float64) for c in model.C],
+        [np.asarray(d, np.float64) for d in (model.D if factorized else [model.D])],
+    )
 
 
 def factor_quantities(model: GenerativeModel, *, info_gain: bool) -> dict[str, Any]:

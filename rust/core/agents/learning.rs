@@ -83,6 +83,36 @@ fn check_threads(threads: usize) -> Result<(), CoreError> {
     }
 }
 
+/// One agent's `update_A` of one modality: row `o` of `pa` (observations, joint states) gains
+/// `lr` times `joint` where positive.
+pub fn add_observation(pa: &mut [f64], o: usize, joint: &[f64], lr: f64) {
+    let s = joint.len();
+    for (p, &j) in pa[o * s..(o + 1) * s].iter_mut().zip(joint) {
+        let mask = if *p > 0.0 { 1.0 } else { 0.0 };
+        *p += lr * (j * mask);
+    }
+}
+
+/// One agent's `update_B` of one factor: `pb[:, :, u]` ((next, previous, controls)) gains `lr`
+/// times `qs (x) qs_prev` where positive.
+pub fn add_transition(
+    pb: &mut [f64],
+    controls: usize,
+    u: usize,
+    qs: &[f64],
+    qs_prev: &[f64],
+    lr: f64,
+) {
+    let n = qs.len();
+    for (next, &q) in qs.iter().enumerate() {
+        for (previous, &qp) in qs_prev.iter().enumerate() {
+            let p = &mut pb[(next * n + previous) * controls + u];
+            let mask = if *p > 0.0 { 1.0 } else { 0.0 };
+            *p += lr * (q * qp * mask);
+        }
+    }
+}
+
 /// `update_A` for modality `modality` of every agent: the observed row of each agent's pA gains
 /// `lr` times its joint posterior where positive. `pa`: (agents, num_obs, joint states);
 /// `observations`: (agents, modalities); `beliefs`: (agents, belief_len).
@@ -129,10 +159,7 @@ pub fn update_a(
                     let agent = chunk * CHUNK + i;
                     marginals.outer(&beliefs[agent * b..(agent + 1) * b], &mut joint);
                     let o = observations[agent * modalities + modality] as usize;
-                    for (p, &j) in pa[o * s..(o + 1) * s].iter_mut().zip(&joint) {
-                        let mask = if *p > 0.0 { 1.0 } else { 0.0 };
-                        *p += lr * (j * mask);
-                    }
+                    add_observation(pa, o, &joint, lr);
                 }
             });
     });
@@ -191,16 +218,9 @@ pub fn update_b(
                     if action < 0 {
                         continue;
                     }
-                    let u = action as usize;
                     let now = &qs[agent * b + start..agent * b + start + n];
                     let before = &qs_prev[agent * b + start..agent * b + start + n];
-                    for (next, &q) in now.iter().enumerate() {
-                        for (previous, &qp) in before.iter().enumerate() {
-                            let p = &mut pb[(next * n + previous) * num_controls + u];
-                            let mask = if *p > 0.0 { 1.0 } else { 0.0 };
-                            *p += lr * (q * qp * mask);
-                        }
-                    }
+                    add_transition(pb, num_controls, action as usize, now, before, lr);
                 }
             });
     });
