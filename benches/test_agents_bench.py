@@ -346,7 +346,9 @@ def learning_memory(backend, n=10_000, runs=3):
         )
         for _ in range(runs)
     ]
-    return {**samples[0], "rss": float(np.median([s["rss"] for s in samples]))}
+    first = samples[0]
+    # "arrays": every per-agent array (the learned parameters and the population's state).
+    return {**first, "arrays": first["learned"] + first["state"], "rss": float(np.median([s["rss"] for s in samples]))}
 
 
 @pytest.mark.parametrize("kind", ["numpy (python)", "rust"])
