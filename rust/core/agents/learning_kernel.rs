@@ -78,6 +78,12 @@ struct Work {
     joint: Vec<f64>,
     /// The agent's posterior before this step (for update_B).
     before: Vec<f64>,
+    /// Per learned modality: the A rows the utility and outcome tables were built from, and
+    /// per joint state whether the current agent's differ.
+    built: Vec<Vec<f64>>,
+    changed: Vec<bool>,
+    /// The sparse outcome rows being rebuilt (swapped with the model's).
+    spare: Sparse,
 }
 
 fn invalid(message: String) -> CoreError {
@@ -159,6 +165,18 @@ impl LearningKernel {
             next: vec![0.0; model.belief_len()],
             joint: vec![0.0; s],
             before: vec![0.0; model.belief_len()],
+            built: self
+                .settings
+                .learned_a
+                .iter()
+                .map(|&m| model.a[model.obs_offsets[m] * s..model.obs_offsets[m + 1] * s].to_vec())
+                .collect(),
+            changed: vec![false; s],
+            spare: Sparse {
+                ptr: Vec::new(),
+                index: Vec::new(),
+                values: Vec::new(),
+            },
         }
     }
 
@@ -182,16 +200,7 @@ impl LearningKernel {
             normalize_columns(pa, rows, a, &mut w.sums[..s]);
         }
         if plan && !st.learned_a.is_empty() {
-            model.utility.copy_from_slice(&st.shared_utility);
-            for &m in &st.learned_a {
-                let a = &model.a[model.obs_offsets[m] * s..model.obs_offsets[m + 1] * s];
-                for (row, &lc) in a.chunks_exact(s).zip(&st.log_c[m]) {
-                    for (u, &p) in model.utility.iter_mut().zip(row) {
-                        *u += lc * p;
-                    }
-                }
-            }
-            refill_outcomes(model, w);
+            self.refresh_values(model, w);
         }
         for (k, &f) in st.learned_b.iter().enumerate() {
             let (n, controls) = (model.num_states[f], model.num_controls[f]);
@@ -243,6 +252,63 @@ impl LearningKernel {
                 *ld = (*d + EPS).ln();
             }
         }
+    }
+
+    /// The utility and the joint outcome tables of the joint states whose learned A columns
+    /// differ from those the tables were last built from (`w.built`): an agent's step pays
+    /// only for the columns that are its own.
+    fn refresh_values(&self, model: &mut PreparedModel, w: &mut Work) {
+        let st = &self.settings;
+        let s = model.joint_states;
+        let mut any = false;
+        for state in 0..s {
+            let mut changed = false;
+            for (k, &m) in st.learned_a.iter().enumerate() {
+                let a = &model.a[model.obs_offsets[m] * s..model.obs_offsets[m + 1] * s];
+                let built = &w.built[k];
+                changed |= (0..a.len() / s)
+                    .any(|o| a[o * s + state].to_bits() != built[o * s + state].to_bits());
+            }
+            w.changed[state] = changed;
+            any |= changed;
+        }
+        if !any {
+            return;
+        }
+        for state in (0..s).filter(|&state| w.changed[state]) {
+            model.utility[state] = self.utility_of(model, state);
+        }
+        refill_outcomes(model, w);
+        for (k, &m) in st.learned_a.iter().enumerate() {
+            w.built[k]
+                .copy_from_slice(&model.a[model.obs_offsets[m] * s..model.obs_offsets[m + 1] * s]);
+        }
+    }
+
+    /// The utility of joint state `state` with the model's current A: the shared part plus
+    /// the learned modalities' (one formula, so a state's utility never depends on which
+    /// agents a thread stepped before).
+    fn utility_of(&self, model: &PreparedModel, state: usize) -> f64 {
+        let (st, s) = (&self.settings, model.joint_states);
+        let mut u = st.shared_utility[state];
+        for &m in &st.learned_a {
+            let a = &model.a[model.obs_offsets[m] * s..model.obs_offsets[m + 1] * s];
+            for (o, &lc) in st.log_c[m].iter().enumerate() {
+                u += lc * a[o * s + state];
+            }
+        }
+        u
+    }
+
+    /// A per-thread copy of the shared prepared model, its utility by `utility_of`.
+    fn thread_model(&self) -> PreparedModel {
+        let mut model: PreparedModel = (**self.kernel.model()).clone();
+        if !self.settings.learned_a.is_empty() {
+            for state in 0..model.joint_states {
+                model.utility[state] = self.utility_of(&model, state);
+            }
+        }
+        model
     }
 
     /// The agent's wnorm of its learned pA and pB (into `w`), for the information gain.
@@ -434,7 +500,7 @@ impl LearningKernel {
                 .zip(rows.timesteps.par_chunks_mut(chunk))
                 .enumerate()
                 .try_for_each(|(c, (((((beliefs, q_pi), g), f), actions), timesteps))| {
-                    let mut model: PreparedModel = (**shared).clone();
+                    let mut model = self.thread_model();
                     let mut sc = self.kernel.scratch(&model)?;
                     let mut w = self.work(&model);
                     let agents = beliefs
@@ -577,7 +643,7 @@ impl LearningKernel {
                 .enumerate()
                 .try_for_each(
                     |(c, ((((((beliefs, q_pi), g), f), actions), timesteps), mut own))| {
-                        let mut model: PreparedModel = (**shared).clone();
+                        let mut model = self.thread_model();
                         let mut sc = self.kernel.scratch(&model)?;
                         let mut w = self.work(&model);
                         let agents = beliefs
@@ -677,9 +743,10 @@ impl LearningKernel {
     }
 }
 
-/// Rebuilds the joint outcome tables of a model whose A changed, in its layout: per joint state,
-/// the products of the nonzero entries of its A columns (in C order, first modality slowest,
-/// multiplied in that order as spm_cross does), and H[s] over them (zeros add exactly nothing).
+/// Rebuilds the joint outcome tables of the joint states marked in `w.changed`, in the model's
+/// layout: per state, the products of the nonzero entries of its A columns (in C order, first
+/// modality slowest, multiplied in that order as spm_cross does), and H[s] over them (zeros add
+/// exactly nothing). Sparse rows are rebuilt into `w.spare`, unchanged states copied over.
 fn refill_outcomes(model: &mut PreparedModel, w: &mut Work) {
     let s = model.joint_states;
     let threshold = (-16f64).exp();
@@ -688,14 +755,21 @@ fn refill_outcomes(model: &mut PreparedModel, w: &mut Work) {
     };
     let count = outcomes.count;
     let (a, offsets) = (&model.a, &model.obs_offsets);
-    let (combos, next) = (&mut w.combos, &mut w.combos_next);
-    if let OutcomeRows::Sparse(sparse) = &mut outcomes.rows {
-        sparse.ptr.clear();
-        sparse.ptr.push(0);
-        sparse.index.clear();
-        sparse.values.clear();
-    }
+    let (combos, next, spare) = (&mut w.combos, &mut w.combos_next, &mut w.spare);
+    spare.ptr.clear();
+    spare.ptr.push(0);
+    spare.index.clear();
+    spare.values.clear();
     for state in 0..s {
+        if !w.changed[state] {
+            if let OutcomeRows::Sparse(old) = &outcomes.rows {
+                let (from, to) = (old.ptr[state], old.ptr[state + 1]);
+                spare.index.extend_from_slice(&old.index[from..to]);
+                spare.values.extend_from_slice(&old.values[from..to]);
+                spare.ptr.push(spare.index.len());
+            }
+            continue;
+        }
         combos.clear();
         combos.push((0usize, 1.0f64));
         for m in 0..offsets.len() - 1 {
@@ -725,17 +799,19 @@ fn refill_outcomes(model: &mut PreparedModel, w: &mut Work) {
                     row[index] = p;
                 }
             }
-            OutcomeRows::Sparse(sparse) => {
+            OutcomeRows::Sparse(_) => {
                 for &(index, p) in combos.iter().filter(|&&(_, p)| p != 0.0) {
-                    sparse.index.push(index);
-                    sparse.values.push(p);
+                    spare.index.push(index);
+                    spare.values.push(p);
                 }
-                sparse.ptr.push(sparse.index.len());
+                spare.ptr.push(spare.index.len());
             }
         }
     }
+    if let OutcomeRows::Sparse(rows) = &mut outcomes.rows {
+        std::mem::swap(rows, spare);
+    }
 }
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
