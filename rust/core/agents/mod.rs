@@ -14,6 +14,7 @@ mod factor_model;
 mod factors;
 pub mod learning;
 pub mod learning_kernel;
+mod learning_model;
 mod model;
 pub use factor_model::{FactorArrays, OutcomeRows, Outcomes, PreparedModel, Transition};
 pub use factors::{AgentRow, FactorKernel, FactorRows, FactorSettings, Scratch as FactorScratch};
