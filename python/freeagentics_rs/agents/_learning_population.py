@@ -32,14 +32,16 @@ class LearningPopulation:
     timesteps: np.ndarray
     row_offset: int
     _key: int
+    backend: str
+    num_threads: int
+    gamma: float
+    _learning_settings: dict[str, Any]
 
     if TYPE_CHECKING:
 
         def _observations(self, observations: Any, rows: int) -> np.ndarray: ...
 
         def _run(self, rows: slice, observations: np.ndarray | None, *, infer: bool, plan: bool, act: bool) -> None: ...
-
-    _learning_settings: dict[str, Any]
 
     lr_pA = property(lambda self: self._learning_settings["lr_pA"], doc="pA's learning rate")
     lr_pB = property(lambda self: self._learning_settings["lr_pB"], doc="pB's learning rate")
@@ -53,10 +55,6 @@ class LearningPopulation:
     use_param_info_gain = property(
         lambda self: self._learning_settings["use_param_info_gain"], doc="whether G includes pA's and pB's info gain"
     )
-
-    backend: str
-    num_threads: int
-    gamma: float
 
     def _start_learning(self, model: GenerativeModel, checked: dict[str, Any]) -> GenerativeModel:
         """Sets up learning from checked arguments; returns the model the kernels are built
