@@ -9,7 +9,7 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: help venv build demo test test-rust test-python stress bench docs format lint wheel wheel-test clean
+.PHONY: help venv build demo test test-rust test-python stress bench bench-peers docs format lint wheel wheel-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,17 @@ $(DOCS_STAMP): $(STAMP) Makefile
 
 docs: $(DOCS_STAMP)  ## build the documentation site into site/ (mkdocs build --strict: any warning fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# pymdp 1.x with JAX (about 820 MB) is a speed peer, not a test dependency: its own virtualenv.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.deps-stamp
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q "inferactively-pymdp>=1.0.4,<2"
+	touch $(PEERS_STAMP)
+
+bench-peers: build $(TEST_STAMP) $(PEERS_STAMP)  ## factorized agents: ours (Rust, numpy), pymdp 0.0.7.1 and pymdp 1.x JAX, one table
+	$(PY) benches/peers/run.py --peer-python $(PEERS_VENV)/bin/python
 
 # The release wheel for this Python, and the sdist, into dist/. `maturin build --release` shares
 # target/ (or CARGO_TARGET_DIR) with `make build`, so after it only the packaging step runs.

@@ -275,3 +275,86 @@ def test_memory_per_agent(benchmark, kind):
         arrays=samples[0]["arrays"],
     )
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+# --- agents that learn (pA[1] of the T-maze, update_A every step) -----------------------------
+
+
+@pytest.mark.parametrize("kind", ["pymdp serial", "numpy (python)", "rust"])
+def test_tmaze_learning_agent_steps(benchmark, kind):
+    """pymdp: infer_states, update_A, infer_policies, sample_action per agent; a population:
+    step(obs, learn=True) of 1024 agents."""
+    rust_or_skip(kind)
+    from freeagentics_rs.cli._tmaze_learn_demo import learning_population, pymdp_learning_agents
+
+    observation = [0, 0, 0]
+    if kind == "pymdp serial":
+        pytest.importorskip("pymdp")
+        agents = pymdp_learning_agents(SAMPLE)
+
+        def run():
+            for agent in agents:
+                agent.infer_states(observation)
+                agent.update_A(observation)
+                agent.infer_policies()
+                agent.sample_action()
+
+        steps = SAMPLE
+    else:
+        pop = learning_population(1024, "rust" if kind == "rust" else "python")
+        observations = np.tile(observation, (1024, 1))
+
+        def run():
+            pop.step(observations, learn=True)
+
+        steps = 1024
+    _bench(benchmark, "T-maze learning pA[1], 1024 agents, policy_len 1", kind, run, steps, None)
+
+
+LEARNING_MEMORY = r"""
+import gc, json, os, sys
+import numpy as np
+from freeagentics_rs.cli._tmaze_learn_demo import learning_population
+backend, n = sys.argv[1], int(sys.argv[2])
+learning_population(10, backend).step(np.zeros((10, 3), np.int64), learn=True)
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+gc.collect(); before = rss()
+pop = learning_population(n, backend)
+pop.step(np.zeros((n, 3), np.int64), learn=True)
+gc.collect()
+state = (pop.beliefs, pop.q_pi, pop.G, pop.F, pop.actions, pop.timesteps)
+print(json.dumps({
+    "rss": (rss() - before) / n,
+    "learned": sum(pop.pA[m].nbytes for m in pop.learned["pA"]) / n,
+    "state": sum(a.nbytes for a in state) / n,
+}))
+"""
+
+
+def learning_memory(backend, n=10_000, runs=3):
+    """Median RSS growth per agent of ``n`` T-maze agents learning pA[1], each run a fresh
+    process; with the learned arrays' and the state arrays' bytes per agent."""
+    import json
+
+    samples = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", LEARNING_MEMORY, backend, str(n)], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
+    first = samples[0]
+    # "arrays": every per-agent array (the learned parameters and the population's state).
+    return {**first, "arrays": first["learned"] + first["state"], "rss": float(np.median([s["rss"] for s in samples]))}
+
+
+@pytest.mark.parametrize("kind", ["numpy (python)", "rust"])
+def test_learning_memory_per_agent(benchmark, kind):
+    rust_or_skip(kind)
+    result = learning_memory("rust" if kind == "rust" else "python")
+    benchmark.group = "memory per agent, 10000 T-maze agents learning pA[1]"
+    benchmark.extra_info.update(family="agents-memory", kind=kind, **result)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

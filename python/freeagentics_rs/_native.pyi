@@ -14,6 +14,10 @@ __all__ = [
     "__version__",
     "AgentKernelCore",
     "FactorKernelCore",
+    "LearningKernelCore",
+    "dirichlet_update_a",
+    "dirichlet_update_b",
+    "dirichlet_update_d",
     "SlotPoolCore",
     "ModelStoreCore",
     "WorkStealingCore",
@@ -214,22 +218,20 @@ class AgentKernelCore:
 class FactorKernelCore:
     """Rust kernel of factorized ``AgentPopulation``s (several hidden-state factors, explicit
     policies or ``sampling_mode="full"``): pymdp 0.0.7.1's VANILLA agent with
-    ``run_vanilla_fpi`` per row, rayon over rows, detached from the interpreter. The arrays are
-    those of ``freeagentics_rs.agents._py_factors.factor_quantities``; the numpy twin is
-    ``freeagentics_rs.agents._py_factors.FactorKernel``. Allocation failures raise
-    ``MemoryError``."""
+    ``run_vanilla_fpi`` per row, rayon over rows, detached from the interpreter. Built from the
+    model's arrays as pymdp gives them (float64): ``a[m]`` (observations, *num_states), ``b[f]``
+    (states, states, controls), ``c[m]``, ``d[f]`` and ``e`` (one entry per policy), prepared
+    once; the numpy twin is ``freeagentics_rs.agents._py_factors.FactorKernel``. Allocation
+    failures raise ``MemoryError``."""
 
     def __new__(
         cls,
-        num_states: list[int],
-        a_stacked: np.ndarray,
-        obs_offsets: list[int],
-        b_t: list[np.ndarray],
+        a: list[np.ndarray],
+        b: list[np.ndarray],
+        c: list[np.ndarray],
         d: list[np.ndarray],
-        log_d: list[np.ndarray],
-        utility: np.ndarray,
-        joint_t: np.ndarray | None,
-        info_h: np.ndarray | None,
+        e: np.ndarray,
+        *,
         policies: np.ndarray,
         gamma: float,
         alpha: float,
@@ -237,8 +239,6 @@ class FactorKernelCore:
         full_sampling: bool,
         use_utility: bool,
         use_states_info_gain: bool,
-        info_threshold: float,
-        log_e: np.ndarray,
         num_iter: int,
         df: float,
         df_tol: float,
@@ -262,6 +262,108 @@ class FactorKernelCore:
         act: bool,
     ) -> None:
         """The three phases for every row, in place; ``actions`` is (rows, factors)."""
+
+@final
+class LearningKernelCore:
+    """Rust kernel of ``AgentPopulation``s whose agents learn: a ``FactorKernelCore`` of the
+    population's shared model (the normalized priors), each agent stepping with its own learned
+    A[m], B[f], D[f] (the normalized expectations of its Dirichlet parameters) refreshed into a
+    per-thread copy of the prepared model; with ``param_info_gain``, pymdp 0.0.7.1's pA and pB
+    information gain in G. The numpy twin is
+    ``freeagentics_rs.agents._learning_kernel.LearningKernel``. Rayon over agents, detached."""
+
+    def __new__(
+        cls,
+        factor_kernel: FactorKernelCore,
+        learned_a: list[int],
+        learned_b: list[int],
+        learned_d: list[int],
+        log_c: list[np.ndarray],
+        shared_utility: np.ndarray,
+        *,
+        param_info_gain: bool,
+        wa_shared: list[np.ndarray | None] | None,
+        wb_shared: list[np.ndarray | None] | None,
+        policies: np.ndarray,
+        gamma: float,
+        num_threads: int,
+    ) -> Self: ...
+    def run(
+        self,
+        beliefs: np.ndarray,
+        q_pi: np.ndarray,
+        g: np.ndarray,
+        f: np.ndarray,
+        actions: np.ndarray,
+        timesteps: np.ndarray,
+        observations: np.ndarray | None,
+        key: int,
+        first_row: int,
+        infer: bool,
+        plan: bool,
+        act: bool,
+        pa: list[np.ndarray],
+        pb: list[np.ndarray],
+        pd: list[np.ndarray],
+    ) -> None:
+        """The phases selected for every row, in place; ``pa``, ``pb``, ``pd``: the rows of the
+        learned arrays, in the order of ``learned_a``, ``learned_b``, ``learned_d``."""
+    def step_learning(
+        self,
+        beliefs: np.ndarray,
+        q_pi: np.ndarray,
+        g: np.ndarray,
+        f: np.ndarray,
+        actions: np.ndarray,
+        timesteps: np.ndarray,
+        observations: np.ndarray,
+        key: int,
+        first_row: int,
+        pa: list[np.ndarray],
+        pb: list[np.ndarray],
+        pd: list[np.ndarray],
+        lr_pa: float,
+        lr_pb: float,
+    ) -> None:
+        """A learning step of every row in one pass (pymdp's order per agent): infer states,
+        update_A and update_B of the agent's own arrays (written in place), infer policies with
+        them, act."""
+
+def dirichlet_update_a(
+    pa: np.ndarray,
+    num_obs: int,
+    num_states: list[int],
+    observations: np.ndarray,
+    modality: int,
+    beliefs: np.ndarray,
+    lr: float,
+    num_threads: int,
+) -> None:
+    """pymdp 0.0.7.1's ``update_obs_likelihood_dirichlet`` for modality ``modality`` of every
+    agent, in place: ``pa`` (agents, num_obs, *num_states) gains ``lr`` times each agent's joint
+    posterior (from ``beliefs``, (agents, sum of num_states)) on the observed row
+    (``observations`` (agents, modalities) int64), where positive. Rayon over agents, detached."""
+
+def dirichlet_update_b(
+    pb: np.ndarray,
+    num_controls: int,
+    num_states: list[int],
+    factor: int,
+    actions: np.ndarray,
+    qs: np.ndarray,
+    qs_prev: np.ndarray,
+    lr: float,
+    num_threads: int,
+) -> None:
+    """pymdp's ``update_state_likelihood_dirichlet`` for factor ``factor``, in place: ``pb``
+    (agents, n, n, num_controls) gains ``lr`` times qs (x) qs_prev on the slice of each agent's
+    action (``actions`` (agents, factors) int64; -1: no action yet, left), where positive."""
+
+def dirichlet_update_d(
+    pd: np.ndarray, num_states: list[int], factor: int, qs_t0: np.ndarray, lr: float, num_threads: int
+) -> None:
+    """pymdp's ``update_state_prior_dirichlet`` for factor ``factor``, in place: ``pd`` (agents,
+    n) gains ``lr`` times ``qs_t0``'s marginal of the factor, where positive."""
 
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and waits for its threads (interpreter exit);

@@ -6,14 +6,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use numpy::{
-    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadwriteArray1, PyReadwriteArray2,
+    PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn,
+    PyReadwriteArray1, PyReadwriteArray2,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::core::agents::{
-    try_copy, FactorKernel, FactorModel, FactorRows, FactorSettings, Kernel, Model, Phases, Rows,
-    Settings, Sparse, ENOMEM,
+    try_copy, FactorArrays, FactorKernel, FactorRows, FactorSettings, Kernel, Model, Phases,
+    PreparedModel, Rows, Settings, Sparse, ENOMEM,
 };
 use crate::core::error::CoreError;
 use crate::python::errors::panic_error;
@@ -193,32 +194,35 @@ impl AgentKernelCore {
     }
 }
 
-fn copy1(a: &PyReadonlyArray1<'_, f64>, what: &str) -> PyResult<Vec<f64>> {
-    try_copy(a.as_array().iter().copied(), what).map_err(py_error)
+fn copy_all<D: numpy::ndarray::Dimension>(
+    arrays: &[PyReadonlyArray<'_, f64, D>],
+    what: &str,
+) -> PyResult<Vec<Vec<f64>>> {
+    arrays
+        .iter()
+        .map(|a| try_copy(a.as_array().iter().copied(), what).map_err(py_error))
+        .collect()
 }
 
-/// The Rust kernel of factorized populations (see `core::agents::FactorKernel`); the arrays are
-/// those of `_py_factors.factor_quantities`.
+/// The Rust kernel of factorized populations (see `core::agents::FactorKernel`), built from the
+/// model's arrays as pymdp gives them (float64): A[m] (observations, *num_states), B[f]
+/// (states, states, controls), C[m], D[f] and E (one entry per policy).
 #[pyclass(frozen, module = "freeagentics_rs._native")]
 pub struct FactorKernelCore {
-    kernel: Arc<FactorKernel>,
+    pub(crate) kernel: Arc<FactorKernel>,
 }
 
 #[pymethods]
 impl FactorKernelCore {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (num_states, a_stacked, obs_offsets, b_t, d, log_d, utility, joint_t, info_h, policies, gamma, alpha, deterministic, full_sampling, use_utility, use_states_info_gain, info_threshold, log_e, num_iter, df, df_tol, num_threads))]
+    #[pyo3(signature = (a, b, c, d, e, *, policies, gamma, alpha, deterministic, full_sampling, use_utility, use_states_info_gain, num_iter, df, df_tol, num_threads))]
     fn new(
-        num_states: Vec<usize>,
-        a_stacked: PyReadonlyArray2<'_, f64>,
-        obs_offsets: Vec<usize>,
-        b_t: Vec<PyReadonlyArray3<'_, f64>>,
+        a: Vec<PyReadonlyArrayDyn<'_, f64>>,
+        b: Vec<PyReadonlyArray3<'_, f64>>,
+        c: Vec<PyReadonlyArray1<'_, f64>>,
         d: Vec<PyReadonlyArray1<'_, f64>>,
-        log_d: Vec<PyReadonlyArray1<'_, f64>>,
-        utility: PyReadonlyArray1<'_, f64>,
-        joint_t: Option<PyReadonlyArray2<'_, f64>>,
-        info_h: Option<PyReadonlyArray1<'_, f64>>,
+        e: PyReadonlyArray1<'_, f64>,
         policies: PyReadonlyArray3<'_, i64>,
         gamma: f64,
         alpha: f64,
@@ -226,39 +230,34 @@ impl FactorKernelCore {
         full_sampling: bool,
         use_utility: bool,
         use_states_info_gain: bool,
-        info_threshold: f64,
-        log_e: PyReadonlyArray1<'_, f64>,
         num_iter: usize,
         df: f64,
         df_tol: f64,
         num_threads: usize,
     ) -> PyResult<Self> {
-        let num_controls = b_t.iter().map(|b| b.as_array().shape()[0]).collect();
-        let model = FactorModel {
+        let num_states: Vec<usize> = b.iter().map(|b| b.as_array().shape()[0]).collect();
+        let states_ok = a
+            .iter()
+            .all(|a| a.as_array().shape().get(1..) == Some(&num_states[..]))
+            && c.len() == a.len()
+            && c.iter()
+                .zip(&a)
+                .all(|(c, a)| c.as_array().len() == a.as_array().shape()[0]);
+        if !states_ok {
+            return Err(
+                CoreError::InvalidArgument("A: shapes disagree with B and C".into()).into(),
+            );
+        }
+        let arrays = FactorArrays {
+            num_controls: b.iter().map(|b| b.as_array().shape()[2]).collect(),
             num_states,
-            num_controls,
-            obs_offsets,
-            a: try_copy(a_stacked.as_array().iter().copied(), "A").map_err(py_error)?,
-            b_t: b_t
-                .iter()
-                .map(|b| try_copy(b.as_array().iter().copied(), "B").map_err(py_error))
-                .collect::<PyResult<_>>()?,
-            d: d.iter().map(|v| copy1(v, "D")).collect::<PyResult<_>>()?,
-            log_d: log_d
-                .iter()
-                .map(|v| copy1(v, "D"))
-                .collect::<PyResult<_>>()?,
-            utility: copy1(&utility, "utility")?,
-            joint_outcomes: joint_t.as_ref().map_or(0, |j| j.as_array().shape()[1]),
-            joint_t: match &joint_t {
-                Some(j) => try_copy(j.as_array().iter().copied(), "joint").map_err(py_error)?,
-                None => Vec::new(),
-            },
-            info_h: match &info_h {
-                Some(h) => copy1(h, "info_h")?,
-                None => Vec::new(),
-            },
+            a: copy_all(&a, "A")?,
+            b: copy_all(&b, "B")?,
+            c: copy_all(&c, "C")?,
+            d: copy_all(&d, "D")?,
+            e: try_copy(e.as_array().iter().copied(), "E").map_err(py_error)?,
         };
+        let model = PreparedModel::new(&arrays, use_states_info_gain).map_err(py_error)?;
         let shape = policies.as_array().shape().to_vec();
         let policy_values = policies
             .as_array()
@@ -275,13 +274,11 @@ impl FactorKernelCore {
             full_sampling,
             use_utility,
             use_states_info_gain,
-            info_threshold,
-            log_e: copy1(&log_e, "E")?,
             num_iter,
             df,
             df_tol,
         };
-        let kernel = FactorKernel::new(model, settings, num_threads).map_err(py_error)?;
+        let kernel = FactorKernel::new(Arc::new(model), settings, num_threads).map_err(py_error)?;
         Ok(FactorKernelCore {
             kernel: Arc::new(kernel),
         })

@@ -3,6 +3,7 @@
 mod agents;
 mod detach;
 mod errors;
+mod learning;
 mod memory;
 mod pool;
 mod pool_future;
@@ -14,6 +15,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     agents::register(m)?;
+    learning::register(m)?;
     memory::register(m)?;
     pool::register(m)?;
     registry::register(m)

@@ -14,9 +14,11 @@ import numpy as np
 from .. import _backend, _validate
 from .._cpus import available_cpus
 from . import _py
+from ._learning import check_learning_arguments, learns
+from ._learning_population import LearningPopulation
 from ._model import EPS, INFO_EPS, GenerativeModel, policies_of
 from ._policies import MAX_POLICIES, check_policies, construct_policies, control_factors
-from ._py_factors import FactorKernel, factor_quantities
+from ._py_factors import FactorKernel, factor_arrays
 
 __all__ = ["AgentPopulation", "PopulationAgent"]
 
@@ -109,7 +111,7 @@ def check_observations(model: GenerativeModel, observations: Any, rows: int) -> 
     return np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
 
 
-class AgentPopulation:
+class AgentPopulation(LearningPopulation):
     """``n_agents`` agents of one ``GenerativeModel`` (pymdp 0.0.7.1's VANILLA agent with
     ``inference_horizon=1``), all stepped by one call.
 
@@ -129,6 +131,12 @@ class AgentPopulation:
     same rows must not be (the Rust backend refuses overlapping use with a ``TypeError``, numpy
     would race). ``reset`` restarts each agent's random stream too: episodes after a reset
     repeat their draws unless the population is built with another seed.
+
+    Learning (pymdp's arguments): ``pA``, ``pB``, ``pD`` are Dirichlet parameters shaped as A, B,
+    D (None: not learned); each agent owns those of ``modalities_to_learn`` / ``factors_to_learn``
+    (``population.pA`` etc.) and its A, B, D are their normalized expectations. ``step(obs,
+    learn=True)``, ``update_A``, ``update_B``, ``update_D`` learn at rates ``lr_pA``, ``lr_pB``,
+    ``lr_pD``; ``use_param_info_gain`` adds pymdp's pA/pB information gain to G.
     """
 
     def __init__(
@@ -150,6 +158,15 @@ class AgentPopulation:
         num_threads: int | None = None,
         row_offset: int = 0,
         backend: str | None = None,
+        pA: Any = None,
+        pB: Any = None,
+        pD: Any = None,
+        lr_pA: float = 1.0,
+        lr_pB: float = 1.0,
+        lr_pD: float = 1.0,
+        modalities_to_learn: Any = "all",
+        factors_to_learn: Any = "all",
+        use_param_info_gain: bool = False,
     ) -> None:
         if not isinstance(model, GenerativeModel):
             raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
@@ -164,10 +181,25 @@ class AgentPopulation:
         self.sampling_mode = _validate.choice(sampling_mode, "sampling_mode", ("marginal", "full"))
         self.inference_params = _inference_params(inference_params)
         controlled = control_factors(model.num_controls, control_fac_idx)
+        learning = check_learning_arguments(
+            model,
+            {
+                "pA": pA,
+                "pB": pB,
+                "pD": pD,
+                "lr_pA": lr_pA,
+                "lr_pB": lr_pB,
+                "lr_pD": lr_pD,
+                "modalities_to_learn": modalities_to_learn,
+                "factors_to_learn": factors_to_learn,
+                "use_param_info_gain": use_param_info_gain,
+            },
+        )
         # One-factor models with pymdp's default policies keep the single-factor kernels; any
         # other model or option runs the factorized kernels (Rust or numpy, by backend).
         self.factorized = (
-            model.factorized
+            learns(learning)  # agents that learn run the factorized kernels
+            or model.factorized
             or policies is not None
             or self.sampling_mode == "full"
             or controlled != control_factors(model.num_controls, None)
@@ -209,31 +241,23 @@ class AgentPopulation:
             "use_states_info_gain": bool(use_states_info_gain),
         }
         log_E = np.log(E + EPS)
+        model = self._start_learning(model, learning)  # the kernels' model: see LearningPopulation
         if self.factorized and self.backend == "rust":
-            p, q = self.inference_params, factor_quantities(model, info_gain=use_states_info_gain)
+            p = self.inference_params
             self._kernel = _backend.native().FactorKernelCore(
-                list(q["num_states"]),
-                q["A_stacked"],
-                [int(o) for o in q["obs_offsets"]],
-                q["B_t"],
-                q["D"],
-                q["log_D"],
-                q["utility"],
-                q.get("joint_t"),
-                q.get("info_h"),
-                policy_array,
-                self.gamma,
-                self.alpha,
-                action_selection == "deterministic",
-                self.sampling_mode == "full",
-                use_utility,
-                use_states_info_gain,
-                INFO_EPS,
-                log_E,
-                p["num_iter"],
-                p["dF"],
-                p["dF_tol"],
-                self.num_threads,
+                *factor_arrays(model),
+                E,
+                policies=policy_array,
+                gamma=self.gamma,
+                alpha=self.alpha,
+                deterministic=action_selection == "deterministic",
+                full_sampling=self.sampling_mode == "full",
+                use_utility=use_utility,
+                use_states_info_gain=use_states_info_gain,
+                num_iter=p["num_iter"],
+                df=p["dF"],
+                df_tol=p["dF_tol"],
+                num_threads=self.num_threads,
             )
         elif self.factorized:
             p = self.inference_params
@@ -268,6 +292,7 @@ class AgentPopulation:
             self._kernel = _py.AgentKernel(
                 model, derived, self.policy_len, self.gamma, self.alpha, **flags, log_E=log_E
             )
+        self._learning_kernel(model, policy_array)
         n = self.n_agents
         self._num_states = (model.num_states,) if not model.factorized else tuple(model.num_states)
         self._beliefs = np.empty((n, belief_columns))
@@ -291,10 +316,11 @@ class AgentPopulation:
         backend: str | None = None,
     ) -> AgentPopulation:
         """``n_agents`` copies of a configured pymdp 0.0.7.1 ``Agent``: its ``A, B, C, D, E``,
-        policies, ``gamma``, ``alpha``, flags, ``inference_params``, ``action_selection`` and
-        ``sampling_mode`` (each starting afresh). A setting this package cannot reproduce
-        (``inference_algo="MMP"``, ``inference_horizon > 1``, parameter information gain) is a
-        ``ValueError`` naming it."""
+        policies, ``gamma``, ``alpha``, flags, ``inference_params``, ``action_selection``,
+        ``sampling_mode`` and learning settings (``pA``, ``pB``, ``pD`` as they are now, learning
+        rates, ``modalities_to_learn``, ``factors_to_learn``, ``use_param_info_gain``), each copy
+        starting afresh. A setting this package cannot reproduce (``inference_algo="MMP"``,
+        ``inference_horizon > 1``) is a ``ValueError`` naming it."""
         from ._pymdp import population_arguments
 
         model, kwargs = population_arguments(agent, backend)
@@ -322,9 +348,11 @@ class AgentPopulation:
     def num_policies(self) -> int:
         return int(self.q_pi.shape[1])
 
-    def reset(self, agents: Iterable[int] | slice | None = None) -> None:
+    def reset(self, agents: Iterable[int] | slice | None = None, *, parameters: bool = False) -> None:
         """Back to the start (uniform beliefs and q_pi, no action taken) for every agent, or for
-        the agents given (indices, a boolean mask or a slice)."""
+        the agents given (indices, a boolean mask or a slice). Learned parameters are kept
+        (learning lasts across episodes) unless ``parameters=True``, which restores the priors."""
+        parameters = _validate.boolean(parameters, "parameters")
         rows: Any = slice(None) if agents is None else agents
         if not isinstance(rows, slice):
             rows = np.asarray(rows if isinstance(rows, np.ndarray) or np.ndim(rows) == 0 else list(rows))
@@ -346,6 +374,8 @@ class AgentPopulation:
         self.F[rows] = 0.0
         self.actions[rows] = -1
         self.timesteps[rows] = 0
+        if self._learning is not None:
+            self._learning.reset(rows, parameters=parameters)
 
     def _observations(self, observations: Any, rows: int) -> np.ndarray:
         return check_observations(self.model, observations, rows)
@@ -372,6 +402,10 @@ class AgentPopulation:
         if self.factorized:
             beliefs, q_pi, G, F, actions, timesteps = arrays
             actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
+            if self._learning is not None:
+                arrays = (beliefs, q_pi, G, F, actions, timesteps)
+                self._run_learning(rows, arrays, observations, first, (infer, plan, act))
+                return
             if self.backend == "rust":
                 self._kernel.run(
                     beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act
@@ -395,9 +429,13 @@ class AgentPopulation:
         if act:
             self._kernel.sample_action(q_pi, actions, timesteps, self._key, first)
 
-    def step(self, observations: Any) -> np.ndarray:
+    def step(self, observations: Any, *, learn: bool = False) -> np.ndarray:
         """State inference from ``observations`` ((agents,) or (agents, modalities) ints),
-        policy inference and action selection for every agent; returns the actions (a copy)."""
+        policy inference and action selection for every agent; returns the actions (a copy).
+        With ``learn=True``, the learned parameters are updated as well, in pymdp's order:
+        infer states, ``update_A``, ``update_B``, infer policies, act."""
+        if _validate.boolean(learn, "learn") and self._learning is not None:
+            return self._learning_step(self._observations(observations, self.n_agents))
         self._run(slice(None), self._observations(observations, self.n_agents), infer=True, plan=True, act=True)
         result: np.ndarray = self.actions.copy()
         return result
@@ -427,6 +465,8 @@ class AgentPopulation:
         """A copy of the whole population's state, in the form ``AgentStateStore`` stores."""
         state: dict[str, Any] = {k: getattr(self, k).copy() for k in _STATE_KEYS[:-1]}
         state["key"] = np.array(self._key, np.uint64)
+        if self._learning is not None:
+            state.update(self._learning.state())
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -445,9 +485,12 @@ class AgentPopulation:
         key = values["key"]
         if key.shape != () or key.dtype.kind not in "iu" or not 0 <= int(key) < 1 << 64:
             raise ValueError("state: key must be one unsigned 64-bit integer")
+        learned = None if self._learning is None else self._learning.check_state(state)
         for name in _STATE_KEYS[:-1]:
             getattr(self, name)[...] = values[name]
         self._key = int(key)
+        if learned is not None:
+            self._learning.load(learned)  # type: ignore[union-attr]
 
     def __len__(self) -> int:
         return self.n_agents

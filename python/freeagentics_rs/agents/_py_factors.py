@@ -37,7 +37,7 @@ from ._model import EPS, INFO_EPS, TIE, GenerativeModel, _joint, _softmax
 from ._policies import PolicyTree
 from ._py import _splitmix64, uniforms
 
-__all__ = ["FactorKernel", "factor_quantities", "factor_key"]
+__all__ = ["FactorKernel", "factor_arrays", "factor_key", "factor_quantities"]
 
 
 def factor_key(key: int, factor: int) -> int:
@@ -46,6 +46,18 @@ def factor_key(key: int, factor: int) -> int:
     if factor == 0:
         return key
     return int(_splitmix64(np.uint64(key ^ factor)))
+
+
+def factor_arrays(model: GenerativeModel) -> tuple[list[np.ndarray], ...]:
+    """The model's ``A, B, C, D`` as lists of float64 arrays, one per modality or factor (the
+    arrays the Rust kernel prepares its per-model quantities from)."""
+    factorized = model.factorized
+    return (
+        [np.asarray(a, np.float64) for a in model.A],
+        [np.asarray(b, np.float64) for b in (model.B if factorized else [model.B])],
+        [np.asarray(c, np.float64) for c in model.C],
+        [np.asarray(d, np.float64) for d in (model.D if factorized else [model.D])],
+    )
 
 
 def factor_quantities(model: GenerativeModel, *, info_gain: bool) -> dict[str, Any]:
@@ -147,26 +159,44 @@ class FactorKernel:
         """Each factor's marginals pushed through its B; ``controls`` (rows, factors)."""
         out = []
         for f, qs in enumerate(marginals):
-            B_t = self.q["B_t"][f]
             predicted = np.empty_like(qs)
             for c in np.unique(controls[:, f]):
                 rows = controls[:, f] == c
-                predicted[rows] = qs[rows] @ B_t[c]
+                predicted[rows] = self._push(f, qs[rows], c, rows)
             out.append(predicted)
         return out
 
+    # Hooks: the kernel of agents that learn (``_learning_kernel.py``) gives each agent its own
+    # A, B or D through them; ``rows`` selects the agents of ``qs`` within the current rows.
+    def _push(self, f: int, qs: np.ndarray, control: int, rows: Any) -> np.ndarray:
+        """``qs`` (rows, states of f) through B[f] for ``control``."""
+        result: np.ndarray = qs @ self.q["B_t"][f][control]
+        return result
+
+    def _likelihood(self, observations: np.ndarray) -> np.ndarray:
+        """(rows, joint states): the product over modalities of the observed rows of A."""
+        likelihood = np.ones((len(observations), int(np.prod(self.num_states))))
+        for m, A in enumerate(self.q["A"]):
+            likelihood *= A[observations[:, m]]
+        return likelihood
+
+    def _initial(self, f: int, rows: np.ndarray) -> np.ndarray:
+        """D[f] for the agents ``rows`` (a mask)."""
+        result: np.ndarray = self.q["D"][f]
+        return result
+
+    def _log_initial(self, f: int) -> np.ndarray:
+        result: np.ndarray = self.q["log_D"][f]
+        return result
+
     def infer_states(self, beliefs: np.ndarray, actions: np.ndarray, observations: np.ndarray, F: np.ndarray) -> None:
-        n = len(beliefs)
         marginals = self._split(beliefs)
         first = actions[:, 0] < 0
         prior = self._predict(marginals, np.where(first[:, None], 0, actions))
         for f, p in enumerate(prior):
-            p[first] = self.q["D"][f]
+            p[first] = self._initial(f, first)
         log_prior = [np.log(p + EPS) for p in prior]
-        likelihood = np.ones((n, int(np.prod(self.num_states))))
-        for m, A in enumerate(self.q["A"]):
-            likelihood *= A[observations[:, m]]
-        log_likelihood = np.log(likelihood + EPS)
+        log_likelihood = np.log(self._likelihood(observations) + EPS)
         if len(self.num_states) == 1:
             posterior = [_softmax_rows(log_likelihood + log_prior[0])]
         else:
@@ -174,7 +204,8 @@ class FactorKernel:
         for f, q in enumerate(posterior):
             marginals[f][:] = q
         joint = _outer(posterior)
-        F[:] = sum((q * (np.log(q + EPS) - ld)).sum(axis=1) for q, ld in zip(posterior, self.q["log_D"], strict=True))
+        log_D = [self._log_initial(f) for f in range(len(posterior))]
+        F[:] = sum((q * (np.log(q + EPS) - ld)).sum(axis=1) for q, ld in zip(posterior, log_D, strict=True))
         F -= (joint * log_likelihood).sum(axis=1)
 
     def _fixed_point(self, log_likelihood: np.ndarray, log_prior: list[np.ndarray]) -> list[np.ndarray]:
@@ -214,7 +245,8 @@ class FactorKernel:
             active = active[dF[active] >= self.dF_tol]
         return qs
 
-    def _node_value(self, marginals: list[np.ndarray]) -> np.ndarray:
+    def _node_value(self, marginals: list[np.ndarray], parent: list[np.ndarray], controls: np.ndarray) -> np.ndarray:
+        """G's term of one step of a policy: ``marginals`` predicted from ``parent`` with ``controls``."""
         joint = _outer(marginals)
         value = joint @ self.q["utility"] if self.use_utility else np.zeros(len(joint))
         if self.use_states_info_gain:
@@ -231,12 +263,11 @@ class FactorKernel:
             values = np.empty((n, len(parents)))
             predicted = []
             for k, parent in enumerate(parents):
-                states = [
-                    qs @ self.q["B_t"][f][c]
-                    for f, (qs, c) in enumerate(zip(level[max(parent, 0)], controls[k], strict=True))
-                ]
+                before = level[max(parent, 0)]
+                pairs = enumerate(zip(before, controls[k], strict=True))
+                states = [self._push(f, qs, c, slice(None)) for f, (qs, c) in pairs]
                 predicted.append(states)
-                values[:, k] = self._node_value(states)
+                values[:, k] = self._node_value(states, before, controls[k])
             level = predicted
             G += values[:, self.tree.leaf[t]]
         q_pi[:] = _softmax_rows(G * self.gamma + self.log_E)

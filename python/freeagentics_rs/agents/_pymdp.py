@@ -27,8 +27,6 @@ def population_arguments(agent: Any, backend: str | None) -> tuple[GenerativeMod
         _refuse("inference_algo", agent.inference_algo, "is not supported")
     if getattr(agent, "inference_horizon", 1) != 1:
         _refuse("inference_horizon", agent.inference_horizon, "is not supported (only 1)")
-    if getattr(agent, "use_param_info_gain", False):
-        _refuse("use_param_info_gain", True, "is not supported (no parameter learning)")
     model = GenerativeModel(list(agent.A), list(agent.B), list(agent.C), list(agent.D), E=agent.E, backend=backend)
     num_controls = tuple(int(n) for n in agent.num_controls)
     if num_controls != model.num_controls:
@@ -45,6 +43,13 @@ def population_arguments(agent: Any, backend: str | None) -> tuple[GenerativeMod
         "use_states_info_gain": bool(agent.use_states_info_gain),
         "inference_params": dict(agent.inference_params),
     }
+    # Learning: the agent's current Dirichlet parameters and settings (pymdp's names).
+    for name in ("pA", "pB", "pD"):
+        if getattr(agent, name, None) is not None:
+            kwargs[name] = list(getattr(agent, name))
+    for name in ("lr_pA", "lr_pB", "lr_pD", "modalities_to_learn", "factors_to_learn", "use_param_info_gain"):
+        if hasattr(agent, name):
+            kwargs[name] = getattr(agent, name)
     default = construct_policies(model.num_controls, policy_len, control_factors(model.num_controls, None))
     if not np.array_equal(default, policies):  # the default keeps one-factor models on their fast kernels
         kwargs["policies"] = list(policies)

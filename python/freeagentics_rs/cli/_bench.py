@@ -20,6 +20,7 @@ from .. import _backend, workloads
 from ..agents import AgentPopulation, GridWorld, grid_world_model
 from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 from ..registry import AgentRegistry
+from . import _tmaze_learn_demo
 from ._machine import blas_pinned, machine_info, timed_runs
 from ._pymdp import pymdp_agents
 
@@ -241,6 +242,13 @@ def rows(*, quick: bool) -> list[Row]:
             "s per agent-step",
             "pymdp 0.0.7.1, one agent at a time",
             _tmaze_agents(2),
+        ),
+        Row(
+            "agents-tmaze-learn",
+            "agent step learning pA[1] (update_A each step): T-maze, policy_len 1, 1024 agents",
+            "s per agent-step",
+            "pymdp 0.0.7.1, one agent at a time",
+            _tmaze_learn_demo.bench_learning_step,
         ),
     ]
     return table

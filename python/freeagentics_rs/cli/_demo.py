@@ -41,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "T-maze, native population against pymdp 0.0.7.1",
     )
     parser.add_argument("--policy-len", type=_positive, default=2, help="T-maze policy length (default 2)")
+    parser.add_argument(
+        "--learn",
+        action="store_true",
+        help="with --model tmaze: agents that learn the arms' reward contingencies (pA), per block of trials",
+    )
+    parser.add_argument("--trials", type=_positive, default=100, help="--learn: trials (default 100)")
+    parser.add_argument("--block", type=_positive, default=10, help="--learn: trials per block (default 10)")
+    parser.add_argument("--plot", metavar="FILE.png", help="--learn: also plot the blocks (needs matplotlib)")
 
 
 def _seconds(text: str) -> float:
@@ -64,6 +72,10 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.learn or args.plot:
+        from . import _tmaze_learn_demo
+
+        return _tmaze_learn_demo.run(args)
     if args.model == "tmaze":
         from . import _tmaze_demo
 

@@ -1,34 +1,25 @@
 //! The batched kernel for factorized models (several hidden-state factors): pymdp 0.0.7.1's
 //! VANILLA agent per row, rayon over rows. The formulas, update order and epsilons are those of
-//! the numpy kernel (`python/freeagentics_rs/agents/_py_factors.py`, whose docstring gives them).
-//! Policies are walked as a prefix tree, so policies that share their first steps share the
-//! states predicted for those steps.
+//! the numpy kernel (`python/freeagentics_rs/agents/_py_factors.py`, whose docstring gives them);
+//! what depends only on the model is in `PreparedModel` (`factor_model.rs`).
+//!
+//! Where the work goes: policies are walked as a prefix tree, so policies that share their first
+//! steps share the states predicted for those steps and those steps' values; transitions are
+//! pushed through their nonzeros only; a node's value visits only the joint states whose
+//! probability is not zero (a known location leaves one cell of the grid's joint), and the
+//! information gain only the joint outcomes those states can produce. Skipping exact zeros
+//! changes no result: every skipped term is an exact zero.
+
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::factor_model::{OutcomeRows, PreparedModel, Transition, OUTCOME_BLOCK};
 use super::{
-    draw, pool_of, softmax_in_place, splitmix64, try_filled, uniform, Phases, EPS, MAX_THREADS, TIE,
+    dot, draw, pool_of, softmax_in_place, splitmix64, try_filled, uniform, Phases, EPS,
+    MAX_THREADS, TIE,
 };
 use crate::core::error::CoreError;
-
-/// A factorized model as the kernel uses it; joint states in C order (first factor slowest).
-pub struct FactorModel {
-    pub num_states: Vec<usize>,
-    pub num_controls: Vec<usize>,
-    /// Row offsets of each modality in `a` (modalities + 1 entries).
-    pub obs_offsets: Vec<usize>,
-    /// Every modality's A stacked: (total observations, joint states), row-major.
-    pub a: Vec<f64>,
-    /// Per factor: (controls, previous, next), row-major: predicted = qs @ b_t[control].
-    pub b_t: Vec<Vec<f64>>,
-    pub d: Vec<Vec<f64>>,
-    pub log_d: Vec<Vec<f64>>,
-    pub utility: Vec<f64>,
-    /// (joint states, joint outcomes), row-major; empty without information gain.
-    pub joint_t: Vec<f64>,
-    pub joint_outcomes: usize,
-    pub info_h: Vec<f64>,
-}
 
 pub struct FactorSettings {
     /// (policies, policy_len, factors), row-major.
@@ -40,8 +31,6 @@ pub struct FactorSettings {
     pub full_sampling: bool,
     pub use_utility: bool,
     pub use_states_info_gain: bool,
-    pub info_threshold: f64,
-    pub log_e: Vec<f64>,
     pub num_iter: usize,
     pub df: f64,
     pub df_tol: f64,
@@ -57,13 +46,10 @@ struct Level {
 }
 
 pub struct FactorKernel {
-    model: FactorModel,
+    model: Arc<PreparedModel>,
     settings: FactorSettings,
-    joint_states: usize,
-    belief_len: usize,
-    offsets: Vec<usize>,
-    /// (joint states, factors): each joint state's index in every factor.
-    factor_index: Vec<usize>,
+    /// spm_MDP_G's threshold on joint state probabilities, exp(-16).
+    info_threshold: f64,
     levels: Vec<Level>,
     policies: usize,
     threads: usize,
@@ -80,18 +66,34 @@ pub struct FactorRows<'a> {
     pub first_row: u64,
 }
 
-struct Scratch {
-    log_likelihood: Vec<f64>,
-    joint: Vec<f64>,
-    ll: Vec<f64>,
+/// One agent's row of each array.
+pub struct AgentRow<'a> {
+    pub qs: &'a mut [f64],
+    pub q_pi: &'a mut [f64],
+    pub g: &'a mut [f64],
+    pub f: &'a mut f64,
+    pub actions: &'a mut [i64],
+    pub timestep: &'a mut i64,
+    /// The agent's index in the whole population (its random stream).
+    pub row: u64,
+}
+
+/// Scratch space of one thread, sized for one model's dimensions.
+pub struct Scratch {
+    controls: Vec<usize>,
     prior: Vec<f64>,
     log_prior: Vec<f64>,
     next: Vec<f64>,
+    log_likelihood: Vec<f64>,
+    /// The outer product of the current marginals (joint states, C order).
+    joint: Vec<f64>,
+    ll: Vec<f64>,
     /// Per level: (nodes, belief_len) predicted marginals.
     nodes: Vec<Vec<f64>>,
     values: Vec<Vec<f64>>,
-    masked: Vec<f64>,
+    /// Expected joint outcomes; all zero between nodes.
     qo: Vec<f64>,
+    touched: Vec<usize>,
     marginals: Vec<f64>,
 }
 
@@ -108,52 +110,90 @@ pub fn factor_key(key: u64, factor: usize) -> u64 {
     }
 }
 
+/// `out` = each factor's segment of `qs` pushed through its B for `controls` (see `Transition`).
+pub(super) fn predict(model: &PreparedModel, qs: &[f64], controls: &[usize], out: &mut [f64]) {
+    for (f, &c) in controls.iter().enumerate() {
+        let (start, end) = (model.offsets[f], model.offsets[f + 1]);
+        let (qs, out) = (&qs[start..end], &mut out[start..end]);
+        out.fill(0.0);
+        match &model.transitions[f][c] {
+            Transition::Dense(rows) => {
+                for (&q, row) in qs.iter().zip(rows.chunks_exact(end - start)) {
+                    for (o, &v) in out.iter_mut().zip(row) {
+                        *o += q * v;
+                    }
+                }
+            }
+            Transition::OnePerColumn { next, values } => {
+                for ((&q, &n), &v) in qs.iter().zip(next).zip(values) {
+                    out[n] += q * v;
+                }
+            }
+            Transition::Sparse(b) => {
+                for (previous, &q) in qs.iter().enumerate() {
+                    let (from, to) = (b.ptr[previous], b.ptr[previous + 1]);
+                    for (&next, &v) in b.index[from..to].iter().zip(&b.values[from..to]) {
+                        out[next] += q * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The outer product of the factors' marginals (C order): `joint[s] = (q_0 * q_1) * ... `.
+pub(super) fn outer(model: &PreparedModel, qs: &[f64], joint: &mut [f64]) {
+    match model.factors() {
+        1 => joint.copy_from_slice(qs),
+        _ => outer_from(model, qs, 0, 1.0, joint),
+    }
+}
+
+/// The outer product of factors `f..` scaled by `prefix` (the product of the factors before).
+fn outer_from(model: &PreparedModel, qs: &[f64], f: usize, prefix: f64, out: &mut [f64]) {
+    let marginal = &qs[model.offsets[f]..model.offsets[f + 1]];
+    if f + 2 == model.factors() {
+        let last = &qs[model.offsets[f + 1]..model.offsets[f + 2]];
+        for (chunk, &q) in out.chunks_exact_mut(last.len()).zip(marginal) {
+            let p = prefix * q;
+            for (o, &l) in chunk.iter_mut().zip(last) {
+                *o = p * l;
+            }
+        }
+    } else {
+        let stride = out.len() / marginal.len();
+        for (chunk, &q) in out.chunks_exact_mut(stride).zip(marginal) {
+            outer_from(model, qs, f + 1, prefix * q, chunk);
+        }
+    }
+}
+
+fn free_energy(qs: &[f64], log_prior: &[f64]) -> f64 {
+    qs.iter()
+        .zip(log_prior)
+        .map(|(&q, &lp)| q * (q + 1e-16).ln() - q * lp)
+        .sum()
+}
+
 impl FactorKernel {
     pub fn new(
-        model: FactorModel,
+        model: Arc<PreparedModel>,
         settings: FactorSettings,
         threads: usize,
     ) -> Result<FactorKernel, CoreError> {
-        let factors = model.num_states.len();
-        if factors == 0
-            || model.num_controls.len() != factors
-            || model.b_t.len() != factors
-            || model.d.len() != factors
-            || model.log_d.len() != factors
-            || model.obs_offsets.len() < 2
-        {
-            return Err(invalid("model: inconsistent factors".into()));
-        }
-        let joint_states = model
-            .num_states
-            .iter()
-            .try_fold(1usize, |acc, &n| acc.checked_mul(n))
-            .filter(|&s| s > 0)
-            .ok_or_else(|| invalid("model: too many joint states".into()))?;
-        let total_obs = *model.obs_offsets.last().unwrap_or(&0);
-        let sizes_ok = model.a.len() == total_obs.saturating_mul(joint_states)
-            && model.utility.len() == joint_states
-            && (0..factors).all(|f| {
-                let n = model.num_states[f];
-                model.b_t[f].len() == model.num_controls[f] * n * n
-                    && model.d[f].len() == n
-                    && model.log_d[f].len() == n
-            })
-            && (!settings.use_states_info_gain
-                || (model.joint_t.len() == joint_states.saturating_mul(model.joint_outcomes)
-                    && model.info_h.len() == joint_states));
-        if !sizes_ok {
-            return Err(invalid("model: inconsistent sizes".into()));
-        }
+        let factors = model.factors();
         let t = settings.policy_len;
         if t == 0 || settings.policies.is_empty() || settings.policies.len() % (t * factors) != 0 {
             return Err(invalid("policies: inconsistent shape".into()));
         }
         let policies = settings.policies.len() / (t * factors);
-        if settings.log_e.len() != policies {
+        if model.log_e.len() != policies {
             return Err(invalid(format!(
                 "E: must have {policies} entries, one per policy"
             )));
+        }
+        if settings.use_states_info_gain && model.outcomes.is_none() {
+            return Err(invalid("model: prepared without information gain".into()));
         }
         if settings
             .policies
@@ -166,14 +206,6 @@ impl FactorKernel {
             return Err(invalid(format!(
                 "num_threads: must be between 1 and {MAX_THREADS}, got {threads}"
             )));
-        }
-        let mut factor_index = try_filled(joint_states * factors, 0usize, "model")?;
-        for s in 0..joint_states {
-            let mut rest = s;
-            for f in (0..factors).rev() {
-                factor_index[s * factors + f] = rest % model.num_states[f];
-                rest /= model.num_states[f];
-            }
         }
         // The prefix tree: nodes of depth t + 1 keyed by (parent, controls at step t).
         let mut levels = Vec::with_capacity(t);
@@ -203,19 +235,11 @@ impl FactorKernel {
             previous.clone_from(&level.leaf);
             levels.push(level);
         }
-        let belief_len = model.num_states.iter().sum();
-        let mut offsets = vec![0];
-        for &n in &model.num_states {
-            offsets.push(offsets.last().unwrap() + n);
-        }
         Ok(FactorKernel {
             threads: pool_of(threads).map(|_| threads)?,
             model,
             settings,
-            joint_states,
-            belief_len,
-            offsets,
-            factor_index,
+            info_threshold: (-16f64).exp(),
             levels,
             policies,
         })
@@ -225,156 +249,152 @@ impl FactorKernel {
         self.policies
     }
 
-    fn factors(&self) -> usize {
-        self.model.num_states.len()
+    pub fn model(&self) -> &Arc<PreparedModel> {
+        &self.model
     }
 
-    fn scratch(&self) -> Result<Scratch, CoreError> {
-        let s = self.joint_states;
+    /// Scratch space for stepping agents of `model` (or of any model of the same dimensions).
+    pub fn scratch(&self, model: &PreparedModel) -> Result<Scratch, CoreError> {
+        let (s, b) = (model.joint_states, model.belief_len());
         let mut nodes = Vec::new();
         let mut values = Vec::new();
         for level in &self.levels {
-            nodes.push(try_filled(
-                level.parents.len() * self.belief_len,
-                0.0,
-                "scratch",
-            )?);
+            nodes.push(try_filled(level.parents.len() * b, 0.0, "scratch")?);
             values.push(try_filled(level.parents.len(), 0.0, "scratch")?);
         }
-        let max_controls = self.model.num_controls.iter().copied().max().unwrap_or(1);
+        let outcomes = model.outcomes.as_ref().map_or(0, |o| o.count);
+        let max_controls = model.num_controls.iter().copied().max().unwrap_or(1);
         Ok(Scratch {
+            controls: try_filled(model.factors(), 0, "scratch")?,
+            prior: try_filled(b, 0.0, "scratch")?,
+            log_prior: try_filled(b, 0.0, "scratch")?,
+            next: try_filled(b, 0.0, "scratch")?,
             log_likelihood: try_filled(s, 0.0, "scratch")?,
             joint: try_filled(s, 0.0, "scratch")?,
             ll: try_filled(s, 0.0, "scratch")?,
-            prior: try_filled(self.belief_len, 0.0, "scratch")?,
-            log_prior: try_filled(self.belief_len, 0.0, "scratch")?,
-            next: try_filled(self.belief_len, 0.0, "scratch")?,
             nodes,
             values,
-            masked: try_filled(s, 0.0, "scratch")?,
-            qo: try_filled(self.model.joint_outcomes, 0.0, "scratch")?,
+            qo: try_filled(outcomes, 0.0, "scratch")?,
+            touched: try_filled(outcomes, 0, "scratch")?,
             marginals: try_filled(max_controls.max(self.policies), 0.0, "scratch")?,
         })
     }
 
-    /// `out` = each factor's segment of `qs` pushed through its B for `controls`.
-    fn predict(&self, qs: &[f64], controls: &[usize], out: &mut [f64]) {
-        for (f, &c) in controls.iter().enumerate() {
-            let n = self.model.num_states[f];
-            let (start, end) = (self.offsets[f], self.offsets[f + 1]);
-            let b = &self.model.b_t[f][c * n * n..(c + 1) * n * n];
-            let out = &mut out[start..end];
-            out.fill(0.0);
-            for (previous, &q) in qs[start..end].iter().enumerate() {
-                for (o, &v) in out.iter_mut().zip(&b[previous * n..(previous + 1) * n]) {
-                    *o += q * v;
-                }
-            }
+    /// One agent's step (the phases selected) with `model`: the population's shared model, or
+    /// the agent's own one of the same dimensions. (Never inlined: profiles show it by name.)
+    #[inline(never)]
+    pub fn step_agent(
+        &self,
+        model: &PreparedModel,
+        agent: AgentRow<'_>,
+        observation: &[i64],
+        key: u64,
+        phases: Phases,
+        sc: &mut Scratch,
+    ) {
+        if phases.infer {
+            self.infer_states_one(model, agent.qs, agent.actions, observation, agent.f, sc);
         }
-    }
-
-    /// The outer product of the factors' marginals (C order).
-    fn outer(&self, qs: &[f64], joint: &mut [f64]) {
-        let factors = self.factors();
-        for (s, j) in joint.iter_mut().enumerate() {
-            let index = &self.factor_index[s * factors..(s + 1) * factors];
-            *j = index
-                .iter()
-                .enumerate()
-                .map(|(f, &i)| qs[self.offsets[f] + i])
-                .product();
+        if phases.plan {
+            self.infer_policies_one(model, agent.qs, agent.q_pi, agent.g, sc);
         }
-    }
-
-    fn free_energy(&self, qs: &[f64], log_prior: &[f64]) -> f64 {
-        qs.iter()
-            .zip(log_prior)
-            .map(|(&q, &lp)| q * (q + 1e-16).ln() - q * lp)
-            .sum()
+        if phases.act {
+            self.sample_action_one(
+                agent.q_pi,
+                agent.row,
+                agent.actions,
+                agent.timestep,
+                key,
+                sc,
+            );
+        }
     }
 
     fn infer_states_one(
         &self,
+        model: &PreparedModel,
         qs: &mut [f64],
         actions: &[i64],
         observation: &[i64],
         f: &mut f64,
         sc: &mut Scratch,
     ) {
-        let m = &self.model;
-        let factors = self.factors();
-        let s = self.joint_states;
+        let factors = model.factors();
+        let s = model.joint_states;
         if actions[0] < 0 {
-            for (k, d) in m.d.iter().enumerate() {
-                sc.prior[self.offsets[k]..self.offsets[k + 1]].copy_from_slice(d);
+            for (k, d) in model.d.iter().enumerate() {
+                sc.prior[model.offsets[k]..model.offsets[k + 1]].copy_from_slice(d);
             }
         } else {
-            let controls: Vec<usize> = actions.iter().map(|&a| a as usize).collect();
-            self.predict(qs, &controls, &mut sc.prior);
+            for (c, &a) in sc.controls.iter_mut().zip(actions) {
+                *c = a as usize;
+            }
+            predict(model, qs, &sc.controls, &mut sc.prior);
         }
         for (lp, &p) in sc.log_prior.iter_mut().zip(&sc.prior) {
             *lp = (p + EPS).ln();
         }
         sc.joint.fill(1.0); // the likelihood, for now
         for (modality, &o) in observation.iter().enumerate() {
-            let row = (m.obs_offsets[modality] + o as usize) * s;
-            for (l, &a) in sc.joint.iter_mut().zip(&m.a[row..row + s]) {
+            let row = (model.obs_offsets[modality] + o as usize) * s;
+            for (l, &a) in sc.joint.iter_mut().zip(&model.a[row..row + s]) {
                 *l *= a;
             }
         }
         for (ll, &l) in sc.log_likelihood.iter_mut().zip(&sc.joint) {
             *ll = (l + EPS).ln();
         }
-        if factors == 1 {
+        let accuracy = if factors == 1 {
             for ((q, &ll), &lp) in qs.iter_mut().zip(&sc.log_likelihood).zip(&sc.log_prior) {
                 *q = ll + lp;
             }
             softmax_in_place(qs);
+            None
         } else {
-            self.fixed_point(qs, sc);
-        }
+            self.fixed_point(model, qs, sc)
+        };
         // F: sum_f q_f . (ln(q_f + eps) - ln D_f) - sum_s q(s) ln L[s].
         let mut free_energy = 0.0;
         for k in 0..factors {
-            let (start, end) = (self.offsets[k], self.offsets[k + 1]);
-            for (&q, &ld) in qs[start..end].iter().zip(&m.log_d[k]) {
+            let (start, end) = (model.offsets[k], model.offsets[k + 1]);
+            for (&q, &ld) in qs[start..end].iter().zip(&model.log_d[k]) {
                 free_energy += q * ((q + EPS).ln() - ld);
             }
         }
-        self.outer(qs, &mut sc.joint);
-        free_energy -= sc
-            .joint
-            .iter()
-            .zip(&sc.log_likelihood)
-            .map(|(j, l)| j * l)
-            .sum::<f64>();
-        *f = free_energy;
+        *f = free_energy
+            - accuracy.unwrap_or_else(|| {
+                outer(model, qs, &mut sc.joint);
+                dot(&sc.joint, &sc.log_likelihood)
+            });
     }
 
-    /// pymdp's `run_vanilla_fpi` for several factors (see the numpy kernel).
-    fn fixed_point(&self, qs: &mut [f64], sc: &mut Scratch) {
-        let factors = self.factors();
+    /// pymdp's `run_vanilla_fpi` for several factors (see the numpy kernel). Returns the
+    /// accuracy `sum_s q(s) ln L[s]` of the final marginals when an iteration ran.
+    fn fixed_point(&self, model: &PreparedModel, qs: &mut [f64], sc: &mut Scratch) -> Option<f64> {
+        let factors = model.factors();
         for k in 0..factors {
-            let n = self.model.num_states[k];
-            qs[self.offsets[k]..self.offsets[k + 1]].fill(1.0 / n as f64);
+            let n = model.num_states[k];
+            qs[model.offsets[k]..model.offsets[k + 1]].fill(1.0 / n as f64);
         }
-        let mut previous = self.free_energy(qs, &sc.log_prior);
+        let mut previous = free_energy(qs, &sc.log_prior);
         let mut df = self.settings.df;
         let mut iteration = 0;
+        let mut accuracy = None; // Some once sc.joint is the outer product of qs
         while iteration < self.settings.num_iter && df >= self.settings.df_tol {
-            self.outer(qs, &mut sc.joint);
+            if accuracy.is_none() {
+                outer(model, qs, &mut sc.joint);
+            }
             for ((ll, &l), &j) in sc.ll.iter_mut().zip(&sc.log_likelihood).zip(&sc.joint) {
                 *ll = l * j;
             }
             sc.next.fill(0.0);
-            for (s, &ll) in sc.ll.iter().enumerate() {
-                let index = &self.factor_index[s * factors..(s + 1) * factors];
-                for (k, &i) in index.iter().enumerate() {
-                    sc.next[self.offsets[k] + i] += ll;
+            for (&ll, index) in sc.ll.iter().zip(model.factor_index.chunks_exact(factors)) {
+                for (&offset, &i) in model.offsets.iter().zip(index) {
+                    sc.next[offset + i] += ll;
                 }
             }
             for k in 0..factors {
-                let (start, end) = (self.offsets[k], self.offsets[k + 1]);
+                let (start, end) = (model.offsets[k], model.offsets[k + 1]);
                 let segment = sc.next[start..end].iter_mut().zip(&qs[start..end]);
                 for ((next, &q), &lp) in segment.zip(&sc.log_prior[start..end]) {
                     *next = *next / q + lp;
@@ -382,72 +402,111 @@ impl FactorKernel {
                 softmax_in_place(&mut sc.next[start..end]);
             }
             qs.copy_from_slice(&sc.next);
-            self.outer(qs, &mut sc.joint);
-            let accuracy: f64 = sc
-                .joint
-                .iter()
-                .zip(&sc.log_likelihood)
-                .map(|(j, l)| j * l)
-                .sum();
-            let vfe = self.free_energy(qs, &sc.log_prior) - accuracy;
+            outer(model, qs, &mut sc.joint);
+            let fit = dot(&sc.joint, &sc.log_likelihood);
+            accuracy = Some(fit);
+            let vfe = free_energy(qs, &sc.log_prior) - fit;
             df = (previous - vfe).abs();
             previous = vfe;
             iteration += 1;
         }
+        accuracy
     }
 
-    fn node_value(&self, qs: &[f64], joint: &mut [f64], masked: &mut [f64], qo: &mut [f64]) -> f64 {
-        let m = &self.model;
-        self.outer(qs, joint);
+    /// The value of predicted marginals `qs`: utility plus states information gain (pymdp's
+    /// `spm_MDP_G` over the joint states above its threshold).
+    fn node_value(&self, model: &PreparedModel, qs: &[f64], sc: &mut Scratch) -> f64 {
+        let joint = &mut sc.joint;
+        outer(model, qs, joint);
         let mut value = 0.0;
         if self.settings.use_utility {
-            value = joint.iter().zip(&m.utility).map(|(j, u)| j * u).sum();
+            value = dot(joint, &model.utility);
         }
-        if self.settings.use_states_info_gain {
-            let threshold = self.settings.info_threshold;
-            qo.fill(0.0);
-            let mut expected_h = 0.0;
-            for (s, (mq, &j)) in masked.iter_mut().zip(joint.iter()).enumerate() {
-                *mq = if j > threshold { j } else { 0.0 };
-                if *mq != 0.0 {
-                    expected_h += *mq * m.info_h[s];
-                    let row = &m.joint_t[s * m.joint_outcomes..(s + 1) * m.joint_outcomes];
-                    for (o, &p) in qo.iter_mut().zip(row) {
-                        *o += *mq * p;
+        let outcomes = match &model.outcomes {
+            Some(outcomes) if self.settings.use_states_info_gain => outcomes,
+            _ => return value,
+        };
+        let threshold = self.info_threshold;
+        let mut expected_h = 0.0;
+        let mut entropy = 0.0;
+        match &outcomes.rows {
+            // Few zeros: the expected outcomes a block at a time, each block's sums in registers.
+            OutcomeRows::Dense { rows, padded } => {
+                for j in joint.iter_mut() {
+                    if *j <= threshold {
+                        *j = 0.0;
+                    }
+                }
+                expected_h = dot(joint, &outcomes.info_h);
+                for block in (0..*padded).step_by(OUTCOME_BLOCK) {
+                    let mut qo = [0.0; OUTCOME_BLOCK];
+                    for (&q, row) in joint.iter().zip(rows.chunks_exact(*padded)) {
+                        if q != 0.0 {
+                            let po = &row[block..block + OUTCOME_BLOCK];
+                            for (o, &p) in qo.iter_mut().zip(po) {
+                                *o += q * p;
+                            }
+                        }
+                    }
+                    for &o in qo.iter().filter(|&&o| o != 0.0) {
+                        entropy += o * (o + EPS).ln();
                     }
                 }
             }
-            let entropy: f64 = qo.iter().map(|&o| o * (o + EPS).ln()).sum();
-            value += expected_h - entropy;
+            // Mostly zeros: only the outcomes that the states above the threshold can produce.
+            OutcomeRows::Sparse(rows) => {
+                let (qo, touched) = (&mut sc.qo, &mut sc.touched);
+                touched.clear();
+                for (s, &v) in joint.iter().enumerate().filter(|(_, &v)| v > threshold) {
+                    expected_h += v * outcomes.info_h[s];
+                    let (from, to) = (rows.ptr[s], rows.ptr[s + 1]);
+                    for (&o, &p) in rows.index[from..to].iter().zip(&rows.values[from..to]) {
+                        let x = v * p;
+                        if x != 0.0 {
+                            if qo[o] == 0.0 {
+                                touched.push(o);
+                            }
+                            qo[o] += x;
+                        }
+                    }
+                }
+                for &o in touched.iter() {
+                    let p = std::mem::take(&mut qo[o]);
+                    entropy += p * (p + EPS).ln();
+                }
+            }
         }
-        value
+        value + expected_h - entropy
     }
 
-    fn infer_policies_one(&self, qs: &[f64], q_pi: &mut [f64], g: &mut [f64], sc: &mut Scratch) {
-        let factors = self.factors();
-        let b = self.belief_len;
+    fn infer_policies_one(
+        &self,
+        model: &PreparedModel,
+        qs: &[f64],
+        q_pi: &mut [f64],
+        g: &mut [f64],
+        sc: &mut Scratch,
+    ) {
+        let factors = model.factors();
+        let b = model.belief_len();
         for depth in 0..self.levels.len() {
             let level = &self.levels[depth];
-            let (done, rest) = sc.nodes.split_at_mut(depth);
-            let nodes = &mut rest[0];
+            let mut nodes = std::mem::take(&mut sc.nodes[depth]);
+            let mut values = std::mem::take(&mut sc.values[depth]);
             for (k, &parent) in level.parents.iter().enumerate() {
-                let source = if depth == 0 {
-                    qs
-                } else {
-                    &done[depth - 1][parent * b..(parent + 1) * b]
-                };
-                self.predict(
-                    source,
-                    &level.controls[k * factors..(k + 1) * factors],
-                    &mut nodes[k * b..(k + 1) * b],
-                );
-                sc.values[depth][k] = self.node_value(
-                    &nodes[k * b..(k + 1) * b],
-                    &mut sc.joint,
-                    &mut sc.masked,
-                    &mut sc.qo,
-                );
+                let node = &mut nodes[k * b..(k + 1) * b];
+                let controls = &level.controls[k * factors..(k + 1) * factors];
+                match depth {
+                    0 => predict(model, qs, controls, node),
+                    _ => {
+                        let source = &sc.nodes[depth - 1][parent * b..(parent + 1) * b];
+                        predict(model, source, controls, node);
+                    }
+                }
+                values[k] = self.node_value(model, node, sc);
             }
+            sc.nodes[depth] = nodes;
+            sc.values[depth] = values;
         }
         g.fill(0.0);
         for (depth, level) in self.levels.iter().enumerate() {
@@ -455,7 +514,7 @@ impl FactorKernel {
                 *gp += sc.values[depth][node];
             }
         }
-        for ((q, &gp), &le) in q_pi.iter_mut().zip(g.iter()).zip(&self.settings.log_e) {
+        for ((q, &gp), &le) in q_pi.iter_mut().zip(g.iter()).zip(&model.log_e) {
             *q = gp * self.settings.gamma + le;
         }
         softmax_in_place(q_pi);
@@ -479,7 +538,7 @@ impl FactorKernel {
         key: u64,
         sc: &mut Scratch,
     ) {
-        let factors = self.factors();
+        let factors = actions.len();
         let t = self.settings.policy_len;
         let policy = |p: usize, f: usize| self.settings.policies[p * t * factors + f];
         if self.settings.full_sampling {
@@ -528,8 +587,9 @@ impl FactorKernel {
         rows: &FactorRows<'_>,
         observations: Option<&[i64]>,
     ) -> Result<usize, CoreError> {
+        let m = &self.model;
         let n = rows.timesteps.len();
-        let (b, p, factors) = (self.belief_len, self.policies, self.factors());
+        let (b, p, factors) = (m.belief_len(), self.policies, m.factors());
         let ok = rows.beliefs.len() == n * b
             && rows.q_pi.len() == n * p
             && rows.g.len() == n * p
@@ -539,7 +599,7 @@ impl FactorKernel {
             return Err(invalid("population arrays: inconsistent shapes".into()));
         }
         for row in rows.actions.chunks(factors) {
-            for (f, (&a, &count)) in row.iter().zip(&self.model.num_controls).enumerate() {
+            for (f, (&a, &count)) in row.iter().zip(&m.num_controls).enumerate() {
                 if !(-1..count as i64).contains(&a) {
                     return Err(invalid(format!(
                         "actions: must lie in [-1, {count}) of factor {f}"
@@ -548,8 +608,7 @@ impl FactorKernel {
             }
         }
         if let Some(obs) = observations {
-            let m = &self.model;
-            let modalities = m.obs_offsets.len() - 1;
+            let modalities = m.modalities();
             let valid = obs.len() == n * modalities
                 && obs.chunks(modalities).all(|o| {
                     o.iter().enumerate().all(|(k, &v)| {
@@ -563,6 +622,7 @@ impl FactorKernel {
         Ok(n)
     }
 
+    /// Steps every row of `rows` with the shared model, rayon over chunks of rows.
     pub fn run(
         &self,
         rows: FactorRows<'_>,
@@ -570,51 +630,51 @@ impl FactorKernel {
         key: u64,
         phases: Phases,
     ) -> Result<(), CoreError> {
-        self.check_rows(&rows, observations.filter(|_| phases.infer))?;
-        let (b, p, factors) = (self.belief_len, self.policies, self.factors());
-        let modalities = self.model.obs_offsets.len() - 1;
-        let observations = observations.unwrap_or(&[]);
+        let n = self.check_rows(&rows, observations.filter(|_| phases.infer))?;
+        let model = &*self.model;
+        let (b, p, factors) = (model.belief_len(), self.policies, model.factors());
+        let modalities = model.modalities();
+        let observations = observations.filter(|_| phases.infer).unwrap_or(&[]);
         let first_row = rows.first_row;
-        const CHUNK: usize = 16;
+        // A few chunks per thread (scratch space is made once per chunk), for work stealing.
+        let chunk = (n / (self.threads * 4)).clamp(1, 64);
         pool_of(self.threads)?.install(|| {
             rows.beliefs
-                .par_chunks_mut(b * CHUNK)
-                .zip(rows.q_pi.par_chunks_mut(p * CHUNK))
-                .zip(rows.g.par_chunks_mut(p * CHUNK))
-                .zip(rows.f.par_chunks_mut(CHUNK))
-                .zip(rows.actions.par_chunks_mut(factors * CHUNK))
-                .zip(rows.timesteps.par_chunks_mut(CHUNK))
+                .par_chunks_mut(b * chunk)
+                .zip(rows.q_pi.par_chunks_mut(p * chunk))
+                .zip(rows.g.par_chunks_mut(p * chunk))
+                .zip(rows.f.par_chunks_mut(chunk))
+                .zip(rows.actions.par_chunks_mut(factors * chunk))
+                .zip(rows.timesteps.par_chunks_mut(chunk))
                 .enumerate()
-                .try_for_each(
-                    |(chunk, (((((beliefs, q_pi), g), f), actions), timesteps))| {
-                        let mut sc = self.scratch()?;
-                        for i in 0..timesteps.len() {
-                            let row = chunk * CHUNK + i;
-                            let qs = &mut beliefs[i * b..(i + 1) * b];
-                            let (q_pi, g) =
-                                (&mut q_pi[i * p..(i + 1) * p], &mut g[i * p..(i + 1) * p]);
-                            let action = &mut actions[i * factors..(i + 1) * factors];
-                            if phases.infer {
-                                let obs = &observations[row * modalities..(row + 1) * modalities];
-                                self.infer_states_one(qs, action, obs, &mut f[i], &mut sc);
-                            }
-                            if phases.plan {
-                                self.infer_policies_one(qs, q_pi, g, &mut sc);
-                            }
-                            if phases.act {
-                                self.sample_action_one(
-                                    q_pi,
-                                    first_row + row as u64,
-                                    action,
-                                    &mut timesteps[i],
-                                    key,
-                                    &mut sc,
-                                );
-                            }
-                        }
-                        Ok(())
-                    },
-                )
+                .try_for_each(|(c, (((((beliefs, q_pi), g), f), actions), timesteps))| {
+                    let mut sc = self.scratch(model)?;
+                    let agents = beliefs
+                        .chunks_mut(b)
+                        .zip(q_pi.chunks_mut(p))
+                        .zip(g.chunks_mut(p))
+                        .zip(f.iter_mut())
+                        .zip(actions.chunks_mut(factors))
+                        .zip(timesteps.iter_mut());
+                    for (i, (((((qs, q_pi), g), f), actions), timestep)) in agents.enumerate() {
+                        let row = c * chunk + i;
+                        let observation = match phases.infer {
+                            true => &observations[row * modalities..(row + 1) * modalities],
+                            false => &[],
+                        };
+                        let agent = AgentRow {
+                            qs,
+                            q_pi,
+                            g,
+                            f,
+                            actions,
+                            timestep,
+                            row: first_row + row as u64,
+                        };
+                        self.step_agent(model, agent, observation, key, phases, &mut sc);
+                    }
+                    Ok(())
+                })
         })
     }
 }

@@ -10,9 +10,14 @@ use rayon::prelude::*;
 
 use crate::core::error::CoreError;
 
+mod factor_model;
 mod factors;
+pub mod learning;
+pub mod learning_kernel;
+mod learning_model;
 mod model;
-pub use factors::{FactorKernel, FactorModel, FactorRows, FactorSettings};
+pub use factor_model::{FactorArrays, OutcomeRows, Outcomes, PreparedModel, Transition};
+pub use factors::{AgentRow, FactorKernel, FactorRows, FactorSettings, Scratch as FactorScratch};
 pub use model::{Model, Settings, Sparse};
 
 /// pymdp's `EPS_VAL`.

@@ -6,6 +6,7 @@ use crate::core::error::CoreError;
 
 /// Compressed sparse matrix: line `i` (a row or a column, as the user decides) holds the
 /// entries `ptr[i]..ptr[i + 1]` of `index` (the other coordinate) and `values`.
+#[derive(Clone)]
 pub struct Sparse {
     pub ptr: Vec<usize>,
     pub index: Vec<usize>,

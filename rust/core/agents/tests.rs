@@ -204,28 +204,26 @@ fn dot_matches_the_plain_sum() {
 
 /// Two factors of two states (the second uncontrolled), one 90%-reliable modality on factor 0.
 fn two_factor_kernel(policy_len: usize, full_sampling: bool) -> FactorKernel {
-    let identity = vec![1.0, 0.0, 0.0, 1.0];
-    let swap = vec![0.0, 1.0, 1.0, 0.0];
-    // A: (2 observations, 2 x 2 joint states): observation follows factor 0.
-    let a = vec![0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9];
-    let model = FactorModel {
-        num_states: vec![2, 2],
-        num_controls: vec![2, 1],
-        obs_offsets: vec![0, 2],
-        a,
-        b_t: vec![[identity.clone(), swap].concat(), identity],
-        d: vec![vec![0.5, 0.5]; 2],
-        log_d: vec![vec![(0.5f64 + EPS).ln(); 2]; 2],
-        utility: vec![0.0, 0.0, 1.0, 1.0],
-        joint_t: vec![0.9, 0.1, 0.9, 0.1, 0.1, 0.9, 0.1, 0.9],
-        joint_outcomes: 2,
-        info_h: vec![-0.325; 4],
-    };
     let policies: Vec<usize> = match policy_len {
         1 => vec![0, 0, 1, 0],
         _ => vec![0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0],
     };
     let count = policies.len() / (2 * policy_len);
+    let arrays = FactorArrays {
+        num_states: vec![2, 2],
+        // A: (2 observations, 2 x 2 joint states): observation follows factor 0.
+        a: vec![vec![0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9]],
+        // B[0]: (next, previous, control): control 0 stays, control 1 swaps; B[1] stays.
+        b: vec![
+            vec![1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0],
+            vec![1.0, 0.0, 0.0, 1.0],
+        ],
+        num_controls: vec![2, 1],
+        c: vec![vec![0.0, 3.0]],
+        d: vec![vec![0.5, 0.5]; 2],
+        e: vec![1.0 / count as f64; count],
+    };
+    let model = PreparedModel::new(&arrays, true).unwrap();
     let settings = FactorSettings {
         policies,
         policy_len,
@@ -235,13 +233,11 @@ fn two_factor_kernel(policy_len: usize, full_sampling: bool) -> FactorKernel {
         full_sampling,
         use_utility: true,
         use_states_info_gain: true,
-        info_threshold: (-16f64).exp(),
-        log_e: vec![(1.0 / count as f64).ln(); count],
         num_iter: 10,
         df: 1.0,
         df_tol: 0.001,
     };
-    FactorKernel::new(model, settings, 2).unwrap()
+    FactorKernel::new(Arc::new(model), settings, 2).unwrap()
 }
 
 #[test]
