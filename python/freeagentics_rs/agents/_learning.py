@@ -21,7 +21,19 @@ import numpy as np
 from .. import _validate
 from ._model import GenerativeModel, _factors, _modalities, _store
 
-__all__ = ["Learning", "RowParameters", "check_learning_arguments", "learns", "normalized"]
+__all__ = ["BLOCK_ROWS", "Learning", "RowParameters", "blocks", "check_learning_arguments", "learns", "normalized"]
+
+# The numpy backend works on at most this many agents at a time, so one step's temporaries take
+# O(BLOCK_ROWS) memory whatever the population's size (freed temporaries stay in the heap). A
+# multiple of 64, so each row of a block's arrays keeps its place within SIMD and BLAS groups
+# and the results are those of one call over every agent, bit for bit.
+BLOCK_ROWS = 1024
+
+
+def blocks(count: int) -> list[slice]:
+    """``range(count)`` in consecutive slices of at most ``BLOCK_ROWS`` rows."""
+    return [slice(start, min(start + BLOCK_ROWS, count)) for start in range(0, count, BLOCK_ROWS)]
+
 
 _DEFAULTS: dict[str, Any] = {
     "pA": None,
@@ -226,12 +238,14 @@ class Learning:
             return
         if not self.learned["pA"]:
             return
-        joint = _outer(self._split(beliefs))
-        agents = np.arange(self.n_agents)
-        for m in self.learned["pA"]:
-            pA = self.parameters["pA"][m].reshape(self.n_agents, -1, joint.shape[1])  # type: ignore[index]
-            observed = pA[agents, observations[:, m]]
-            pA[agents, observations[:, m]] = observed + self.lr_pA * (joint * (observed > 0))
+        for block in blocks(self.n_agents):
+            joint = _outer(self._split(beliefs[block]))
+            agents = np.arange(len(joint))
+            for m in self.learned["pA"]:
+                own = self.parameters["pA"][m][block]  # type: ignore[index]
+                pA = own.reshape(len(joint), -1, joint.shape[1])  # a view: the rows are contiguous
+                observed = pA[agents, observations[block, m]]
+                pA[agents, observations[block, m]] = observed + self.lr_pA * (joint * (observed > 0))
 
     def update_B(self, beliefs: np.ndarray, previous: np.ndarray, actions: np.ndarray) -> None:
         """pymdp's ``update_state_likelihood_dirichlet``: pB[f][:, :, action] gains ``lr_pB``
@@ -244,16 +258,17 @@ class Learning:
                     pB, pB.shape[3], list(self.num_states), f, actions, beliefs, previous, self.lr_pB, self.num_threads
                 )
             return
-        qs, qs_prev = self._split(beliefs), self._split(previous)
-        for f in self.learned["pB"]:
-            pB = self.parameters["pB"][f]  # type: ignore[index]
-            for control in np.unique(actions[:, f]):
-                if control < 0:
-                    continue
-                rows = np.flatnonzero(actions[:, f] == control)
-                block = pB[rows, :, :, control]
-                gain = qs[f][rows, :, None] * qs_prev[f][rows, None, :]
-                pB[rows, :, :, control] = block + self.lr_pB * (gain * (block > 0))
+        for block in blocks(self.n_agents):
+            qs, qs_prev = self._split(beliefs[block]), self._split(previous[block])
+            for f in self.learned["pB"]:
+                pB = self.parameters["pB"][f][block]  # type: ignore[index]
+                for control in np.unique(actions[block, f]):
+                    if control < 0:
+                        continue
+                    rows = np.flatnonzero(actions[block, f] == control)
+                    old = pB[rows, :, :, control]
+                    gain = qs[f][rows, :, None] * qs_prev[f][rows, None, :]
+                    pB[rows, :, :, control] = old + self.lr_pB * (gain * (old > 0))
 
     def update_D(self, qs_t0: np.ndarray) -> None:
         """pymdp's ``update_state_prior_dirichlet``: pD[f] gains ``lr_pD`` times qs_t0[f] where
@@ -263,10 +278,11 @@ class Learning:
                 pD = self.parameters["pD"][f]  # type: ignore[index]
                 self.native.dirichlet_update_d(pD, list(self.num_states), f, qs_t0, self.lr_pD, self.num_threads)
             return
-        marginals = self._split(qs_t0)
-        for f in self.learned["pD"]:
-            pD = self.parameters["pD"][f]  # type: ignore[index]
-            pD += self.lr_pD * (marginals[f] * (pD > 0))
+        for block in blocks(self.n_agents):
+            marginals = self._split(qs_t0[block])
+            for f in self.learned["pD"]:
+                pD = self.parameters["pD"][f][block]  # type: ignore[index]
+                pD += self.lr_pD * (marginals[f] * (pD > 0))
 
     def reset(self, rows: Any, *, parameters: bool) -> None:
         """Forgets ``rows``' first posteriors, and with ``parameters`` their learning too."""

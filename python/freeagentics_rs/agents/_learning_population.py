@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._learning import Learning, learns
+from ._learning import Learning, blocks, learns
 from ._learning_kernel import learning_kernel
 
 if TYPE_CHECKING:
@@ -215,12 +215,17 @@ class LearningPopulation:
             if infer and learning.qs_t0 is not None:
                 learning.qs_t0[rows][starting] = beliefs[starting]
             return
-        kernel = self._kernel.bind(learning.rows(rows))
-        if infer:
-            kernel.infer_states(beliefs, actions, observations, F)
-            if learning.qs_t0 is not None:
-                learning.qs_t0[rows][starting] = beliefs[starting]
-        if plan:
-            kernel.infer_policies(beliefs, q_pi, G)
-        if act:
-            kernel.sample_action(q_pi, actions, timesteps, self._key, first_row)
+        offset = rows.start or 0
+        for block in blocks(len(beliefs)):  # temporaries of O(BLOCK_ROWS) agents, not of all
+            agents = slice(offset + block.start, offset + block.stop)
+            kernel = self._kernel.bind(learning.rows(agents))
+            b_beliefs, b_actions, b_starting = beliefs[block], actions[block], starting[block]
+            if infer:
+                b_observations = None if observations is None else observations[block]
+                kernel.infer_states(b_beliefs, b_actions, b_observations, F[block])
+                if learning.qs_t0 is not None:
+                    learning.qs_t0[agents][b_starting] = b_beliefs[b_starting]
+            if plan:
+                kernel.infer_policies(b_beliefs, q_pi[block], G[block])
+            if act:
+                kernel.sample_action(q_pi[block], b_actions, timesteps[block], self._key, first_row + block.start)
