@@ -334,6 +334,78 @@ class Learning:
                 for i, value in values.items():
                     self.parameters[name][i][...] = value  # type: ignore[index]
 
+    # --- one agent's part (``PopulationAgent.get_state`` / ``set_state``) -------------------
+
+    def agent_state(self, agent: int) -> dict[str, Any]:
+        """Copies of ``agent``'s rows of the learned arrays (None where shared) and of its
+        first posterior since the last reset (NaN before its first step)."""
+        out: dict[str, Any] = {}
+        for name, arrays in self.parameters.items():
+            if arrays is not None:
+                out[name] = [a[agent].copy() if i in self.learned[name] else None for i, a in enumerate(arrays)]
+        if self.qs_t0 is not None:
+            out["qs_t0"] = self.qs_t0[agent].copy()
+        return out
+
+    def check_agent_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """One agent's learned arrays of an ``agent_state`` result, checked as the constructor
+        checks the priors (errors name the key); nothing is changed. Entries for shared
+        arrays are not read."""
+        keys = [name for name, arrays in self.parameters.items() if arrays is not None]
+        keys += ["qs_t0"] if self.qs_t0 is not None else []
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise ValueError(f"state: missing {', '.join(missing)}")
+        checked: dict[str, Any] = {}
+        for name in keys:
+            given = state[name]
+            if name == "qs_t0":
+                qs_t0 = _numbers(given, "state: qs_t0", self.qs_t0.shape[1:])  # type: ignore[union-attr]
+                if not (np.isnan(qs_t0).all() or (np.isfinite(qs_t0).all() and (qs_t0 >= 0).all())):
+                    raise ValueError("state: qs_t0 must be all NaN (no step since reset) or finite and non-negative")
+                checked[name] = qs_t0
+                continue
+            arrays = self.parameters[name]
+            assert arrays is not None
+            if isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple)):
+                raise TypeError(
+                    f"state: {name} must be a list (one array or None per entry), not {type(given).__name__}"
+                )
+            if len(given) != len(arrays):
+                raise ValueError(f"state: {name} must have {len(arrays)} entries, got {len(given)}")
+            checked[name] = {}
+            for i in self.learned[name]:
+                key = f"state: {name}[{i}]"
+                value = _numbers(given[i], key, arrays[i].shape[1:])
+                if not np.isfinite(value).all() or (value < 0).any():
+                    raise ValueError(f"{key} must be finite and non-negative")
+                if (value.sum(axis=0) <= 0).any():
+                    raise ValueError(f"{key} needs a positive sum in every column")
+                checked[name][i] = value
+        return checked
+
+    def load_agent(self, checked: dict[str, Any], agent: int) -> None:
+        for name, values in checked.items():
+            if name == "qs_t0":
+                self.qs_t0[agent] = values  # type: ignore[index]
+            else:
+                for i, value in values.items():
+                    self.parameters[name][i][agent] = value  # type: ignore[index]
+
+
+def _numbers(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a float64 array of ``shape``: ``TypeError`` unless it holds (non-bool)
+    numbers, ``ValueError`` for another shape."""
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError):  # ragged
+        a = np.asarray(None)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be an array of numbers, not {type(value).__name__}")
+    if a.shape != shape:
+        raise ValueError(f"{name} has shape {a.shape}, needs {shape}")
+    return a.astype(np.float64)
+
 
 def _fitting(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     try:

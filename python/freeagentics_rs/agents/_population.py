@@ -544,8 +544,10 @@ class PopulationAgent:
         return self.action
 
     def get_state(self) -> dict[str, Any]:
+        """This agent's state; with learning, its learned arrays too (``pA``, ``pB``, ``pD``:
+        lists with None where shared) and ``qs_t0``."""
         p, i = self.population, self.index
-        return {
+        state = {
             "beliefs": p.beliefs[i].copy(),
             "q_pi": p.q_pi[i].copy(),
             "G": p.G[i].copy(),
@@ -553,6 +555,9 @@ class PopulationAgent:
             "action": self.action,
             "timestep": int(p.timesteps[i]),
         }
+        if p._learning is not None:
+            state.update(p._learning.agent_state(i))
+        return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restores a ``get_state`` result; checks everything before changing anything."""
@@ -582,5 +587,8 @@ class PopulationAgent:
         else:
             action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)
         timestep = _validate.integer(state["timestep"], "state: timestep", minimum=0, maximum=(1 << 63) - 1)
+        learned = None if p._learning is None else p._learning.check_agent_state(state)
         p.beliefs[i], p.q_pi[i], p.G[i] = arrays["beliefs"], arrays["q_pi"], arrays["G"]
         p.F[i], p.actions[i], p.timesteps[i] = free_energy, action, timestep
+        if learned is not None:
+            p._learning.load_agent(learned, i)  # type: ignore[union-attr]
