@@ -171,7 +171,7 @@ fn outer_from(model: &PreparedModel, qs: &[f64], f: usize, prefix: f64, out: &mu
 fn free_energy(qs: &[f64], log_prior: &[f64]) -> f64 {
     qs.iter()
         .zip(log_prior)
-        .map(|(&q, &lp)| q * (q + 1e-16).ln() - q * lp)
+        .map(|(&q, &lp)| q * ln_fast(q + 1e-16) - q * lp)
         .sum()
 }
 
@@ -332,7 +332,7 @@ impl FactorKernel {
             predict(model, qs, &sc.controls, &mut sc.prior);
         }
         for (lp, &p) in sc.log_prior.iter_mut().zip(&sc.prior) {
-            *lp = (p + EPS).ln();
+            *lp = ln_fast(p + EPS);
         }
         sc.joint.fill(1.0); // the likelihood, for now
         for (modality, &o) in observation.iter().enumerate() {
@@ -342,7 +342,7 @@ impl FactorKernel {
             }
         }
         for (ll, &l) in sc.log_likelihood.iter_mut().zip(&sc.joint) {
-            *ll = (l + EPS).ln();
+            *ll = ln_fast(l + EPS);
         }
         let accuracy = if factors == 1 {
             for ((q, &ll), &lp) in qs.iter_mut().zip(&sc.log_likelihood).zip(&sc.log_prior) {
@@ -358,7 +358,7 @@ impl FactorKernel {
         for k in 0..factors {
             let (start, end) = (model.offsets[k], model.offsets[k + 1]);
             for (&q, &ld) in qs[start..end].iter().zip(&model.log_d[k]) {
-                free_energy += q * ((q + EPS).ln() - ld);
+                free_energy += q * (ln_fast(q + EPS) - ld);
             }
         }
         *f = free_energy
