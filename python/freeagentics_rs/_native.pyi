@@ -194,36 +194,38 @@ class AgentKernelCore:
         f: np.ndarray,
         actions: np.ndarray,
         timesteps: np.ndarray,
-        observations: np.ndarray | None,
+        /,
+        *,
+        observations: np.ndarray | None = None,
         key: int,
-        first_row: int,
-        infer: bool,
-        plan: bool,
-        act: bool,
+        first_row: int = 0,
+        infer: bool = False,
+        plan: bool = False,
+        act: bool = False,
     ) -> None:
         """State inference (``infer``, needs ``observations``), policy inference (``plan``)
-        and action selection (``act``) for every row, in place."""
+        and action selection (``act``) for every row, in place; ``first_row`` is the index of
+        the first row in the whole population (its random stream)."""
 
 @final
 class FactorKernelCore:
     """Rust kernel of factorized ``AgentPopulation``s (several hidden-state factors, explicit
     policies or ``sampling_mode="full"``): pymdp 0.0.7.1's VANILLA agent with
-    ``run_vanilla_fpi`` per row, rayon over rows, detached from the interpreter. The arrays are
-    those of ``freeagentics_rs.agents._py_factors.factor_quantities``; the numpy twin is
+    ``run_vanilla_fpi`` per row, rayon over rows, detached from the interpreter. Built from the
+    model's float64 arrays as pymdp gives them: ``a[m]`` (observations, *num_states), ``b[f]``
+    (states, states, controls), ``c[m]``, ``d[f]`` and ``e`` (one prior per policy); what
+    depends only on the model is prepared once. The numpy twin is
     ``freeagentics_rs.agents._py_factors.FactorKernel``. Allocation failures raise
     ``MemoryError``."""
 
     def __new__(
         cls,
-        num_states: list[int],
-        a_stacked: np.ndarray,
-        obs_offsets: list[int],
-        b_t: list[np.ndarray],
+        a: list[np.ndarray],
+        b: list[np.ndarray],
+        c: list[np.ndarray],
         d: list[np.ndarray],
-        log_d: list[np.ndarray],
-        utility: np.ndarray,
-        joint_t: np.ndarray | None,
-        info_h: np.ndarray | None,
+        e: np.ndarray,
+        *,
         policies: np.ndarray,
         gamma: float,
         alpha: float,
@@ -231,8 +233,6 @@ class FactorKernelCore:
         full_sampling: bool,
         use_utility: bool,
         use_states_info_gain: bool,
-        info_threshold: float,
-        log_e: np.ndarray,
         num_iter: int,
         df: float,
         df_tol: float,
@@ -248,14 +248,17 @@ class FactorKernelCore:
         f: np.ndarray,
         actions: np.ndarray,
         timesteps: np.ndarray,
-        observations: np.ndarray | None,
+        /,
+        *,
+        observations: np.ndarray | None = None,
         key: int,
-        first_row: int,
-        infer: bool,
-        plan: bool,
-        act: bool,
+        first_row: int = 0,
+        infer: bool = False,
+        plan: bool = False,
+        act: bool = False,
     ) -> None:
-        """The three phases for every row, in place; ``actions`` is (rows, factors)."""
+        """The three phases for every row, in place (as ``AgentKernelCore.run``); ``actions``
+        is (rows, factors)."""
 
 def shutdown_all_pools() -> None:
     """Shuts down every Rust pool of this process and waits for its threads (interpreter exit);

@@ -360,31 +360,23 @@ class AgentPopulation:
         )
         self._check_actions(arrays[4], "actions:")
         first = (rows.start or 0) + self.row_offset
-        if self.factorized:
-            beliefs, q_pi, G, F, actions, timesteps = arrays
-            actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
-            if self.backend == "rust":
-                self._kernel.run(
-                    beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act
-                )
-                return
-            if infer:
-                self._kernel.infer_states(beliefs, actions, observations, F)
-            if plan:
-                self._kernel.infer_policies(beliefs, q_pi, G)
-            if act:
-                self._kernel.sample_action(q_pi, actions, timesteps, self._key, first)
-            return
-        if self.backend == "rust":
-            self._kernel.run(*arrays, observations, self._key, first, infer, plan, act)
-            return
         beliefs, q_pi, G, F, actions, timesteps = arrays
-        if infer:
-            self._kernel.infer_states(beliefs, actions, observations, F)
-        if plan:
-            self._kernel.infer_policies(beliefs, q_pi, G)
-        if act:
-            self._kernel.sample_action(q_pi, actions, timesteps, self._key, first)
+        if self.factorized:
+            actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
+        self._kernel.run(
+            beliefs,
+            q_pi,
+            G,
+            F,
+            actions,
+            timesteps,
+            observations=observations,
+            key=self._key,
+            first_row=first,
+            infer=infer,
+            plan=plan,
+            act=act,
+        )
 
     def step(self, observations: Any) -> np.ndarray:
         """State inference from ``observations`` ((agents,) or (agents, modalities) ints),

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::factor_model::{OutcomeRows, PreparedModel, Transition, OUTCOME_BLOCK};
 use super::{
     dot, draw, ln_fast, pool_of, softmax_in_place, splitmix64, try_filled, uniform, Phases, EPS,
-    MAX_THREADS, TIE,
+    MAX_THREADS, NO_OBSERVATIONS, TIE,
 };
 use crate::core::error::CoreError;
 
@@ -634,6 +634,9 @@ impl FactorKernel {
         key: u64,
         phases: Phases,
     ) -> Result<(), CoreError> {
+        if phases.infer && observations.is_none() {
+            return Err(invalid(NO_OBSERVATIONS.into()));
+        }
         let n = self.check_rows(&rows, observations.filter(|_| phases.infer))?;
         let model = &*self.model;
         let (b, p, factors) = (model.belief_len(), self.policies, model.factors());

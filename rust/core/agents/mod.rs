@@ -49,6 +49,8 @@ pub fn try_copy<T: Copy>(
     v.extend(values);
     Ok(v)
 }
+/// The error of a state inference asked for without observations.
+const NO_OBSERVATIONS: &str = "observations: needed for state inference (infer=True)";
 /// Relative: action marginals this close to the best one are tied.
 const TIE: f64 = 1e-12;
 
@@ -447,6 +449,9 @@ impl Kernel {
         key: u64,
         phases: Phases,
     ) -> Result<(), CoreError> {
+        if phases.infer && observations.is_none() {
+            return Err(CoreError::InvalidArgument(NO_OBSERVATIONS.into()));
+        }
         self.check_rows(&rows, observations.filter(|_| phases.infer))?;
         let (s, p, m) = (self.model.states, self.policies, self.model.modalities());
         let observations = observations.unwrap_or(&[]);
