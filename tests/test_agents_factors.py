@@ -14,6 +14,10 @@ import pytest
 from freeagentics_rs.agents import AgentPopulation, GenerativeModel
 
 TOLERANCE = 1e-9
+# Actions may differ from pymdp's only at exact ties (then pymdp's is taken); these runs see
+# none; more than one early on, or 5% later, means the comparison has stopped testing the
+# choice of actions.
+MAX_TIE_SHARE = 0.05
 
 
 def random_model(num_states=(3, 4, 2), num_controls=(3, 1, 2), num_obs=(4, 3, 2), seed=0):
@@ -172,7 +176,7 @@ class Parity:
             self.model, n_agents, action_selection="deterministic", backend=backend, **kwargs
         )
         self.worst = {"qs": 0.0, "q_pi": 0.0, "G": 0.0}
-        self.ties = 0
+        self.ties = self.compared = 0
 
     def step(self, observations):
         pop = self.population
@@ -199,6 +203,8 @@ class Parity:
                 self.ties += 1
                 pop.actions[i] = action  # steer with pymdp's tie-break
         assert self.worst == pytest.approx({"qs": 0.0, "q_pi": 0.0, "G": 0.0}, abs=TOLERANCE), self.worst
+        self.compared += len(self.agents)
+        assert self.ties <= max(1, MAX_TIE_SHARE * self.compared), f"{self.ties} tie-broken actions in {self.compared}"
         return np.array(pymdp_actions)
 
 

@@ -93,6 +93,29 @@ def test_reset_refuses_non_integer_rows(explorer, backend):
     assert pop.actions[2] == -1
 
 
+@pytest.mark.parametrize("factorized", [False, True])
+def test_kernel_run_takes_keywords_and_needs_observations_to_infer(backend, factorized):
+    """Every kernel (Rust or numpy, one factor or several) has one ``run``: the six arrays, then
+    keyword-only arguments; state inference without observations is a ValueError, not a crash."""
+    if factorized:
+        A = [np.full((2, 2, 2), 0.5)]
+        B = [np.stack([np.eye(2), np.eye(2)[::-1]], axis=2), np.eye(2)[:, :, None]]
+        pop = AgentPopulation(GenerativeModel(A, B, None, None, backend=backend), 3, backend=backend)
+    else:
+        pop = AgentPopulation(grid_world_model(3, backend=backend), 3, backend=backend)
+    arrays = (pop.beliefs, pop.q_pi, pop.G, pop.F, pop.actions.reshape(3, -1) if factorized else pop.actions)
+    arrays += (pop.timesteps,)
+    before = pop.save_state()
+    with pytest.raises(ValueError, match=r"^observations: needed for state inference \(infer=True\)$"):
+        pop._kernel.run(*arrays, key=1, infer=True)
+    with pytest.raises(TypeError):
+        pop._kernel.run(*arrays, None, 1, 0, True, True, True)  # the old positional form
+    for name, value in pop.save_state().items():
+        assert np.array_equal(value, before[name]), name
+    pop._kernel.run(*arrays, key=1, plan=True, act=True)
+    assert (pop.timesteps == 1).all()
+
+
 def test_grid_world_blames_the_obstacles_for_the_default_goal():
     with pytest.raises(
         ValueError, match=r"^obstacles: cover the default goal \(cell 3\); pass goals, got \[0, 1, 2, 3\]$"

@@ -20,6 +20,9 @@ from pymdp import utils  # noqa: E402
 from pymdp.agent import Agent  # noqa: E402
 
 TOLERANCE = 1e-9
+# Actions may differ from pymdp's only at exact ties (then pymdp's is taken); these runs see at
+# most 0.5% of them, so more means the comparison has stopped testing the choice of actions.
+MAX_TIE_SHARE = 0.02
 
 
 def _obj(arrays):
@@ -81,6 +84,7 @@ def compare(model, observe, move, n_agents, steps, policy_len, backend):
                 population.actions[i] = action  # steer with pymdp's tie-break
         move(population.actions.copy())
     assert worst == pytest.approx({"beliefs": 0.0, "q_pi": 0.0, "G": 0.0}, abs=TOLERANCE), worst
+    assert ties <= MAX_TIE_SHARE * steps * n_agents, f"{ties} tie-broken actions in {steps * n_agents}"
     return ties
 
 

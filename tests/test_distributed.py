@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 from freeagentics_rs import AgentStateStore, ShardsLostError
-from freeagentics_rs.agents import AgentPopulation, GridWorld, grid_world_model, reward_grid_model
+from freeagentics_rs.agents import AgentPopulation, GridWorld, TMaze, grid_world_model, reward_grid_model, tmaze_model
 from helpers import run_python
 
 distributed = pytest.importorskip("distributed", reason="Dask is an optional extra (`make test` installs it)")
@@ -52,6 +52,45 @@ def test_results_equal_a_local_population(client, backend):
     with pytest.raises(ValueError, match=r"^observations: modality 0 must lie in \[0, 5\)"):
         remote.step(np.r_[np.zeros(40, np.int64), np.full(10, 7)])  # checked before any shard steps
     assert np.array_equal(remote.step(worlds[0].observe()), local.step(worlds[1].observe()))
+
+
+def test_factorized_models_match_a_local_population(client, backend, tmp_path):
+    """The T-maze (two factors, three modalities) in shards: (agents, factors) actions, the
+    qs tuple and a checkpoint round trip, as one local population with the same seed."""
+    model = tmaze_model(backend=backend)
+    remote = DistributedPopulation(model, 12, client, shards=np.int64(2), policy_len=2, seed=5, backend=backend)
+    local = AgentPopulation(model, 12, policy_len=2, seed=5, backend=backend)
+    assert remote.shards == 2 and remote.bounds == [(0, 6), (6, 12)]
+    envs = TMaze(12, seed=2), TMaze(12, seed=2)
+    observations = [env.reset() for env in envs]
+    for _ in range(4):
+        actions = remote.step(observations[0]), local.step(observations[1])
+        assert actions[0].shape == (12, 2) and np.array_equal(*actions)
+        observations = [env.step(a) for env, a in zip(envs, actions, strict=True)]
+    qs = remote.gather_qs()
+    assert len(qs) == 2 and [q.shape for q in qs] == [(12, 4), (12, 2)]
+    for mine, theirs in zip(qs, local.qs, strict=True):
+        assert np.allclose(mine, theirs, rtol=0, atol=1e-15)
+    assert np.allclose(remote.gather_beliefs(), local.beliefs, rtol=0, atol=1e-15)
+    with AgentStateStore(tmp_path / "states.db") as store:
+        remote.checkpoint(store)
+        after = remote.step(observations[0])
+        remote.restore(store)
+        assert remote.steps_taken == 4 and np.array_equal(remote.step(observations[0]), after)
+
+
+def test_shards_takes_numpy_ints_and_refuses_other_types(client, backend):
+    model = grid_world_model(3, backend=backend)
+    population = DistributedPopulation(model, 4, client, shards=np.int64(2), backend=backend)
+    assert population.shards == 2
+    population.close()
+    for bad in (2.0, "2", True):
+        with pytest.raises(TypeError, match=f"^shards: must be an int, not {type(bad).__name__}$"):
+            DistributedPopulation(model, 4, client, shards=bad, backend=backend)
+    with pytest.raises(ValueError, match=r"^shards: must be between 1 and 4, got 5$"):
+        DistributedPopulation(model, 4, client, shards=5, backend=backend)
+    with pytest.raises(TypeError, match="^n_agents: must be an int, not float$"):
+        DistributedPopulation(model, 4.0, client, backend=backend)
 
 
 def test_multi_modality_and_deterministic_runs(client, backend):

@@ -154,32 +154,34 @@ class ModelStoreCoreClass(Protocol):
 
 @runtime_checkable
 class AgentKernel(Protocol):
-    """The single-factor kernel of ``AgentPopulation`` (``_native.AgentKernelCore``): the three
-    phases of pymdp's VANILLA agent for every row of the population's arrays, in place."""
+    """The single-factor kernel of ``AgentPopulation`` (``_native.AgentKernelCore``,
+    ``agents._py.AgentKernel``): the three phases of pymdp's VANILLA agent for every row of the
+    population's arrays, in place."""
 
-    @property
-    def num_policies(self) -> int: ...
     def run(
         self,
         beliefs: np.ndarray,
         q_pi: np.ndarray,
-        g: np.ndarray,
-        f: np.ndarray,
+        G: np.ndarray,
+        F: np.ndarray,
         actions: np.ndarray,
         timesteps: np.ndarray,
-        observations: np.ndarray | None,
+        /,
+        *,
+        observations: np.ndarray | None = None,
         key: int,
-        first_row: int,
-        infer: bool,  # noqa: FBT001 (the Rust kernel's signature, until it takes keywords)
-        plan: bool,  # noqa: FBT001
-        act: bool,  # noqa: FBT001
+        first_row: int = 0,
+        infer: bool = False,
+        plan: bool = False,
+        act: bool = False,
     ) -> None: ...
 
 
 @runtime_checkable
 class FactorKernel(AgentKernel, Protocol):
-    """The kernel of factorized ``AgentPopulation``s (``_native.FactorKernelCore``): the same
-    ``run``, with ``actions`` of shape (rows, factors)."""
+    """The kernel of factorized ``AgentPopulation``s (``_native.FactorKernelCore``,
+    ``agents._py_factors.FactorKernel``): the same ``run``, with ``actions`` of shape (rows,
+    factors)."""
 
 
 class Cores(Protocol):
@@ -198,10 +200,16 @@ class Cores(Protocol):
 
 if TYPE_CHECKING:
     from . import _native
+    from .agents import _py as _py_agents
+    from .agents import _py_factors
 
-    # The kernels are not picked through ``Cores`` (the numpy twins take other constructor
-    # arguments and have no ``run`` yet), so mypy checks the Rust ones here.
+    # The kernels are built per backend rather than picked through ``Cores``: their constructors
+    # take the model in the form each computes from (the Rust one its derived arrays, the numpy
+    # one the model object). Their ``run`` is one contract, checked here for all four.
     def _kernels_keep_the_contract(
-        single: _native.AgentKernelCore, factors: _native.FactorKernelCore
-    ) -> tuple[AgentKernel, FactorKernel]:
-        return single, factors
+        single: _native.AgentKernelCore,
+        factors: _native.FactorKernelCore,
+        numpy_single: _py_agents.AgentKernel,
+        numpy_factors: _py_factors.FactorKernel,
+    ) -> tuple[AgentKernel, FactorKernel, AgentKernel, FactorKernel]:
+        return single, factors, numpy_single, numpy_factors

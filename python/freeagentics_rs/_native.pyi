@@ -187,6 +187,7 @@ class AgentKernelCore:
         policy_len: int,
         gamma: float,
         alpha: float,
+        *,
         deterministic: bool,
         use_utility: bool,
         use_states_info_gain: bool,
@@ -204,25 +205,29 @@ class AgentKernelCore:
         f: np.ndarray,
         actions: np.ndarray,
         timesteps: np.ndarray,
-        observations: np.ndarray | None,
+        /,
+        *,
+        observations: np.ndarray | None = None,
         key: int,
-        first_row: int,
-        infer: bool,
-        plan: bool,
-        act: bool,
+        first_row: int = 0,
+        infer: bool = False,
+        plan: bool = False,
+        act: bool = False,
     ) -> None:
         """State inference (``infer``, needs ``observations``), policy inference (``plan``)
-        and action selection (``act``) for every row, in place."""
+        and action selection (``act``) for every row, in place; ``first_row`` is the index of
+        the first row in the whole population (its random stream)."""
 
 @final
 class FactorKernelCore:
     """Rust kernel of factorized ``AgentPopulation``s (several hidden-state factors, explicit
     policies or ``sampling_mode="full"``): pymdp 0.0.7.1's VANILLA agent with
     ``run_vanilla_fpi`` per row, rayon over rows, detached from the interpreter. Built from the
-    model's arrays as pymdp gives them (float64): ``a[m]`` (observations, *num_states), ``b[f]``
-    (states, states, controls), ``c[m]``, ``d[f]`` and ``e`` (one entry per policy), prepared
-    once; the numpy twin is ``freeagentics_rs.agents._py_factors.FactorKernel``. Allocation
-    failures raise ``MemoryError``."""
+    model's float64 arrays as pymdp gives them: ``a[m]`` (observations, *num_states), ``b[f]``
+    (states, states, controls), ``c[m]``, ``d[f]`` and ``e`` (one prior per policy); what
+    depends only on the model is prepared once. The numpy twin is
+    ``freeagentics_rs.agents._py_factors.FactorKernel``. Allocation failures raise
+    ``MemoryError``."""
 
     def __new__(
         cls,
@@ -254,14 +259,17 @@ class FactorKernelCore:
         f: np.ndarray,
         actions: np.ndarray,
         timesteps: np.ndarray,
-        observations: np.ndarray | None,
+        /,
+        *,
+        observations: np.ndarray | None = None,
         key: int,
-        first_row: int,
-        infer: bool,
-        plan: bool,
-        act: bool,
+        first_row: int = 0,
+        infer: bool = False,
+        plan: bool = False,
+        act: bool = False,
     ) -> None:
-        """The three phases for every row, in place; ``actions`` is (rows, factors)."""
+        """The three phases for every row, in place (as ``AgentKernelCore.run``); ``actions``
+        is (rows, factors)."""
 
 @final
 class LearningKernelCore:
@@ -296,12 +304,14 @@ class LearningKernelCore:
         f: np.ndarray,
         actions: np.ndarray,
         timesteps: np.ndarray,
-        observations: np.ndarray | None,
+        /,
+        *,
+        observations: np.ndarray | None = None,
         key: int,
-        first_row: int,
-        infer: bool,
-        plan: bool,
-        act: bool,
+        first_row: int = 0,
+        infer: bool = False,
+        plan: bool = False,
+        act: bool = False,
         pa: list[np.ndarray],
         pb: list[np.ndarray],
         pd: list[np.ndarray],
@@ -316,6 +326,8 @@ class LearningKernelCore:
         f: np.ndarray,
         actions: np.ndarray,
         timesteps: np.ndarray,
+        /,
+        *,
         observations: np.ndarray,
         key: int,
         first_row: int,

@@ -28,6 +28,21 @@ fn py_error(error: CoreError) -> PyErr {
     }
 }
 
+fn not_contiguous() -> PyErr {
+    CoreError::InvalidArgument("population arrays: must be C-contiguous and aligned".into()).into()
+}
+
+/// Runs `step` detached from the interpreter (rule 1 of docs/design.md), a panic becoming an
+/// exception (rule 4) and a core error the exception the package documents.
+fn run_detached<F>(py: Python<'_>, step: F) -> PyResult<()>
+where
+    F: FnOnce() -> Result<(), CoreError> + Send,
+{
+    py.detach(|| catch_unwind(AssertUnwindSafe(step)))
+        .map_err(|payload| panic_error(&*payload))?
+        .map_err(py_error)
+}
+
 fn vec_f64(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
     let item = d
         .get_item(key)?
@@ -112,7 +127,7 @@ pub struct AgentKernelCore {
 impl AgentKernelCore {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (derived, policy_len, gamma, alpha, deterministic, use_utility, use_states_info_gain, info_threshold, log_e, num_threads))]
+    #[pyo3(signature = (derived, policy_len, gamma, alpha, *, deterministic, use_utility, use_states_info_gain, info_threshold, log_e, num_threads))]
     fn new(
         derived: &Bound<'_, PyDict>,
         policy_len: usize,
@@ -149,7 +164,7 @@ impl AgentKernelCore {
 
     /// Runs the phases selected by `infer`, `plan` and `act` for every row of the arrays.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, observations, key, first_row, infer, plan, act))]
+    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, /, *, observations=None, key, first_row=0, infer=false, plan=false, act=false))]
     fn run(
         &self,
         py: Python<'_>,
@@ -166,31 +181,21 @@ impl AgentKernelCore {
         plan: bool,
         act: bool,
     ) -> PyResult<()> {
-        let contiguous = || {
-            CoreError::InvalidArgument("population arrays: must be C-contiguous and aligned".into())
-        };
         let rows = Rows {
-            beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
-            q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,
-            g: g.as_slice_mut().map_err(|_| contiguous())?,
-            f: f.as_slice_mut().map_err(|_| contiguous())?,
-            actions: actions.as_slice_mut().map_err(|_| contiguous())?,
-            timesteps: timesteps.as_slice_mut().map_err(|_| contiguous())?,
+            beliefs: beliefs.as_slice_mut().map_err(|_| not_contiguous())?,
+            q_pi: q_pi.as_slice_mut().map_err(|_| not_contiguous())?,
+            g: g.as_slice_mut().map_err(|_| not_contiguous())?,
+            f: f.as_slice_mut().map_err(|_| not_contiguous())?,
+            actions: actions.as_slice_mut().map_err(|_| not_contiguous())?,
+            timesteps: timesteps.as_slice_mut().map_err(|_| not_contiguous())?,
             first_row,
         };
         let observations = match &observations {
-            Some(o) => Some(o.as_slice().map_err(|_| contiguous())?),
+            Some(o) => Some(o.as_slice().map_err(|_| not_contiguous())?),
             None => None,
         };
-        let kernel = &self.kernel;
-        let phases = Phases { infer, plan, act };
-        py.detach(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                kernel.run(rows, observations, key, phases)
-            }))
-        })
-        .map_err(|payload| panic_error(&*payload))?
-        .map_err(py_error)
+        let (kernel, phases) = (&self.kernel, Phases { infer, plan, act });
+        run_detached(py, || kernel.run(rows, observations, key, phases))
     }
 }
 
@@ -291,7 +296,7 @@ impl FactorKernelCore {
 
     /// Runs the phases selected by `infer`, `plan` and `act` for every row of the arrays.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, observations, key, first_row, infer, plan, act))]
+    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, /, *, observations=None, key, first_row=0, infer=false, plan=false, act=false))]
     fn run(
         &self,
         py: Python<'_>,
@@ -308,31 +313,21 @@ impl FactorKernelCore {
         plan: bool,
         act: bool,
     ) -> PyResult<()> {
-        let contiguous = || {
-            CoreError::InvalidArgument("population arrays: must be C-contiguous and aligned".into())
-        };
         let rows = FactorRows {
-            beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
-            q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,
-            g: g.as_slice_mut().map_err(|_| contiguous())?,
-            f: f.as_slice_mut().map_err(|_| contiguous())?,
-            actions: actions.as_slice_mut().map_err(|_| contiguous())?,
-            timesteps: timesteps.as_slice_mut().map_err(|_| contiguous())?,
+            beliefs: beliefs.as_slice_mut().map_err(|_| not_contiguous())?,
+            q_pi: q_pi.as_slice_mut().map_err(|_| not_contiguous())?,
+            g: g.as_slice_mut().map_err(|_| not_contiguous())?,
+            f: f.as_slice_mut().map_err(|_| not_contiguous())?,
+            actions: actions.as_slice_mut().map_err(|_| not_contiguous())?,
+            timesteps: timesteps.as_slice_mut().map_err(|_| not_contiguous())?,
             first_row,
         };
         let observations = match &observations {
-            Some(o) => Some(o.as_slice().map_err(|_| contiguous())?),
+            Some(o) => Some(o.as_slice().map_err(|_| not_contiguous())?),
             None => None,
         };
-        let kernel = &self.kernel;
-        let phases = Phases { infer, plan, act };
-        py.detach(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                kernel.run(rows, observations, key, phases)
-            }))
-        })
-        .map_err(|payload| panic_error(&*payload))?
-        .map_err(py_error)
+        let (kernel, phases) = (&self.kernel, Phases { infer, plan, act });
+        run_detached(py, || kernel.run(rows, observations, key, phases))
     }
 }
 

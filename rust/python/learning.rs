@@ -211,7 +211,7 @@ impl LearningKernelCore {
     /// Runs the phases selected for every row; `pa`, `pb`, `pd`: the rows' learned arrays, in
     /// the order of `learned_a`, `learned_b`, `learned_d`.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, observations, key, first_row, infer, plan, act, pa, pb, pd))]
+    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, /, *, observations=None, key, first_row=0, infer=false, plan=false, act=false, pa, pb, pd))]
     fn run(
         &self,
         py: Python<'_>,
@@ -257,7 +257,7 @@ impl LearningKernelCore {
     /// The learning step of every row in one pass: infer states, update_A and update_B of each
     /// agent's own arrays (`pa`, `pb`, `pd`, written in place), infer policies, act.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, observations, key, first_row, pa, pb, pd, lr_pa, lr_pb))]
+    #[pyo3(signature = (beliefs, q_pi, g, f, actions, timesteps, /, *, observations, key, first_row, pa, pb, pd, lr_pa, lr_pb))]
     fn step_learning(
         &self,
         py: Python<'_>,

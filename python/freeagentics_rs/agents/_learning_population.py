@@ -184,14 +184,14 @@ class LearningPopulation:
         arrays = (self.beliefs, self.q_pi, self.G, self.F, actions, self.timesteps)
         self._kernel.step_learning(
             *arrays,
-            observations,
-            self._key,
-            self.row_offset,
-            list(own.A.values()),
-            list(own.B.values()),
-            list(own.D.values()),
-            learning.lr_pA,
-            learning.lr_pB,
+            observations=observations,
+            key=self._key,
+            first_row=self.row_offset,
+            pa=list(own.A.values()),
+            pb=list(own.B.values()),
+            pd=list(own.D.values()),
+            lr_pa=learning.lr_pA,
+            lr_pb=learning.lr_pB,
         )
         if learning.qs_t0 is not None:
             learning.qs_t0[starting] = self.beliefs[starting]
@@ -210,8 +210,18 @@ class LearningPopulation:
         starting = actions[:, 0] < 0
         if learning.native is not None:  # the Rust kernel
             own = learning.rows(rows)
-            params = [list(own.A.values()), list(own.B.values()), list(own.D.values())]
-            self._kernel.run(*arrays, observations, self._key, first_row, infer, plan, act, *params)
+            self._kernel.run(
+                *arrays,
+                observations=observations,
+                key=self._key,
+                first_row=first_row,
+                infer=infer,
+                plan=plan,
+                act=act,
+                pa=list(own.A.values()),
+                pb=list(own.B.values()),
+                pd=list(own.D.values()),
+            )
             if infer and learning.qs_t0 is not None:
                 learning.qs_t0[rows][starting] = beliefs[starting]
             return

@@ -399,35 +399,27 @@ class AgentPopulation(LearningPopulation):
         )
         self._check_actions(arrays[4], "actions:")
         first = (rows.start or 0) + self.row_offset
+        beliefs, q_pi, G, F, actions, timesteps = arrays
         if self.factorized:
-            beliefs, q_pi, G, F, actions, timesteps = arrays
             actions = actions.reshape(len(actions), -1)  # a view: (agents, factors)
             if self._learning is not None:
                 arrays = (beliefs, q_pi, G, F, actions, timesteps)
                 self._run_learning(rows, arrays, observations, first, (infer, plan, act))
                 return
-            if self.backend == "rust":
-                self._kernel.run(
-                    beliefs, q_pi, G, F, actions, timesteps, observations, self._key, first, infer, plan, act
-                )
-                return
-            if infer:
-                self._kernel.infer_states(beliefs, actions, observations, F)
-            if plan:
-                self._kernel.infer_policies(beliefs, q_pi, G)
-            if act:
-                self._kernel.sample_action(q_pi, actions, timesteps, self._key, first)
-            return
-        if self.backend == "rust":
-            self._kernel.run(*arrays, observations, self._key, first, infer, plan, act)
-            return
-        beliefs, q_pi, G, F, actions, timesteps = arrays
-        if infer:
-            self._kernel.infer_states(beliefs, actions, observations, F)
-        if plan:
-            self._kernel.infer_policies(beliefs, q_pi, G)
-        if act:
-            self._kernel.sample_action(q_pi, actions, timesteps, self._key, first)
+        self._kernel.run(
+            beliefs,
+            q_pi,
+            G,
+            F,
+            actions,
+            timesteps,
+            observations=observations,
+            key=self._key,
+            first_row=first,
+            infer=infer,
+            plan=plan,
+            act=act,
+        )
 
     def step(self, observations: Any, *, learn: bool = False) -> np.ndarray:
         """State inference from ``observations`` ((agents,) or (agents, modalities) ints),

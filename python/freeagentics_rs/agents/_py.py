@@ -35,7 +35,51 @@ def _softmax_rows(x: np.ndarray) -> np.ndarray:
     return result
 
 
-class AgentKernel:
+class PhasedKernel:
+    """``run``, the entry point of every kernel (the Rust kernels' signature): state inference
+    (``infer``, needs ``observations``), policy inference (``plan``) and action selection
+    (``act``) for every row of a population's arrays, in place. ``first_row`` is the index
+    of the first row in the whole population (its random stream)."""
+
+    def run(
+        self,
+        beliefs: np.ndarray,
+        q_pi: np.ndarray,
+        G: np.ndarray,
+        F: np.ndarray,
+        actions: np.ndarray,
+        timesteps: np.ndarray,
+        /,
+        *,
+        observations: np.ndarray | None = None,
+        key: int,
+        first_row: int = 0,
+        infer: bool = False,
+        plan: bool = False,
+        act: bool = False,
+    ) -> None:
+        if infer:
+            if observations is None:
+                raise ValueError("observations: needed for state inference (infer=True)")
+            self.infer_states(beliefs, actions, observations, F)
+        if plan:
+            self.infer_policies(beliefs, q_pi, G)
+        if act:
+            self.sample_action(q_pi, actions, timesteps, key, first_row)
+
+    def infer_states(self, beliefs: np.ndarray, actions: np.ndarray, observations: np.ndarray, F: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def infer_policies(self, beliefs: np.ndarray, q_pi: np.ndarray, G: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def sample_action(
+        self, q_pi: np.ndarray, actions: np.ndarray, timesteps: np.ndarray, key: int, first_row: int
+    ) -> None:
+        raise NotImplementedError
+
+
+class AgentKernel(PhasedKernel):
     """Active-inference steps for rows of a population's arrays (see ``AgentPopulation``)."""
 
     def __init__(

@@ -35,7 +35,7 @@ import numpy as np
 
 from ._model import EPS, INFO_EPS, TIE, GenerativeModel, _joint, _softmax
 from ._policies import PolicyTree
-from ._py import _splitmix64, uniforms
+from ._py import PhasedKernel, _splitmix64, uniforms
 
 __all__ = ["FactorKernel", "factor_arrays", "factor_key", "factor_quantities"]
 
@@ -120,7 +120,7 @@ def _draw(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     return result
 
 
-class FactorKernel:
+class FactorKernel(PhasedKernel):
     """Active-inference steps for rows of a factorized population's arrays: ``beliefs`` holds
     each agent's factor marginals side by side, ``actions`` (rows, factors)."""
 

@@ -11,19 +11,22 @@ import numpy as np
 from distributed import Client
 from distributed.comm.core import CommClosedError
 
+from .. import _validate
 from ..agents import AgentPopulation, GenerativeModel, GridWorld
-from ..agents._population import check_observations, is_integer
+from ..agents._population import check_observations
 from ..errors import ShardsLostError
 
 __all__ = ["DistributedPopulation"]
 
 
 def _model_arrays(model: GenerativeModel) -> dict[str, Any]:
+    """The model's arrays to rebuild it on a worker: one B and D per factor when factorized."""
+    per_factor = (lambda items: [np.asarray(x) for x in items]) if model.factorized else np.asarray
     return {
         "A": [np.asarray(a) for a in model.A],
-        "B": np.asarray(model.B),
+        "B": per_factor(model.B),
         "C": [np.asarray(c) for c in model.C],
-        "D": np.asarray(model.D),
+        "D": per_factor(model.D),
         "E": None if model.E is None else np.asarray(model.E),
     }
 
@@ -44,6 +47,9 @@ class _Shard:
         result: np.ndarray = self.population.beliefs.copy()
         return result
 
+    def qs(self) -> tuple[np.ndarray, ...]:
+        return tuple(q.copy() for q in self.population.qs)
+
     def save_state(self) -> dict[str, Any]:
         return self.population.save_state()
 
@@ -63,9 +69,11 @@ class DistributedPopulation:
     ``client``) that live on Dask workers across steps; the same results as one local
     ``AgentPopulation`` with the same arguments (``seed`` included).
 
-    ``step(observations)`` sends each shard its observations and returns all actions.
-    ``run(world, steps)``, ``gather_beliefs()``, ``checkpoint(store)`` and ``restore(store)``
-    (an ``AgentStateStore``) complete it. When a worker dies, its shards are rebuilt on the
+    ``step(observations)`` sends each shard its observations and returns all actions:
+    (n_agents,), or (n_agents, factors) for factorized models (every ``AgentPopulation``
+    argument passes through: ``policy_len``, ``policies``, ``sampling_mode``, ...).
+    ``run(world, steps)``, ``gather_beliefs()``, ``gather_qs()``, ``checkpoint(store)`` and
+    ``restore(store)`` (an ``AgentStateStore``) complete it. When a worker dies, its shards are rebuilt on the
     surviving workers, every shard goes back to the last checkpoint (the construction counts as
     one) and the step raises ``ShardsLostError`` naming the lost shards; a step never returns
     fewer agents, and the shards never end up at different steps.
@@ -82,13 +90,9 @@ class DistributedPopulation:
     ) -> None:
         if not isinstance(model, GenerativeModel):
             raise TypeError(f"model: must be a GenerativeModel, not {type(model).__name__}")
-        if not is_integer(n_agents) or n_agents < 1:
-            raise ValueError(f"n_agents: must be a positive int, got {n_agents!r}")
+        n_agents = _validate.integer(n_agents, "n_agents", minimum=1)
         workers = self._workers(client)
-        shards = len(workers) if shards is None else shards
-        requested: object = shards  # checked as given, whatever the annotation says
-        if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= n_agents:
-            raise ValueError(f"shards: must be an int in [1, n_agents], got {shards!r}")
+        shards = len(workers) if shards is None else _validate.integer(shards, "shards", minimum=1, maximum=n_agents)
         if "row_offset" in population_kwargs:
             raise TypeError("row_offset: is set per shard by DistributedPopulation")
         self.model, self.n_agents, self.client = model, int(n_agents), client
@@ -204,8 +208,15 @@ class DistributedPopulation:
         return actions
 
     def gather_beliefs(self) -> np.ndarray:
-        """All agents' beliefs, (n_agents, states), fetched from the shards."""
+        """All agents' beliefs, (n_agents, states), fetched from the shards (for several
+        factors, each agent's factor marginals side by side, as ``AgentPopulation.beliefs``)."""
         return np.concatenate(self._call_all("beliefs"))
+
+    def gather_qs(self) -> tuple[np.ndarray, ...]:
+        """All agents' posteriors per factor, fetched from the shards: one (n_agents,
+        num_states[f]) array per factor, as ``AgentPopulation.qs``."""
+        parts = self._call_all("qs")
+        return tuple(np.concatenate(factor) for factor in zip(*parts, strict=True))
 
     def checkpoint(self, store: Any = None, prefix: str = "population") -> None:
         """Keeps every shard's state (for rebuilding lost shards) and, with an

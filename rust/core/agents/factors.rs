@@ -16,8 +16,8 @@ use rayon::prelude::*;
 
 use super::factor_model::{OutcomeRows, PreparedModel, Transition, OUTCOME_BLOCK};
 use super::{
-    dot, draw, pool_of, softmax_in_place, splitmix64, try_filled, uniform, Phases, EPS,
-    MAX_THREADS, TIE,
+    dot, draw, ln_fast, pool_of, softmax_in_place, splitmix64, try_filled, uniform, Phases, EPS,
+    MAX_THREADS, NO_OBSERVATIONS, TIE,
 };
 use crate::core::error::CoreError;
 
@@ -171,7 +171,7 @@ fn outer_from(model: &PreparedModel, qs: &[f64], f: usize, prefix: f64, out: &mu
 fn free_energy(qs: &[f64], log_prior: &[f64]) -> f64 {
     qs.iter()
         .zip(log_prior)
-        .map(|(&q, &lp)| q * (q + 1e-16).ln() - q * lp)
+        .map(|(&q, &lp)| q * ln_fast(q + 1e-16) - q * lp)
         .sum()
 }
 
@@ -332,7 +332,7 @@ impl FactorKernel {
             predict(model, qs, &sc.controls, &mut sc.prior);
         }
         for (lp, &p) in sc.log_prior.iter_mut().zip(&sc.prior) {
-            *lp = (p + EPS).ln();
+            *lp = ln_fast(p + EPS);
         }
         sc.joint.fill(1.0); // the likelihood, for now
         for (modality, &o) in observation.iter().enumerate() {
@@ -342,7 +342,7 @@ impl FactorKernel {
             }
         }
         for (ll, &l) in sc.log_likelihood.iter_mut().zip(&sc.joint) {
-            *ll = (l + EPS).ln();
+            *ll = ln_fast(l + EPS);
         }
         let accuracy = if factors == 1 {
             for ((q, &ll), &lp) in qs.iter_mut().zip(&sc.log_likelihood).zip(&sc.log_prior) {
@@ -358,7 +358,7 @@ impl FactorKernel {
         for k in 0..factors {
             let (start, end) = (model.offsets[k], model.offsets[k + 1]);
             for (&q, &ld) in qs[start..end].iter().zip(&model.log_d[k]) {
-                free_energy += q * ((q + EPS).ln() - ld);
+                free_energy += q * (ln_fast(q + EPS) - ld);
             }
         }
         *f = free_energy
@@ -442,14 +442,18 @@ impl FactorKernel {
                     let mut qo = [0.0; OUTCOME_BLOCK];
                     for (&q, row) in joint.iter().zip(rows.chunks_exact(*padded)) {
                         if q != 0.0 {
-                            let po = &row[block..block + OUTCOME_BLOCK];
+                            let po: &[f64; OUTCOME_BLOCK] = row[block..block + OUTCOME_BLOCK]
+                                .try_into()
+                                .expect("a whole block");
                             for (o, &p) in qo.iter_mut().zip(po) {
                                 *o += q * p;
                             }
                         }
                     }
-                    for &o in qo.iter().filter(|&&o| o != 0.0) {
-                        entropy += o * (o + EPS).ln();
+                    // A zero outcome adds 0 ln(1e-16) = 0: no test, so the block vectorizes.
+                    let terms = qo.map(|o| o * ln_fast(o + EPS));
+                    for t in terms {
+                        entropy += t;
                     }
                 }
             }
@@ -472,7 +476,7 @@ impl FactorKernel {
                 }
                 for &o in touched.iter() {
                     let p = std::mem::take(&mut qo[o]);
-                    entropy += p * (p + EPS).ln();
+                    entropy += p * ln_fast(p + EPS);
                 }
             }
         }
@@ -630,6 +634,9 @@ impl FactorKernel {
         key: u64,
         phases: Phases,
     ) -> Result<(), CoreError> {
+        if phases.infer && observations.is_none() {
+            return Err(invalid(NO_OBSERVATIONS.into()));
+        }
         let n = self.check_rows(&rows, observations.filter(|_| phases.infer))?;
         let model = &*self.model;
         let (b, p, factors) = (model.belief_len(), self.policies, model.factors());

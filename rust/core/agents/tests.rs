@@ -278,3 +278,25 @@ fn factorized_rows_stay_normalized_and_prefer_the_useful_state() {
     assert_eq!(super::factors::factor_key(42, 0), 42);
     assert_ne!(super::factors::factor_key(42, 1), 42);
 }
+
+#[test]
+fn ln_fast_matches_ln_within_a_few_ulp() {
+    // Around sqrt(2), where the mantissa is halved.
+    let root = std::f64::consts::SQRT_2;
+    let (below, above) = (
+        f64::from_bits(root.to_bits() - 1),
+        f64::from_bits(root.to_bits() + 1),
+    );
+    let mut x = 1e-300f64;
+    while x < 1e300 {
+        for y in [x, x * below, x * root, x * above, x * 0.7] {
+            let (fast, exact) = (ln_fast(y), y.ln());
+            assert!(
+                (fast - exact).abs() <= 4.0 * f64::EPSILON * exact.abs().max(1.0),
+                "ln({y}): {fast} vs {exact}"
+            );
+        }
+        x *= 1.37;
+    }
+    assert_eq!(ln_fast(1.0), 0.0);
+}
