@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use crate::core::error::CoreError;
+use crate::core::rng::splitmix64;
+use crate::core::sync::lock;
 
 mod factor_model;
 mod factors;
@@ -85,13 +87,6 @@ pub struct Kernel {
     policies: usize,
     /// Size of the rayon pool, looked up per call: a forked child gets a pool of its own.
     threads: usize,
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The uniform draw in [0, 1) of `row` at `timestep` (the same as the numpy kernel's).
@@ -174,7 +169,7 @@ fn softmax_in_place(x: &mut [f64]) {
 fn pool_of(threads: usize) -> Result<Arc<rayon::ThreadPool>, CoreError> {
     type Pools = Option<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>;
     static POOLS: Mutex<Pools> = Mutex::new(None);
-    let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut pools = lock(&POOLS);
     let pid = std::process::id();
     if pools.as_ref().is_none_or(|(owner, _)| *owner != pid) {
         // Pools inherited over fork have no threads: leak them rather than join ghosts.
