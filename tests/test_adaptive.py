@@ -318,7 +318,7 @@ def test_an_unreferenced_adaptive_pool_is_collected_and_its_threads_exit(backend
     del pool
     gc.collect()
     assert ref() is None
-    core.shutdown(True, False)
+    core.shutdown(wait=True, cancel_futures=False)
     assert core.stats()["workers"] == 0
 
 

@@ -244,7 +244,7 @@ def test_del_shutdown(backend):
     core = pool._core
     del pool
     gc.collect()
-    core.shutdown(True, False)
+    core.shutdown(wait=True, cancel_futures=False)
     assert core.stats()["workers"] == 0
 
 

@@ -78,9 +78,9 @@ class _FutureCondition(_thread.RLock):  # type: ignore[misc]  # final in typeshe
             if timeout is None:
                 notified = waiter.acquire()
             elif timeout > 0:
-                notified = waiter.acquire(True, timeout)
+                notified = waiter.acquire(blocking=True, timeout=timeout)
             else:
-                notified = waiter.acquire(False)
+                notified = waiter.acquire(blocking=False)
             return notified
         finally:
             self._acquire_restore(saved)

@@ -138,7 +138,15 @@ _RUNNER_FUTURE = _RunnerFuture()
 
 
 def _failed(task: AgentTask, error: str) -> TaskResult:
-    return TaskResult(task.agent_id, task.operation, False, None, error, 0.0, time.time())
+    return TaskResult(
+        agent_id=task.agent_id,
+        operation=task.operation,
+        success=False,
+        result=None,
+        error=error,
+        execution_time_ms=0.0,
+        timestamp=time.time(),
+    )
 
 
 def _perform(agent: Any, operation: str, data: dict[str, Any]) -> Any:
@@ -405,15 +413,23 @@ class OptimizedThreadPoolManager:
         task = queued.task
         started = time.perf_counter()
         queue_wait_ms = (started - queued.queued_at) * 1000
+        value: Any = None
+        error: str | None = None
         try:
             value = _perform(queued.agent, task.operation, task.data)
         except BaseException as exc:  # also SystemExit & co: an agent must never be left running
-            elapsed_ms = (time.perf_counter() - started) * 1000
             logger.error("Task %s failed for agent %r: %r", task.operation, task.agent_id, exc)
             error = str(exc) or type(exc).__name__
-            return TaskResult(task.agent_id, task.operation, False, None, error, elapsed_ms, time.time(), queue_wait_ms)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return TaskResult(task.agent_id, task.operation, True, value, None, elapsed_ms, time.time(), queue_wait_ms)
+        return TaskResult(
+            agent_id=task.agent_id,
+            operation=task.operation,
+            success=error is None,
+            result=value,
+            error=error,
+            execution_time_ms=(time.perf_counter() - started) * 1000,
+            timestamp=time.time(),
+            queue_wait_ms=queue_wait_ms,
+        )
 
     @staticmethod
     def _settle(queued: _Queued, result: TaskResult) -> None:
