@@ -21,7 +21,7 @@ use crate::python::errors::panic_error;
 
 /// A core error as the exception the package documents: an allocation failure is a
 /// `MemoryError` (never an abort), the rest as `errors.rs` maps them.
-fn py_error(error: CoreError) -> PyErr {
+pub(crate) fn py_error(error: CoreError) -> PyErr {
     match error {
         CoreError::Os(ENOMEM, message) => pyo3::exceptions::PyMemoryError::new_err(message),
         other => other.into(),

@@ -17,18 +17,10 @@ use crate::core::agents::learning::{self, Marginals};
 use crate::core::agents::learning_kernel::{
     LearnedRows, LearnedRowsMut, LearningKernel, LearningSettings, Rates,
 };
-use crate::core::agents::{FactorRows, Phases, ENOMEM};
+use crate::core::agents::{FactorRows, Phases};
 use crate::core::error::CoreError;
-use crate::python::agents::FactorKernelCore;
+use crate::python::agents::{py_error, FactorKernelCore};
 use crate::python::errors::panic_error;
-
-/// An allocation failure is a `MemoryError`; the rest as `errors.rs` maps them.
-fn py_error(error: CoreError) -> PyErr {
-    match error {
-        CoreError::Os(ENOMEM, message) => pyo3::exceptions::PyMemoryError::new_err(message),
-        other => other.into(),
-    }
-}
 
 fn contiguous() -> PyErr {
     py_error(CoreError::InvalidArgument(

@@ -101,6 +101,37 @@ fn invalid(message: String) -> CoreError {
     CoreError::InvalidArgument(message)
 }
 
+/// Every action in [-1, controls) of its factor, and every observation (when given) in range
+/// for its modality: the rows' checks that both the shared and the learning kernel make.
+pub(super) fn check_actions_and_observations(
+    m: &PreparedModel,
+    actions: &[i64],
+    observations: Option<&[i64]>,
+    n: usize,
+) -> Result<(), CoreError> {
+    for row in actions.chunks(m.factors()) {
+        for (f, (&a, &count)) in row.iter().zip(&m.num_controls).enumerate() {
+            if !(-1..count as i64).contains(&a) {
+                return Err(invalid(format!(
+                    "actions: must lie in [-1, {count}) of factor {f}"
+                )));
+            }
+        }
+    }
+    if let Some(obs) = observations {
+        let modalities = m.modalities();
+        let valid = obs.len() == n * modalities
+            && obs.chunks(modalities).all(|o| {
+                o.iter()
+                    .enumerate()
+                    .all(|(k, &v)| v >= 0 && (v as usize) < m.obs_offsets[k + 1] - m.obs_offsets[k])
+            });
+        if !valid {
+            return Err(invalid("observations: out of range".into()));
+        }
+    }
+    Ok(())
+}
 /// The key of factor `f`'s random stream (the numpy kernel's `factor_key`).
 pub fn factor_key(key: u64, factor: usize) -> u64 {
     if factor == 0 {
@@ -602,27 +633,7 @@ impl FactorKernel {
         if !ok {
             return Err(invalid("population arrays: inconsistent shapes".into()));
         }
-        for row in rows.actions.chunks(factors) {
-            for (f, (&a, &count)) in row.iter().zip(&m.num_controls).enumerate() {
-                if !(-1..count as i64).contains(&a) {
-                    return Err(invalid(format!(
-                        "actions: must lie in [-1, {count}) of factor {f}"
-                    )));
-                }
-            }
-        }
-        if let Some(obs) = observations {
-            let modalities = m.modalities();
-            let valid = obs.len() == n * modalities
-                && obs.chunks(modalities).all(|o| {
-                    o.iter().enumerate().all(|(k, &v)| {
-                        v >= 0 && (v as usize) < m.obs_offsets[k + 1] - m.obs_offsets[k]
-                    })
-                });
-            if !valid {
-                return Err(invalid("observations: out of range".into()));
-            }
-        }
+        check_actions_and_observations(m, rows.actions, observations, n)?;
         Ok(n)
     }
 

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::factors::outer;
+use super::factors::{check_actions_and_observations, outer};
 use super::learning::{add_observation, add_transition};
 use super::{pool_of, AgentRow, FactorKernel, FactorRows, Phases, PreparedModel};
 use crate::core::error::CoreError;
@@ -153,27 +153,7 @@ impl LearningKernel {
         if !ok {
             return Err(invalid("population arrays: inconsistent shapes".into()));
         }
-        for row in rows.actions.chunks(factors) {
-            for (f, (&a, &count)) in row.iter().zip(&model.num_controls).enumerate() {
-                if !(-1..count as i64).contains(&a) {
-                    return Err(invalid(format!(
-                        "actions: must lie in [-1, {count}) of factor {f}"
-                    )));
-                }
-            }
-        }
-        if let Some(obs) = observations {
-            let modalities = model.modalities();
-            let valid = obs.len() == n * modalities
-                && obs.chunks(modalities).all(|o| {
-                    o.iter().enumerate().all(|(k, &v)| {
-                        v >= 0 && (v as usize) < model.obs_offsets[k + 1] - model.obs_offsets[k]
-                    })
-                });
-            if !valid {
-                return Err(invalid("observations: out of range".into()));
-            }
-        }
+        check_actions_and_observations(model, rows.actions, observations, n)?;
         Ok(n)
     }
 
