@@ -1,0 +1,120 @@
+//! Policy evaluation of the factorized kernel (`factors.rs`): the policy prefix tree's predicted
+//! marginals and node values (utility plus states information gain), summed into G and q_pi.
+
+use super::states::{outer, predict};
+use super::{FactorKernel, Scratch};
+use crate::core::agents::factor_model::{OutcomeRows, PreparedModel, OUTCOME_BLOCK};
+use crate::core::agents::{dot, ln_fast, softmax_in_place, EPS};
+
+impl FactorKernel {
+    /// The value of predicted marginals `qs`: utility plus states information gain (pymdp's
+    /// `spm_MDP_G` over the joint states above its threshold).
+    fn node_value(&self, model: &PreparedModel, qs: &[f64], sc: &mut Scratch) -> f64 {
+        let joint = &mut sc.joint;
+        outer(model, qs, joint);
+        let mut value = 0.0;
+        if self.settings.use_utility {
+            value = dot(joint, &model.utility);
+        }
+        let outcomes = match &model.outcomes {
+            Some(outcomes) if self.settings.use_states_info_gain => outcomes,
+            _ => return value,
+        };
+        let threshold = self.info_threshold;
+        let mut expected_h = 0.0;
+        let mut entropy = 0.0;
+        match &outcomes.rows {
+            // Few zeros: the expected outcomes a block at a time, each block's sums in registers.
+            OutcomeRows::Dense { rows, padded } => {
+                for j in joint.iter_mut() {
+                    if *j <= threshold {
+                        *j = 0.0;
+                    }
+                }
+                expected_h = dot(joint, &outcomes.info_h);
+                for block in (0..*padded).step_by(OUTCOME_BLOCK) {
+                    let mut qo = [0.0; OUTCOME_BLOCK];
+                    for (&q, row) in joint.iter().zip(rows.chunks_exact(*padded)) {
+                        if q != 0.0 {
+                            let po: &[f64; OUTCOME_BLOCK] = row[block..block + OUTCOME_BLOCK]
+                                .try_into()
+                                .expect("a whole block");
+                            for (o, &p) in qo.iter_mut().zip(po) {
+                                *o += q * p;
+                            }
+                        }
+                    }
+                    // A zero outcome adds 0 ln(1e-16) = 0: no test, so the block vectorizes.
+                    let terms = qo.map(|o| o * ln_fast(o + EPS));
+                    for t in terms {
+                        entropy += t;
+                    }
+                }
+            }
+            // Mostly zeros: only the outcomes that the states above the threshold can produce.
+            OutcomeRows::Sparse(rows) => {
+                let (qo, touched) = (&mut sc.qo, &mut sc.touched);
+                touched.clear();
+                for (s, &v) in joint.iter().enumerate().filter(|(_, &v)| v > threshold) {
+                    expected_h += v * outcomes.info_h[s];
+                    let (from, to) = (rows.ptr[s], rows.ptr[s + 1]);
+                    for (&o, &p) in rows.index[from..to].iter().zip(&rows.values[from..to]) {
+                        let x = v * p;
+                        if x != 0.0 {
+                            if qo[o] == 0.0 {
+                                touched.push(o);
+                            }
+                            qo[o] += x;
+                        }
+                    }
+                }
+                for &o in touched.iter() {
+                    let p = std::mem::take(&mut qo[o]);
+                    entropy += p * ln_fast(p + EPS);
+                }
+            }
+        }
+        value + expected_h - entropy
+    }
+
+    pub(super) fn infer_policies_one(
+        &self,
+        model: &PreparedModel,
+        qs: &[f64],
+        q_pi: &mut [f64],
+        g: &mut [f64],
+        sc: &mut Scratch,
+    ) {
+        let factors = model.factors();
+        let b = model.belief_len();
+        for depth in 0..self.levels.len() {
+            let level = &self.levels[depth];
+            let mut nodes = std::mem::take(&mut sc.nodes[depth]);
+            let mut values = std::mem::take(&mut sc.values[depth]);
+            for (k, &parent) in level.parents.iter().enumerate() {
+                let node = &mut nodes[k * b..(k + 1) * b];
+                let controls = &level.controls[k * factors..(k + 1) * factors];
+                match depth {
+                    0 => predict(model, qs, controls, node),
+                    _ => {
+                        let source = &sc.nodes[depth - 1][parent * b..(parent + 1) * b];
+                        predict(model, source, controls, node);
+                    }
+                }
+                values[k] = self.node_value(model, node, sc);
+            }
+            sc.nodes[depth] = nodes;
+            sc.values[depth] = values;
+        }
+        g.fill(0.0);
+        for (depth, level) in self.levels.iter().enumerate() {
+            for (gp, &node) in g.iter_mut().zip(&level.leaf) {
+                *gp += sc.values[depth][node];
+            }
+        }
+        for ((q, &gp), &le) in q_pi.iter_mut().zip(g.iter()).zip(&model.log_e) {
+            *q = gp * self.settings.gamma + le;
+        }
+        softmax_in_place(q_pi);
+    }
+}

@@ -1,0 +1,181 @@
+//! State inference of the factorized kernel (`factors.rs`): the empirical prior pushed through
+//! B, the posterior by pymdp's fixed point over the factors' marginals, and F.
+
+use super::{FactorKernel, Scratch};
+use crate::core::agents::factor_model::{PreparedModel, Transition};
+use crate::core::agents::{dot, ln_fast, softmax_in_place, EPS};
+
+/// `out` = each factor's segment of `qs` pushed through its B for `controls` (see `Transition`).
+pub(in crate::core::agents) fn predict(
+    model: &PreparedModel,
+    qs: &[f64],
+    controls: &[usize],
+    out: &mut [f64],
+) {
+    for (f, &c) in controls.iter().enumerate() {
+        let (start, end) = (model.offsets[f], model.offsets[f + 1]);
+        let (qs, out) = (&qs[start..end], &mut out[start..end]);
+        out.fill(0.0);
+        match &model.transitions[f][c] {
+            Transition::Dense(rows) => {
+                for (&q, row) in qs.iter().zip(rows.chunks_exact(end - start)) {
+                    for (o, &v) in out.iter_mut().zip(row) {
+                        *o += q * v;
+                    }
+                }
+            }
+            Transition::OnePerColumn { next, values } => {
+                for ((&q, &n), &v) in qs.iter().zip(next).zip(values) {
+                    out[n] += q * v;
+                }
+            }
+            Transition::Sparse(b) => {
+                for (previous, &q) in qs.iter().enumerate() {
+                    let (from, to) = (b.ptr[previous], b.ptr[previous + 1]);
+                    for (&next, &v) in b.index[from..to].iter().zip(&b.values[from..to]) {
+                        out[next] += q * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The outer product of the factors' marginals (C order): `joint[s] = (q_0 * q_1) * ... `.
+pub(in crate::core::agents) fn outer(model: &PreparedModel, qs: &[f64], joint: &mut [f64]) {
+    match model.factors() {
+        1 => joint.copy_from_slice(qs),
+        _ => outer_from(model, qs, 0, 1.0, joint),
+    }
+}
+
+/// The outer product of factors `f..` scaled by `prefix` (the product of the factors before).
+fn outer_from(model: &PreparedModel, qs: &[f64], f: usize, prefix: f64, out: &mut [f64]) {
+    let marginal = &qs[model.offsets[f]..model.offsets[f + 1]];
+    if f + 2 == model.factors() {
+        let last = &qs[model.offsets[f + 1]..model.offsets[f + 2]];
+        for (chunk, &q) in out.chunks_exact_mut(last.len()).zip(marginal) {
+            let p = prefix * q;
+            for (o, &l) in chunk.iter_mut().zip(last) {
+                *o = p * l;
+            }
+        }
+    } else {
+        let stride = out.len() / marginal.len();
+        for (chunk, &q) in out.chunks_exact_mut(stride).zip(marginal) {
+            outer_from(model, qs, f + 1, prefix * q, chunk);
+        }
+    }
+}
+
+fn free_energy(qs: &[f64], log_prior: &[f64]) -> f64 {
+    qs.iter()
+        .zip(log_prior)
+        .map(|(&q, &lp)| q * ln_fast(q + 1e-16) - q * lp)
+        .sum()
+}
+
+impl FactorKernel {
+    pub(super) fn infer_states_one(
+        &self,
+        model: &PreparedModel,
+        qs: &mut [f64],
+        actions: &[i64],
+        observation: &[i64],
+        f: &mut f64,
+        sc: &mut Scratch,
+    ) {
+        let factors = model.factors();
+        let s = model.joint_states;
+        if actions[0] < 0 {
+            for (k, d) in model.d.iter().enumerate() {
+                sc.prior[model.offsets[k]..model.offsets[k + 1]].copy_from_slice(d);
+            }
+        } else {
+            for (c, &a) in sc.controls.iter_mut().zip(actions) {
+                *c = a as usize;
+            }
+            predict(model, qs, &sc.controls, &mut sc.prior);
+        }
+        for (lp, &p) in sc.log_prior.iter_mut().zip(&sc.prior) {
+            *lp = ln_fast(p + EPS);
+        }
+        sc.joint.fill(1.0); // the likelihood, for now
+        for (modality, &o) in observation.iter().enumerate() {
+            let row = (model.obs_offsets[modality] + o as usize) * s;
+            for (l, &a) in sc.joint.iter_mut().zip(&model.a[row..row + s]) {
+                *l *= a;
+            }
+        }
+        for (ll, &l) in sc.log_likelihood.iter_mut().zip(&sc.joint) {
+            *ll = ln_fast(l + EPS);
+        }
+        let accuracy = if factors == 1 {
+            for ((q, &ll), &lp) in qs.iter_mut().zip(&sc.log_likelihood).zip(&sc.log_prior) {
+                *q = ll + lp;
+            }
+            softmax_in_place(qs);
+            None
+        } else {
+            self.fixed_point(model, qs, sc)
+        };
+        // F: sum_f q_f . (ln(q_f + eps) - ln D_f) - sum_s q(s) ln L[s].
+        let mut free_energy = 0.0;
+        for k in 0..factors {
+            let (start, end) = (model.offsets[k], model.offsets[k + 1]);
+            for (&q, &ld) in qs[start..end].iter().zip(&model.log_d[k]) {
+                free_energy += q * (ln_fast(q + EPS) - ld);
+            }
+        }
+        *f = free_energy
+            - accuracy.unwrap_or_else(|| {
+                outer(model, qs, &mut sc.joint);
+                dot(&sc.joint, &sc.log_likelihood)
+            });
+    }
+
+    /// pymdp's `run_vanilla_fpi` for several factors (see the numpy kernel). Returns the
+    /// accuracy `sum_s q(s) ln L[s]` of the final marginals when an iteration ran.
+    fn fixed_point(&self, model: &PreparedModel, qs: &mut [f64], sc: &mut Scratch) -> Option<f64> {
+        let factors = model.factors();
+        for k in 0..factors {
+            let n = model.num_states[k];
+            qs[model.offsets[k]..model.offsets[k + 1]].fill(1.0 / n as f64);
+        }
+        let mut previous = free_energy(qs, &sc.log_prior);
+        let mut df = self.settings.df;
+        let mut iteration = 0;
+        let mut accuracy = None; // Some once sc.joint is the outer product of qs
+        while iteration < self.settings.num_iter && df >= self.settings.df_tol {
+            if accuracy.is_none() {
+                outer(model, qs, &mut sc.joint);
+            }
+            for ((ll, &l), &j) in sc.ll.iter_mut().zip(&sc.log_likelihood).zip(&sc.joint) {
+                *ll = l * j;
+            }
+            sc.next.fill(0.0);
+            for (&ll, index) in sc.ll.iter().zip(model.factor_index.chunks_exact(factors)) {
+                for (&offset, &i) in model.offsets.iter().zip(index) {
+                    sc.next[offset + i] += ll;
+                }
+            }
+            for k in 0..factors {
+                let (start, end) = (model.offsets[k], model.offsets[k + 1]);
+                let segment = sc.next[start..end].iter_mut().zip(&qs[start..end]);
+                for ((next, &q), &lp) in segment.zip(&sc.log_prior[start..end]) {
+                    *next = *next / q + lp;
+                }
+                softmax_in_place(&mut sc.next[start..end]);
+            }
+            qs.copy_from_slice(&sc.next);
+            outer(model, qs, &mut sc.joint);
+            let fit = dot(&sc.joint, &sc.log_likelihood);
+            accuracy = Some(fit);
+            let vfe = free_energy(qs, &sc.log_prior) - fit;
+            df = (previous - vfe).abs();
+            previous = vfe;
+            iteration += 1;
+        }
+        accuracy
+    }
+}
