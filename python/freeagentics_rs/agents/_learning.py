@@ -161,7 +161,7 @@ class Learning:
         for name, indices in self.learned.items():
             priors = self.priors[name]
             needed += 0 if priors is None else 8 * n_agents * sum(priors[i].size for i in indices)
-        from ._population import _physical_memory
+        from ._population_checks import _physical_memory
 
         if needed > _physical_memory():
             raise MemoryError(

@@ -4,8 +4,6 @@ GIL released, or numpy vectorized over agents) updates them in place."""
 
 from __future__ import annotations
 
-import math
-import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,99 +14,25 @@ from .._cpus import available_cpus
 from . import _py
 from ._learning import check_learning_arguments, learns
 from ._learning_population import LearningPopulation
-from ._model import EPS, INFO_EPS, GenerativeModel, policies_of
-from ._policies import MAX_POLICIES, check_policies, construct_policies, control_factors
+from ._model import EPS, INFO_EPS, GenerativeModel
+from ._policies import check_policies, construct_policies, control_factors
+from ._population_agent import PopulationAgent
+from ._population_checks import (
+    MAX_THREADS,
+    _inference_params,
+    _key_of,
+    _physical_memory,
+    _positive_float,
+    _single_factor_policies,
+    check_observations,
+)
 from ._py_factors import FactorKernel, factor_arrays
 
 __all__ = ["AgentPopulation", "PopulationAgent"]
 
 _STATE_KEYS = ("beliefs", "q_pi", "G", "F", "actions", "timesteps", "key")
-_AGENT_STATE_KEYS = ("beliefs", "q_pi", "G", "F", "action", "timestep")
 # Policies are planned step by step (recursively, in the single-factor kernels).
 MAX_POLICY_LEN = 64
-# pymdp 0.0.7.1's defaults for run_vanilla_fpi.
-_INFERENCE_DEFAULTS = {"num_iter": 10, "dF": 1.0, "dF_tol": 0.001}
-
-
-def _inference_params(value: Any) -> dict[str, Any]:
-    if value is None:
-        return dict(_INFERENCE_DEFAULTS)
-    if not isinstance(value, dict):
-        raise TypeError(f"inference_params: must be a dict or None, not {type(value).__name__}")
-    unknown = sorted(set(value) - set(_INFERENCE_DEFAULTS), key=str)
-    if unknown:
-        raise ValueError(f"inference_params: unknown keys {unknown!r}; known: num_iter, dF, dF_tol")
-    params = {**_INFERENCE_DEFAULTS, **value}
-    return {
-        "num_iter": _validate.integer(params["num_iter"], "inference_params: num_iter", minimum=0, maximum=1 << 20),
-        "dF": _validate.real(params["dF"], "inference_params: dF"),
-        "dF_tol": _validate.real(params["dF_tol"], "inference_params: dF_tol"),
-    }
-
-
-# Starting a rayon pool costs about 5 ms a thread, and more threads than this never help a
-# population (they only wait on each other).
-MAX_THREADS = 256
-
-
-def _physical_memory() -> int:
-    try:
-        import os
-
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not on this platform: no a-priori bound
-        return 1 << 62
-
-
-def _key_of(seed: Any) -> int:
-    if seed is None:
-        return secrets.randbits(64)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed: must be an int or None, not {type(seed).__name__}")
-    return int(_py._splitmix64(np.uint64(int(seed) & _py._MASK64)))
-
-
-def _positive_float(value: Any, name: str) -> float:
-    return _validate.real(value, name, minimum=0.0, exclusive_minimum=True)
-
-
-def _single_factor_policies(num_actions: int, policy_len: int) -> np.ndarray:
-    """Every sequence of ``policy_len`` actions, (policies, policy_len, 1); at most 2**20 of them."""
-    if policy_len * math.log2(max(num_actions, 1)) > 40:  # before computing a huge power
-        raise ValueError(
-            f"policy_len: {policy_len} gives {num_actions}**{policy_len} policies; at most 2**20 are supported"
-        )
-    if num_actions**policy_len > MAX_POLICIES:
-        raise ValueError(
-            f"policy_len: {policy_len} gives {num_actions**policy_len} policies; at most 2**20 are supported"
-        )
-    result: np.ndarray = policies_of(num_actions, policy_len)[:, :, None]
-    return result
-
-
-def is_integer(value: object) -> bool:
-    """A Python or numpy int, not a bool (callers may pass anything, whatever the annotation)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def check_observations(model: GenerativeModel, observations: Any, rows: int) -> np.ndarray:
-    """``observations`` as a C-contiguous, aligned (rows, modalities) int64 array, or the error
-    naming what is wrong."""
-    obs = np.asarray(observations)
-    m = model.num_modalities
-    if obs.dtype.kind not in "iu":
-        raise TypeError(f"observations: must be integers, got dtype {obs.dtype}")
-    if obs.shape == (rows,) and m == 1:
-        obs = obs.reshape(rows, 1)
-    if obs.shape != (rows, m):
-        expected = f"({rows},) or ({rows}, {m})" if m == 1 else f"({rows}, {m})"
-        raise ValueError(f"observations: must have shape {expected}, got {obs.shape}")
-    # Checked in the given dtype: converting first would wrap uint64 values above 2**63.
-    for k, count in enumerate(model.num_obs):
-        column = obs[:, k]
-        if column.size and (column.min() < 0 or column.max() >= count):
-            raise ValueError(f"observations: modality {k} must lie in [0, {count}), got {column.min()}..{column.max()}")
-    return np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
 
 
 class AgentPopulation(LearningPopulation):
@@ -489,98 +413,3 @@ class AgentPopulation(LearningPopulation):
 
     def __repr__(self) -> str:
         return f"<AgentPopulation {self.n_agents} agents, {self.num_policies} policies, backend={self.backend!r}>"
-
-
-class PopulationAgent:
-    """One agent of an ``AgentPopulation`` with FreeAgentics' agent methods, so
-    ``OptimizedThreadPoolManager`` and ``AsyncAgentManager`` can drive it: ``perceive``,
-    ``update_beliefs``, ``select_action``, ``step``, ``beliefs``, ``get_state``/``set_state``.
-    Each works on this agent's row only, so different agents may run in different threads."""
-
-    def __init__(self, population: AgentPopulation, index: int) -> None:
-        if not is_integer(index) or not 0 <= index < population.n_agents:
-            raise IndexError(f"index: must lie in [0, {population.n_agents}), got {index!r}")
-        self.population, self.index = population, int(index)
-        self._rows = slice(self.index, self.index + 1)
-        self._observation: np.ndarray | None = None
-
-    @property
-    def beliefs(self) -> np.ndarray:
-        result: np.ndarray = self.population.beliefs[self.index]
-        return result
-
-    @property
-    def action(self) -> int | list[int]:
-        """The last action: an int, or one int per factor (a list) for several factors."""
-        action = self.population.actions[self.index]
-        return int(action) if action.ndim == 0 else action.tolist()
-
-    def perceive(self, observation: Any) -> None:
-        """Stores an observation (an int, or one int per modality) for ``update_beliefs``."""
-        obs = observation.get("observation", observation) if isinstance(observation, dict) else observation
-        self._observation = self.population._observations(np.reshape(obs, (1, -1)), 1)
-
-    def update_beliefs(self) -> np.ndarray:
-        if self._observation is None:
-            raise RuntimeError("update_beliefs: no observation; call perceive first")
-        self.population._run(self._rows, self._observation, infer=True, plan=False, act=False)
-        return self.beliefs
-
-    def select_action(self) -> int | list[int]:
-        self.population._run(self._rows, None, infer=False, plan=True, act=True)
-        return self.action
-
-    def step(self, observation: Any) -> int | list[int]:
-        self.perceive(observation)
-        self.population._run(self._rows, self._observation, infer=True, plan=True, act=True)
-        return self.action
-
-    def get_state(self) -> dict[str, Any]:
-        """This agent's state; with learning, its learned arrays too (``pA``, ``pB``, ``pD``:
-        lists with None where shared) and ``qs_t0``."""
-        p, i = self.population, self.index
-        state = {
-            "beliefs": p.beliefs[i].copy(),
-            "q_pi": p.q_pi[i].copy(),
-            "G": p.G[i].copy(),
-            "F": float(p.F[i]),
-            "action": self.action,
-            "timestep": int(p.timesteps[i]),
-        }
-        if p._learning is not None:
-            state.update(p._learning.agent_state(i))
-        return state
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restores a ``get_state`` result; checks everything before changing anything."""
-        p, i = self.population, self.index
-        if not isinstance(state, dict):
-            raise TypeError(f"state: must be a dict, not {type(state).__name__}")
-        missing = [k for k in _AGENT_STATE_KEYS if k not in state]
-        if missing:
-            raise ValueError(f"state: missing {', '.join(missing)}")
-        arrays = {}
-        for name, target in (("beliefs", p.beliefs), ("q_pi", p.q_pi), ("G", p.G)):
-            try:
-                arrays[name] = np.asarray(state[name], np.float64)
-            except (TypeError, ValueError):
-                raise TypeError(f"state: {name} must be numbers, got {state[name]!r}") from None
-            if arrays[name].shape != target[i].shape:
-                raise ValueError(f"state: {name} has shape {arrays[name].shape}, needs {target[i].shape}")
-        free_energy = _validate.real(state["F"], "state: F", finite=False)
-        if p.model.factorized:
-            given = state["action"]
-            if isinstance(given, (str, bytes)) or np.ndim(given) != 1 or len(given) != p.model.num_factors:
-                raise ValueError(f"state: action must be one int per factor ({p.model.num_factors}), got {given!r}")
-            action: int | list[int] = [
-                _validate.integer(a, f"state: action[{f}]", minimum=-1, maximum=n - 1)
-                for f, (a, n) in enumerate(zip(given, p.model.num_controls, strict=True))
-            ]
-        else:
-            action = _validate.integer(state["action"], "state: action", minimum=-1, maximum=p.model.num_actions - 1)
-        timestep = _validate.integer(state["timestep"], "state: timestep", minimum=0, maximum=(1 << 63) - 1)
-        learned = None if p._learning is None else p._learning.check_agent_state(state)
-        p.beliefs[i], p.q_pi[i], p.G[i] = arrays["beliefs"], arrays["q_pi"], arrays["G"]
-        p.F[i], p.actions[i], p.timesteps[i] = free_energy, action, timestep
-        if learned is not None:
-            p._learning.load_agent(learned, i)  # type: ignore[union-attr]

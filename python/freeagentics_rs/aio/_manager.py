@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import _validate
 from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
-from ..manager._manager import OPERATIONS, _perform
+from ..manager._tasks import OPERATIONS, _perform
 from ..state import AgentStateStore
 from ._agent_lock import AgentLock
 from ._bus import EventBus

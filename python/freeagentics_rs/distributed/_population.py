@@ -13,7 +13,7 @@ from distributed.comm.core import CommClosedError
 
 from .. import _validate
 from ..agents import AgentPopulation, GenerativeModel, GridWorld
-from ..agents._population import check_observations
+from ..agents._population_checks import check_observations
 from ..errors import ShardsLostError
 
 __all__ = ["DistributedPopulation"]
