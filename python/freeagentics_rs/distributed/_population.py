@@ -12,9 +12,10 @@ from distributed import Client
 from distributed.comm.core import CommClosedError
 
 from .. import _validate
-from ..agents import AgentPopulation, GenerativeModel, GridWorld
+from ..agents import AgentPopulation, GenerativeModel
 from ..agents._population_checks import check_observations
 from ..errors import ShardsLostError
+from ._learning import DistributedLearning, ShardLearning
 
 __all__ = ["DistributedPopulation"]
 
@@ -31,7 +32,7 @@ def _model_arrays(model: GenerativeModel) -> dict[str, Any]:
     }
 
 
-class _Shard:
+class _Shard(ShardLearning):
     """Agents ``row_offset`` to ``row_offset + n_agents`` of a population, on one worker."""
 
     def __init__(self, arrays: dict[str, Any], n_agents: int, row_offset: int, kwargs: dict[str, Any]) -> None:
@@ -39,9 +40,6 @@ class _Shard:
             arrays["A"], arrays["B"], arrays["C"], arrays["D"], E=arrays["E"], backend=kwargs.get("backend")
         )
         self.population = AgentPopulation(model, n_agents, row_offset=row_offset, **kwargs)
-
-    def step(self, observations: np.ndarray) -> np.ndarray:
-        return self.population.step(observations)
 
     def beliefs(self) -> np.ndarray:
         result: np.ndarray = self.population.beliefs.copy()
@@ -56,15 +54,15 @@ class _Shard:
     def load_state(self, state: dict[str, Any]) -> None:
         self.population.load_state(state)
 
-    def reset(self) -> None:
-        self.population.reset()
+    def reset(self, parameters: bool = False) -> None:  # noqa: FBT001 (actor calls are positional here)
+        self.population.reset(parameters=parameters)
 
 
 def _alive() -> bool:
     return True
 
 
-class DistributedPopulation:
+class DistributedPopulation(DistributedLearning):
     """``n_agents`` agents of ``model``, split into ``shards`` (default: one per worker of
     ``client``) that live on Dask workers across steps; the same results as one local
     ``AgentPopulation`` with the same arguments (``seed`` included).
@@ -72,11 +70,15 @@ class DistributedPopulation:
     ``step(observations)`` sends each shard its observations and returns all actions:
     (n_agents,), or (n_agents, factors) for factorized models (every ``AgentPopulation``
     argument passes through: ``policy_len``, ``policies``, ``sampling_mode``, ...).
-    ``run(world, steps)``, ``gather_beliefs()``, ``gather_qs()``, ``checkpoint(store)`` and
-    ``restore(store)`` (an ``AgentStateStore``) complete it. When a worker dies, its shards are rebuilt on the
-    surviving workers, every shard goes back to the last checkpoint (the construction counts as
-    one) and the step raises ``ShardsLostError`` naming the lost shards; a step never returns
-    fewer agents, and the shards never end up at different steps.
+    ``run(world, steps)``, ``reset()``, ``gather_beliefs()``, ``gather_qs()``,
+    ``checkpoint(store)`` and ``restore(store)`` (an ``AgentStateStore``) complete it.
+    Learning as ``AgentPopulation``'s (``pA``, ``pB``, ``pD``, ``lr_pA``, ... pass through):
+    ``step(observations, learn=True)``, ``update_A``, ``update_B``, ``update_D`` on every
+    shard, and ``pA``, ``pB``, ``pD`` gathered from the shards in agent order. When a worker
+    dies, its shards are rebuilt on the surviving workers, every shard goes back to the last
+    checkpoint (the construction counts as one) and the step raises ``ShardsLostError`` naming
+    the lost shards; a step never returns fewer agents, and the shards never end up at
+    different steps.
     """
 
     def __init__(
@@ -181,31 +183,56 @@ class DistributedPopulation:
         return False
 
     def _rewind(self) -> None:
-        """Every shard back to the last checkpoint (a fresh shard's reset for the construction)."""
+        """Every shard back to the last checkpoint (for the construction: a reset that restores
+        the parameters' priors too, as a fresh shard has them)."""
         step, states = self._checkpoint
         calls = [
-            actor.reset() if state is None else actor.load_state(state)
+            actor.reset(True) if state is None else actor.load_state(state)
             for actor, state in zip(self._actors, states, strict=True)
         ]
         for call in calls:
             call.result()
         self.steps_taken = step
 
-    def step(self, observations: Any) -> np.ndarray:
-        """Every agent's step (state inference, policies, action); returns all actions.
-        Observations are checked here first, so a bad one changes no shard."""
+    def step(self, observations: Any, *, learn: bool = False) -> np.ndarray:
+        """Every agent's step (state inference, policies, action); returns all actions. With
+        ``learn=True``, each shard's learning step (as ``AgentPopulation.step``). Arguments
+        are checked here first, so a bad one changes no shard."""
+        learn = _validate.boolean(learn, "learn")
         obs = check_observations(self.model, observations, self.n_agents)
-        parts = self._call_all("step", [(obs[lo:hi],) for lo, hi in self.bounds])
+        parts = self._call_all("step", [(obs[lo:hi], learn) for lo, hi in self.bounds])
         self.steps_taken += 1
         return np.concatenate(parts)
 
-    def run(self, world: GridWorld, steps: int) -> np.ndarray:
-        """``steps`` rounds of observe, step, move; returns the last actions."""
+    def run(self, world: Any, steps: int, *, learn: bool = False) -> np.ndarray:
+        """``steps`` steps in ``world``; returns the last actions. A GridWorld-style world
+        (``observe()``, ``move(actions)``) goes on from where it is; one with ``reset()`` and
+        ``step(actions)`` returning the observations (``TMaze``, pymdp's environments) starts
+        an episode with ``world.reset()`` (the agents are not reset: see ``reset``)."""
+        steps = _validate.integer(steps, "steps", minimum=0)
+        learn = _validate.boolean(learn, "learn")
         actions = np.empty(0, np.int64)
+        if callable(getattr(world, "observe", None)) and callable(getattr(world, "move", None)):
+            for _ in range(steps):
+                actions = self.step(world.observe(), learn=learn)
+                world.move(actions)
+            return actions
+        if not (callable(getattr(world, "reset", None)) and callable(getattr(world, "step", None))):
+            raise TypeError(
+                f"world: must have observe() and move(actions) (as GridWorld) or reset() and "
+                f"step(actions) (as TMaze), not {type(world).__name__}"
+            )
+        observations = world.reset()
         for _ in range(steps):
-            actions = self.step(world.observe())
-            world.move(actions)
+            actions = self.step(observations, learn=learn)
+            observations = world.step(actions)
         return actions
+
+    def reset(self, *, parameters: bool = False) -> None:
+        """Every agent back to the start (as ``AgentPopulation.reset``): learned parameters
+        are kept unless ``parameters=True``, which restores the priors."""
+        parameters = _validate.boolean(parameters, "parameters")
+        self._call_all("reset", [(parameters,)] * self.shards)
 
     def gather_beliefs(self) -> np.ndarray:
         """All agents' beliefs, (n_agents, states), fetched from the shards (for several
