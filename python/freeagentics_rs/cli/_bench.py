@@ -69,13 +69,26 @@ def _executor_row(
     return measure
 
 
-def _registry(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
-    registry = workloads.LockedDict() if kind == "baseline" else AgentRegistry(backend=kind)
-    agents = 10_000
-    for i in range(agents):
-        registry.register(f"agent-{i}", i)
-    plans = workloads.registry_plans(4, 40_000 if quick else 200_000, agents)
-    return timed_runs(lambda: workloads.registry_mix(registry, plans), runs)
+def _registry_row(threads: int) -> Row:
+    """The same operations (90% get, 10% update) shared by ``threads`` threads: the rows side by
+    side show where the sharded registry gains on a locked dict and where it does not. The
+    4-thread row keeps the key ``registry`` of the tables measured before the others existed."""
+
+    def measure(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
+        registry = workloads.LockedDict() if kind == "baseline" else AgentRegistry(backend=kind)
+        agents = 10_000
+        for i in range(agents):
+            registry.register(f"agent-{i}", i)
+        plans = workloads.registry_plans(threads, 40_000 if quick else 200_000, agents)
+        return timed_runs(lambda: workloads.registry_mix(registry, plans), runs)
+
+    return Row(
+        "registry" if threads == 4 else f"registry-{threads}",
+        f"registry: {threads} thread{'s' * (threads > 1)}, 90% get / 10% update on 10k agents",
+        "s per run",
+        "dict + one lock",
+        measure,
+    )
 
 
 def _memory(kind: str, runs: int, *, quick: bool) -> dict[str, Any]:
@@ -182,13 +195,7 @@ def rows(*, quick: bool) -> list[Row]:
             "ThreadPoolExecutor(8)",
             _executor_row(tpe8, adaptive, lambda e: workloads.sleeps(e, io_tasks, 0.01), fresh=True),
         ),
-        Row(
-            "registry",
-            "registry: 4 threads, 90% get / 10% update on 10k agents",
-            "s per run",
-            "dict + one lock",
-            _registry,
-        ),
+        *(_registry_row(threads) for threads in (1, 2, 4)),
         Row(
             "adaptive-cpu",
             f"adaptive sizing, CPU: {cpu_tasks} pure-Python tasks",
@@ -290,7 +297,9 @@ def run(args: argparse.Namespace) -> int:
     selected = [
         r
         for r in rows(quick=args.quick)
-        if not args.only or r.key in args.only or (r.key.startswith("scaling-") and "scaling" in args.only)
+        if not args.only
+        or r.key in args.only
+        or any(r.key.startswith(f"{group}-") and group in args.only for group in ("scaling", "registry"))
     ]
     kinds = [k for k in KINDS if k != "rust" or _has_rust()]
     results: list[dict[str, Any]] = []
