@@ -5,9 +5,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use numpy::ndarray::Dimension;
 use numpy::{
     PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn,
-    PyReadwriteArray1, PyReadwriteArray2,
+    PyReadwriteArray, PyReadwriteArray1, PyReadwriteArray2,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -32,9 +33,79 @@ fn not_contiguous() -> PyErr {
     CoreError::InvalidArgument("population arrays: must be C-contiguous and aligned".into()).into()
 }
 
+/// The six state arrays every kernel binding's `run` takes (beliefs, q_pi, G, F, actions,
+/// timesteps) as the core's row slices, each checked C-contiguous and aligned in that order.
+pub(crate) struct StateSlices<'a> {
+    beliefs: &'a mut [f64],
+    q_pi: &'a mut [f64],
+    g: &'a mut [f64],
+    f: &'a mut [f64],
+    actions: &'a mut [i64],
+    timesteps: &'a mut [i64],
+}
+
+impl<'a> StateSlices<'a> {
+    /// `refused`: the error of an array that is not C-contiguous and aligned (each kernel
+    /// names its arrays in its own message). `actions` is (agents,) or (agents, factors).
+    pub(crate) fn of<D: Dimension>(
+        beliefs: &'a mut PyReadwriteArray2<'_, f64>,
+        q_pi: &'a mut PyReadwriteArray2<'_, f64>,
+        g: &'a mut PyReadwriteArray2<'_, f64>,
+        f: &'a mut PyReadwriteArray1<'_, f64>,
+        actions: &'a mut PyReadwriteArray<'_, i64, D>,
+        timesteps: &'a mut PyReadwriteArray1<'_, i64>,
+        refused: fn() -> PyErr,
+    ) -> PyResult<Self> {
+        Ok(StateSlices {
+            beliefs: beliefs.as_slice_mut().map_err(|_| refused())?,
+            q_pi: q_pi.as_slice_mut().map_err(|_| refused())?,
+            g: g.as_slice_mut().map_err(|_| refused())?,
+            f: f.as_slice_mut().map_err(|_| refused())?,
+            actions: actions.as_slice_mut().map_err(|_| refused())?,
+            timesteps: timesteps.as_slice_mut().map_err(|_| refused())?,
+        })
+    }
+
+    /// The rows of the single-factor kernel.
+    fn rows(self, first_row: u64) -> Rows<'a> {
+        Rows {
+            beliefs: self.beliefs,
+            q_pi: self.q_pi,
+            g: self.g,
+            f: self.f,
+            actions: self.actions,
+            timesteps: self.timesteps,
+            first_row,
+        }
+    }
+
+    /// The rows of the factorized kernels.
+    pub(crate) fn factor_rows(self, first_row: u64) -> FactorRows<'a> {
+        FactorRows {
+            beliefs: self.beliefs,
+            q_pi: self.q_pi,
+            g: self.g,
+            f: self.f,
+            actions: self.actions,
+            timesteps: self.timesteps,
+            first_row,
+        }
+    }
+}
+
+/// The observations of a kernel call, if any, checked as the state arrays are.
+pub(crate) fn observation_slice<'a>(
+    observations: Option<&'a PyReadonlyArray2<'_, i64>>,
+    refused: fn() -> PyErr,
+) -> PyResult<Option<&'a [i64]>> {
+    observations
+        .map(|o| o.as_slice().map_err(|_| refused()))
+        .transpose()
+}
+
 /// Runs `step` detached from the interpreter (rule 1 of docs/design.md), a panic becoming an
 /// exception (rule 4) and a core error the exception the package documents.
-fn run_detached<F>(py: Python<'_>, step: F) -> PyResult<()>
+pub(crate) fn run_detached<F>(py: Python<'_>, step: F) -> PyResult<()>
 where
     F: FnOnce() -> Result<(), CoreError> + Send,
 {
@@ -181,19 +252,17 @@ impl AgentKernelCore {
         plan: bool,
         act: bool,
     ) -> PyResult<()> {
-        let rows = Rows {
-            beliefs: beliefs.as_slice_mut().map_err(|_| not_contiguous())?,
-            q_pi: q_pi.as_slice_mut().map_err(|_| not_contiguous())?,
-            g: g.as_slice_mut().map_err(|_| not_contiguous())?,
-            f: f.as_slice_mut().map_err(|_| not_contiguous())?,
-            actions: actions.as_slice_mut().map_err(|_| not_contiguous())?,
-            timesteps: timesteps.as_slice_mut().map_err(|_| not_contiguous())?,
-            first_row,
-        };
-        let observations = match &observations {
-            Some(o) => Some(o.as_slice().map_err(|_| not_contiguous())?),
-            None => None,
-        };
+        let rows = StateSlices::of(
+            &mut beliefs,
+            &mut q_pi,
+            &mut g,
+            &mut f,
+            &mut actions,
+            &mut timesteps,
+            not_contiguous,
+        )?
+        .rows(first_row);
+        let observations = observation_slice(observations.as_ref(), not_contiguous)?;
         let (kernel, phases) = (&self.kernel, Phases { infer, plan, act });
         run_detached(py, || kernel.run(rows, observations, key, phases))
     }
@@ -313,19 +382,17 @@ impl FactorKernelCore {
         plan: bool,
         act: bool,
     ) -> PyResult<()> {
-        let rows = FactorRows {
-            beliefs: beliefs.as_slice_mut().map_err(|_| not_contiguous())?,
-            q_pi: q_pi.as_slice_mut().map_err(|_| not_contiguous())?,
-            g: g.as_slice_mut().map_err(|_| not_contiguous())?,
-            f: f.as_slice_mut().map_err(|_| not_contiguous())?,
-            actions: actions.as_slice_mut().map_err(|_| not_contiguous())?,
-            timesteps: timesteps.as_slice_mut().map_err(|_| not_contiguous())?,
-            first_row,
-        };
-        let observations = match &observations {
-            Some(o) => Some(o.as_slice().map_err(|_| not_contiguous())?),
-            None => None,
-        };
+        let rows = StateSlices::of(
+            &mut beliefs,
+            &mut q_pi,
+            &mut g,
+            &mut f,
+            &mut actions,
+            &mut timesteps,
+            not_contiguous,
+        )?
+        .factor_rows(first_row);
+        let observations = observation_slice(observations.as_ref(), not_contiguous)?;
         let (kernel, phases) = (&self.kernel, Phases { infer, plan, act });
         run_detached(py, || kernel.run(rows, observations, key, phases))
     }

@@ -4,7 +4,6 @@
 //! run detached from the interpreter while rayon works (rule 1 of docs/design.md); a panic
 //! becomes an exception.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use numpy::{
@@ -17,22 +16,16 @@ use crate::core::agents::learning::{self, Marginals};
 use crate::core::agents::learning_kernel::{
     LearnedRows, LearnedRowsMut, LearningKernel, LearningSettings, Rates,
 };
-use crate::core::agents::{FactorRows, Phases};
+use crate::core::agents::Phases;
 use crate::core::error::CoreError;
-use crate::python::agents::{py_error, FactorKernelCore};
-use crate::python::errors::panic_error;
+use crate::python::agents::{
+    observation_slice, py_error, run_detached, FactorKernelCore, StateSlices,
+};
 
 fn contiguous() -> PyErr {
     py_error(CoreError::InvalidArgument(
         "learning arrays: must be C-contiguous and aligned".into(),
     ))
-}
-
-/// Runs `work` detached, a panic turned into an exception.
-fn detached(py: Python<'_>, work: impl FnOnce() -> Result<(), CoreError> + Send) -> PyResult<()> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(work)))
-        .map_err(|payload| panic_error(&*payload))?
-        .map_err(py_error)
 }
 
 /// pymdp's `update_obs_likelihood_dirichlet` for modality `modality` of every agent.
@@ -55,7 +48,7 @@ fn dirichlet_update_a(
     let pa = pa.as_slice_mut().map_err(|_| contiguous())?;
     let observations = observations.as_slice().map_err(|_| contiguous())?;
     let beliefs = beliefs.as_slice().map_err(|_| contiguous())?;
-    detached(py, || {
+    run_detached(py, || {
         learning::update_a(
             pa,
             num_obs,
@@ -91,7 +84,7 @@ fn dirichlet_update_b(
     let actions = actions.as_slice().map_err(|_| contiguous())?;
     let qs = qs.as_slice().map_err(|_| contiguous())?;
     let qs_prev = qs_prev.as_slice().map_err(|_| contiguous())?;
-    detached(py, || {
+    run_detached(py, || {
         learning::update_b(
             pb,
             num_controls,
@@ -121,7 +114,7 @@ fn dirichlet_update_d(
     let marginals = Marginals::new(&num_states).map_err(py_error)?;
     let pd = pd.as_slice_mut().map_err(|_| contiguous())?;
     let qs_t0 = qs_t0.as_slice().map_err(|_| contiguous())?;
-    detached(py, || {
+    run_detached(py, || {
         learning::update_d(pd, &marginals, factor, qs_t0, lr, num_threads)
     })
 }
@@ -228,22 +221,20 @@ impl LearningKernelCore {
             pb: slices(&pb)?,
             pd: slices(&pd)?,
         };
-        let rows = FactorRows {
-            beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
-            q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,
-            g: g.as_slice_mut().map_err(|_| contiguous())?,
-            f: f.as_slice_mut().map_err(|_| contiguous())?,
-            actions: actions.as_slice_mut().map_err(|_| contiguous())?,
-            timesteps: timesteps.as_slice_mut().map_err(|_| contiguous())?,
-            first_row,
-        };
-        let observations = match &observations {
-            Some(o) => Some(o.as_slice().map_err(|_| contiguous())?),
-            None => None,
-        };
+        let rows = StateSlices::of(
+            &mut beliefs,
+            &mut q_pi,
+            &mut g,
+            &mut f,
+            &mut actions,
+            &mut timesteps,
+            contiguous,
+        )?
+        .factor_rows(first_row);
+        let observations = observation_slice(observations.as_ref(), contiguous)?;
         let kernel = &self.kernel;
         let phases = Phases { infer, plan, act };
-        detached(py, || kernel.run(rows, params, observations, key, phases))
+        run_detached(py, || kernel.run(rows, params, observations, key, phases))
     }
 
     /// The learning step of every row in one pass: infer states, update_A and update_B of each
@@ -273,22 +264,23 @@ impl LearningKernelCore {
             pb: slices_mut(&mut pb)?,
             pd: slices_mut(&mut pd)?,
         };
-        let rows = FactorRows {
-            beliefs: beliefs.as_slice_mut().map_err(|_| contiguous())?,
-            q_pi: q_pi.as_slice_mut().map_err(|_| contiguous())?,
-            g: g.as_slice_mut().map_err(|_| contiguous())?,
-            f: f.as_slice_mut().map_err(|_| contiguous())?,
-            actions: actions.as_slice_mut().map_err(|_| contiguous())?,
-            timesteps: timesteps.as_slice_mut().map_err(|_| contiguous())?,
-            first_row,
-        };
+        let rows = StateSlices::of(
+            &mut beliefs,
+            &mut q_pi,
+            &mut g,
+            &mut f,
+            &mut actions,
+            &mut timesteps,
+            contiguous,
+        )?
+        .factor_rows(first_row);
         let observations = observations.as_slice().map_err(|_| contiguous())?;
         let kernel = &self.kernel;
         let rates = Rates {
             pa: lr_pa,
             pb: lr_pb,
         };
-        detached(py, || {
+        run_detached(py, || {
             kernel.step_learning(rows, params, observations, key, rates)
         })
     }
