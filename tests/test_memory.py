@@ -196,6 +196,29 @@ def test_block_waits_for_a_slot_freed_by_another_thread_and_times_out(make_pool)
     assert len(got) == 1 and pool.stats()["waits"] == 2
 
 
+@pytest.mark.parametrize("free", ["release", "drop"])
+def test_every_waiter_wakes_for_its_slot_whether_released_or_dropped(make_pool, free):
+    """Freed slots are announced only while an acquire waits: each of two blocked acquires gets
+    one of the two slots freed after they started waiting."""
+    pool = make_pool(16, capacity=2)
+    held = [pool.acquire(), pool.acquire()]
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(pool.acquire(timeout=30))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    while pool.stats()["waits"] < 2:  # until both are blocked
+        threading.Event().wait(0.001)
+    for _ in range(2):
+        array = held.pop()
+        if free == "release":
+            pool.release(array)
+        del array
+        threading.Event().wait(0.01)
+    for thread in threads:
+        thread.join(30)
+    assert len(got) == 2 and pool.stats()["in_use"] == 2
+
+
 def test_raise_and_grow_policies(make_pool):
     raising = make_pool(4, capacity=2, on_exhausted="raise")
     kept = [raising.acquire(), raising.acquire()]

@@ -68,20 +68,16 @@ def foreign_process(what: str, owner: int) -> RuntimeError:
 
 class _SlotOwner:
     """The base of one acquired slot's array, as the Rust core's ``SlotOwner``: numpy reads the
-    slot's address from it, every view's base collapses to that array, and it gives the slot's
-    memory back when it dies with the last of them. It keeps its core (and so the memory)
-    alive. One small object per acquire: no weak reference, no memoryview, no lookup table."""
+    slot's address from its ``__array_interface__`` (the core's dict for that slot, built once),
+    every view's base collapses to that array, and it gives the slot's memory back when it dies
+    with the last of them. It keeps its core (and so the memory) alive. One small object per
+    acquire: no weak reference, no memoryview, no lookup table."""
 
-    __slots__ = ("core", "slot", "address", "released")
+    __slots__ = ("__array_interface__", "core", "slot", "released")
+    __array_interface__: dict[str, Any]
     core: SlotPoolCore
     slot: int
-    address: int
     released: bool
-
-    @property
-    def __array_interface__(self) -> dict[str, Any]:
-        core = self.core
-        return {"data": (self.address, False), "shape": core._shape, "typestr": core._dtype.str, "version": 3}
 
     def __del__(self) -> None:
         self.core._give_back(self.slot, released=self.released)
@@ -110,7 +106,9 @@ class SlotPoolCore:
         # Re-entrant: a root dying during an allocation made under the lock gives its slot back.
         self._lock = threading.RLock()
         self._freed = threading.Condition(self._lock)
+        self._waiting = 0  # acquires waiting for a slot: only then is a freed slot announced
         self._chunk_addresses: list[int] = []
+        self._interfaces: list[dict[str, Any]] = []  # per slot: numpy's view of its memory
         self._chunks: list[Any] = []
         self._free: list[int] = []
         self._next_fresh = self._slots = 0
@@ -139,7 +137,13 @@ class SlotPoolCore:
             except MemoryError:
                 raise MemoryError(f"out of memory allocating {size} bytes") from None
         self._chunks.append(memory)
-        self._chunk_addresses.append(memory.ctypes.data + -memory.ctypes.data % _shm.ALIGN)
+        start = memory.ctypes.data + -memory.ctypes.data % _shm.ALIGN
+        self._chunk_addresses.append(start)
+        shape, typestr = self._shape, self._dtype.str
+        self._interfaces += [
+            {"data": (start + i * self.slot_bytes, False), "shape": shape, "typestr": typestr, "version": 3}
+            for i in range(self._chunk_slots)
+        ]
         self._slots += self._chunk_slots
         self._stats["bytes"] += size
 
@@ -183,19 +187,24 @@ class SlotPoolCore:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise PoolExhaustedError(f"no slot was freed within {timeout!r} s")
-            self._freed.wait(left)
+            self._waiting += 1
+            try:
+                self._freed.wait(left)
+            finally:
+                self._waiting -= 1
 
     def acquire(self, timeout: float | None = None) -> np.ndarray:
-        timeout = _check_timeout(timeout)
+        if timeout is not None:
+            timeout = _check_timeout(timeout)
         with self._lock:
             taken = self._take()
             if taken is None:
                 taken = self._wait(timeout)
+            interface = self._interfaces[taken[0]]  # the list grows under the lock
         # From here the owner gives the slot back when it dies, even if this fails.
         owner = _SlotOwner()
         owner.core, owner.slot, owner.released = self, taken[0], False
-        chunk, index = divmod(owner.slot, self._chunk_slots)
-        owner.address = self._chunk_addresses[chunk] + index * self.slot_bytes
+        owner.__array_interface__ = interface
         array = np.asarray(owner)
         if not taken[1]:
             array.fill(0)
@@ -205,7 +214,8 @@ class SlotPoolCore:
         with self._lock:
             self._free.append(slot)
             self._stats["retained" if released else "in_use"] -= 1
-            self._freed.notify()
+            if self._waiting:
+                self._freed.notify()
 
     def _owner_of(self, array: Any, what: str) -> _SlotOwner:
         """The owner of the slot ``array`` (the array ``acquire`` returned, or a view of it)
@@ -232,13 +242,14 @@ class SlotPoolCore:
         with self._lock:
             owner = self._owner_of(array, "release")
             owner.released = True
-            array.flags.writeable = False
+            array.setflags(write=False)
             base: Any = array.base  # the slot's array when ``array`` is a view of it
             if base is not owner:
-                base.flags.writeable = False
+                base.setflags(write=False)
             self._stats["in_use"] -= 1
             self._stats["retained"] += 1
-            self._freed.notify()
+            if self._waiting:
+                self._freed.notify()
 
     def slot_of(self, array: np.ndarray) -> int:
         if self.closed:
