@@ -1,16 +1,17 @@
 """Pure-Python cores of SharedMemoryPool and SharedModelStore, with the Rust cores' behaviour
 and messages (``rust/python/memory.rs``).
 
-A slot is handed out as one array whose base is a small ``_SlotOwner`` (numpy reads the slot's
-address from its ``__array_interface__``). numpy collapses the base of every further view to that
-array, and every other holder of its memory (a memoryview, a subclass view) holds it or a view of
-it, so the owner dies with the last object that can reach the slot's memory, and then gives the
-memory back. ``release`` never detaches anything: it only stops the slot counting as in use. No
-decision depends on a reference count.
+A slot is handed out as one array whose base is a small slot owner: a ctypes array of the slot's
+bytes made over the slot's memory, whose buffer numpy builds the array from. numpy collapses the
+base of every further view to that array, and every other holder of its memory (a memoryview, a
+subclass view) holds it or a view of it, so the owner dies with the last object that can reach the
+slot's memory, and then gives the memory back. ``release`` never detaches anything: it only
+stops the slot counting as in use. No decision depends on a reference count.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import os
@@ -66,21 +67,25 @@ def foreign_process(what: str, owner: int) -> RuntimeError:
     return RuntimeError(f"the {what} belongs to process {owner}; in this process, attach to it by name")
 
 
-class _SlotOwner:
-    """The base of one acquired slot's array, as the Rust core's ``SlotOwner``: numpy reads the
-    slot's address from its ``__array_interface__`` (the core's dict for that slot, built once),
-    every view's base collapses to that array, and it gives the slot's memory back when it dies
-    with the last of them. It keeps its core (and so the memory) alive. One small object per
-    acquire: no weak reference, no memoryview, no lookup table."""
+def _slot_owner_class(nbytes: int) -> type[Any]:
+    """The class of one core's slot owners, each the base of one acquired slot's array, as the
+    Rust core's ``SlotOwner``: a ctypes array of ``nbytes`` bytes made over the slot's memory
+    (numpy builds the array straight from its buffer), whose death, with the last array or view
+    of the slot, gives the slot back. It keeps its core (and so the memory) alive. One small
+    object per acquire: no weak reference, no memoryview, no lookup table; and no
+    ``__array_interface__`` dict for numpy to read on each acquire."""
+    namespace = {"__slots__": ("core", "slot", "released"), "__del__": _give_back, "__module__": __name__}
+    return type("_SlotOwner", (ctypes.c_char * nbytes,), namespace)
 
-    __slots__ = ("__array_interface__", "core", "slot", "released")
-    __array_interface__: dict[str, Any]
-    core: SlotPoolCore
-    slot: int
-    released: bool
 
-    def __del__(self) -> None:
-        self.core._give_back(self.slot, released=self.released)
+def _give_back(owner: Any) -> None:
+    """A slot owner's ``__del__``: its slot is free again (or no longer retained)."""
+    core = owner.core
+    with core._lock:
+        core._free.append(owner.slot)
+        core._stats["retained" if owner.released else "in_use"] -= 1
+        if core._waiting:
+            core._freed.notify()
 
 
 class SlotPoolCore:
@@ -107,8 +112,8 @@ class SlotPoolCore:
         self._lock = threading.RLock()
         self._freed = threading.Condition(self._lock)
         self._waiting = 0  # acquires waiting for a slot: only then is a freed slot announced
-        self._chunk_addresses: list[int] = []
-        self._interfaces: list[dict[str, Any]] = []  # per slot: numpy's view of its memory
+        self._slot_addresses: list[int] = []
+        self._owner_class = _slot_owner_class(self._nbytes)  # per core: an owner names its core
         self._chunks: list[Any] = []
         self._free: list[int] = []
         self._next_fresh = self._slots = 0
@@ -138,12 +143,7 @@ class SlotPoolCore:
                 raise MemoryError(f"out of memory allocating {size} bytes") from None
         self._chunks.append(memory)
         start = memory.ctypes.data + -memory.ctypes.data % _shm.ALIGN
-        self._chunk_addresses.append(start)
-        shape, typestr = self._shape, self._dtype.str
-        self._interfaces += [
-            {"data": (start + i * self.slot_bytes, False), "shape": shape, "typestr": typestr, "version": 3}
-            for i in range(self._chunk_slots)
-        ]
+        self._slot_addresses += range(start, start + self._chunk_slots * self.slot_bytes, self.slot_bytes)
         self._slots += self._chunk_slots
         self._stats["bytes"] += size
 
@@ -200,39 +200,26 @@ class SlotPoolCore:
             taken = self._take()
             if taken is None:
                 taken = self._wait(timeout)
-            interface = self._interfaces[taken[0]]  # the list grows under the lock
+            address = self._slot_addresses[taken[0]]  # the list grows under the lock
         # From here the owner gives the slot back when it dies, even if this fails.
-        owner = _SlotOwner()
+        owner = self._owner_class.from_address(address)
         owner.core, owner.slot, owner.released = self, taken[0], False
-        owner.__array_interface__ = interface
-        array = np.asarray(owner)
+        array: np.ndarray = np.ndarray(self._shape, self._dtype, owner)
         if not taken[1]:
             array.fill(0)
         return array
 
-    def _give_back(self, slot: int, *, released: bool) -> None:
-        with self._lock:
-            self._free.append(slot)
-            self._stats["retained" if released else "in_use"] -= 1
-            if self._waiting:
-                self._freed.notify()
-
-    def _owner_of(self, array: Any, what: str) -> _SlotOwner:
+    def _owner_of(self, array: Any, what: str) -> Any:
         """The owner of the slot ``array`` (the array ``acquire`` returned, or a view of it)
-        lies in."""
-        owner: _SlotOwner | None = None
-        root: np.ndarray | None = None
+        lies in. Only this core's owners are of its owner class."""
+        owner: Any = None
         if isinstance(array, np.ndarray):
             base: object = array.base  # numpy's stubs do not know an array may be based on any object
-            candidate = array if isinstance(base, _SlotOwner) else base
-            if isinstance(candidate, np.ndarray):
-                root = candidate
-                root_base: object = root.base
-                if isinstance(root_base, _SlotOwner):
-                    owner = root_base
-        # The array acquire returned is its own root: only views need the bounds check.
-        inside = array is root or (root is not None and _lies_in(array, root))
-        if owner is None or owner.core is not self or not inside:
+            if type(base) is self._owner_class:  # the array acquire returned
+                owner = base
+            elif isinstance(base, np.ndarray) and type(base.base) is self._owner_class and _lies_in(array, base):
+                owner = base.base  # a view inside the slot's array
+        if owner is None:
             raise ValueError(f"{what}: the array was not acquired from this pool")
         if owner.released:
             raise ValueError(f"{what}: the array was already released")
@@ -254,7 +241,8 @@ class SlotPoolCore:
     def slot_of(self, array: np.ndarray) -> int:
         if self.closed:
             raise RuntimeError("the pool is closed")
-        return self._owner_of(array, "slot_of").slot
+        slot: int = self._owner_of(array, "slot_of").slot
+        return slot
 
     def stats(self) -> dict[str, int]:
         with self._lock:
