@@ -182,6 +182,13 @@ def test_a_lost_worker_rewinds_the_parameters_to_the_last_checkpoint(client, bac
     assert remote.steps_taken == 0
     assert_same_parameters(remote, fresh)
     assert_same_beliefs(remote, fresh)
+    remote.run(env, 2, learn=True)
+    remote.checkpoint()  # a checkpoint carries the learned parameters
+    saved = remote.pA[1]
+    remote.run(env, 2, learn=True)
+    assert not np.array_equal(remote.pA[1], saved)
+    remote._rewind()
+    assert remote.steps_taken == 2 and np.array_equal(remote.pA[1], saved)
     remote.close()
 
 
