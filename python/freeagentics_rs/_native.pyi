@@ -21,6 +21,7 @@ __all__ = [
     "SlotPoolCore",
     "ModelStoreCore",
     "WorkStealingCore",
+    "FutureCondition",
     "shutdown_all_pools",
     "forget_pools_after_fork",
     "available_parallelism",
@@ -94,6 +95,33 @@ class WorkStealingCore:
     def stats(self) -> dict[str, int]:
         """``workers`` (threads alive now), ``target_workers``, ``submitted``, ``completed``,
         ``stolen``, ``queued``, ``panics``."""
+
+@final
+class FutureCondition:
+    """The condition of ``WorkStealingThreadPool``'s futures on the Rust backend: a re-entrant
+    lock with a condition's waiter queue, the subset of ``threading.Condition(threading.RLock())``
+    that ``concurrent.futures`` uses, in one object that the cyclic GC does not track. Workers
+    take it and settle the future from Rust. Waits release the interpreter and, on the main
+    thread, run signal handlers every 50 ms (Ctrl-C ends them)."""
+
+    def __new__(cls) -> Self: ...
+    def acquire(self, blocking: object = True, timeout: float = -1.0) -> bool:
+        """As ``RLock.acquire``: True once held (again, by the holder), False when ``blocking`` is
+        false or ``timeout`` passed first; the same ``ValueError`` s for bad timeouts."""
+    def release(self) -> None:
+        """One level of the caller's hold; ``RuntimeError`` when the caller does not hold it."""
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    def _is_owned(self) -> bool: ...
+    def _has_waiters(self) -> bool:
+        """Whether a thread is in ``wait()`` and not yet notified."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """As ``threading.Condition.wait``: releases every level of the caller's hold, waits
+        until notified (True) or ``timeout`` seconds pass (False; ``None`` waits forever), and
+        takes the hold back. ``RuntimeError`` when the caller does not hold it."""
+    def notify(self, n: int = 1) -> None:
+        """Wakes up to ``n`` waiters, oldest first; ``RuntimeError`` when the caller does not hold it."""
+    def notify_all(self) -> None: ...
 
 @final
 class AgentRegistryCore:

@@ -17,6 +17,8 @@ use super::meter::Meter;
 use super::scheduler::{Local, Shared, CURRENT};
 use super::sync::{lock, wait_timeout_while, write};
 
+pub mod condition;
+
 /// Why a queued job is dropped without running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Discard {
