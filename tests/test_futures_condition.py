@@ -7,6 +7,7 @@ import gc
 import random
 import threading
 import time
+import weakref
 
 import freeagentics_rs
 import pytest
@@ -224,3 +225,33 @@ def test_concurrent_settle_cancel_and_wait_agree_with_a_sequential_model(pool_fa
             else:
                 assert future.result() == 3**i == seen[i]
         assert not any(f._condition._is_owned() for f in futures)
+
+
+def test_waiting_on_done_futures_gives_them_no_waiter_list(pool_factory, backend):
+    pool = pool_factory(2)
+    futures = [pool.submit(pow, 2, i) for i in range(200)]
+    assert [f.result(timeout=60) for f in futures] == [2**i for i in range(200)]
+    done, _ = cf.wait(futures)
+    assert len(done) == 200
+    assert [f.result() for f in cf.as_completed(futures)]
+    assert all(not f._waiters for f in futures)
+    if backend == "rust":  # the shared stand-in, not a list per future
+        assert all(f._waiter_list is None for f in futures)
+
+
+def test_futures_die_with_their_last_reference_after_wait_and_as_completed(pool_factory):
+    """No reference cycle through a future, its condition or its waiter list: with the cyclic GC
+    off, every future is freed as soon as the caller drops it."""
+    pool = pool_factory(2)
+    gc.collect()
+    gc.disable()
+    try:
+        futures = [pool.submit(pow, 2, i) for i in range(3000)]
+        cf.wait(futures[:1500], timeout=60)
+        assert len(list(cf.as_completed(futures, timeout=60))) == 3000
+        cf.wait(futures, timeout=60)
+        refs = [weakref.ref(f) for f in futures]
+        del futures
+        assert sum(r() is not None for r in refs) == 0
+    finally:
+        gc.enable()

@@ -1,7 +1,7 @@
 """Type stubs and documentation of the compiled core (``rust/python/``). Users normally go
 through the public classes in ``freeagentics_rs``; these are their Rust engines."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, final
 
@@ -22,6 +22,8 @@ __all__ = [
     "ModelStoreCore",
     "WorkStealingCore",
     "FutureCondition",
+    "PoolFutureWaiters",
+    "DoneWaiters",
     "shutdown_all_pools",
     "forget_pools_after_fork",
     "available_parallelism",
@@ -122,6 +124,26 @@ class FutureCondition:
     def notify(self, n: int = 1) -> None:
         """Wakes up to ``n`` waiters, oldest first; ``RuntimeError`` when the caller does not hold it."""
     def notify_all(self) -> None: ...
+
+@final
+class PoolFutureWaiters:
+    """The ``_waiters`` descriptor of the Rust backend's pool futures: the list that
+    ``wait()``/``as_completed()`` install their waiters in (``future._waiter_list``), made on
+    first use: a plain list, or ``executor._pool._helping_waiters(future, list)`` when first
+    used from a pool worker. A done future without a list gets the shared ``DoneWaiters``."""
+
+    def __new__(cls) -> Self: ...
+    def __get__(self, future: object, owner: object = None, /) -> Any: ...
+
+@final
+class DoneWaiters:
+    """The waiter list of a done pool future: ``append`` and ``remove`` do nothing (a done
+    future never tells its waiters anything), and it is always empty. One shared instance."""
+
+    def append(self, waiter: object) -> None: ...
+    def remove(self, waiter: object) -> None: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
 @final
 class AgentRegistryCore:

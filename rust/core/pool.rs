@@ -400,6 +400,11 @@ impl Drop for Pool {
     }
 }
 
+/// Whether the calling thread is a worker of some pool of this process.
+pub fn on_a_worker_thread() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
 /// Shuts down every pool of this process (interpreter exit); `wait_all_exited` then waits.
 pub fn shutdown_all() {
     for shared in lock(&POOLS).iter().filter_map(Weak::upgrade) {

@@ -12,12 +12,16 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyList, PyTuple, PyType};
 
 use super::detach::wait_detached;
 use crate::core::pool::condition::{thread_token, NotOwned, ReentrantCondition};
+use crate::core::pool::on_a_worker_thread;
 
 static POOL_FUTURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static NATIVE_POOL_FUTURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static HELPING_WAITERS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+const POOL_MODULE: &str = "freeagentics_rs.executor._pool";
 
 /// The condition of a pool future: the subset of `threading.Condition(threading.RLock())` that
 /// `concurrent.futures` uses, as one object that the cyclic GC does not track. Waits release
@@ -147,7 +151,7 @@ impl FutureCondition {
     }
 
     #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&self, _exc_info: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.release()
     }
 
@@ -197,15 +201,107 @@ impl FutureCondition {
     }
 }
 
-/// The native condition of an instance of exactly `_PoolFuture` (whose methods are the ones
-/// mirrored here); None for any other future.
+/// `_waiters` of the Rust backend's pool futures (`_NativePoolFuture`): the list that
+/// `wait()`/`as_completed()` install their waiters in, made on first use, without a Python
+/// frame per access (they touch it twice per future). A plain list, except when first used
+/// from a pool worker: then the helping list (`_pool._helping_waiters`), whose waiters run
+/// queued jobs instead of blocking the worker.
+#[pyclass(frozen, module = "freeagentics_rs._native")]
+pub struct PoolFutureWaiters;
+
+#[pymethods]
+impl PoolFutureWaiters {
+    #[new]
+    fn new() -> Self {
+        PoolFutureWaiters
+    }
+
+    fn __get__<'py>(
+        slf: Bound<'py, Self>,
+        future: Option<Bound<'py, PyAny>>,
+        owner: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = owner;
+        let Some(future) = future.filter(|f| !f.is_none()) else {
+            return Ok(slf.into_any()); // read on the class
+        };
+        let py = future.py();
+        let waiters = future.getattr(intern!(py, "_waiter_list"))?;
+        if waiters.is_none() && is_done(&future)? {
+            // Read under the future's condition (by `wait()`, `as_completed()` and `Future`):
+            // it stays done, so a waiter installed now would never be told anything.
+            return Ok(DONE_WAITERS
+                .get_or_try_init(py, || Py::new(py, DoneWaiters))?
+                .bind(py)
+                .clone()
+                .into_any());
+        }
+        let on_worker = on_a_worker_thread();
+        let plain = waiters.is_exact_instance_of::<PyList>();
+        if !waiters.is_none() && (!on_worker || !plain) {
+            return Ok(waiters); // made already, helping where it must
+        }
+        let waiters = if on_worker {
+            HELPING_WAITERS
+                .import(py, POOL_MODULE, "_helping_waiters")?
+                .call1((&future, waiters))?
+        } else {
+            PyList::empty(py).into_any()
+        };
+        future.setattr(intern!(py, "_waiter_list"), &waiters)?;
+        Ok(waiters)
+    }
+}
+
+/// Whether a future is finished or cancelled with its waiters told: states it never leaves.
+fn is_done(future: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = future.py();
+    let state = future.getattr(intern!(py, "_state"))?;
+    Ok(state_is(&state, intern!(py, "FINISHED"))?
+        || state_is(&state, intern!(py, "CANCELLED_AND_NOTIFIED"))?)
+}
+
+static DONE_WAITERS: PyOnceLock<Py<DoneWaiters>> = PyOnceLock::new();
+
+/// The waiter list of every done future that has none: `wait()` and `as_completed()` install
+/// their waiter in each future they are given and remove it afterwards, done ones included;
+/// a done future never tells its waiters anything, so there is nothing to keep. Saves a list
+/// per future (and its GC tracking) when tens of thousands are waited for at once.
+#[pyclass(frozen, module = "freeagentics_rs._native")]
+pub struct DoneWaiters;
+
+#[pymethods]
+impl DoneWaiters {
+    fn append(&self, waiter: &Bound<'_, PyAny>) {
+        let _ = waiter;
+    }
+
+    fn remove(&self, waiter: &Bound<'_, PyAny>) {
+        let _ = waiter;
+    }
+
+    fn __len__(&self) -> usize {
+        0
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        PyTuple::empty(py).try_iter().map(Bound::into_any)
+    }
+}
+
+/// The native condition of an instance of exactly `_PoolFuture` or `_NativePoolFuture` (whose
+/// methods are the ones mirrored here); None for any other future.
 fn native_condition<'py>(
     py: Python<'py>,
     future: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, FutureCondition>>> {
-    let is_pool_future = POOL_FUTURE
-        .import(py, "freeagentics_rs.executor._pool", "_PoolFuture")
-        .is_ok_and(|class| future.get_type().is(class));
+    let class = future.get_type();
+    let is_pool_future = NATIVE_POOL_FUTURE
+        .import(py, POOL_MODULE, "_NativePoolFuture")
+        .is_ok_and(|c| class.is(c))
+        || POOL_FUTURE
+            .import(py, POOL_MODULE, "_PoolFuture")
+            .is_ok_and(|c| class.is(c));
     if !is_pool_future {
         return Ok(None);
     }

@@ -250,6 +250,24 @@ class _PoolFuture(Future[Any]):
         return super().exception(self._help(timeout))
 
 
+class _NativePoolFuture(_PoolFuture):
+    """A ``_PoolFuture`` of a Rust pool: its condition is ``_native.FutureCondition`` and its
+    waiter list is read through ``_native.PoolFutureWaiters`` (installed when the first Rust
+    pool is made), so neither costs a Python frame."""
+
+
+def _helping_waiters(future: _PoolFuture, waiters: list[Any] | None) -> _Waiters:
+    # What ``PoolFutureWaiters`` makes when a pool worker first uses a future's waiter list.
+    helping = _Waiters(() if waiters is None else waiters)
+    helping.core = future._core
+    return helping
+
+
+def _use_native_waiters() -> None:
+    if "_waiters" not in _NativePoolFuture.__dict__:
+        _NativePoolFuture._waiters = _backend.native().PoolFutureWaiters()
+
+
 def _shutdown_nowait(core: PoolCore, generation: int) -> None:
     # The pool object was collected without shutdown: let its workers drain and exit.
     if generation == _fork_generation:
@@ -302,10 +320,14 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._core: PoolCore = self._new_core()
-        # The futures' condition: Rust's when the core is, so that workers settle them from Rust.
-        self._new_condition: Callable[[], Any] = (
-            _backend.native().FutureCondition if self.backend == "rust" else _FutureCondition
-        )
+        # The futures: Rust's condition and waiter list when the core is Rust's, so that workers
+        # settle them from Rust.
+        self._new_condition: Callable[[], Any] = _FutureCondition
+        self._future_class: type[_PoolFuture] = _PoolFuture
+        if self.backend == "rust":
+            _use_native_waiters()
+            self._new_condition = _backend.native().FutureCondition
+            self._future_class = _NativePoolFuture
         _live_pools.add(self)
 
     def _core_class(self) -> PoolCoreClass:
@@ -343,7 +365,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         if _interpreter_shutdown:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
-        future = _PoolFuture(core, self._new_condition())
+        future = self._future_class(core, self._new_condition())
         core.submit(future, fn, args, kwargs or None)
         return future
 
@@ -351,7 +373,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         if _interpreter_shutdown:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
-        future = _PoolFuture(core, self._new_condition())
+        future = self._future_class(core, self._new_condition())
         core.submit_chunk(future, fn, items, unpack=unpack)
         return future
 
