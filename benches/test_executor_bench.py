@@ -4,6 +4,7 @@ count, in the same run. `make bench` prints these as a table of medians and rati
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import statistics
 import time
 
@@ -44,9 +45,17 @@ def _per_task(run, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
+def _per_task_without_gc(run, n: int) -> float:
+    gc.disable()
+    try:
+        return _per_task(run, n)
+    finally:
+        gc.enable()
+
+
 def _future_floor(n: int, make=cf.Future) -> None:
     """What any executor must pay per task: a Future made, started, settled and waited for, on
-    one thread (the pool's own lighter future class with ``make=_PoolFuture``)."""
+    one thread (the Rust pool's own lighter future with its native condition as ``make``)."""
     futures = [make() for _ in range(n)]
     for future in futures:
         future.set_running_or_notify_cancel()
@@ -57,16 +66,21 @@ def _future_floor(n: int, make=cf.Future) -> None:
 def test_dispatch_cost_interleaved(benchmark):
     """Submit+wait of 20k no-op tasks on 2 workers, and map of 200k: ThreadPoolExecutor and the
     Rust pool measured alternately, 7 runs each, medians; the Future lifecycle floor measured in
-    the same runs. Targets: submit >= 6x ThreadPoolExecutor, map >= 100x."""
+    the same runs, and the Rust pool once more with the cyclic GC off (its share of the cost).
+    Targets: submit >= 6x ThreadPoolExecutor, map >= 100x."""
     if freeagentics_rs.BACKEND != "rust":
         pytest.skip("the Rust extension is not built")
     n_submit, n_map, runs = 20_000, 200_000, 7
     stdlib = cf.ThreadPoolExecutor(2)
     pool = freeagentics_rs.WorkStealingThreadPool(2, backend="rust")
-    from freeagentics_rs.executor._pool import _PoolFuture
+    from freeagentics_rs._native import FutureCondition
+    from freeagentics_rs.executor._pool import _NativePoolFuture
+
+    def pool_future():
+        return _NativePoolFuture(None, FutureCondition())
 
     samples: dict[str, list[float]] = {
-        k: [] for k in ("tpe", "rust", "floor", "pool_future_floor", "tpe_map", "rust_map")
+        k: [] for k in ("tpe", "rust", "rust_no_gc", "floor", "pool_future_floor", "tpe_map", "rust_map")
     }
     try:
         for executor in (stdlib, pool):  # warm-up: threads started
@@ -75,7 +89,10 @@ def test_dispatch_cost_interleaved(benchmark):
             samples["tpe"].append(_per_task(lambda: workloads.submit_all_wait_all(stdlib, n_submit), n_submit))
             samples["rust"].append(_per_task(lambda: workloads.submit_all_wait_all(pool, n_submit), n_submit))
             samples["floor"].append(_per_task(lambda: _future_floor(n_submit), n_submit))
-            samples["pool_future_floor"].append(_per_task(lambda: _future_floor(n_submit, _PoolFuture), n_submit))
+            samples["rust_no_gc"].append(
+                _per_task_without_gc(lambda: workloads.submit_all_wait_all(pool, n_submit), n_submit)
+            )
+            samples["pool_future_floor"].append(_per_task(lambda: _future_floor(n_submit, pool_future), n_submit))
             samples["tpe_map"].append(_per_task(lambda: workloads.map_all(stdlib, n_map // 10), n_map // 10))
             samples["rust_map"].append(_per_task(lambda: workloads.map_all(pool, n_map, chunksize=2000), n_map))
     finally:

@@ -37,7 +37,7 @@ def test_timeout_leaves_no_waiter_behind(gated):
         future.result(timeout=0.02)
     with pytest.raises(cf.TimeoutError):
         future.exception(timeout=0)
-    assert not future._condition._waiters
+    assert not future._condition._has_waiters()
     gate.set()
     assert future.result(timeout=30) == 0
 

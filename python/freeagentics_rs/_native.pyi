@@ -1,7 +1,7 @@
 """Type stubs and documentation of the compiled core (``rust/python/``). Users normally go
 through the public classes in ``freeagentics_rs``; these are their Rust engines."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, final
 
@@ -21,6 +21,9 @@ __all__ = [
     "SlotPoolCore",
     "ModelStoreCore",
     "WorkStealingCore",
+    "FutureCondition",
+    "PoolFutureWaiters",
+    "DoneWaiters",
     "shutdown_all_pools",
     "forget_pools_after_fork",
     "available_parallelism",
@@ -94,6 +97,53 @@ class WorkStealingCore:
     def stats(self) -> dict[str, int]:
         """``workers`` (threads alive now), ``target_workers``, ``submitted``, ``completed``,
         ``stolen``, ``queued``, ``panics``."""
+
+@final
+class FutureCondition:
+    """The condition of ``WorkStealingThreadPool``'s futures on the Rust backend: a re-entrant
+    lock with a condition's waiter queue, the subset of ``threading.Condition(threading.RLock())``
+    that ``concurrent.futures`` uses, in one object that the cyclic GC does not track. Workers
+    take it and settle the future from Rust. Waits release the interpreter and, on the main
+    thread, run signal handlers every 50 ms (Ctrl-C ends them)."""
+
+    def __new__(cls) -> Self: ...
+    def acquire(self, blocking: object = True, timeout: float = -1.0) -> bool:
+        """As ``RLock.acquire``: True once held (again, by the holder), False when ``blocking`` is
+        false or ``timeout`` passed first; the same ``ValueError`` s for bad timeouts."""
+    def release(self) -> None:
+        """One level of the caller's hold; ``RuntimeError`` when the caller does not hold it."""
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    def _is_owned(self) -> bool: ...
+    def _has_waiters(self) -> bool:
+        """Whether a thread is in ``wait()`` and not yet notified."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """As ``threading.Condition.wait``: releases every level of the caller's hold, waits
+        until notified (True) or ``timeout`` seconds pass (False; ``None`` waits forever), and
+        takes the hold back. ``RuntimeError`` when the caller does not hold it."""
+    def notify(self, n: int = 1) -> None:
+        """Wakes up to ``n`` waiters, oldest first; ``RuntimeError`` when the caller does not hold it."""
+    def notify_all(self) -> None: ...
+
+@final
+class PoolFutureWaiters:
+    """The ``_waiters`` descriptor of the Rust backend's pool futures: the list that
+    ``wait()``/``as_completed()`` install their waiters in (``future._waiter_list``), made on
+    first use: a plain list, or ``executor._pool._helping_waiters(future, list)`` when first
+    used from a pool worker. A done future without a list gets the shared ``DoneWaiters``."""
+
+    def __new__(cls) -> Self: ...
+    def __get__(self, future: object, owner: object = None, /) -> Any: ...
+
+@final
+class DoneWaiters:
+    """The waiter list of a done pool future: ``append`` and ``remove`` do nothing (a done
+    future never tells its waiters anything), and it is always empty. One shared instance."""
+
+    def append(self, waiter: object) -> None: ...
+    def remove(self, waiter: object) -> None: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
 @final
 class AgentRegistryCore:

@@ -17,6 +17,8 @@ use super::meter::Meter;
 use super::scheduler::{Local, Shared, CURRENT};
 use super::sync::{lock, wait_timeout_while, write};
 
+pub mod condition;
+
 /// Why a queued job is dropped without running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Discard {
@@ -396,6 +398,11 @@ impl Drop for Pool {
             ));
         }
     }
+}
+
+/// Whether the calling thread is a worker of some pool of this process.
+pub fn on_a_worker_thread() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
 }
 
 /// Shuts down every pool of this process (interpreter exit); `wait_all_exited` then waits.

@@ -464,6 +464,9 @@ fn available_parallelism() -> usize {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<WorkStealingCore>()?;
+    m.add_class::<pool_future::FutureCondition>()?;
+    m.add_class::<pool_future::PoolFutureWaiters>()?;
+    m.add_class::<pool_future::DoneWaiters>()?;
     m.add_function(wrap_pyfunction!(shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(forget_pools_after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(available_parallelism, m)?)?;

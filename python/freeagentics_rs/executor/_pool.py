@@ -48,24 +48,29 @@ def _worker_count(value: object, name: str) -> int:
 
 
 class _FutureCondition(_thread.RLock):  # type: ignore[misc]  # final in typeshed, not in CPython
-    """The condition of a pool future: the subset of ``threading.Condition`` that
-    ``concurrent.futures`` uses (``with``, ``acquire``, ``release``, ``wait``, ``notify``,
-    ``notify_all``). It is the re-entrant lock itself (``Future`` formats its own repr while
-    holding it), so taking it is a C call, and its waiter queue is made only when someone waits.
+    """The condition of a pool future on the Python backend (the Rust backend's is
+    ``_native.FutureCondition``, one object the cyclic GC does not track): the subset of
+    ``threading.Condition`` that ``concurrent.futures`` uses (``with``, ``acquire``,
+    ``release``, ``wait``, ``notify``, ``notify_all``). It is the re-entrant lock itself
+    (``Future`` formats its own repr while holding it), so taking it is a C call, and its waiter
+    queue is made only when someone waits.
 
     ``threading.Condition()`` allocates seven garbage-collected objects per future; keeping tens
     of thousands of futures alive made the cyclic GC the largest cost of dispatch.
     """
 
-    __slots__ = ("_waiters",)  # None until the first wait (set by the future that makes it)
+    __slots__ = ("_waiters",)  # unset until the first wait
     _waiters: collections.deque[Any] | None
 
     if TYPE_CHECKING:  # C methods of RLock (what threading.Condition uses) left out of typeshed
 
         def _release_save(self) -> Any: ...
         def _acquire_restore(self, state: Any, /) -> None: ...
+        def _is_owned(self) -> bool: ...
 
     def wait(self, timeout: float | None = None) -> bool:
+        if not self._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
         waiter = _thread.allocate_lock()
         waiter.acquire()
         waiters = getattr(self, "_waiters", None)
@@ -90,13 +95,20 @@ class _FutureCondition(_thread.RLock):  # type: ignore[misc]  # final in typeshe
                 except ValueError:
                     pass
 
+    def _has_waiters(self) -> bool:
+        return bool(getattr(self, "_waiters", None))
+
     def notify(self, n: int = 1) -> None:
+        if not self._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
         waiters = getattr(self, "_waiters", None)
         while waiters and n > 0:
             waiters.popleft().release()
             n -= 1
 
     def notify_all(self) -> None:
+        if not self._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
         waiters = getattr(self, "_waiters", None)
         while waiters:
             waiters.popleft().release()
@@ -185,10 +197,9 @@ class _PoolFuture(Future[Any]):
     _waiters = _LazyWaiters()  # a list made on first use
     _done_callbacks: list[Callable[[Future[Any]], object]] | tuple[()] = ()  # a list from the first callback
 
-    def __init__(self, core: PoolCore | None = None) -> None:  # Future.__init__ with _FutureCondition
-        self._condition = condition = _FutureCondition()  # type: ignore[assignment]  # the subset Future uses
-        # Set, so that reading it never raises (an AttributeError formats its message).
-        condition._waiters = None
+    def __init__(self, core: PoolCore | None = None, condition: Any = None) -> None:
+        # Future.__init__ with the pool's condition (by default the Python backend's).
+        self._condition = _FutureCondition() if condition is None else condition  # type: ignore[assignment]  # the subset Future uses
         self._state = PENDING
         self._result = None
         self._exception = None
@@ -237,6 +248,24 @@ class _PoolFuture(Future[Any]):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return super().exception(self._help(timeout))
+
+
+class _NativePoolFuture(_PoolFuture):
+    """A ``_PoolFuture`` of a Rust pool: its condition is ``_native.FutureCondition`` and its
+    waiter list is read through ``_native.PoolFutureWaiters`` (installed when the first Rust
+    pool is made), so neither costs a Python frame."""
+
+
+def _helping_waiters(future: _PoolFuture, waiters: list[Any] | None) -> _Waiters:
+    # What ``PoolFutureWaiters`` makes when a pool worker first uses a future's waiter list.
+    helping = _Waiters(() if waiters is None else waiters)
+    helping.core = future._core
+    return helping
+
+
+def _use_native_waiters() -> None:
+    if "_waiters" not in _NativePoolFuture.__dict__:
+        _NativePoolFuture._waiters = _backend.native().PoolFutureWaiters()
 
 
 def _shutdown_nowait(core: PoolCore, generation: int) -> None:
@@ -291,6 +320,14 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._core: PoolCore = self._new_core()
+        # The futures: Rust's condition and waiter list when the core is Rust's, so that workers
+        # settle them from Rust.
+        self._new_condition: Callable[[], Any] = _FutureCondition
+        self._future_class: type[_PoolFuture] = _PoolFuture
+        if self.backend == "rust":
+            _use_native_waiters()
+            self._new_condition = _backend.native().FutureCondition
+            self._future_class = _NativePoolFuture
         _live_pools.add(self)
 
     def _core_class(self) -> PoolCoreClass:
@@ -328,7 +365,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         if _interpreter_shutdown:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
-        future = _PoolFuture(core)
+        future = self._future_class(core, self._new_condition())
         core.submit(future, fn, args, kwargs or None)
         return future
 
@@ -336,7 +373,7 @@ class WorkStealingThreadPool(ThreadPoolExecutor):
         if _interpreter_shutdown:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         core = self._core if self._generation == _fork_generation else self._usable_core()
-        future = _PoolFuture(core)
+        future = self._future_class(core, self._new_condition())
         core.submit_chunk(future, fn, items, unpack=unpack)
         return future
 
