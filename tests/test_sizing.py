@@ -224,3 +224,19 @@ def test_what_was_learned_survives_cpu_time_jitter_on_a_busy_machine():
     for i in range(20):
         run.feed(Model(0.1, capacity=1, cpu=0.005 if i % 2 else 0.002), batches=20)
     assert len(run.sizer.events) == events, run.sizer.events
+
+
+def test_on_a_crowded_machine_the_probe_is_no_larger_than_the_cores():
+    # Pure Python at 32 threads with a core only 30% of its runnable time: the rate scaled to
+    # whole cores reads 3 on a 2-core machine; a probe at 3 threads would be taken for "cpu" at a
+    # size past the cores.
+    run = Run()
+    run.feed(Model(0.001, capacity=1))
+    assert run.sizer.target == 32
+    sizer, now = run.sizer, run.now
+    for _ in range(4):  # 16 tasks of 10 ms CPU each over 0.18 s: 0.9 cores, 7 ms delay per task
+        sizer.add(16, 0.16, 16 * 0.35, now, now + 0.18, 0.01, 16 * 0.0233)
+        now += 0.2
+        run.now = now
+    last = sizer.events[-1]
+    assert (last.reason, last.to_workers) == ("probe", 2), sizer.events

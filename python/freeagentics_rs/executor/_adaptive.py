@@ -132,7 +132,10 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
     def workload(self) -> str:
         """``"unknown"`` until enough tasks were measured, then ``"io"``, ``"mixed"`` or ``"cpu"``."""
         self._usable_core()
-        return self._sizer.workload
+        # Under the lock: a decision and its resize are seen together (target_workers read
+        # after this never shows the size from before the class it returns).
+        with self._sizer_lock:
+            return self._sizer.workload
 
     @property
     def num_workers(self) -> int:

@@ -259,7 +259,9 @@ class WorkloadSizer:
             if limit is not None and n <= limit.workers * 1.25 + 1:
                 # The size this workload was found to saturate at: stay.
                 return self._settle("cpu" if self.workload == "unknown" else self.workload, n, share, now, "saturated")
-            smaller = self.clamp(math.ceil(rate - RATE_SLACK))
+            # No CPU work keeps more than a thread per core busy: a rate scaled past the core
+            # count (little time on a core, on a busy machine) does not make a larger probe.
+            smaller = self.clamp(min(math.ceil(rate - RATE_SLACK), self._targets["cpu"]))
             if smaller >= n:
                 # Cannot shrink to probe: at this size the CPU (or the GIL) is the bottleneck.
                 self._limit = _Limit(rate, n, cpu_per_task)
