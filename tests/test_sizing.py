@@ -240,3 +240,15 @@ def test_on_a_crowded_machine_the_probe_is_no_larger_than_the_cores():
         run.now = now
     last = sizer.events[-1]
     assert (last.reason, last.to_workers) == ("probe", 2), sizer.events
+
+
+def test_a_backlog_of_tasks_that_are_not_mostly_waiting_does_not_grow_the_pool():
+    # Tiny tasks submitted 100 at a time by a thread whose dispatch keeps the GIL busy: each is
+    # on a core half its wall time ("mixed"), and they keep 0.03 cores busy (the dispatch's CPU
+    # is not theirs). More threads would only add to the dispatch.
+    run = Run(max_workers=256)
+    sizer = run.sizer
+    for _ in range(300):
+        sizer.add(32, 32e-5, 64e-5, run.now, run.now + 0.01, 1e-5, queued=100)
+        run.now += 0.011
+    assert run.sizes == [16] and sizer.workload == "mixed"

@@ -23,7 +23,7 @@ the ``ceil(R)`` threads the CPU work could use if it were pure CPU work, and mea
   one, and ``ceil(R_saturated / s)`` is the size at which the CPU saturates. The pool never grows
   past that size while the workload's CPU time per task stays the same.
 
-Tasks that wait in the pool's queue (half a wave or more) while the CPU is not saturated (rate below
+I/O tasks that wait in the pool's queue (half a wave or more) while the CPU is not saturated (rate below
 ``SATURATED_RATE``: neither the GIL nor a core is what they wait for) need more threads than the
 class's target: the pool doubles ("backlog") and keeps the size it grew to (a floor) while the
 workload's CPU time per task stays the same, so that a backlog that the larger pool clears does
@@ -282,7 +282,9 @@ class WorkloadSizer:
             # Never grow past the size at which this workload saturates the CPU.
             saturating = self._saturating(limit.rate, share)
             target = min(target, max(limit.workers, saturating))
-        if workload == "cpu":
+        if workload != "io":
+            # Not mostly waiting: tiny tasks whose dispatch keeps the GIL busy read "mixed" at a
+            # low CPU rate (the dispatch is not theirs), and more threads would only add to it.
             return self._settle(workload, target, share, now, "classify")
         if self._floor is not None:
             target = max(target, self._floor.workers)
