@@ -17,9 +17,9 @@ from typing import Any
 
 __all__ = ["Meter"]
 
-# Seconds between two reads of a thread's schedstat. Not every 1 ms as the Rust core: os.pread
-# releases the GIL, and getting it back among busy threads cost more than the read (on 1 ms
-# I/O tasks, reading at every job start and end doubled the meter's cost per task).
+# Seconds between two reads of a thread's schedstat, as in the Rust core: os.pread releases the
+# GIL, and getting it back among busy threads cost more than the read (on 1 ms I/O tasks,
+# reading at every job start and end doubled the meter's cost per task).
 _DELAY_READ_EVERY = 0.01
 _DELAY_MIN_JOB = 0.001  # seconds: a shorter job's end is never read (see job_delay)
 
