@@ -76,6 +76,40 @@ def test_pure_python_tasks_are_cpu(adaptive_factory):
     assert pool.target_workers <= available_cpus()
 
 
+def test_a_class_is_never_seen_before_its_resize(backend):
+    # test_pure_python_tasks_are_cpu failed once under load: it saw workload "cpu" with the old
+    # target_workers (16), read while a worker was between the controller's decision and the
+    # core's resize.
+    pool = AdaptiveThreadPoolExecutor(min_workers=1, max_workers=8, cpu_workers=4, backend=backend)
+    decided, release = threading.Event(), threading.Event()
+    sizer = pool._sizer
+    decide = sizer.add
+
+    def slow_add(*batch, **kwargs):
+        workers = decide(*batch, **kwargs)
+        decided.set()
+        release.wait(10)  # the worker is preempted before it resizes the core
+        return workers
+
+    sizer.add = slow_add
+    seen: list = []
+    try:
+        # Eight pure-CPU tasks: "cpu", four threads.
+        feeder = threading.Thread(target=pool._on_samples, args=((8, 0.016, 0.016, 0.0, 0.016, 0.002, 0.0),))
+        feeder.start()
+        assert decided.wait(10)
+        reader = threading.Thread(target=lambda: seen.append((pool.workload, pool.target_workers)))
+        reader.start()
+        reader.join(0.05)  # a reader that does not wait for the resize is done by now
+        release.set()
+        feeder.join(10)
+        reader.join(10)
+    finally:
+        release.set()
+        pool.shutdown()
+    assert seen == [("cpu", 4)]
+
+
 def test_a_known_mixed_share_is_mixed(adaptive_factory):
     # One thread (no GIL contention): 2 ms of CPU then 2 ms of sleep, a share near 0.5.
     pool = adaptive_factory(min_workers=1, max_workers=1)
@@ -292,7 +326,10 @@ def test_a_forked_child_gets_a_fresh_adaptive_pool():
         """
         import os, time, freeagentics_rs
         pool = freeagentics_rs.AdaptiveThreadPoolExecutor(io_workers=6)
-        list(pool.map(time.sleep, [0.005] * 200))
+        for _ in range(20):  # on a busy machine a probe may first take the sleeps for CPU work
+            list(pool.map(time.sleep, [0.005] * 50))
+            if pool.workload == "io":
+                break
         pid = os.fork()
         if pid == 0:
             ok = pool.workload == "unknown" and pool.submit(sum, [1, 2]).result(timeout=10) == 3

@@ -7,6 +7,7 @@ import threading
 import time
 
 from freeagentics_rs import AdaptiveThreadPoolExecutor
+from freeagentics_rs.executor import _meter
 from freeagentics_rs.executor._sizing import WorkloadSizer
 
 IN_JOB_DELAY = 0.0005
@@ -68,7 +69,7 @@ def test_delay_between_jobs_is_not_charged_to_the_next_job(backend):
             worker = pool.submit(io_job).result()
             assert pool.batch_seen.wait(10)  # the meter has read the job's end
             delay.add(worker, BETWEEN_JOBS_DELAY)  # the worker waits for a core, between jobs
-            time.sleep(0.0015)  # the next job's start is past the meter's read interval
+            time.sleep(_meter._DELAY_READ_EVERY + 0.0005)  # the next job's start is past the read interval
     finally:
         pool.shutdown()
     assert len(pool.batches) == 16
@@ -80,3 +81,30 @@ def test_delay_between_jobs_is_not_charged_to_the_next_job(backend):
     # Each job after the first was read at its start: its in-job delay is counted, exactly.
     assert sum(b[6] for b in pool.batches[1:]) >= 15 * IN_JOB_DELAY - 1e-9
     assert sizer.workload == "io"
+
+
+class CountingRunDelay(FakeRunDelay):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return super().__call__()
+
+
+def test_the_python_meter_reads_the_run_delay_at_most_once_per_interval_and_thread():
+    # Reading schedstat releases the GIL (os.pread): read at every start and end of 1 ms jobs,
+    # getting the GIL back doubled the meter's cost per task.
+    delay = CountingRunDelay()
+    pool = OneJobBatches(delay, max_workers=1, backend="python")
+    started = time.monotonic()
+    try:
+        for _ in range(40):
+            pool.submit(time.sleep, 0.001).result()
+    finally:
+        pool.shutdown()
+    elapsed = time.monotonic() - started
+    assert len(pool.batches) == 40
+    # A read at a job's start when due (every 10 ms at most), and at its end only if its start was.
+    assert delay.reads <= 2 * (elapsed / 0.01 + 1)

@@ -538,3 +538,36 @@ def test_a_runner_whose_handover_is_refused_carries_on(backend):
     assert blocked.result(timeout=10).success and closing.result(timeout=10).success
     assert all(f.result(timeout=10).success for f in later)
     manager.shutdown()
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["sized", "adaptive"])
+def test_a_batch_task_cancelled_through_active_futures_does_not_hold_up_its_batch(manager, sized):
+    # The batch counted only finished tasks: one cancelled while queued kept it waiting until
+    # its timeout (forever without one).
+    m = manager(initial_workers=1, min_workers=1, max_workers=1) if sized else manager()
+    gate = threading.Event()
+
+    class Blocker(Agent):
+        def step(self, observation):
+            gate.wait(10)
+            return "done"
+
+    m.register_agent("b", Blocker("b"))
+    m.register_agent("a", Agent("a"))
+    seen: dict = {}
+    tasks = [("b", "step", {}), ("b", "step", {}), ("a", "step", {})]
+    batch = threading.Thread(target=lambda: seen.update(results=m.batch_execute(tasks, 30)), daemon=True)
+    batch.start()
+    while True:  # until b's first task runs (and blocks) and its second waits behind it
+        b_futures = [f for f, task in m.active_futures.items() if task.agent_id == "b"]
+        queued_b = [f for f in b_futures if not f.running()]
+        if len(b_futures) == 2 and len(queued_b) == 1:
+            break
+        time.sleep(0.001)
+    assert len(queued_b) == 1 and queued_b[0].cancel()
+    gate.set()
+    batch.join(20)
+    assert not batch.is_alive()
+    first, cancelled, other = seen["results"]
+    assert first.result == "done" and other.success
+    assert cancelled.success is False and cancelled.error == "timeout"

@@ -12,13 +12,20 @@ class Model:
     """A pool running tasks that each need `cpu` seconds of CPU and, uncontended, spend `share`
     of their wall time on it; together they can keep at most `capacity` cores busy (1 for
     GIL-bound Python, the core count for code that releases the GIL). Other processes leave the
-    pool's threads a core only `on_core` of the time they are runnable."""
+    pool's threads a core only `on_core` of the time they are runnable. With `tasks`, that many
+    are ready at a time (agents stepped together): the rest of them wait in the pool's queue."""
 
-    def __init__(self, share: float, capacity: float, cpu: float = 0.002, on_core: float = 1.0) -> None:
-        self.share, self.capacity, self.cpu, self.on_core = share, capacity, cpu, on_core
+    def __init__(
+        self, share: float, capacity: float, cpu: float = 0.002, on_core: float = 1.0, tasks: int | None = None
+    ) -> None:
+        self.share, self.capacity, self.cpu, self.on_core, self.tasks = share, capacity, cpu, on_core, tasks
+
+    def queued(self, n: int) -> int:
+        return 0 if self.tasks is None else max(0, self.tasks - n)
 
     def measure(self, n: int) -> tuple[float, float, float]:
         """(cores busy, wall seconds per task, run-delay seconds per task) with `n` threads."""
+        n = n if self.tasks is None else min(n, self.tasks)
         delay = self.cpu * (1 / self.on_core - 1)
         uncontended_wall = self.cpu / self.share + delay
         rate = min(n * self.cpu / uncontended_wall, self.capacity * self.on_core)
@@ -51,7 +58,10 @@ class Run:
             k = self.sizer.batch_size()
             start = self.now
             self.now += k / per_second
-            self.sizer.add(k, k * model.cpu, k * wall, start, self.now - 1 / per_second, model.cpu, k * delay)
+            queued = model.queued(self.sizer.target)
+            self.sizer.add(
+                k, k * model.cpu, k * wall, start, self.now - 1 / per_second, model.cpu, k * delay, queued=queued
+            )
 
     @property
     def sizes(self) -> list[int]:
@@ -167,3 +177,78 @@ def test_a_new_phase_is_acted_on_without_waiting_out_the_window():
     io = Model(0.001, capacity=1, cpu=0.00002)
     run.feed(io, batches=1)
     assert run.sizer.target == 32
+
+
+def test_a_backlog_grows_an_io_pool_past_its_class_target_and_it_stays():
+    # 100 agents whose step mostly sleeps: at 32 threads 68 steps wait in the queue while the
+    # CPU is far from saturated. The pool doubles until none waits, then keeps that size.
+    run = Run(max_workers=256)
+    sleepy = Model(0.01, capacity=2, tasks=100)
+    run.feed(sleepy)
+    assert run.sizes == [32, 64, 128]
+    assert [e.reason for e in run.sizer.events] == ["classify", "backlog", "backlog"]
+    events = len(run.sizer.events)
+    run.feed(sleepy, batches=500)
+    assert len(run.sizer.events) == events, run.sizer.events  # no backlog now: no shrinking back
+
+
+def test_without_a_backlog_an_io_pool_stays_at_its_class_target():
+    run = Run(max_workers=256)
+    run.feed(Model(0.01, capacity=2, tasks=32))
+    run.feed(Model(0.01, capacity=2))
+    assert run.sizes == [32]
+
+
+def test_a_backlog_of_gil_bound_work_does_not_grow_the_pool():
+    # The same backlog, but the tasks' CPU part holds the GIL: threads past ten only queue for it.
+    run = Run(max_workers=256)
+    run.feed(Model(0.1, capacity=1, tasks=100), batches=500)
+    assert max(run.sizes) == 32 and run.sizer.target == 10
+
+
+def test_a_new_phase_after_a_backlog_forgets_the_size_it_grew_to():
+    run = Run(max_workers=256)
+    run.feed(Model(0.01, capacity=2, tasks=100))
+    assert run.sizer.target == 128
+    run.feed(Model(1.0, capacity=1, cpu=0.02, tasks=100))  # GIL-bound Python now, a new phase
+    assert (run.sizer.workload, run.sizer.target) == ("cpu", 1)
+
+
+def test_what_was_learned_survives_cpu_time_jitter_on_a_busy_machine():
+    # Under load the same tasks' CPU time varies by more than 2x; the saturation point learned
+    # by a probe still holds, and the pool is not probed (shrunk to one thread) again.
+    run = Run()
+    run.feed(Model(0.1, capacity=1))
+    assert run.sizes == [32, 1, 10]
+    events = len(run.sizer.events)
+    for i in range(20):
+        run.feed(Model(0.1, capacity=1, cpu=0.005 if i % 2 else 0.002), batches=20)
+    assert len(run.sizer.events) == events, run.sizer.events
+
+
+def test_on_a_crowded_machine_the_probe_is_no_larger_than_the_cores():
+    # Pure Python at 32 threads with a core only 30% of its runnable time: the rate scaled to
+    # whole cores reads 3 on a 2-core machine; a probe at 3 threads would be taken for "cpu" at a
+    # size past the cores.
+    run = Run()
+    run.feed(Model(0.001, capacity=1))
+    assert run.sizer.target == 32
+    sizer, now = run.sizer, run.now
+    for _ in range(4):  # 16 tasks of 10 ms CPU each over 0.18 s: 0.9 cores, 7 ms delay per task
+        sizer.add(16, 0.16, 16 * 0.35, now, now + 0.18, 0.01, 16 * 0.0233)
+        now += 0.2
+        run.now = now
+    last = sizer.events[-1]
+    assert (last.reason, last.to_workers) == ("probe", 2), sizer.events
+
+
+def test_a_backlog_of_tasks_that_are_not_mostly_waiting_does_not_grow_the_pool():
+    # Tiny tasks submitted 100 at a time by a thread whose dispatch keeps the GIL busy: each is
+    # on a core half its wall time ("mixed"), and they keep 0.03 cores busy (the dispatch's CPU
+    # is not theirs). More threads would only add to the dispatch.
+    run = Run(max_workers=256)
+    sizer = run.sizer
+    for _ in range(300):
+        sizer.add(32, 32e-5, 64e-5, run.now, run.now + 0.01, 1e-5, queued=100)
+        run.now += 0.011
+    assert run.sizes == [16] and sizer.workload == "mixed"

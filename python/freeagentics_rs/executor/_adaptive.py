@@ -118,7 +118,8 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
         # Runs on the worker thread that finished the batch, between jobs.
         with self._sizer_lock:
             core = self._core
-            workers = self._sizer.add(*batch)
+            # The jobs waiting for a thread now: a backlog grows the pool while the CPU is not saturated.
+            workers = self._sizer.add(*batch, queued=core.stats()["queued"])
             if workers is not None:
                 core.resize(workers)
             core.set_sample_batch(self._sizer.batch_size())
@@ -131,7 +132,10 @@ class AdaptiveThreadPoolExecutor(WorkStealingThreadPool):
     def workload(self) -> str:
         """``"unknown"`` until enough tasks were measured, then ``"io"``, ``"mixed"`` or ``"cpu"``."""
         self._usable_core()
-        return self._sizer.workload
+        # Under the lock: a decision and its resize are seen together (target_workers read
+        # after this never shows the size from before the class it returns).
+        with self._sizer_lock:
+            return self._sizer.workload
 
     @property
     def num_workers(self) -> int:

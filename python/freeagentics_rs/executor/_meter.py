@@ -17,7 +17,11 @@ from typing import Any
 
 __all__ = ["Meter"]
 
-_DELAY_READ_EVERY = 0.001  # seconds: reading schedstat costs a file read
+# Seconds between two reads of a thread's schedstat, as in the Rust core: os.pread releases the
+# GIL, and getting it back among busy threads cost more than the read (on 1 ms I/O tasks,
+# reading at every job start and end doubled the meter's cost per task).
+_DELAY_READ_EVERY = 0.01
+_DELAY_MIN_JOB = 0.001  # seconds: a shorter job's end is never read (see job_delay)
 
 
 class _SchedStat:
@@ -45,10 +49,10 @@ class _SchedStat:
     def job_delay(self, before: float | None, now: float, wall: float, cpu: float) -> float | None:
         """The run delay of a job whose start read ``before`` (None: not read), capped at its
         wall time less its CPU time, of which waiting for a core is a part. A job shorter than
-        ``_DELAY_READ_EVERY`` is not read at its end: ``os.pread`` releases the GIL, and a thread
+        ``_DELAY_MIN_JOB`` is not read at its end: ``os.pread`` releases the GIL, and a thread
         that just settled its job's future would let the waiter submit again before this worker
         is idle, starting a thread that ``ThreadPoolExecutor`` would not start."""
-        if before is None or wall < _DELAY_READ_EVERY:
+        if before is None or wall < _DELAY_MIN_JOB:
             return None
         after = self.read(now)
         if after is None:
@@ -105,6 +109,14 @@ class Meter:
             self.epoch += 1
             self._reset()
 
+    def _stop_busy_locked(self, now: float) -> float:
+        """A job ended at ``now``: its end on the busy clock."""
+        end = self._busy + (now - self._busy_since)
+        self._running -= 1
+        if not self._running:
+            self._busy = end
+        return end
+
     def run(self, job: list[Any]) -> None:
         epoch = self.epoch
         wall0 = time.monotonic()
@@ -123,21 +135,19 @@ class Meter:
         cpu0 = time.thread_time()
         try:
             ran = job[0](job)
-        finally:
-            cpu = time.thread_time() - cpu0
-            now = time.monotonic()
+        except BaseException:
             with self._lock:
-                end = self._busy + (now - self._busy_since)
-                self._running -= 1
-                if not self._running:
-                    self._busy = end
-        if not ran:
-            return
-        wall = now - wall0
-        delay = sched.job_delay(delay0, now, wall, cpu)
+                self._stop_busy_locked(time.monotonic())
+            raise
+        cpu = time.thread_time() - cpu0
+        now = time.monotonic()
+        delay = sched.job_delay(delay0, now, now - wall0, cpu) if ran else None
+        # One lock round: the busy clock and the batch.
         with self._lock:
-            if epoch != self.epoch:
+            end = self._stop_busy_locked(now)
+            if not ran or epoch != self.epoch:
                 return
+            wall = now - wall0
             if self._count == 0:
                 self._first_end, self._first_cpu = end, cpu
             self._count += 1

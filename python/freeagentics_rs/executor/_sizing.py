@@ -23,10 +23,19 @@ the ``ceil(R)`` threads the CPU work could use if it were pure CPU work, and mea
   one, and ``ceil(R_saturated / s)`` is the size at which the CPU saturates. The pool never grows
   past that size while the workload's CPU time per task stays the same.
 
+I/O tasks that wait in the pool's queue (half a wave or more) while the CPU is not saturated (rate below
+``SATURATED_RATE``: neither the GIL nor a core is what they wait for) need more threads than the
+class's target: the pool doubles ("backlog") and keeps the size it grew to (a floor) while the
+workload's CPU time per task stays the same, so that a backlog that the larger pool clears does
+not shrink it back.
+
 Hysteresis around both thresholds and a cooldown between resizes keep a workload that sits on a
-threshold from flapping. A batch whose CPU time per task differs from the window's by more than
-``CHANGE`` times starts a new window, so a new phase is acted on after one batch rather than
-after the old phase's samples have slid out.
+threshold from flapping. What was learned (a saturation point, a floor) holds while the CPU time
+per task stays within ``CHANGE`` times of what it was then: on a busy machine the same tasks'
+CPU time varies by more than 2x, and a re-probe costs rounds at a small size. A batch whose CPU
+time per task differs from the window's by more than ``CHANGE`` times starts a new window, so a
+new phase is acted on after one batch rather than after the old phase's samples have slid out.
+A phase with the same CPU time per task is not told apart: a pool a backlog grew stays grown.
 """
 
 from __future__ import annotations
@@ -44,6 +53,10 @@ PROBE_KEEPS = 0.8  # the probe "keeps the rate" if it keeps this share of the sa
 RATE_SLACK = 0.15  # ceil(R - slack) threads: noise above a whole core does not add a thread
 CHANGE = 4.0  # a batch whose CPU time per task differs this much from the window's starts a new one
 MIN_SAMPLES = 4
+# A backlog: on average over the window's batches, at least this share of the pool's size (and at
+# least one job) waited in its queue: half a wave of tasks waits for a thread, not the odd job
+# that a waking worker has not picked up yet.
+BACKLOG = 0.5
 BATCH_PERIOD = 0.002  # seconds of pool time per batch: bounds the controller's cost on tiny tasks
 MAX_BATCH = 4096
 
@@ -52,7 +65,8 @@ class ResizeEvent(NamedTuple):
     """One resize: ``time`` in seconds since the executor was created, the worker counts before
     and after, the workload class then, the CPU share measured then, and why: ``"classify"`` (the
     class's target size), ``"probe"`` (shrinking to test whether threads wait for the GIL or
-    cores) or ``"saturated"`` (the size a probe found the CPU saturates at)."""
+    cores), ``"saturated"`` (the size a probe found the CPU saturates at) or ``"backlog"`` (tasks
+    waited in the queue while the CPU was not saturated)."""
 
     time: float
     from_workers: int
@@ -62,11 +76,23 @@ class ResizeEvent(NamedTuple):
     reason: str
 
 
+def _same_work(learned: float, now: float) -> bool:
+    """Whether a CPU time per task is still the one something was learned at."""
+    return learned / CHANGE <= now <= learned * CHANGE
+
+
 class _Limit(NamedTuple):
     """A learned saturation point: the CPU rate the workload saturates at, the smallest size
     that reaches it, and the workload's CPU time per task when it was learned."""
 
     rate: float
+    workers: int
+    cpu_per_task: float
+
+
+class _Floor(NamedTuple):
+    """A size a backlog grew the pool to, and the workload's CPU time per task then."""
+
     workers: int
     cpu_per_task: float
 
@@ -108,12 +134,16 @@ class WorkloadSizer:
         self.cpu_share: float | None = None
         self.cpu_rate: float | None = None
         self.events: list[ResizeEvent] = []
-        # (count, cpu, wall, first_end, last_end, first_cpu, delay) per batch
-        self._batches: collections.deque[tuple[int, float, float, float, float, float, float]] = collections.deque()
+        # (count, cpu, wall, first_end, last_end, first_cpu, delay, queued) per batch
+        self._batches: collections.deque[tuple[int, float, float, float, float, float, float, int]] = (
+            collections.deque()
+        )
         self._samples = 0
         self._mean_wall: float | None = None
         self._probe: _Probe | None = None
         self._limit: _Limit | None = None
+        self._floor: _Floor | None = None
+        self._queued = 0.0  # the window's jobs waiting in the queue, summed over its batches
 
     def need(self) -> int:
         """Samples (since the last resize) an evaluation needs at the current size."""
@@ -139,25 +169,35 @@ class WorkloadSizer:
         last_end: float,
         first_cpu: float,
         delay: float = 0.0,
+        *,
+        queued: int = 0,
     ) -> int | None:
         """One batch: ``count`` tasks, their summed CPU, wall and run-delay seconds, when the
-        first and the last of them ended, and the first one's CPU time."""
+        first and the last of them ended, the first one's CPU time, and how many jobs waited in
+        the pool's queue when it was handed over."""
         if count <= 0:
             return None
         if self._batches and self._changed(count, cpu):
             # A new phase: older samples would only slow down the reaction to it.
-            self._batches.clear()
-            self._samples = 0
-        self._batches.append((count, cpu, wall, first_end, last_end, first_cpu, delay))
+            self._clear_window()
+        self._batches.append((count, cpu, wall, first_end, last_end, first_cpu, delay, queued))
         self._samples += count
+        self._queued += queued
         while len(self._batches) > 1 and self._samples - self._batches[0][0] >= self.window:
-            self._samples -= self._batches.popleft()[0]
+            old = self._batches.popleft()
+            self._samples -= old[0]
+            self._queued -= old[7]
         if self._samples < self.need():
             return None
         now = self._clock()
         if self._last_resize is not None and now - self._last_resize < self.cooldown:
             return None
         return self._evaluate(now)
+
+    def _clear_window(self) -> None:
+        self._batches.clear()
+        self._samples = 0
+        self._queued = 0.0
 
     def _changed(self, count: int, cpu: float) -> bool:
         new = max(cpu / count, 1e-6)
@@ -193,8 +233,11 @@ class WorkloadSizer:
         self.cpu_share = share
         n = self.target
         limit = self._limit
-        if limit is not None and not limit.cpu_per_task / 2 <= cpu_per_task <= 2 * limit.cpu_per_task:
+        if limit is not None and not _same_work(limit.cpu_per_task, cpu_per_task):
             limit = self._limit = None  # a different workload: what was learned no longer holds
+        if self._floor is not None and not _same_work(self._floor.cpu_per_task, cpu_per_task):
+            self._floor = None
+        floor = self._floor
 
         if self._probe is not None:
             probe, self._probe = self._probe, None
@@ -210,10 +253,15 @@ class WorkloadSizer:
             return self._settle(workload, target, share, now, "saturated")
 
         if share < self.cpu_threshold and rate >= SATURATED_RATE:
+            if floor is not None and n <= floor.workers:
+                # A backlog grew the pool to this size; more threads since brought the rate up.
+                return self._settle(self._classify(share), n, share, now, "backlog")
             if limit is not None and n <= limit.workers * 1.25 + 1:
                 # The size this workload was found to saturate at: stay.
                 return self._settle("cpu" if self.workload == "unknown" else self.workload, n, share, now, "saturated")
-            smaller = self.clamp(math.ceil(rate - RATE_SLACK))
+            # No CPU work keeps more than a thread per core busy: a rate scaled past the core
+            # count (little time on a core, on a busy machine) does not make a larger probe.
+            smaller = self.clamp(min(math.ceil(rate - RATE_SLACK), self._targets["cpu"]))
             if smaller >= n:
                 # Cannot shrink to probe: at this size the CPU (or the GIL) is the bottleneck.
                 self._limit = _Limit(rate, n, cpu_per_task)
@@ -223,12 +271,29 @@ class WorkloadSizer:
             self.workload = "cpu"
             return self._resize(smaller, "cpu", share, now, "probe")
 
+        return self._by_class(share, limit, cpu_per_task, now)
+
+    def _by_class(self, share: float, limit: _Limit | None, cpu_per_task: float, now: float) -> int | None:
+        """The class's target, within what was learned; or twice the size for a backlog."""
+        n = self.target
         workload = self._classify(share)
         target = self._targets[workload]
         if limit is not None:
             # Never grow past the size at which this workload saturates the CPU.
             saturating = self._saturating(limit.rate, share)
             target = min(target, max(limit.workers, saturating))
+        if workload != "io":
+            # Not mostly waiting: tiny tasks whose dispatch keeps the GIL busy read "mixed" at a
+            # low CPU rate (the dispatch is not theirs), and more threads would only add to it.
+            return self._settle(workload, target, share, now, "classify")
+        if self._floor is not None:
+            target = max(target, self._floor.workers)
+        backlog = self._queued / len(self._batches)
+        if backlog >= max(1.0, BACKLOG * n) and target <= n < self.max_workers:
+            # Tasks wait for a thread, and the CPU is not what they wait for (rate < SATURATED_RATE).
+            target = self.clamp(2 * n)
+            self._floor = _Floor(target, cpu_per_task)
+            return self._settle(workload, target, share, now, "backlog")
         return self._settle(workload, target, share, now, "classify")
 
     def _saturating(self, rate: float, share: float) -> int:
@@ -263,6 +328,5 @@ class WorkloadSizer:
         self.events.append(ResizeEvent(now - self._origin, self.target, target, workload, share, reason))
         self.target = target
         self._last_resize = now
-        self._batches.clear()
-        self._samples = 0
+        self._clear_window()
         return target

@@ -1,20 +1,21 @@
 """OptimizedThreadPoolManager: FreeAgentics' agent manager API, source-compatible, on
 ``WorkStealingThreadPool`` and ``AgentRegistry``, with its known bugs fixed.
 
-Tasks are not handed to the pool one by one. Each agent has a FIFO of queued tasks; the head of
-every idle agent's FIFO sits in one priority heap (higher priority first, then submission order).
-Up to ``current_workers`` runner jobs on the pool take the best head, run it and come back for
-the next one, so that:
+Each agent has a FIFO of queued tasks; the head of every idle agent's FIFO sits in one priority
+heap (higher priority first, then submission order). Runner jobs on the pool take the best head
+when they start, so that:
 
 * two tasks of one agent never run at once, and an agent's tasks run in submission order;
 * ``priority`` really orders the queued tasks (a FIFO executor queue would ignore it);
 * ``queue_size`` is the real number of queued tasks.
 
 Sizing. Without sizes (``OptimizedThreadPoolManager()``), the pool is an
-``AdaptiveThreadPoolExecutor``: its controller measures the runners' CPU and wall time and sizes
-the pool (a GIL-bound workload stays at the few threads it can use), and the number of runners
-follows its target. With sizes, the load rule: the pool grows as soon as (running + queued) /
-workers passes ``scaling_threshold``, and halves after each ``IDLE_SHRINK_AFTER`` seconds with
+``AdaptiveThreadPoolExecutor``: there is one runner job per idle agent's head, and each runs one
+task, so the controller measures tasks and sees the backlog in the pool's queue; it sizes the
+pool (a GIL-bound workload stays at the few threads it can use). With sizes, up to
+``current_workers`` runners take the best head, run it and come back for the next one, and the
+load rule sizes the pool: it grows as soon as (running + queued) / workers passes
+``scaling_threshold``, and halves after each ``IDLE_SHRINK_AFTER`` seconds with
 nothing to do (the last runner lingers that long, waiting on a condition). Either way it resizes
 online and is never rebuilt (FreeAgentics replaced its executor and orphaned queued work).
 """
@@ -37,13 +38,12 @@ from .._validate import integer, optional_timeout, real
 from ..errors import AgentNotRegisteredError, ManagerShutdownError
 from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 from ..registry import AgentRegistry
-from ._tasks import AgentTask, TaskResult, _ActiveFutures, _failed, _Latch, _perform, _Queued
+from ._tasks import CANCELLED, DONE, QUEUED, AgentTask, TaskResult, _ActiveFutures, _failed, _Latch, _perform, _Queued
 
 __all__ = ["AgentTask", "TaskResult", "OptimizedThreadPoolManager"]
 
 logger = logging.getLogger(__name__)
 
-_GONE = "agent is not registered"
 _LINGER: Any = object()
 IDLE_SHRINK_AFTER = 0.5  # seconds of idleness after which the pool halves
 # This package's defaults (the threading report's recommendation; FreeAgentics had 8/32/2/0.8).
@@ -186,37 +186,50 @@ class OptimizedThreadPoolManager:
         one, not an exception, when the operation raises or is unknown).
         ``AgentNotRegisteredError`` (a ``KeyError`` and a ``ValueError``) for an unknown agent,
         ``ManagerShutdownError`` (a ``RuntimeError`` and a ``ValueError``) after shutdown."""
-        return self._submit(AgentTask(agent_id, operation, data, priority))
-
-    def _submit(self, task: AgentTask, latch: _Latch | None = None) -> Future[Any]:
+        task = AgentTask(agent_id, operation, data, priority)
         if self._shutdown:
             raise ManagerShutdownError(_SHUTDOWN_MESSAGE)
-        agent = self.agents.get(task.agent_id)
-        if agent is None and task.agent_id not in self.agents:
-            raise AgentNotRegisteredError(f"agent {task.agent_id!r} is not registered")
-        queued = _Queued(task, agent, next(self._seq), latch)
+        agent = self.agents.get(agent_id)
+        if agent is None and agent_id not in self.agents:
+            raise AgentNotRegisteredError(f"agent {agent_id!r} is not registered")
+        queued = _Queued(agent_id, operation, data, priority, agent, next(self._seq), None, task)
+        self._enqueue((queued,))
+        assert queued.future is not None
+        return queued.future
+
+    def _enqueue(self, items: Iterable[_Queued]) -> None:
+        """Queues tasks in one lock round and launches the runners they need."""
+        ready, queues, running = self._ready, self._queues, self._running
         with self._lock:
             if self._shutdown:
                 raise ManagerShutdownError(_SHUTDOWN_MESSAGE)
-            fifo = self._queues.get(task.agent_id)
-            if fifo is None:
-                fifo = self._queues[task.agent_id] = deque()
-            fifo.append(queued)
-            self._queued += 1
-            if len(fifo) == 1 and task.agent_id not in self._running:
-                heapq.heappush(self._ready, (-task.priority, queued.seq, task.agent_id))
-            self._grow_locked()
+            for queued in items:
+                agent_id = queued.agent_id
+                fifo = queues.get(agent_id)
+                if fifo is None:
+                    queues[agent_id] = deque((queued,))
+                    if agent_id not in running:
+                        heapq.heappush(ready, (-queued.priority, queued.seq, agent_id))
+                else:
+                    fifo.append(queued)
+                self._queued += 1
+                if not self.adaptive:
+                    self._grow_locked()
             runners = self._claim_runners_locked()
         if runners and not self._launch(runners):
-            self._runner(linger=False)  # the pool shut down meanwhile: the queued work runs here
-        return queued.future
+            self._run_here()  # the pool shut down meanwhile: the queued work runs here
 
     def _claim_runners_locked(self) -> int:
         """Counts in the runners the work needs now; the caller launches them once it has
-        released the lock (``_launch``)."""
+        released the lock (``_launch``). On an adaptive pool, one runner per agent head in the
+        heap (``_runners`` counts those launched that have not taken their task yet); else up to
+        the pool's size, each running tasks until none is left."""
         if self._lingering:
             self._cond.notify()  # the lingering runner takes the work first
-        runners = min(self._pool_size(), len(self._ready) + len(self._running)) - self._runners
+        if self.adaptive:
+            runners = len(self._ready) - self._runners
+        else:
+            runners = min(self._pool_size(), len(self._ready) + len(self._running)) - self._runners
         if runners <= 0:
             return 0
         self._runners += runners
@@ -226,16 +239,31 @@ class OptimizedThreadPoolManager:
         """Submits ``runners`` runner jobs claimed under the lock, with the lock released: a
         submit may wake a worker that wants the lock at once. Runner jobs have no future of
         their own (``_RUNNER_FUTURE``): nobody waits on them. False when the pool refused (it
-        shut down meanwhile): then one runner is still counted and the caller must run it."""
+        shut down meanwhile): the jobs not launched are counted out, and the caller must run
+        the queued work (``_run_here``)."""
         core = self.executor._usable_core()
+        runner = self._run_one if self.adaptive else self._runner
         for launched in range(runners):
             try:
-                core.submit(_RUNNER_FUTURE, self._runner, (), None)
+                core.submit(_RUNNER_FUTURE, runner, (), None)
             except RuntimeError:
                 with self._lock:
-                    self._runners -= runners - launched - 1
+                    self._runners -= runners - launched
                 return False
         return True
+
+    def _run_here(self) -> None:
+        """Runs the queued work in the calling thread: the pool refused new runners."""
+        if self.adaptive:
+            with self._lock:
+                self._runners += 1
+            while self._run_one():
+                with self._lock:
+                    self._runners += 1
+        else:
+            with self._lock:
+                self._runners += 1
+            self._runner(linger=False)
 
     def _pool_size(self) -> int:
         # current_workers without the property's checks: read per task, under the lock.
@@ -246,32 +274,38 @@ class OptimizedThreadPoolManager:
                 pass
         return self._workers
 
+    def _run_one(self) -> bool:
+        # An adaptive pool's runner job: one task, so that the controller measures tasks. It
+        # takes the best head when it starts; finishing, it launches a runner for the agent's
+        # next task. False when there was nothing to take.
+        with self._lock:
+            self._runners -= 1
+            queued = self._take_locked()
+        if queued is None:
+            return False
+        result = self._execute(queued)
+        with self._lock:
+            self._finish_locked(queued, result)
+            runners = self._claim_runners_locked()
+        self._settle(queued, result)
+        if runners and not self._launch(runners):
+            self._run_here()
+        return True
+
     def _runner(self, *, linger: bool = True) -> None:
-        # Takes the best idle agent's next task until none is left. One lock round per task:
-        # finishing the last task (stats, the agent's next task) and taking the next one. A
-        # task's future is settled after its stats are recorded, with no lock held, and before
-        # this runner may linger. On an adaptive pool a runner runs one task and hands over to a
-        # fresh runner job: the controller measures each job, so a job must be one task.
+        # A sized pool's runner: takes the best idle agent's next task until none is left. One
+        # lock round per task: finishing the last task (stats, the agent's next task) and taking
+        # the next one. A task's future is settled after its stats are recorded, with no lock
+        # held, and before this runner may linger.
         finished: tuple[_Queued, TaskResult] | None = None
         while True:
-            handover = 0
             with self._lock:
                 if finished is not None:
-                    self._finish_locked(finished[1])
-                if finished is not None and self.adaptive:
-                    self._runners -= 1
-                    handover = self._claim_runners_locked()  # at the controller's current size
-                    queued = None
-                else:
-                    queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
+                    self._finish_locked(*finished)
+                queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
             if finished is not None:
                 self._settle(*finished)
                 finished = None
-            if handover:
-                if self._launch(handover):
-                    return
-                with self._lock:  # the pool shut down meanwhile: this runner carries on
-                    queued = self._next_locked(after_a_task=False, may_linger=False)
             if queued is _LINGER:
                 with self._lock:
                     if linger:
@@ -291,7 +325,7 @@ class OptimizedThreadPoolManager:
             return None
         queued = self._take_locked()
         while queued is None:
-            if self._shutdown or self.adaptive or self._runners > 1 or self.current_workers <= self.min_workers:
+            if self._shutdown or self._runners > 1 or self.current_workers <= self.min_workers:
                 self._runners -= 1
                 return None
             if not may_linger:
@@ -313,9 +347,11 @@ class OptimizedThreadPoolManager:
             self._queued -= 1
             if not fifo:
                 del self._queues[agent_id]
-            if queued.future.set_running_or_notify_cancel():
+            if queued.start_locked():
                 self._running[agent_id] = queued
                 return queued
+            if queued.latch is not None:  # cancelled through active_futures: the batch moves on
+                queued.latch.count_down_locked()
             self._requeue_head_locked(agent_id)  # cancelled while queued: its successor is next
         return None
 
@@ -323,22 +359,22 @@ class OptimizedThreadPoolManager:
         fifo = self._queues.get(agent_id)
         if fifo:
             head = fifo[0]
-            heapq.heappush(self._ready, (-head.task.priority, head.seq, agent_id))
+            heapq.heappush(self._ready, (-head.priority, head.seq, agent_id))
 
-    def _execute(self, queued: _Queued) -> TaskResult:
-        task = queued.task
+    @staticmethod
+    def _execute(queued: _Queued) -> TaskResult:
         started = time.perf_counter()
         queue_wait_ms = (started - queued.queued_at) * 1000
         value: Any = None
         error: str | None = None
         try:
-            value = _perform(queued.agent, task.operation, task.data)
+            value = _perform(queued.agent, queued.operation, queued.data)
         except BaseException as exc:  # also SystemExit & co: an agent must never be left running
-            logger.error("Task %s failed for agent %r: %r", task.operation, task.agent_id, exc)
+            logger.error("Task %s failed for agent %r: %r", queued.operation, queued.agent_id, exc)
             error = str(exc) or type(exc).__name__
         return TaskResult(
-            agent_id=task.agent_id,
-            operation=task.operation,
+            agent_id=queued.agent_id,
+            operation=queued.operation,
             success=error is None,
             result=value,
             error=error,
@@ -349,14 +385,15 @@ class OptimizedThreadPoolManager:
 
     @staticmethod
     def _settle(queued: _Queued, result: TaskResult) -> None:
-        queued.future.set_result(result)
-        if queued.latch is not None:
-            queued.latch.count_down()
+        # A batch's task was settled by _finish_locked (unless active_futures made it a future).
+        if queued.future is not None:
+            queued.future.set_result(result)
 
-    def _finish_locked(self, result: TaskResult) -> None:
-        self._running.pop(result.agent_id, None)
-        self._requeue_head_locked(result.agent_id)
-        stats = self._stats[result.agent_id]
+    def _finish_locked(self, queued: _Queued, result: TaskResult) -> None:
+        agent_id = queued.agent_id
+        del self._running[agent_id]
+        self._requeue_head_locked(agent_id)
+        stats = self._stats[agent_id]
         stats["total_tasks"] += 1
         if result.success:
             stats["successful_tasks"] += 1
@@ -366,6 +403,11 @@ class OptimizedThreadPoolManager:
         stats["total_time_ms"] += result.execution_time_ms
         stats["total_queue_wait_ms"] += result.queue_wait_ms
         stats["avg_time_ms"] = stats["total_time_ms"] / stats["total_tasks"]
+        # The batch reads these once its latch is done; a future is settled after the lock.
+        queued.result = result
+        queued.state = DONE
+        if queued.latch is not None:
+            queued.latch.count_down_locked()
 
     # -- scaling ----------------------------------------------------------------------------
     def _grow_locked(self) -> None:
@@ -391,69 +433,78 @@ class OptimizedThreadPoolManager:
         follow registration order. With a timeout, returns what finished in time and a failed
         ``TaskResult`` (error ``"timeout"``) for the rest, whose queued steps are cancelled."""
         timeout = optional_timeout(timeout)
-        tasks = [
-            AgentTask(agent_id, "step", {"observation": observations[agent_id]})
-            for agent_id in self.agents.ids()
+        agents = self.agents.copy()  # one instant, in registration order
+        latch = _Latch()
+        seq = self._seq
+        batch = [
+            _Queued(agent_id, "step", {"observation": observations[agent_id]}, 0, agent, next(seq), latch)
+            for agent_id, agent in agents.items()
             if agent_id in observations
         ]
-        results = self._run_batch(tasks, timeout)
-        return {task.agent_id: result for task, result in zip(tasks, results, strict=True) if result.error != _GONE}
+        results = self._run_batch(batch, latch, timeout)
+        return {queued.agent_id: result for queued, result in zip(batch, results, strict=True)}
 
     def batch_execute(self, tasks: Iterable[Any], timeout: float | None = None) -> list[TaskResult]:
         """Runs ``(agent_id, operation, data)`` tuples (or ``AgentTask``s) and returns their
         results in order; a task not done by ``timeout`` (error ``"timeout"``, and it is
         cancelled if it has not started) gives a failed ``TaskResult``. An unknown agent is an
         ``AgentNotRegisteredError`` (also the ``ValueError`` FreeAgentics raised) before any task
-        is submitted; an agent unregistered while the batch is submitted gives a failed result."""
+        is submitted; the agents are looked up at one instant, when the batch is submitted."""
         timeout = optional_timeout(timeout)
         agent_tasks = [task if isinstance(task, AgentTask) else AgentTask(*task) for task in tasks]
         if self._shutdown:
             raise ManagerShutdownError(_SHUTDOWN_MESSAGE)
+        agents = self.agents.get_many(task.agent_id for task in agent_tasks)
         for task in agent_tasks:
-            if task.agent_id not in self.agents:
+            if task.agent_id not in agents:
                 raise AgentNotRegisteredError(f"agent {task.agent_id!r} is not registered")
-        return self._run_batch(agent_tasks, timeout)
+        latch = _Latch()
+        seq = self._seq
+        batch = [
+            _Queued(t.agent_id, t.operation, t.data, t.priority, agents[t.agent_id], next(seq), latch, t)
+            for t in agent_tasks
+        ]
+        return self._run_batch(batch, latch, timeout)
 
-    def _run_batch(self, agent_tasks: list[AgentTask], timeout: float | None) -> list[TaskResult]:
-        latch = _Latch(len(agent_tasks))
-        submitted: list[tuple[AgentTask, Future[Any] | str]] = []
-        for task in agent_tasks:
-            try:
-                submitted.append((task, self._submit(task, latch)))
-            except AgentNotRegisteredError:
-                submitted.append((task, _GONE))
-                latch.count_down()
+    def _run_batch(self, batch: list[_Queued], latch: _Latch, timeout: float | None) -> list[TaskResult]:
+        latch.left = len(batch)
+        if not batch:
+            return []
+        self._enqueue(batch)
         latch.done.wait(timeout)
-        results = []
-        timed_out = False
-        for task, future in submitted:
-            if not isinstance(future, Future):
-                results.append(_failed(task, future))
-            elif future.done() and not future.cancelled():
-                results.append(future.result())
-            else:
-                timed_out |= future.cancel()  # a running task finishes unobserved
-                results.append(_failed(task, "timeout"))
-        if timed_out:
-            self._purge_cancelled()
-        return results
+        results: list[TaskResult | None] = [queued.result for queued in batch]
+        if None in results:
+            with self._lock:
+                late = [queued for queued in batch if queued.state != DONE]
+                cancelled = 0
+                for queued in late:
+                    if queued.state == QUEUED:
+                        queued.state = CANCELLED
+                        if queued.future is not None:  # made by active_futures
+                            queued.future.cancel()
+                        cancelled += 1
+                if cancelled:
+                    self._purge_cancelled_locked()
+            # A running task finishes unobserved.
+            results = [queued.result if queued.state == DONE else _failed(queued, "timeout") for queued in batch]
+        return results  # type: ignore[return-value]  # every None replaced above
 
-    def _purge_cancelled(self) -> None:
+    def _purge_cancelled_locked(self) -> None:
         # Drops cancelled tasks from the queues now, rather than when a runner reaches them.
-        with self._lock:
-            for agent_id in list(self._queues):
-                fifo = deque(q for q in self._queues[agent_id] if not q.future.cancelled())
-                self._queued -= len(self._queues[agent_id]) - len(fifo)
-                if fifo:
-                    self._queues[agent_id] = fifo
-                else:
-                    del self._queues[agent_id]
-            self._ready = [
-                (-fifo[0].task.priority, fifo[0].seq, agent_id)
-                for agent_id, fifo in self._queues.items()
-                if agent_id not in self._running
-            ]
-            heapq.heapify(self._ready)
+        for agent_id in list(self._queues):
+            fifo = deque(q for q in self._queues[agent_id] if not q.cancelled())
+            self._queued -= len(self._queues[agent_id]) - len(fifo)
+            if fifo:
+                self._queues[agent_id] = fifo
+            else:
+                del self._queues[agent_id]
+        # In place: the list is the one _enqueue holds.
+        self._ready[:] = [
+            (-fifo[0].priority, fifo[0].seq, agent_id)
+            for agent_id, fifo in self._queues.items()
+            if agent_id not in self._running
+        ]
+        heapq.heapify(self._ready)
 
     # -- status -----------------------------------------------------------------------------
     def get_performance_stats(self) -> dict[Any, dict[str, Any]]:

@@ -52,32 +52,93 @@ class TaskResult:
 
 
 class _Latch:
-    """Counts a batch's tasks down; the batch waits on it (cheaper than ``wait()`` on futures)."""
+    """Counts a batch's tasks down, under the manager's lock; the batch waits on ``done``
+    (cheaper than ``wait()`` on futures)."""
 
-    def __init__(self, count: int) -> None:
-        self._left = count
-        self._lock = threading.Lock()
+    __slots__ = ("left", "done")
+
+    def __init__(self) -> None:
+        self.left = 0  # set to the batch's size before its tasks are queued
         self.done = threading.Event()
-        if count == 0:
+
+    def count_down_locked(self) -> None:
+        self.left -= 1
+        if self.left == 0:
             self.done.set()
 
-    def count_down(self) -> None:
-        with self._lock:
-            self._left -= 1
-            if self._left == 0:
-                self.done.set()
+
+QUEUED, RUNNING, DONE, CANCELLED = range(4)
 
 
 class _Queued:
-    __slots__ = ("task", "agent", "future", "seq", "latch", "queued_at")
+    """A task in the manager: queued, running, then done (or cancelled while queued). A batch's
+    tasks get no ``Future`` unless ``active_futures`` asks for one (``future_locked``): the batch
+    reads ``state`` and ``result``, and a ``Future`` per task cost as much as the rest of its
+    dispatch. Their ``AgentTask`` is made on demand too."""
 
-    def __init__(self, task: AgentTask, agent: Any, seq: int, latch: _Latch | None) -> None:
-        self.task, self.agent, self.seq, self.latch = task, agent, seq, latch
-        self.future: Future[Any] = _PoolFuture()  # a Future with a lighter condition
+    __slots__ = (
+        "agent_id",
+        "operation",
+        "data",
+        "priority",
+        "agent",
+        "seq",
+        "latch",
+        "queued_at",
+        "state",
+        "result",
+        "future",
+        "_task",
+    )
+
+    def __init__(
+        self,
+        agent_id: Any,
+        operation: str,
+        data: dict[str, Any],
+        priority: int,
+        agent: Any,
+        seq: int,
+        latch: _Latch | None,
+        task: AgentTask | None = None,
+    ) -> None:
+        self.agent_id, self.operation, self.data, self.priority = agent_id, operation, data, priority
+        self.agent, self.seq, self.latch, self._task = agent, seq, latch, task
+        self.state = QUEUED
+        self.result: TaskResult | None = None
+        # Tasks outside a batch are awaited through their future: a Future with a lighter condition.
+        self.future: Future[Any] | None = _PoolFuture() if latch is None else None
         self.queued_at = time.perf_counter()
 
+    @property
+    def task(self) -> AgentTask:
+        if self._task is None:
+            queued_at = time.time() - (time.perf_counter() - self.queued_at)
+            self._task = AgentTask(self.agent_id, self.operation, self.data, self.priority, queued_at)
+        return self._task
 
-def _failed(task: AgentTask, error: str) -> TaskResult:
+    def future_locked(self) -> Future[Any]:
+        """This task's future, made now if it has none (under the manager's lock)."""
+        if self.future is None:
+            future = _PoolFuture()
+            if self.state == RUNNING:
+                future.set_running_or_notify_cancel()
+            self.future = future
+        return self.future
+
+    def start_locked(self) -> bool:
+        """Marks a queued task running; False if it was cancelled (under the manager's lock)."""
+        if self.state != QUEUED or (self.future is not None and not self.future.set_running_or_notify_cancel()):
+            self.state = CANCELLED
+            return False
+        self.state = RUNNING
+        return True
+
+    def cancelled(self) -> bool:
+        return self.state == CANCELLED or (self.future is not None and self.future.cancelled())
+
+
+def _failed(task: AgentTask | _Queued, error: str) -> TaskResult:
     return TaskResult(
         agent_id=task.agent_id,
         operation=task.operation,
@@ -113,9 +174,9 @@ class _ActiveFutures(Mapping[Future[Any], AgentTask]):
     def _snapshot(self) -> dict[Future[Any], AgentTask]:
         m = self._manager
         with m._lock:
-            active = {queued.future: queued.task for queued in m._running.values()}
+            active = {queued.future_locked(): queued.task for queued in m._running.values()}
             for fifo in m._queues.values():
-                active.update((q.future, q.task) for q in fifo if not q.future.cancelled())
+                active.update((q.future_locked(), q.task) for q in fifo if not q.cancelled())
         return active
 
     def __getitem__(self, future: Future[Any]) -> AgentTask:
