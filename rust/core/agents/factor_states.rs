@@ -68,10 +68,12 @@ fn outer_from(model: &PreparedModel, qs: &[f64], f: usize, prefix: f64, out: &mu
     }
 }
 
-fn free_energy(qs: &[f64], log_prior: &[f64]) -> f64 {
+/// `sum q ln(q + 1e-16) - q ln prior`, the logarithms given (`log_q`).
+fn free_energy(qs: &[f64], log_q: &[f64], log_prior: &[f64]) -> f64 {
     qs.iter()
+        .zip(log_q)
         .zip(log_prior)
-        .map(|(&q, &lp)| q * ln_fast(q + 1e-16) - q * lp)
+        .map(|((&q, &lq), &lp)| q * lq - q * lp)
         .sum()
 }
 
@@ -86,7 +88,6 @@ impl FactorKernel {
         sc: &mut Scratch,
     ) {
         let factors = model.factors();
-        let s = model.joint_states;
         if actions[0] < 0 {
             for (k, d) in model.d.iter().enumerate() {
                 sc.prior[model.offsets[k]..model.offsets[k + 1]].copy_from_slice(d);
@@ -100,49 +101,61 @@ impl FactorKernel {
         for (lp, &p) in sc.log_prior.iter_mut().zip(&sc.prior) {
             *lp = ln_fast(p + EPS);
         }
-        sc.joint.fill(1.0); // the likelihood, for now
-        for (modality, &o) in observation.iter().enumerate() {
-            let row = (model.obs_offsets[modality] + o as usize) * s;
-            for (l, &a) in sc.joint.iter_mut().zip(&model.a[row..row + s]) {
-                *l *= a;
+        // The model's table row, or this observation's log-likelihood computed here.
+        let mut computed = std::mem::take(&mut sc.log_likelihood);
+        let log_likelihood = match model.log_likelihood_row(observation) {
+            Some(row) => row,
+            None => {
+                model.log_likelihood_into(observation, &mut computed);
+                &computed
             }
-        }
-        for (ll, &l) in sc.log_likelihood.iter_mut().zip(&sc.joint) {
-            *ll = ln_fast(l + EPS);
-        }
+        };
         let accuracy = if factors == 1 {
-            for ((q, &ll), &lp) in qs.iter_mut().zip(&sc.log_likelihood).zip(&sc.log_prior) {
+            for ((q, &ll), &lp) in qs.iter_mut().zip(log_likelihood).zip(&sc.log_prior) {
                 *q = ll + lp;
             }
             softmax_in_place(qs);
+            for (lq, &q) in sc.log_q.iter_mut().zip(qs.iter()) {
+                *lq = ln_fast(q + EPS);
+            }
             None
         } else {
-            self.fixed_point(model, qs, sc)
+            self.fixed_point(model, qs, log_likelihood, sc)
         };
         // F: sum_f q_f . (ln(q_f + eps) - ln D_f) - sum_s q(s) ln L[s].
         let mut free_energy = 0.0;
         for k in 0..factors {
             let (start, end) = (model.offsets[k], model.offsets[k + 1]);
-            for (&q, &ld) in qs[start..end].iter().zip(&model.log_d[k]) {
-                free_energy += q * (ln_fast(q + EPS) - ld);
+            let marginal = qs[start..end].iter().zip(&sc.log_q[start..end]);
+            for ((&q, &lq), &ld) in marginal.zip(&model.log_d[k]) {
+                free_energy += q * (lq - ld);
             }
         }
         *f = free_energy
             - accuracy.unwrap_or_else(|| {
                 outer(model, qs, &mut sc.joint);
-                dot(&sc.joint, &sc.log_likelihood)
+                dot(&sc.joint, log_likelihood)
             });
+        sc.log_likelihood = computed;
     }
 
     /// pymdp's `run_vanilla_fpi` for several factors (see the numpy kernel). Returns the
-    /// accuracy `sum_s q(s) ln L[s]` of the final marginals when an iteration ran.
-    fn fixed_point(&self, model: &PreparedModel, qs: &mut [f64], sc: &mut Scratch) -> Option<f64> {
+    /// accuracy `sum_s q(s) ln L[s]` of the final marginals when an iteration ran; leaves
+    /// `ln(q + 1e-16)` of the final marginals in `sc.log_q`.
+    fn fixed_point(
+        &self,
+        model: &PreparedModel,
+        qs: &mut [f64],
+        log_likelihood: &[f64],
+        sc: &mut Scratch,
+    ) -> Option<f64> {
         let factors = model.factors();
         for k in 0..factors {
             let n = model.num_states[k];
             qs[model.offsets[k]..model.offsets[k + 1]].fill(1.0 / n as f64);
         }
-        let mut previous = free_energy(qs, &sc.log_prior);
+        sc.log_q.copy_from_slice(&model.uniform_log_q);
+        let mut previous = free_energy(qs, &sc.log_q, &sc.log_prior);
         let mut df = self.settings.df;
         let mut iteration = 0;
         let mut accuracy = None; // Some once sc.joint is the outer product of qs
@@ -150,7 +163,7 @@ impl FactorKernel {
             if accuracy.is_none() {
                 outer(model, qs, &mut sc.joint);
             }
-            for ((ll, &l), &j) in sc.ll.iter_mut().zip(&sc.log_likelihood).zip(&sc.joint) {
+            for ((ll, &l), &j) in sc.ll.iter_mut().zip(log_likelihood).zip(&sc.joint) {
                 *ll = l * j;
             }
             sc.next.fill(0.0);
@@ -169,9 +182,12 @@ impl FactorKernel {
             }
             qs.copy_from_slice(&sc.next);
             outer(model, qs, &mut sc.joint);
-            let fit = dot(&sc.joint, &sc.log_likelihood);
+            let fit = dot(&sc.joint, log_likelihood);
             accuracy = Some(fit);
-            let vfe = free_energy(qs, &sc.log_prior) - fit;
+            for (lq, &q) in sc.log_q.iter_mut().zip(qs.iter()) {
+                *lq = ln_fast(q + 1e-16);
+            }
+            let vfe = free_energy(qs, &sc.log_q, &sc.log_prior) - fit;
             df = (previous - vfe).abs();
             previous = vfe;
             iteration += 1;

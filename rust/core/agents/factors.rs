@@ -94,6 +94,8 @@ pub struct Scratch {
     log_prior: Vec<f64>,
     next: Vec<f64>,
     log_likelihood: Vec<f64>,
+    /// ln(q + 1e-16) of the marginals being inferred.
+    log_q: Vec<f64>,
     /// The outer product of the current marginals (joint states, C order).
     joint: Vec<f64>,
     ll: Vec<f64>,
@@ -205,6 +207,7 @@ impl FactorKernel {
             log_prior: try_filled(b, 0.0, "scratch")?,
             next: try_filled(b, 0.0, "scratch")?,
             log_likelihood: try_filled(s, 0.0, "scratch")?,
+            log_q: try_filled(b, 0.0, "scratch")?,
             joint: try_filled(s, 0.0, "scratch")?,
             ll: try_filled(s, 0.0, "scratch")?,
             nodes,
