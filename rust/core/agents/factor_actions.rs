@@ -55,6 +55,7 @@ impl FactorKernel {
             .unwrap_or(0)
     }
 
+    #[inline(always)]
     pub(super) fn sample_action_one(
         &self,
         q_pi: &[f64],

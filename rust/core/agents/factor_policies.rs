@@ -9,6 +9,7 @@ use crate::core::agents::{dot, ln_fast, softmax_in_place, EPS};
 impl FactorKernel {
     /// The value of predicted marginals `qs`: utility plus states information gain (pymdp's
     /// `spm_MDP_G` over the joint states above its threshold).
+    #[inline(always)]
     fn node_value(&self, model: &PreparedModel, qs: &[f64], sc: &mut Scratch) -> f64 {
         let joint = &mut sc.joint;
         outer(model, qs, joint);
@@ -77,6 +78,7 @@ impl FactorKernel {
         value + expected_h - entropy
     }
 
+    #[inline(always)]
     pub(super) fn infer_policies_one(
         &self,
         model: &PreparedModel,

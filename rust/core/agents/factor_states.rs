@@ -6,6 +6,7 @@ use crate::core::agents::factor_model::{PreparedModel, Transition};
 use crate::core::agents::{dot, ln_fast, softmax_in_place, EPS};
 
 /// `out` = each factor's segment of `qs` pushed through its B for `controls` (see `Transition`).
+#[inline(always)]
 pub(in crate::core::agents) fn predict(
     model: &PreparedModel,
     qs: &[f64],
@@ -42,6 +43,7 @@ pub(in crate::core::agents) fn predict(
 }
 
 /// The outer product of the factors' marginals (C order): `joint[s] = (q_0 * q_1) * ... `.
+#[inline(always)]
 pub(in crate::core::agents) fn outer(model: &PreparedModel, qs: &[f64], joint: &mut [f64]) {
     match model.factors() {
         1 => joint.copy_from_slice(qs),
@@ -69,6 +71,7 @@ fn outer_from(model: &PreparedModel, qs: &[f64], f: usize, prefix: f64, out: &mu
 }
 
 /// `sum q ln(q + 1e-16) - q ln prior`, the logarithms given (`log_q`).
+#[inline(always)]
 fn free_energy(qs: &[f64], log_q: &[f64], log_prior: &[f64]) -> f64 {
     qs.iter()
         .zip(log_q)
@@ -78,6 +81,7 @@ fn free_energy(qs: &[f64], log_q: &[f64], log_prior: &[f64]) -> f64 {
 }
 
 impl FactorKernel {
+    #[inline(always)]
     pub(super) fn infer_states_one(
         &self,
         model: &PreparedModel,
@@ -142,6 +146,7 @@ impl FactorKernel {
     /// pymdp's `run_vanilla_fpi` for several factors (see the numpy kernel). Returns the
     /// accuracy `sum_s q(s) ln L[s]` of the final marginals when an iteration ran; leaves
     /// `ln(q + 1e-16)` of the final marginals in `sc.log_q`.
+    #[inline(always)]
     fn fixed_point(
         &self,
         model: &PreparedModel,

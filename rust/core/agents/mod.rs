@@ -96,6 +96,7 @@ pub fn uniform(key: u64, row: u64, timestep: u64) -> f64 {
 }
 
 /// Dot product with four independent partial sums, so the additions pipeline (and vectorize).
+#[inline]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut partial = [0.0; 4];
     let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
@@ -153,6 +154,7 @@ fn ln_fast(x: f64) -> f64 {
     e * std::f64::consts::LN_2 + 2.0 * s * p
 }
 
+#[inline]
 fn softmax_in_place(x: &mut [f64]) {
     let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut sum = 0.0;
