@@ -42,35 +42,65 @@ pub(in crate::core::agents) fn predict(
     }
 }
 
-/// The outer product of the factors' marginals (C order): `joint[s] = (q_0 * q_1) * ... `.
+/// The outer product of the factors' marginals (C order): `joint[s] = (q_0 * q_1) * ... `,
+/// expanded in place one factor at a time.
 #[inline(always)]
 pub(in crate::core::agents) fn outer(model: &PreparedModel, qs: &[f64], joint: &mut [f64]) {
-    match model.factors() {
-        1 => joint.copy_from_slice(qs),
-        _ => outer_from(model, qs, 0, 1.0, joint),
-    }
-}
-
-/// The outer product of factors `f..` scaled by `prefix` (the product of the factors before).
-fn outer_from(model: &PreparedModel, qs: &[f64], f: usize, prefix: f64, out: &mut [f64]) {
-    let marginal = &qs[model.offsets[f]..model.offsets[f + 1]];
-    if f + 2 == model.factors() {
-        let last = &qs[model.offsets[f + 1]..model.offsets[f + 2]];
-        for (chunk, &q) in out.chunks_exact_mut(last.len()).zip(marginal) {
-            let p = prefix * q;
+    if model.factors() == 2 {
+        let (first, last) = (
+            &qs[..model.offsets[1]],
+            &qs[model.offsets[1]..model.offsets[2]],
+        );
+        for (chunk, &p) in joint.chunks_exact_mut(last.len()).zip(first) {
             for (o, &l) in chunk.iter_mut().zip(last) {
                 *o = p * l;
             }
         }
-    } else {
-        let stride = out.len() / marginal.len();
-        for (chunk, &q) in out.chunks_exact_mut(stride).zip(marginal) {
-            outer_from(model, qs, f + 1, prefix * q, chunk);
+        return;
+    }
+    joint[0] = 1.0;
+    let mut len = 1;
+    for f in 0..model.factors() {
+        let marginal = &qs[model.offsets[f]..model.offsets[f + 1]];
+        // Small factors unrolled: their loops would cost more than their products.
+        match marginal.len() {
+            2 => expand::<2>(joint, len, marginal),
+            3 => expand::<3>(joint, len, marginal),
+            4 => expand::<4>(joint, len, marginal),
+            _ => expand_any(joint, len, marginal),
+        }
+        len *= marginal.len();
+    }
+}
+
+/// `joint[i * N + k] = joint[i] * marginal[k]` for i < len, from the back so that nothing is
+/// overwritten before it is read.
+#[inline(always)]
+fn expand<const N: usize>(joint: &mut [f64], len: usize, marginal: &[f64]) {
+    let q: &[f64; N] = marginal.try_into().expect("N entries");
+    let (head, _) = joint.split_at_mut(len * N);
+    for i in (0..len).rev() {
+        let p = head[i];
+        let out: &mut [f64; N] = (&mut head[i * N..(i + 1) * N])
+            .try_into()
+            .expect("N entries");
+        for k in 0..N {
+            out[k] = p * q[k];
         }
     }
 }
 
-/// `sum q ln(q + 1e-16) - q ln prior`, the logarithms given (`log_q`).
+#[inline(always)]
+fn expand_any(joint: &mut [f64], len: usize, marginal: &[f64]) {
+    let n = marginal.len();
+    for i in (0..len).rev() {
+        let p = joint[i];
+        for (o, &q) in joint[i * n..(i + 1) * n].iter_mut().zip(marginal) {
+            *o = p * q;
+        }
+    }
+}
+
 #[inline(always)]
 fn free_energy(qs: &[f64], log_q: &[f64], log_prior: &[f64]) -> f64 {
     qs.iter()
