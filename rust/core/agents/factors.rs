@@ -105,6 +105,8 @@ pub struct Scratch {
     /// Expected joint outcomes; all zero between nodes.
     qo: Vec<f64>,
     touched: Vec<usize>,
+    /// The entropy's terms of the touched outcomes.
+    terms: Vec<f64>,
     marginals: Vec<f64>,
 }
 
@@ -214,6 +216,7 @@ impl FactorKernel {
             values,
             qo: try_filled(outcomes, 0.0, "scratch")?,
             touched: try_filled(outcomes, 0, "scratch")?,
+            terms: try_filled(outcomes, 0.0, "scratch")?,
             marginals: try_filled(max_controls.max(self.policies), 0.0, "scratch")?,
         })
     }
