@@ -55,6 +55,7 @@ impl FactorKernel {
             .unwrap_or(0)
     }
 
+    #[inline(always)]
     pub(super) fn sample_action_one(
         &self,
         q_pi: &[f64],
@@ -83,6 +84,10 @@ impl FactorKernel {
             }
         } else {
             for (f, a) in actions.iter_mut().enumerate() {
+                if self.model.num_controls[f] == 1 {
+                    *a = 0; // what the draw or the argmax of a single 1.0 gives
+                    continue;
+                }
                 let marginals = &mut sc.marginals[..self.model.num_controls[f]];
                 marginals.fill(0.0);
                 for (p, &q) in q_pi.iter().enumerate() {

@@ -7,7 +7,7 @@
 //! joint outcomes likewise over the modalities. The formulas are those of the numpy kernel
 //! (`python/freeagentics_rs/agents/_py_factors.py`).
 
-use super::{try_filled, Sparse, EPS};
+use super::{ln_fast, try_filled, Sparse, EPS};
 use crate::core::error::CoreError;
 
 /// pymdp's arrays of a factorized model, as they are given (float64, row-major).
@@ -73,7 +73,17 @@ pub struct PreparedModel {
     pub outcomes: Option<Outcomes>,
     /// ln(E + 1e-16).
     pub log_e: Vec<f64>,
+    /// Per belief entry, `ln(1/n + 1e-16)` of its factor's uniform marginal (n states): the
+    /// fixed point's starting marginals.
+    pub uniform_log_q: Vec<f64>,
+    /// Per joint observation (C order over the modalities), the log-likelihood
+    /// `ln(prod_m A_m[o_m, s] + 1e-16)` of every joint state; None when the table would be
+    /// large, or when A is an agent's own (the learning kernel computes it per step).
+    pub log_likelihoods: Option<Vec<f64>>,
 }
+
+/// The most entries of the log-likelihood table (joint observations x joint states).
+const MAX_LOG_LIKELIHOODS: usize = 1 << 15;
 
 fn invalid(message: String) -> CoreError {
     CoreError::InvalidArgument(message)
@@ -201,6 +211,7 @@ impl PreparedModel {
             true => Some(outcomes_of(arrays, &num_obs, joint_states)?),
             false => None,
         };
+        let log_likelihoods = log_likelihoods_of(&a, &num_obs, joint_states)?;
         Ok(PreparedModel {
             num_states: arrays.num_states.clone(),
             num_controls: arrays.num_controls.clone(),
@@ -219,7 +230,41 @@ impl PreparedModel {
             utility,
             outcomes,
             log_e: arrays.e.iter().map(|p| (p + EPS).ln()).collect(),
+            uniform_log_q: arrays
+                .num_states
+                .iter()
+                .flat_map(|&n| std::iter::repeat_n(ln_fast(1.0 / n as f64 + EPS), n))
+                .collect(),
+            log_likelihoods,
         })
+    }
+
+    /// The log-likelihood of `observation` (one index per modality) over the joint states
+    /// into `out`, the same arithmetic as the table's.
+    pub fn log_likelihood_into(&self, observation: &[i64], out: &mut [f64]) {
+        let s = self.joint_states;
+        out.fill(1.0); // the likelihood, for now
+        for (modality, &o) in observation.iter().enumerate() {
+            let row = (self.obs_offsets[modality] + o as usize) * s;
+            for (l, &a) in out.iter_mut().zip(&self.a[row..row + s]) {
+                *l *= a;
+            }
+        }
+        for l in out.iter_mut() {
+            *l = ln_fast(*l + EPS);
+        }
+    }
+
+    /// The table's row of `observation`, when there is a table.
+    pub fn log_likelihood_row(&self, observation: &[i64]) -> Option<&[f64]> {
+        let table = self.log_likelihoods.as_ref()?;
+        let mut index = 0;
+        for (modality, &o) in observation.iter().enumerate() {
+            let count = self.obs_offsets[modality + 1] - self.obs_offsets[modality];
+            index = index * count + o as usize;
+        }
+        let s = self.joint_states;
+        Some(&table[index * s..(index + 1) * s])
     }
 
     pub fn factors(&self) -> usize {
@@ -233,6 +278,45 @@ impl PreparedModel {
     pub fn belief_len(&self) -> usize {
         *self.offsets.last().unwrap_or(&0)
     }
+}
+
+/// The log-likelihood table (see `PreparedModel::log_likelihoods`) of the stacked A, or None
+/// when it would exceed `MAX_LOG_LIKELIHOODS` entries.
+fn log_likelihoods_of(
+    a: &[f64],
+    num_obs: &[usize],
+    joint_states: usize,
+) -> Result<Option<Vec<f64>>, CoreError> {
+    let count = num_obs
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .and_then(|n| n.checked_mul(joint_states))
+        .filter(|&n| n <= MAX_LOG_LIKELIHOODS);
+    let Some(entries) = count else {
+        return Ok(None);
+    };
+    let mut table = try_filled(entries, 1.0, "log-likelihoods")?;
+    let mut row_of = vec![0usize; num_obs.len()];
+    for (index, row) in table.chunks_exact_mut(joint_states).enumerate() {
+        // The observation of this row: the index in mixed radix, the last modality fastest.
+        let mut rest = index;
+        for (m, &n) in num_obs.iter().enumerate().rev() {
+            row_of[m] = rest % n;
+            rest /= n;
+        }
+        let mut offset = 0;
+        for (&o, &n) in row_of.iter().zip(num_obs) {
+            let line = (offset + o) * joint_states;
+            for (l, &p) in row.iter_mut().zip(&a[line..line + joint_states]) {
+                *l *= p;
+            }
+            offset += n;
+        }
+        for l in row.iter_mut() {
+            *l = ln_fast(*l + EPS);
+        }
+    }
+    Ok(Some(table))
 }
 
 /// Each joint state's joint outcome distribution and its H (see `Outcomes`).

@@ -6,6 +6,7 @@ use crate::core::agents::factor_model::{PreparedModel, Transition};
 use crate::core::agents::{dot, ln_fast, softmax_in_place, EPS};
 
 /// `out` = each factor's segment of `qs` pushed through its B for `controls` (see `Transition`).
+#[inline(always)]
 pub(in crate::core::agents) fn predict(
     model: &PreparedModel,
     qs: &[f64],
@@ -41,41 +42,76 @@ pub(in crate::core::agents) fn predict(
     }
 }
 
-/// The outer product of the factors' marginals (C order): `joint[s] = (q_0 * q_1) * ... `.
+/// The outer product of the factors' marginals (C order): `joint[s] = (q_0 * q_1) * ... `,
+/// expanded in place one factor at a time.
+#[inline(always)]
 pub(in crate::core::agents) fn outer(model: &PreparedModel, qs: &[f64], joint: &mut [f64]) {
-    match model.factors() {
-        1 => joint.copy_from_slice(qs),
-        _ => outer_from(model, qs, 0, 1.0, joint),
-    }
-}
-
-/// The outer product of factors `f..` scaled by `prefix` (the product of the factors before).
-fn outer_from(model: &PreparedModel, qs: &[f64], f: usize, prefix: f64, out: &mut [f64]) {
-    let marginal = &qs[model.offsets[f]..model.offsets[f + 1]];
-    if f + 2 == model.factors() {
-        let last = &qs[model.offsets[f + 1]..model.offsets[f + 2]];
-        for (chunk, &q) in out.chunks_exact_mut(last.len()).zip(marginal) {
-            let p = prefix * q;
+    if model.factors() == 2 {
+        let (first, last) = (
+            &qs[..model.offsets[1]],
+            &qs[model.offsets[1]..model.offsets[2]],
+        );
+        for (chunk, &p) in joint.chunks_exact_mut(last.len()).zip(first) {
             for (o, &l) in chunk.iter_mut().zip(last) {
                 *o = p * l;
             }
         }
-    } else {
-        let stride = out.len() / marginal.len();
-        for (chunk, &q) in out.chunks_exact_mut(stride).zip(marginal) {
-            outer_from(model, qs, f + 1, prefix * q, chunk);
+        return;
+    }
+    joint[0] = 1.0;
+    let mut len = 1;
+    for f in 0..model.factors() {
+        let marginal = &qs[model.offsets[f]..model.offsets[f + 1]];
+        // Small factors unrolled: their loops would cost more than their products.
+        match marginal.len() {
+            2 => expand::<2>(joint, len, marginal),
+            3 => expand::<3>(joint, len, marginal),
+            4 => expand::<4>(joint, len, marginal),
+            _ => expand_any(joint, len, marginal),
+        }
+        len *= marginal.len();
+    }
+}
+
+/// `joint[i * N + k] = joint[i] * marginal[k]` for i < len, from the back so that nothing is
+/// overwritten before it is read.
+#[inline(always)]
+fn expand<const N: usize>(joint: &mut [f64], len: usize, marginal: &[f64]) {
+    let q: &[f64; N] = marginal.try_into().expect("N entries");
+    let (head, _) = joint.split_at_mut(len * N);
+    for i in (0..len).rev() {
+        let p = head[i];
+        let out: &mut [f64; N] = (&mut head[i * N..(i + 1) * N])
+            .try_into()
+            .expect("N entries");
+        for k in 0..N {
+            out[k] = p * q[k];
         }
     }
 }
 
-fn free_energy(qs: &[f64], log_prior: &[f64]) -> f64 {
+#[inline(always)]
+fn expand_any(joint: &mut [f64], len: usize, marginal: &[f64]) {
+    let n = marginal.len();
+    for i in (0..len).rev() {
+        let p = joint[i];
+        for (o, &q) in joint[i * n..(i + 1) * n].iter_mut().zip(marginal) {
+            *o = p * q;
+        }
+    }
+}
+
+#[inline(always)]
+fn free_energy(qs: &[f64], log_q: &[f64], log_prior: &[f64]) -> f64 {
     qs.iter()
+        .zip(log_q)
         .zip(log_prior)
-        .map(|(&q, &lp)| q * ln_fast(q + 1e-16) - q * lp)
+        .map(|((&q, &lq), &lp)| q * lq - q * lp)
         .sum()
 }
 
 impl FactorKernel {
+    #[inline(always)]
     pub(super) fn infer_states_one(
         &self,
         model: &PreparedModel,
@@ -86,7 +122,6 @@ impl FactorKernel {
         sc: &mut Scratch,
     ) {
         let factors = model.factors();
-        let s = model.joint_states;
         if actions[0] < 0 {
             for (k, d) in model.d.iter().enumerate() {
                 sc.prior[model.offsets[k]..model.offsets[k + 1]].copy_from_slice(d);
@@ -100,49 +135,62 @@ impl FactorKernel {
         for (lp, &p) in sc.log_prior.iter_mut().zip(&sc.prior) {
             *lp = ln_fast(p + EPS);
         }
-        sc.joint.fill(1.0); // the likelihood, for now
-        for (modality, &o) in observation.iter().enumerate() {
-            let row = (model.obs_offsets[modality] + o as usize) * s;
-            for (l, &a) in sc.joint.iter_mut().zip(&model.a[row..row + s]) {
-                *l *= a;
+        // The model's table row, or this observation's log-likelihood computed here.
+        let mut computed = std::mem::take(&mut sc.log_likelihood);
+        let log_likelihood = match model.log_likelihood_row(observation) {
+            Some(row) => row,
+            None => {
+                model.log_likelihood_into(observation, &mut computed);
+                &computed
             }
-        }
-        for (ll, &l) in sc.log_likelihood.iter_mut().zip(&sc.joint) {
-            *ll = ln_fast(l + EPS);
-        }
+        };
         let accuracy = if factors == 1 {
-            for ((q, &ll), &lp) in qs.iter_mut().zip(&sc.log_likelihood).zip(&sc.log_prior) {
+            for ((q, &ll), &lp) in qs.iter_mut().zip(log_likelihood).zip(&sc.log_prior) {
                 *q = ll + lp;
             }
             softmax_in_place(qs);
+            for (lq, &q) in sc.log_q.iter_mut().zip(qs.iter()) {
+                *lq = ln_fast(q + EPS);
+            }
             None
         } else {
-            self.fixed_point(model, qs, sc)
+            self.fixed_point(model, qs, log_likelihood, sc)
         };
         // F: sum_f q_f . (ln(q_f + eps) - ln D_f) - sum_s q(s) ln L[s].
         let mut free_energy = 0.0;
         for k in 0..factors {
             let (start, end) = (model.offsets[k], model.offsets[k + 1]);
-            for (&q, &ld) in qs[start..end].iter().zip(&model.log_d[k]) {
-                free_energy += q * (ln_fast(q + EPS) - ld);
+            let marginal = qs[start..end].iter().zip(&sc.log_q[start..end]);
+            for ((&q, &lq), &ld) in marginal.zip(&model.log_d[k]) {
+                free_energy += q * (lq - ld);
             }
         }
         *f = free_energy
             - accuracy.unwrap_or_else(|| {
                 outer(model, qs, &mut sc.joint);
-                dot(&sc.joint, &sc.log_likelihood)
+                dot(&sc.joint, log_likelihood)
             });
+        sc.log_likelihood = computed;
     }
 
     /// pymdp's `run_vanilla_fpi` for several factors (see the numpy kernel). Returns the
-    /// accuracy `sum_s q(s) ln L[s]` of the final marginals when an iteration ran.
-    fn fixed_point(&self, model: &PreparedModel, qs: &mut [f64], sc: &mut Scratch) -> Option<f64> {
+    /// accuracy `sum_s q(s) ln L[s]` of the final marginals when an iteration ran; leaves
+    /// `ln(q + 1e-16)` of the final marginals in `sc.log_q`.
+    #[inline(always)]
+    fn fixed_point(
+        &self,
+        model: &PreparedModel,
+        qs: &mut [f64],
+        log_likelihood: &[f64],
+        sc: &mut Scratch,
+    ) -> Option<f64> {
         let factors = model.factors();
         for k in 0..factors {
             let n = model.num_states[k];
             qs[model.offsets[k]..model.offsets[k + 1]].fill(1.0 / n as f64);
         }
-        let mut previous = free_energy(qs, &sc.log_prior);
+        sc.log_q.copy_from_slice(&model.uniform_log_q);
+        let mut previous = free_energy(qs, &sc.log_q, &sc.log_prior);
         let mut df = self.settings.df;
         let mut iteration = 0;
         let mut accuracy = None; // Some once sc.joint is the outer product of qs
@@ -150,7 +198,7 @@ impl FactorKernel {
             if accuracy.is_none() {
                 outer(model, qs, &mut sc.joint);
             }
-            for ((ll, &l), &j) in sc.ll.iter_mut().zip(&sc.log_likelihood).zip(&sc.joint) {
+            for ((ll, &l), &j) in sc.ll.iter_mut().zip(log_likelihood).zip(&sc.joint) {
                 *ll = l * j;
             }
             sc.next.fill(0.0);
@@ -169,9 +217,12 @@ impl FactorKernel {
             }
             qs.copy_from_slice(&sc.next);
             outer(model, qs, &mut sc.joint);
-            let fit = dot(&sc.joint, &sc.log_likelihood);
+            let fit = dot(&sc.joint, log_likelihood);
             accuracy = Some(fit);
-            let vfe = free_energy(qs, &sc.log_prior) - fit;
+            for (lq, &q) in sc.log_q.iter_mut().zip(qs.iter()) {
+                *lq = ln_fast(q + 1e-16);
+            }
+            let vfe = free_energy(qs, &sc.log_q, &sc.log_prior) - fit;
             df = (previous - vfe).abs();
             previous = vfe;
             iteration += 1;

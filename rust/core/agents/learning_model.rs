@@ -192,6 +192,7 @@ impl LearningKernel {
     pub(super) fn thread_model(&self) -> PreparedModel {
         let mut model: PreparedModel = (**self.kernel.model()).clone();
         if !self.settings.learned_a.is_empty() {
+            model.log_likelihoods = None; // the shared A's, not the agent's
             for state in 0..model.joint_states {
                 model.utility[state] = self.utility_of(&model, state);
             }

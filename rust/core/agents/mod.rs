@@ -3,15 +3,14 @@
 //! `python/freeagentics_rs/agents/_model.py`) are computed once (`model.rs`); transitions and
 //! joint outcome distributions are kept compressed, since grid models are mostly zeros.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::core::error::CoreError;
 use crate::core::rng::splitmix64;
-use crate::core::sync::lock;
 
+mod common;
 mod factor_model;
 mod factors;
 pub mod learning;
@@ -22,42 +21,8 @@ pub use factor_model::{FactorArrays, OutcomeRows, Outcomes, PreparedModel, Trans
 pub use factors::{AgentRow, FactorKernel, FactorRows, FactorSettings, Scratch as FactorScratch};
 pub use model::{Model, Settings, Sparse};
 
-/// pymdp's `EPS_VAL`.
-const EPS: f64 = 1e-16;
-/// The most threads a kernel's pool may have (the Python side enforces the same bound).
-pub const MAX_THREADS: usize = 256;
-/// `errno` of an allocation failure: the binding raises `MemoryError` for it.
-pub const ENOMEM: i32 = 12;
-
-/// A vector of `len` copies of `value`, or `CoreError::Os(ENOMEM)` when it cannot be
-/// allocated (a plain `vec!` would abort the process).
-pub fn try_filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>, CoreError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| CoreError::Os(ENOMEM, format!("{what}: cannot allocate {len} entries")))?;
-    v.resize(len, value);
-    Ok(v)
-}
-
-/// A copy of `values`, or `CoreError::Os(ENOMEM)` when it cannot be allocated.
-pub fn try_copy<T: Copy>(
-    values: impl ExactSizeIterator<Item = T>,
-    what: &str,
-) -> Result<Vec<T>, CoreError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(values.len()).map_err(|_| {
-        CoreError::Os(
-            ENOMEM,
-            format!("{what}: cannot allocate {} entries", values.len()),
-        )
-    })?;
-    v.extend(values);
-    Ok(v)
-}
-/// The error of a state inference asked for without observations.
-const NO_OBSERVATIONS: &str = "observations: needed for state inference (infer=True)";
-/// Relative: action marginals this close to the best one are tied.
-const TIE: f64 = 1e-12;
+use common::{dot, draw, ln_fast, pool_of, softmax_in_place, EPS, NO_OBSERVATIONS, TIE};
+pub use common::{try_copy, try_filled, uniform, Phases, ENOMEM, MAX_THREADS};
 
 /// Scratch space of one thread.
 struct Scratch {
@@ -87,109 +52,6 @@ pub struct Kernel {
     policies: usize,
     /// Size of the rayon pool, looked up per call: a forked child gets a pool of its own.
     threads: usize,
-}
-
-/// The uniform draw in [0, 1) of `row` at `timestep` (the same as the numpy kernel's).
-pub fn uniform(key: u64, row: u64, timestep: u64) -> f64 {
-    let h = splitmix64(splitmix64(key ^ splitmix64(row.wrapping_add(1))) ^ timestep);
-    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
-/// Dot product with four independent partial sums, so the additions pipeline (and vectorize).
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut partial = [0.0; 4];
-    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = a4
-        .remainder()
-        .iter()
-        .zip(b4.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a4.zip(b4) {
-        for k in 0..4 {
-            partial[k] += x[k] * y[k];
-        }
-    }
-    (partial[0] + partial[1]) + (partial[2] + partial[3]) + tail
-}
-
-/// The index that the uniform draw `u` picks from the distribution `p` (inverse CDF; the last
-/// index when rounding leaves `u` above the total).
-fn draw(p: &[f64], u: f64) -> usize {
-    let mut cumulative = 0.0;
-    let below = p
-        .iter()
-        .filter(|&&x| {
-            cumulative += x;
-            cumulative <= u
-        })
-        .count();
-    below.min(p.len() - 1)
-}
-
-/// ln(x) for positive, finite, normal `x`, within a few units in the last place of f64::ln,
-/// without branches or calls, so that a block of them vectorizes. x = 2^e m with m in
-/// [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s) with s = (m - 1) / (m + 1), |s| < 0.172, by the
-/// first eleven terms of its series (the rest is below 1e-18 relative).
-#[inline(always)]
-fn ln_fast(x: f64) -> f64 {
-    const MANTISSA: u64 = 0x000F_FFFF_FFFF_FFFF;
-    const TWO_52: f64 = 4_503_599_627_370_496.0;
-    let bits = x.to_bits();
-    // The biased exponent as a float, exactly: 2^52 + e in the mantissa of 2^52, minus 2^52.
-    let biased = f64::from_bits(0x4330_0000_0000_0000 | (bits >> 52)) - TWO_52;
-    let m = f64::from_bits((bits & MANTISSA) | 0x3FF0_0000_0000_0000);
-    let big = m > std::f64::consts::SQRT_2;
-    let (m, e) = match big {
-        true => (m * 0.5, biased - 1022.0),
-        false => (m, biased - 1023.0),
-    };
-    let s = (m - 1.0) / (m + 1.0);
-    let z = s * s;
-    let mut p = 1.0 / 21.0;
-    for k in [19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
-        p = p * z + 1.0 / k;
-    }
-    e * std::f64::consts::LN_2 + 2.0 * s * p
-}
-
-fn softmax_in_place(x: &mut [f64]) {
-    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= sum;
-    }
-}
-
-/// rayon pools by thread count, rebuilt in a forked child (the parent's threads are not there).
-fn pool_of(threads: usize) -> Result<Arc<rayon::ThreadPool>, CoreError> {
-    type Pools = Option<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>;
-    static POOLS: Mutex<Pools> = Mutex::new(None);
-    let mut pools = lock(&POOLS);
-    let pid = std::process::id();
-    if pools.as_ref().is_none_or(|(owner, _)| *owner != pid) {
-        // Pools inherited over fork have no threads: leak them rather than join ghosts.
-        if let Some((_, stale)) = pools.take() {
-            std::mem::forget(stale);
-        }
-        *pools = Some((pid, HashMap::new()));
-    }
-    let (_, by_size) = pools.as_mut().expect("set above");
-    if let Some(pool) = by_size.get(&threads) {
-        return Ok(pool.clone());
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("freeagentics-agents-{i}"))
-        .build()
-        .map_err(|e| CoreError::Spawn(e.to_string()))?;
-    let pool = Arc::new(pool);
-    by_size.insert(threads, pool.clone());
-    Ok(pool)
 }
 
 impl Kernel {
@@ -497,14 +359,6 @@ impl Kernel {
                 )
         })
     }
-}
-
-/// Which steps `Kernel::run` performs: state inference, policy inference, action selection.
-#[derive(Debug, Clone, Copy)]
-pub struct Phases {
-    pub infer: bool,
-    pub plan: bool,
-    pub act: bool,
 }
 
 #[cfg(test)]

@@ -300,3 +300,45 @@ fn ln_fast_matches_ln_within_a_few_ulp() {
     }
     assert_eq!(ln_fast(1.0), 0.0);
 }
+
+#[test]
+fn the_log_likelihood_table_matches_the_likelihood_computed_per_step() {
+    let mut arrays = FactorArrays {
+        num_states: vec![2, 3],
+        // Two modalities over the 2 x 3 joint states: 2 and 3 observations.
+        a: vec![
+            vec![0.9, 0.2, 1.0, 0.0, 0.5, 0.3, 0.1, 0.8, 0.0, 1.0, 0.5, 0.7],
+            vec![
+                0.2, 0.0, 0.5, 1.0, 0.1, 0.3, 0.3, 1.0, 0.5, 0.0, 0.1, 0.3, 0.5, 0.0, 0.0, 0.0,
+                0.8, 0.4,
+            ],
+        ],
+        b: vec![vec![1.0, 0.0, 0.0, 1.0], vec![0.0; 9]],
+        num_controls: vec![1, 1],
+        c: vec![vec![0.0; 2], vec![0.0; 3]],
+        d: vec![vec![0.5; 2], vec![1.0 / 3.0; 3]],
+        e: vec![1.0],
+    };
+    for i in 0..3 {
+        arrays.b[1][i * 3 + i] = 1.0;
+    }
+    let model = PreparedModel::new(&arrays, false).unwrap();
+    let mut computed = vec![0.0; 6];
+    for observation in [[0i64, 0], [0, 2], [1, 1], [1, 2]] {
+        model.log_likelihood_into(&observation, &mut computed);
+        let row = model
+            .log_likelihood_row(&observation)
+            .expect("a small table");
+        assert!(row
+            .iter()
+            .zip(&computed)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+    // Too many joint observations for a table: computed per step instead.
+    arrays.c[1] = vec![0.0; 1 << 14];
+    arrays.a[1] = vec![1.0 / (1 << 14) as f64; 6 << 14];
+    assert!(PreparedModel::new(&arrays, false)
+        .unwrap()
+        .log_likelihoods
+        .is_none());
+}
