@@ -74,7 +74,7 @@ def test_dispatch_cost_interleaved(benchmark):
     stdlib = cf.ThreadPoolExecutor(2)
     pool = freeagentics_rs.WorkStealingThreadPool(2, backend="rust")
     from freeagentics_rs._native import FutureCondition
-    from freeagentics_rs.executor._pool import _NativePoolFuture
+    from freeagentics_rs.executor._futures import _NativePoolFuture
 
     def pool_future():
         return _NativePoolFuture(None, FutureCondition())

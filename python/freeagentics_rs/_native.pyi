@@ -129,7 +129,7 @@ class FutureCondition:
 class PoolFutureWaiters:
     """The ``_waiters`` descriptor of the Rust backend's pool futures: the list that
     ``wait()``/``as_completed()`` install their waiters in (``future._waiter_list``), made on
-    first use: a plain list, or ``executor._pool._helping_waiters(future, list)`` when first
+    first use: a plain list, or ``executor._futures._helping_waiters(future, list)`` when first
     used from a pool worker. A done future without a list gets the shared ``DoneWaiters``."""
 
     def __new__(cls) -> Self: ...

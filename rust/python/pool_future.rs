@@ -1,4 +1,4 @@
-//! The pool's own futures (`executor._pool._PoolFuture`) on the Rust backend: their condition,
+//! The pool's own futures (`executor._futures._PoolFuture`) on the Rust backend: their condition,
 //! `FutureCondition` (a re-entrant lock with a condition's waiter queue, `core::pool::condition`),
 //! and starting and settling them without calling their Python methods: what
 //! `set_running_or_notify_cancel()` and `set_result()` do on their common path, done here in one
@@ -21,7 +21,7 @@ use crate::core::pool::on_a_worker_thread;
 static POOL_FUTURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static NATIVE_POOL_FUTURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static HELPING_WAITERS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-const POOL_MODULE: &str = "freeagentics_rs.executor._pool";
+const POOL_MODULE: &str = "freeagentics_rs.executor._futures";
 
 /// The condition of a pool future: the subset of `threading.Condition(threading.RLock())` that
 /// `concurrent.futures` uses, as one object that the cyclic GC does not track. Waits release
@@ -204,7 +204,7 @@ impl FutureCondition {
 /// `_waiters` of the Rust backend's pool futures (`_NativePoolFuture`): the list that
 /// `wait()`/`as_completed()` install their waiters in, made on first use, without a Python
 /// frame per access (they touch it twice per future). A plain list, except when first used
-/// from a pool worker: then the helping list (`_pool._helping_waiters`), whose waiters run
+/// from a pool worker: then the helping list (`_futures._helping_waiters`), whose waiters run
 /// queued jobs instead of blocking the worker.
 #[pyclass(frozen, module = "freeagentics_rs._native")]
 pub struct PoolFutureWaiters;

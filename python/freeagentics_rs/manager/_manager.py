@@ -27,7 +27,6 @@ import itertools
 import logging
 import math
 import threading
-import time
 import warnings
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
@@ -38,7 +37,20 @@ from .._validate import integer, optional_timeout, real
 from ..errors import AgentNotRegisteredError, ManagerShutdownError
 from ..executor import AdaptiveThreadPoolExecutor, WorkStealingThreadPool
 from ..registry import AgentRegistry
-from ._tasks import CANCELLED, DONE, QUEUED, AgentTask, TaskResult, _ActiveFutures, _failed, _Latch, _perform, _Queued
+from ._tasks import (
+    _RUNNER_FUTURE,
+    CANCELLED,
+    DONE,
+    QUEUED,
+    AgentTask,
+    TaskResult,
+    _ActiveFutures,
+    _execute,
+    _failed,
+    _Latch,
+    _Queued,
+    _settle,
+)
 
 __all__ = ["AgentTask", "TaskResult", "OptimizedThreadPoolManager"]
 
@@ -50,33 +62,6 @@ IDLE_SHRINK_AFTER = 0.5  # seconds of idleness after which the pool halves
 DEFAULT_INITIAL_WORKERS, DEFAULT_MAX_WORKERS, DEFAULT_MIN_WORKERS = 16, 64, 2
 MAX_POOL_WORKERS = 4096  # bound of every size argument
 _SHUTDOWN_MESSAGE = "cannot submit tasks after shutdown"
-
-
-class _RunnerFuture:
-    """What a runner job settles instead of a ``Future``: nobody waits on a runner, and a
-    ``Future`` per task handed over cost as much as the task's own. A runner never raises (its
-    tasks' errors become failed ``TaskResult``s), so an exception here is a bug: it is logged."""
-
-    __slots__ = ()
-
-    @staticmethod
-    def set_running_or_notify_cancel() -> bool:
-        return True
-
-    @staticmethod
-    def set_result(_result: Any) -> None:
-        pass
-
-    @staticmethod
-    def set_exception(exc: BaseException) -> None:
-        logger.error("OptimizedThreadPoolManager: a runner failed", exc_info=exc)
-
-    @staticmethod
-    def cancel() -> bool:
-        return False
-
-
-_RUNNER_FUTURE = _RunnerFuture()
 
 
 class OptimizedThreadPoolManager:
@@ -283,11 +268,11 @@ class OptimizedThreadPoolManager:
             queued = self._take_locked()
         if queued is None:
             return False
-        result = self._execute(queued)
+        result = _execute(queued)
         with self._lock:
             self._finish_locked(queued, result)
             runners = self._claim_runners_locked()
-        self._settle(queued, result)
+        _settle(queued, result)
         if runners and not self._launch(runners):
             self._run_here()
         return True
@@ -304,7 +289,7 @@ class OptimizedThreadPoolManager:
                     self._finish_locked(*finished)
                 queued = self._next_locked(after_a_task=finished is not None, may_linger=False)
             if finished is not None:
-                self._settle(*finished)
+                _settle(*finished)
                 finished = None
             if queued is _LINGER:
                 with self._lock:
@@ -315,7 +300,7 @@ class OptimizedThreadPoolManager:
                         queued = None
             if queued is None:
                 return
-            finished = (queued, self._execute(queued))
+            finished = (queued, _execute(queued))
 
     def _next_locked(self, *, after_a_task: bool, may_linger: bool) -> Any:
         """The next task; or None when this runner should end (it is counted out); or, without
@@ -360,34 +345,6 @@ class OptimizedThreadPoolManager:
         if fifo:
             head = fifo[0]
             heapq.heappush(self._ready, (-head.priority, head.seq, agent_id))
-
-    @staticmethod
-    def _execute(queued: _Queued) -> TaskResult:
-        started = time.perf_counter()
-        queue_wait_ms = (started - queued.queued_at) * 1000
-        value: Any = None
-        error: str | None = None
-        try:
-            value = _perform(queued.agent, queued.operation, queued.data)
-        except BaseException as exc:  # also SystemExit & co: an agent must never be left running
-            logger.error("Task %s failed for agent %r: %r", queued.operation, queued.agent_id, exc)
-            error = str(exc) or type(exc).__name__
-        return TaskResult(
-            agent_id=queued.agent_id,
-            operation=queued.operation,
-            success=error is None,
-            result=value,
-            error=error,
-            execution_time_ms=(time.perf_counter() - started) * 1000,
-            timestamp=time.time(),
-            queue_wait_ms=queue_wait_ms,
-        )
-
-    @staticmethod
-    def _settle(queued: _Queued, result: TaskResult) -> None:
-        # A batch's task was settled by _finish_locked (unless active_futures made it a future).
-        if queued.future is not None:
-            queued.future.set_result(result)
 
     def _finish_locked(self, queued: _Queued, result: TaskResult) -> None:
         agent_id = queued.agent_id

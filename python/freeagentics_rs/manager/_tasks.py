@@ -1,9 +1,11 @@
 """The manager's tasks: ``AgentTask`` and ``TaskResult`` (FreeAgentics' dataclasses), the
-record of a queued task, the latch a batch waits on, what running a task does, and
-``active_futures``, the live view of the queued and running ones."""
+record of a queued task, the latch a batch waits on, what running a task does, what a
+runner job settles instead of a future, and ``active_futures``, the live view of the queued and
+running ones."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -11,12 +13,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..executor._pool import _PoolFuture
+from ..executor._futures import _PoolFuture
 
 if TYPE_CHECKING:
     from ._manager import OptimizedThreadPoolManager
 
 __all__ = ["AgentTask", "TaskResult"]
+
+logger = logging.getLogger(__name__)
 
 OPERATIONS = ("perceive", "select_action", "step", "update_beliefs")
 
@@ -190,3 +194,59 @@ class _ActiveFutures(Mapping[Future[Any], AgentTask]):
 
     def __repr__(self) -> str:
         return f"<active_futures: {len(self)} running or queued>"
+
+
+def _execute(queued: _Queued) -> TaskResult:
+    """Runs a queued task on its agent: its result, or its error as a failed ``TaskResult``."""
+    started = time.perf_counter()
+    queue_wait_ms = (started - queued.queued_at) * 1000
+    value: Any = None
+    error: str | None = None
+    try:
+        value = _perform(queued.agent, queued.operation, queued.data)
+    except BaseException as exc:  # also SystemExit & co: an agent must never be left running
+        logger.error("Task %s failed for agent %r: %r", queued.operation, queued.agent_id, exc)
+        error = str(exc) or type(exc).__name__
+    return TaskResult(
+        agent_id=queued.agent_id,
+        operation=queued.operation,
+        success=error is None,
+        result=value,
+        error=error,
+        execution_time_ms=(time.perf_counter() - started) * 1000,
+        timestamp=time.time(),
+        queue_wait_ms=queue_wait_ms,
+    )
+
+
+def _settle(queued: _Queued, result: TaskResult) -> None:
+    # A batch's task was settled by _finish_locked (unless active_futures made it a future).
+    if queued.future is not None:
+        queued.future.set_result(result)
+
+
+class _RunnerFuture:
+    """What a runner job settles instead of a ``Future``: nobody waits on a runner, and a
+    ``Future`` per task handed over cost as much as the task's own. A runner never raises (its
+    tasks' errors become failed ``TaskResult``s), so an exception here is a bug: it is logged."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def set_running_or_notify_cancel() -> bool:
+        return True
+
+    @staticmethod
+    def set_result(_result: Any) -> None:
+        pass
+
+    @staticmethod
+    def set_exception(exc: BaseException) -> None:
+        logger.error("OptimizedThreadPoolManager: a runner failed", exc_info=exc)
+
+    @staticmethod
+    def cancel() -> bool:
+        return False
+
+
+_RUNNER_FUTURE = _RunnerFuture()
