@@ -102,6 +102,24 @@ def test_policies_follow_pymdps_order_and_options(backend):
         pop.infer_policies()
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.uint64])
+def test_a_refused_step_names_the_modality_or_factor_and_changes_nothing(backend, dtype):
+    model = GenerativeModel(*random_model(), backend=backend)
+    pop = AgentPopulation(model, 3, policy_len=2, seed=0, backend=backend)
+    pop.step(np.array([[0, 1, 1], [3, 2, 0], [1, 0, 1]], dtype))
+    before = pop.save_state()
+    bad = np.array([[0, 1, 1], [3, 3, 0], [1, 5, 1]], dtype)
+    for call in (pop.step, pop.infer_states):
+        with pytest.raises(ValueError, match=r"^observations: modality 1 must lie in \[0, 3\), got 1\.\.5$"):
+            call(bad)
+    pop.actions[2, 0] = 3
+    with pytest.raises(ValueError, match=r"^actions: must lie in \[-1, 3\) of factor 0$"):
+        pop.step(np.zeros((3, 3), dtype))
+    pop.actions[2, 0] = before["actions"][2, 0]
+    after = pop.save_state()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
 def test_factorized_state_round_trip_reset_and_agents(backend):
     model = GenerativeModel(*random_model(), backend=backend)
     obs = np.random.default_rng(1).integers(0, [4, 3, 2], (5, 4, 3))

@@ -24,6 +24,7 @@ from ._population_checks import (
     _physical_memory,
     _positive_float,
     _single_factor_policies,
+    check_observation_ranges,
     check_observations,
 )
 from ._py_factors import FactorKernel, factor_arrays
@@ -301,8 +302,13 @@ class AgentPopulation(LearningPopulation):
         if self._learning is not None:
             self._learning.reset(rows, parameters=parameters)
 
-    def _observations(self, observations: Any, rows: int) -> np.ndarray:
-        return check_observations(self.model, observations, rows)
+    def _observations(self, observations: Any, rows: int, *, ranges: bool = True) -> np.ndarray:
+        return check_observations(self.model, observations, rows, ranges=ranges)
+
+    def _check_ranges(self, actions: np.ndarray, observations: np.ndarray | None) -> None:
+        if observations is not None:
+            check_observation_ranges(self.model, observations)
+        self._check_actions(actions, "actions:")
 
     def _check_actions(self, actions: np.ndarray, name: str) -> None:
         actions = actions.reshape(len(actions), -1)
@@ -321,7 +327,12 @@ class AgentPopulation(LearningPopulation):
             self.actions[rows],
             self.timesteps[rows],
         )
-        self._check_actions(arrays[4], "actions:")
+        # The native kernels check every row's actions and observations before they step any: the
+        # checks here, whose messages name the factor or modality, run for the others first, and
+        # for a native kernel only once it has refused (they cost more than its step of a T-maze).
+        native = self.backend == "rust" and self._learning is None
+        if not native:
+            self._check_ranges(arrays[4], observations)
         first = (rows.start or 0) + self.row_offset
         beliefs, q_pi, G, F, actions, timesteps = arrays
         if self.factorized:
@@ -330,20 +341,24 @@ class AgentPopulation(LearningPopulation):
                 arrays = (beliefs, q_pi, G, F, actions, timesteps)
                 self._run_learning(rows, arrays, observations, first, (infer, plan, act))
                 return
-        self._kernel.run(
-            beliefs,
-            q_pi,
-            G,
-            F,
-            actions,
-            timesteps,
-            observations=observations,
-            key=self._key,
-            first_row=first,
-            infer=infer,
-            plan=plan,
-            act=act,
-        )
+        try:
+            self._kernel.run(
+                beliefs,
+                q_pi,
+                G,
+                F,
+                actions,
+                timesteps,
+                observations=observations,
+                key=self._key,
+                first_row=first,
+                infer=infer,
+                plan=plan,
+                act=act,
+            )
+        except ValueError:
+            self._check_ranges(arrays[4], observations)
+            raise
 
     def step(self, observations: Any, *, learn: bool = False) -> np.ndarray:
         """State inference from ``observations`` ((agents,) or (agents, modalities) ints),
@@ -352,13 +367,13 @@ class AgentPopulation(LearningPopulation):
         infer states, ``update_A``, ``update_B``, infer policies, act."""
         if _validate.boolean(learn, "learn") and self._learning is not None:
             return self._learning_step(self._observations(observations, self.n_agents))
-        self._run(slice(None), self._observations(observations, self.n_agents), infer=True, plan=True, act=True)
+        self._run(slice(None), self._observations(observations, self.n_agents, ranges=False), infer=True, plan=True, act=True)
         result: np.ndarray = self.actions.copy()
         return result
 
     def infer_states(self, observations: Any) -> np.ndarray:
         """Updates and returns ``beliefs`` (and ``F``) from ``observations``."""
-        self._run(slice(None), self._observations(observations, self.n_agents), infer=True, plan=False, act=False)
+        self._run(slice(None), self._observations(observations, self.n_agents, ranges=False), infer=True, plan=False, act=False)
         result: np.ndarray = self.beliefs
         return result
 

@@ -79,9 +79,10 @@ def is_integer(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def check_observations(model: GenerativeModel, observations: Any, rows: int) -> np.ndarray:
+def check_observations(model: GenerativeModel, observations: Any, rows: int, *, ranges: bool = True) -> np.ndarray:
     """``observations`` as a C-contiguous, aligned (rows, modalities) int64 array, or the error
-    naming what is wrong."""
+    naming what is wrong. ``ranges=False`` is for callers whose kernel checks the int64 values
+    itself: then only values that the conversion would change (uint64 above 2**63) are checked."""
     obs = np.asarray(observations)
     m = model.num_modalities
     if obs.dtype.kind not in "iu":
@@ -91,9 +92,16 @@ def check_observations(model: GenerativeModel, observations: Any, rows: int) -> 
     if obs.shape != (rows, m):
         expected = f"({rows},) or ({rows}, {m})" if m == 1 else f"({rows}, {m})"
         raise ValueError(f"observations: must have shape {expected}, got {obs.shape}")
-    # Checked in the given dtype: converting first would wrap uint64 values above 2**63.
+    if ranges or obs.dtype == np.uint64:
+        # Checked in the given dtype: converting first would wrap uint64 values above 2**63.
+        check_observation_ranges(model, obs)
+    return np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned
+
+
+def check_observation_ranges(model: GenerativeModel, observations: np.ndarray) -> None:
+    """The error naming the first modality of (rows, modalities) ``observations`` with a value
+    out of its range."""
     for k, count in enumerate(model.num_obs):
-        column = obs[:, k]
+        column = observations[:, k]
         if column.size and (column.min() < 0 or column.max() >= count):
             raise ValueError(f"observations: modality {k} must lie in [0, {count}), got {column.min()}..{column.max()}")
-    return np.require(obs, np.int64, ["C_CONTIGUOUS", "ALIGNED"])  # received buffers may be misaligned

@@ -103,11 +103,14 @@ pub(super) fn ln_fast(x: f64) -> f64 {
         false => (m, biased - 1023.0),
     };
     let s = (m - 1.0) / (m + 1.0);
+    // sum_k z^k / (2k + 1) for k <= 10 by Estrin's scheme: pairs, then pairs of pairs, so that
+    // the chain of dependent operations is 5 long rather than Horner's 10.
     let z = s * s;
-    let mut p = 1.0 / 21.0;
-    for k in [19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
-        p = p * z + 1.0 / k;
-    }
+    let (z2, c) = (z * z, |k: u32| 1.0 / (2 * k + 1) as f64);
+    let (z4, pair) = (z2 * z2, |k: u32| c(k) + c(k + 1) * z);
+    let low = (pair(0) + pair(2) * z2) + (pair(4) + pair(6) * z2) * z4;
+    let high = pair(8) + c(10) * z2;
+    let p = low + high * (z4 * z4);
     e * std::f64::consts::LN_2 + 2.0 * s * p
 }
 
@@ -121,6 +124,26 @@ pub(super) fn softmax_in_place(x: &mut [f64]) {
     }
     for v in x.iter_mut() {
         *v /= sum;
+    }
+}
+
+/// `softmax_in_place`, also writing ln of each result, `x - max - ln(sum)`, into `log_q`: one
+/// logarithm instead of one per entry. Free energies use it where pymdp takes ln(q + 1e-16);
+/// `q ln(q + 1e-16)` and `q ln q` differ by less than 1e-16, so F changes by less than that per
+/// entry (and a q that underflows to 0 still adds 0).
+#[inline(always)]
+pub(super) fn softmax_with_log(x: &mut [f64], log_q: &mut [f64]) {
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for (v, l) in x.iter_mut().zip(log_q.iter_mut()) {
+        *l = *v - max;
+        *v = l.exp();
+        sum += *v;
+    }
+    let log_sum = ln_fast(sum);
+    for (v, l) in x.iter_mut().zip(log_q.iter_mut()) {
+        *v /= sum;
+        *l -= log_sum;
     }
 }
 

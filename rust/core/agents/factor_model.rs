@@ -57,8 +57,9 @@ pub struct PreparedModel {
     /// Start of each factor's marginal in a belief row (factors + 1 entries).
     pub offsets: Vec<usize>,
     pub joint_states: usize,
-    /// (joint states, factors): each joint state's index in every factor.
-    pub factor_index: Vec<usize>,
+    /// Per factor: how many joint states apart its consecutive states are (the product of the
+    /// later factors' sizes, C order).
+    pub strides: Vec<usize>,
     /// Row offsets of each modality in `a` (modalities + 1 entries).
     pub obs_offsets: Vec<usize>,
     /// Every modality's A stacked: (total observations, joint states), row-major.
@@ -174,13 +175,9 @@ impl PreparedModel {
         if !shapes_ok {
             return Err(invalid("model: inconsistent sizes".into()));
         }
-        let mut factor_index = try_filled(joint_states * factors, 0usize, "model")?;
-        for s in 0..joint_states {
-            let mut rest = s;
-            for f in (0..factors).rev() {
-                factor_index[s * factors + f] = rest % arrays.num_states[f];
-                rest /= arrays.num_states[f];
-            }
+        let mut strides = vec![1; factors];
+        for f in (0..factors.saturating_sub(1)).rev() {
+            strides[f] = strides[f + 1] * arrays.num_states[f + 1];
         }
         let mut offsets = vec![0];
         let mut obs_offsets = vec![0];
@@ -217,7 +214,7 @@ impl PreparedModel {
             num_controls: arrays.num_controls.clone(),
             offsets,
             joint_states,
-            factor_index,
+            strides,
             obs_offsets,
             a,
             transitions,

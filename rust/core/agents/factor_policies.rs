@@ -6,6 +6,35 @@ use super::{FactorKernel, Scratch};
 use crate::core::agents::factor_model::{OutcomeRows, PreparedModel, OUTCOME_BLOCK};
 use crate::core::agents::{dot, ln_fast, softmax_in_place, EPS};
 
+/// Blocks `first..first + G` of the expected outcomes `qo = sum_s joint[s] po_s` (each outcome
+/// summed over the states in order), and `entropy` plus `qo ln(qo + eps)` of each of them, in
+/// order. A zero outcome adds 0 ln(1e-16) = 0: no test, so the blocks vectorize.
+#[inline(always)]
+fn dense_entropy<const G: usize>(
+    joint: &[f64],
+    rows: &[f64],
+    (padded, first): (usize, usize),
+    mut entropy: f64,
+) -> f64 {
+    let mut qo = [[0.0; OUTCOME_BLOCK]; G];
+    let (from, to) = (first * OUTCOME_BLOCK, (first + G) * OUTCOME_BLOCK);
+    for (&q, row) in joint.iter().zip(rows.chunks_exact(padded)) {
+        if q != 0.0 {
+            for (block, po) in qo.iter_mut().zip(row[from..to].chunks_exact(OUTCOME_BLOCK)) {
+                for (o, &p) in block.iter_mut().zip(po) {
+                    *o += q * p;
+                }
+            }
+        }
+    }
+    for block in qo {
+        for t in block.map(|o| o * ln_fast(o + EPS)) {
+            entropy += t;
+        }
+    }
+    entropy
+}
+
 impl FactorKernel {
     /// The value of predicted marginals `qs`: utility plus states information gain (pymdp's
     /// `spm_MDP_G` over the joint states above its threshold).
@@ -25,31 +54,25 @@ impl FactorKernel {
         let mut expected_h = 0.0;
         let mut entropy = 0.0;
         match &outcomes.rows {
-            // Few zeros: the expected outcomes a block at a time, each block's sums in registers.
+            // Few zeros: the expected outcomes up to four blocks at a time, their sums in
+            // registers over one pass through the states.
             OutcomeRows::Dense { rows, padded } => {
                 for j in joint.iter_mut() {
-                    if *j <= threshold {
-                        *j = 0.0;
-                    }
+                    *j = if *j <= threshold { 0.0 } else { *j };
                 }
                 expected_h = dot(joint, &outcomes.info_h);
-                for block in (0..*padded).step_by(OUTCOME_BLOCK) {
-                    let mut qo = [0.0; OUTCOME_BLOCK];
-                    for (&q, row) in joint.iter().zip(rows.chunks_exact(*padded)) {
-                        if q != 0.0 {
-                            let po: &[f64; OUTCOME_BLOCK] = row[block..block + OUTCOME_BLOCK]
-                                .try_into()
-                                .expect("a whole block");
-                            for (o, &p) in qo.iter_mut().zip(po) {
-                                *o += q * p;
-                            }
-                        }
-                    }
-                    // A zero outcome adds 0 ln(1e-16) = 0: no test, so the block vectorizes.
-                    let terms = qo.map(|o| o * ln_fast(o + EPS));
-                    for t in terms {
-                        entropy += t;
-                    }
+                let blocks = padded / OUTCOME_BLOCK;
+                let mut first = 0;
+                while first < blocks {
+                    let group = (blocks - first).min(4);
+                    let at = (*padded, first);
+                    entropy = match group {
+                        1 => dense_entropy::<1>(joint, rows, at, entropy),
+                        2 => dense_entropy::<2>(joint, rows, at, entropy),
+                        3 => dense_entropy::<3>(joint, rows, at, entropy),
+                        _ => dense_entropy::<4>(joint, rows, at, entropy),
+                    };
+                    first += group;
                 }
             }
             // Mostly zeros: only the outcomes that the states above the threshold can produce.

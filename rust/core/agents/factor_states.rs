@@ -3,7 +3,7 @@
 
 use super::{FactorKernel, Scratch};
 use crate::core::agents::factor_model::{PreparedModel, Transition};
-use crate::core::agents::{dot, ln_fast, softmax_in_place, EPS};
+use crate::core::agents::{dot, ln_fast, softmax_with_log, EPS};
 
 /// `out` = each factor's segment of `qs` pushed through its B for `controls` (see `Transition`).
 #[inline(always)]
@@ -101,6 +101,25 @@ fn expand_any(joint: &mut [f64], len: usize, marginal: &[f64]) {
     }
 }
 
+/// `sums[offsets[f] + k]` = the sum of `joint` over the joint states whose index in factor f is
+/// k, added in increasing joint order (blocks of the factor's states, strided).
+#[inline(always)]
+fn factor_sums(model: &PreparedModel, joint: &[f64], sums: &mut [f64]) {
+    for f in 0..model.factors() {
+        let (n, stride) = (model.num_states[f], model.strides[f]);
+        let segment = &mut sums[model.offsets[f]..model.offsets[f + 1]];
+        for (k, out) in segment.iter_mut().enumerate() {
+            let mut sum = 0.0;
+            for block in joint.chunks_exact(n * stride) {
+                for &x in &block[k * stride..(k + 1) * stride] {
+                    sum += x;
+                }
+            }
+            *out = sum;
+        }
+    }
+}
+
 #[inline(always)]
 fn free_energy(qs: &[f64], log_q: &[f64], log_prior: &[f64]) -> f64 {
     qs.iter()
@@ -148,10 +167,7 @@ impl FactorKernel {
             for ((q, &ll), &lp) in qs.iter_mut().zip(log_likelihood).zip(&sc.log_prior) {
                 *q = ll + lp;
             }
-            softmax_in_place(qs);
-            for (lq, &q) in sc.log_q.iter_mut().zip(qs.iter()) {
-                *lq = ln_fast(q + EPS);
-            }
+            softmax_with_log(qs, &mut sc.log_q);
             None
         } else {
             self.fixed_point(model, qs, log_likelihood, sc)
@@ -175,7 +191,7 @@ impl FactorKernel {
 
     /// pymdp's `run_vanilla_fpi` for several factors (see the numpy kernel). Returns the
     /// accuracy `sum_s q(s) ln L[s]` of the final marginals when an iteration ran; leaves
-    /// `ln(q + 1e-16)` of the final marginals in `sc.log_q`.
+    /// ln of the final marginals in `sc.log_q` (see `softmax_with_log`).
     #[inline(always)]
     fn fixed_point(
         &self,
@@ -201,27 +217,19 @@ impl FactorKernel {
             for ((ll, &l), &j) in sc.ll.iter_mut().zip(log_likelihood).zip(&sc.joint) {
                 *ll = l * j;
             }
-            sc.next.fill(0.0);
-            for (&ll, index) in sc.ll.iter().zip(model.factor_index.chunks_exact(factors)) {
-                for (&offset, &i) in model.offsets.iter().zip(index) {
-                    sc.next[offset + i] += ll;
-                }
-            }
+            factor_sums(model, &sc.ll, &mut sc.next);
             for k in 0..factors {
                 let (start, end) = (model.offsets[k], model.offsets[k + 1]);
                 let segment = sc.next[start..end].iter_mut().zip(&qs[start..end]);
                 for ((next, &q), &lp) in segment.zip(&sc.log_prior[start..end]) {
                     *next = *next / q + lp;
                 }
-                softmax_in_place(&mut sc.next[start..end]);
+                softmax_with_log(&mut sc.next[start..end], &mut sc.log_q[start..end]);
             }
             qs.copy_from_slice(&sc.next);
             outer(model, qs, &mut sc.joint);
             let fit = dot(&sc.joint, log_likelihood);
             accuracy = Some(fit);
-            for (lq, &q) in sc.log_q.iter_mut().zip(qs.iter()) {
-                *lq = ln_fast(q + 1e-16);
-            }
             let vfe = free_energy(qs, &sc.log_q, &sc.log_prior) - fit;
             df = (previous - vfe).abs();
             previous = vfe;

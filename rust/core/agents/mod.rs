@@ -21,7 +21,9 @@ pub use factor_model::{FactorArrays, OutcomeRows, Outcomes, PreparedModel, Trans
 pub use factors::{AgentRow, FactorKernel, FactorRows, FactorSettings, Scratch as FactorScratch};
 pub use model::{Model, Settings, Sparse};
 
-use common::{dot, draw, ln_fast, pool_of, softmax_in_place, EPS, NO_OBSERVATIONS, TIE};
+use common::{
+    dot, draw, ln_fast, pool_of, softmax_in_place, softmax_with_log, EPS, NO_OBSERVATIONS, TIE,
+};
 pub use common::{try_copy, try_filled, uniform, Phases, ENOMEM, MAX_THREADS};
 
 /// Scratch space of one thread.
