@@ -108,13 +108,16 @@ fn softmax(x: &[f64]) -> Vec<f64> {
 /// B[:, :, control] of one factor, laid out for pushing marginals through it.
 #[derive(Clone)]
 pub enum Transition {
-    /// (previous, next), row-major: few zeros.
+    /// (previous, next), row-major: few zeros, or a small factor.
     Dense(Vec<f64>),
     /// Exactly one nonzero per column (deterministic moves): its row and value.
     OnePerColumn { next: Vec<usize>, values: Vec<f64> },
     /// Line `previous` holds the column's nonzeros.
     Sparse(Sparse),
 }
+
+/// Factors of at most this many states are pushed through B dense (`Transition::Dense`).
+const SMALL_FACTOR: usize = 4;
 
 /// Per control, the layout of each B[:, :, control] of a (next, previous, controls) array.
 fn transitions_of(b: &[f64], n: usize, controls: usize) -> Result<Vec<Transition>, CoreError> {
@@ -123,12 +126,13 @@ fn transitions_of(b: &[f64], n: usize, controls: usize) -> Result<Vec<Transition
             let entry = |next: usize, previous: usize| b[(next * n + previous) * controls + c];
             let column = |previous: usize| (0..n).filter(move |&next| entry(next, previous) != 0.0);
             let nonzeros: usize = (0..n).map(|p| column(p).count()).sum();
-            if (0..n).all(|p| column(p).count() == 1) {
+            // Small factors dense whatever their zeros: their sums stay in registers.
+            if n > SMALL_FACTOR && (0..n).all(|p| column(p).count() == 1) {
                 let next: Vec<usize> = (0..n).map(|p| column(p).next().unwrap_or(0)).collect();
                 let values = (0..n).map(|p| entry(next[p], p)).collect();
                 return Ok(Transition::OnePerColumn { next, values });
             }
-            if nonzeros * 4 >= n * n * 3 {
+            if n <= SMALL_FACTOR || nonzeros * 4 >= n * n * 3 {
                 let rows = (0..n * n).map(|i| entry(i % n, i / n)).collect();
                 return Ok(Transition::Dense(rows));
             }

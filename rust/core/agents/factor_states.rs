@@ -18,13 +18,18 @@ pub(in crate::core::agents) fn predict(
         let (qs, out) = (&qs[start..end], &mut out[start..end]);
         out.fill(0.0);
         match &model.transitions[f][c] {
-            Transition::Dense(rows) => {
-                for (&q, row) in qs.iter().zip(rows.chunks_exact(end - start)) {
-                    for (o, &v) in out.iter_mut().zip(row) {
-                        *o += q * v;
+            Transition::Dense(rows) => match out.len() {
+                2 => push_small::<2>(qs, rows, out),
+                3 => push_small::<3>(qs, rows, out),
+                4 => push_small::<4>(qs, rows, out),
+                n => {
+                    for (&q, row) in qs.iter().zip(rows.chunks_exact(n)) {
+                        for (o, &v) in out.iter_mut().zip(row) {
+                            *o += q * v;
+                        }
                     }
                 }
-            }
+            },
             Transition::OnePerColumn { next, values } => {
                 for ((&q, &n), &v) in qs.iter().zip(next).zip(values) {
                     out[n] += q * v;
@@ -40,6 +45,20 @@ pub(in crate::core::agents) fn predict(
             }
         }
     }
+}
+
+/// `Transition::Dense`'s push of `qs` through `rows` for a factor of N states, the sums in
+/// registers (added in the same order as the general loop).
+#[inline(always)]
+fn push_small<const N: usize>(qs: &[f64], rows: &[f64], out: &mut [f64]) {
+    let mut sums = [0.0; N];
+    for (&q, row) in qs.iter().zip(rows.chunks_exact(N)) {
+        let row: &[f64; N] = row.try_into().expect("N entries");
+        for k in 0..N {
+            sums[k] += q * row[k];
+        }
+    }
+    out.copy_from_slice(&sums);
 }
 
 /// The outer product of the factors' marginals (C order): `joint[s] = (q_0 * q_1) * ... `,
