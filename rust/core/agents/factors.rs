@@ -304,8 +304,9 @@ impl FactorKernel {
         let modalities = model.modalities();
         let observations = observations.filter(|_| phases.infer).unwrap_or(&[]);
         let first_row = rows.first_row;
-        // A few chunks per thread (scratch space is made once per chunk), for work stealing.
-        let chunk = (n / (self.threads * 4)).clamp(1, 64);
+        // Many small chunks per thread, so that the threads finish together (the last chunk is
+        // the imbalance); scratch space is made once per piece of work that rayon splits off.
+        let chunk = (n / (self.threads * 16)).clamp(1, 64);
         pool_of(self.threads)?.install(|| {
             rows.beliefs
                 .par_chunks_mut(b * chunk)
@@ -315,34 +316,37 @@ impl FactorKernel {
                 .zip(rows.actions.par_chunks_mut(factors * chunk))
                 .zip(rows.timesteps.par_chunks_mut(chunk))
                 .enumerate()
-                .try_for_each(|(c, (((((beliefs, q_pi), g), f), actions), timesteps))| {
-                    let mut sc = self.scratch(model)?;
-                    let agents = beliefs
-                        .chunks_mut(b)
-                        .zip(q_pi.chunks_mut(p))
-                        .zip(g.chunks_mut(p))
-                        .zip(f.iter_mut())
-                        .zip(actions.chunks_mut(factors))
-                        .zip(timesteps.iter_mut());
-                    for (i, (((((qs, q_pi), g), f), actions), timestep)) in agents.enumerate() {
-                        let row = c * chunk + i;
-                        let observation = match phases.infer {
-                            true => &observations[row * modalities..(row + 1) * modalities],
-                            false => &[],
-                        };
-                        let agent = AgentRow {
-                            qs,
-                            q_pi,
-                            g,
-                            f,
-                            actions,
-                            timestep,
-                            row: first_row + row as u64,
-                        };
-                        self.step_agent(model, agent, observation, key, phases, &mut sc);
-                    }
-                    Ok(())
-                })
+                .try_for_each_init(
+                    || self.scratch(model),
+                    |sc, (c, (((((beliefs, q_pi), g), f), actions), timesteps))| {
+                        let sc = sc.as_mut().map_err(|e| e.clone())?;
+                        let agents = beliefs
+                            .chunks_mut(b)
+                            .zip(q_pi.chunks_mut(p))
+                            .zip(g.chunks_mut(p))
+                            .zip(f.iter_mut())
+                            .zip(actions.chunks_mut(factors))
+                            .zip(timesteps.iter_mut());
+                        for (i, (((((qs, q_pi), g), f), actions), timestep)) in agents.enumerate() {
+                            let row = c * chunk + i;
+                            let observation = match phases.infer {
+                                true => &observations[row * modalities..(row + 1) * modalities],
+                                false => &[],
+                            };
+                            let agent = AgentRow {
+                                qs,
+                                q_pi,
+                                g,
+                                f,
+                                actions,
+                                timestep,
+                                row: first_row + row as u64,
+                            };
+                            self.step_agent(model, agent, observation, key, phases, sc);
+                        }
+                        Ok(())
+                    },
+                )
         })
     }
 }
