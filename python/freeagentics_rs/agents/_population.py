@@ -367,13 +367,15 @@ class AgentPopulation(LearningPopulation):
         infer states, ``update_A``, ``update_B``, infer policies, act."""
         if _validate.boolean(learn, "learn") and self._learning is not None:
             return self._learning_step(self._observations(observations, self.n_agents))
-        self._run(slice(None), self._observations(observations, self.n_agents, ranges=False), infer=True, plan=True, act=True)
+        observations = self._observations(observations, self.n_agents, ranges=False)
+        self._run(slice(None), observations, infer=True, plan=True, act=True)
         result: np.ndarray = self.actions.copy()
         return result
 
     def infer_states(self, observations: Any) -> np.ndarray:
         """Updates and returns ``beliefs`` (and ``F``) from ``observations``."""
-        self._run(slice(None), self._observations(observations, self.n_agents, ranges=False), infer=True, plan=False, act=False)
+        observations = self._observations(observations, self.n_agents, ranges=False)
+        self._run(slice(None), observations, infer=True, plan=False, act=False)
         result: np.ndarray = self.beliefs
         return result
 
