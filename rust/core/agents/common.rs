@@ -147,6 +147,57 @@ pub(super) fn softmax_with_log(x: &mut [f64], log_q: &mut [f64]) {
     }
 }
 
+/// Runs `work` on every item of `items` on `threads` threads, each taking the next item until
+/// none is left, with its own state from `init`: the calling thread (detached from the
+/// interpreter) is one of them, the `threads - 1` threads of `helper_pool(threads)` the others.
+/// A short batch then waits for no pool thread to wake the caller, nor the caller for one to
+/// start, and no idle pool thread spins beside them. The first error is returned once every
+/// thread has stopped (a thread stops at its first error).
+pub(super) fn run_on_threads<T: Send, S>(
+    threads: usize,
+    items: Vec<T>,
+    init: impl Fn() -> Result<S, CoreError> + Sync,
+    work: impl Fn(&mut S, T) -> Result<(), CoreError> + Sync,
+) -> Result<(), CoreError> {
+    let queue = Mutex::new(items.into_iter());
+    let first_error = Mutex::new(None);
+    let worker = || {
+        let result = init().and_then(|mut state| loop {
+            // The guard dropped here: `while let` would hold it through the work.
+            let next = lock(&queue).next();
+            match next {
+                Some(item) => work(&mut state, item)?,
+                None => return Ok(()),
+            }
+        });
+        if let Err(error) = result {
+            lock(&first_error).get_or_insert(error);
+        }
+    };
+    match helper_pool(threads)? {
+        Some(pool) => pool.in_place_scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(|_| worker());
+            }
+            worker();
+        }),
+        None => worker(),
+    }
+    first_error
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .map_or(Ok(()), Err)
+}
+
+/// The pool that helps the calling thread in `run_on_threads`: `threads - 1` threads, none for
+/// one thread.
+pub(super) fn helper_pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>, CoreError> {
+    match threads {
+        0 | 1 => Ok(None),
+        _ => pool_of(threads - 1).map(Some),
+    }
+}
+
 /// rayon pools by thread count, rebuilt in a forked child (the parent's threads are not there).
 pub(super) fn pool_of(threads: usize) -> Result<Arc<rayon::ThreadPool>, CoreError> {
     type Pools = Option<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>;

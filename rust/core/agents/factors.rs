@@ -12,10 +12,8 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use super::factor_model::PreparedModel;
-use super::{pool_of, try_filled, Phases, MAX_THREADS, NO_OBSERVATIONS};
+use super::{helper_pool, run_on_threads, try_filled, Phases, MAX_THREADS, NO_OBSERVATIONS};
 use crate::core::error::CoreError;
 
 // One concern per file: state inference, policy evaluation, action selection and row checks.
@@ -175,7 +173,7 @@ impl FactorKernel {
             levels.push(level);
         }
         Ok(FactorKernel {
-            threads: pool_of(threads).map(|_| threads)?,
+            threads: helper_pool(threads).map(|_| threads)?,
             model,
             settings,
             info_threshold: (-16f64).exp(),
@@ -287,7 +285,7 @@ impl FactorKernel {
         }
     }
 
-    /// Steps every row of `rows` with the shared model, rayon over chunks of rows.
+    /// Steps every row of `rows` with the shared model, chunks of rows on the threads.
     pub fn run(
         &self,
         rows: FactorRows<'_>,
@@ -305,48 +303,49 @@ impl FactorKernel {
         let observations = observations.filter(|_| phases.infer).unwrap_or(&[]);
         let first_row = rows.first_row;
         // Many small chunks per thread, so that the threads finish together (the last chunk is
-        // the imbalance); scratch space is made once per piece of work that rayon splits off.
+        // the imbalance); scratch space is made once per thread.
         let chunk = (n / (self.threads * 16)).clamp(1, 64);
-        pool_of(self.threads)?.install(|| {
-            rows.beliefs
-                .par_chunks_mut(b * chunk)
-                .zip(rows.q_pi.par_chunks_mut(p * chunk))
-                .zip(rows.g.par_chunks_mut(p * chunk))
-                .zip(rows.f.par_chunks_mut(chunk))
-                .zip(rows.actions.par_chunks_mut(factors * chunk))
-                .zip(rows.timesteps.par_chunks_mut(chunk))
-                .enumerate()
-                .try_for_each_init(
-                    || self.scratch(model),
-                    |sc, (c, (((((beliefs, q_pi), g), f), actions), timesteps))| {
-                        let sc = sc.as_mut().map_err(|e| e.clone())?;
-                        let agents = beliefs
-                            .chunks_mut(b)
-                            .zip(q_pi.chunks_mut(p))
-                            .zip(g.chunks_mut(p))
-                            .zip(f.iter_mut())
-                            .zip(actions.chunks_mut(factors))
-                            .zip(timesteps.iter_mut());
-                        for (i, (((((qs, q_pi), g), f), actions), timestep)) in agents.enumerate() {
-                            let row = c * chunk + i;
-                            let observation = match phases.infer {
-                                true => &observations[row * modalities..(row + 1) * modalities],
-                                false => &[],
-                            };
-                            let agent = AgentRow {
-                                qs,
-                                q_pi,
-                                g,
-                                f,
-                                actions,
-                                timestep,
-                                row: first_row + row as u64,
-                            };
-                            self.step_agent(model, agent, observation, key, phases, sc);
-                        }
-                        Ok(())
-                    },
-                )
-        })
+        let chunks: Vec<_> = rows
+            .beliefs
+            .chunks_mut(b * chunk)
+            .zip(rows.q_pi.chunks_mut(p * chunk))
+            .zip(rows.g.chunks_mut(p * chunk))
+            .zip(rows.f.chunks_mut(chunk))
+            .zip(rows.actions.chunks_mut(factors * chunk))
+            .zip(rows.timesteps.chunks_mut(chunk))
+            .enumerate()
+            .collect();
+        run_on_threads(
+            self.threads,
+            chunks,
+            || self.scratch(model),
+            |sc, (c, (((((beliefs, q_pi), g), f), actions), timesteps))| {
+                let agents = beliefs
+                    .chunks_mut(b)
+                    .zip(q_pi.chunks_mut(p))
+                    .zip(g.chunks_mut(p))
+                    .zip(f.iter_mut())
+                    .zip(actions.chunks_mut(factors))
+                    .zip(timesteps.iter_mut());
+                for (i, (((((qs, q_pi), g), f), actions), timestep)) in agents.enumerate() {
+                    let row = c * chunk + i;
+                    let observation = match phases.infer {
+                        true => &observations[row * modalities..(row + 1) * modalities],
+                        false => &[],
+                    };
+                    let agent = AgentRow {
+                        qs,
+                        q_pi,
+                        g,
+                        f,
+                        actions,
+                        timestep,
+                        row: first_row + row as u64,
+                    };
+                    self.step_agent(model, agent, observation, key, phases, sc);
+                }
+                Ok(())
+            },
+        )
     }
 }

@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::core::error::CoreError;
 use crate::core::rng::splitmix64;
 
@@ -22,7 +20,8 @@ pub use factors::{AgentRow, FactorKernel, FactorRows, FactorSettings, Scratch as
 pub use model::{Model, Settings, Sparse};
 
 use common::{
-    dot, draw, ln_fast, pool_of, softmax_in_place, softmax_with_log, EPS, NO_OBSERVATIONS, TIE,
+    dot, draw, helper_pool, ln_fast, pool_of, run_on_threads, softmax_in_place, softmax_with_log,
+    EPS, NO_OBSERVATIONS, TIE,
 };
 pub use common::{try_copy, try_filled, uniform, Phases, ENOMEM, MAX_THREADS};
 
@@ -82,7 +81,7 @@ impl Kernel {
             model,
             settings,
             policies,
-            threads: pool_of(threads).map(|_| threads)?,
+            threads: helper_pool(threads).map(|_| threads)?,
         })
     }
 
@@ -318,48 +317,49 @@ impl Kernel {
         let (s, p, m) = (self.model.states, self.policies, self.model.modalities());
         let observations = observations.unwrap_or(&[]);
         let first_row = rows.first_row;
-        // Chunks of rows so that scratch space is made once per chunk, not per agent.
+        // Chunks of rows on the threads (see `run_on_threads`), scratch space made once per thread.
         const CHUNK: usize = 32;
-        pool_of(self.threads)?.install(|| {
-            rows.beliefs
-                .par_chunks_mut(s * CHUNK)
-                .zip(rows.q_pi.par_chunks_mut(p * CHUNK))
-                .zip(rows.g.par_chunks_mut(p * CHUNK))
-                .zip(rows.f.par_chunks_mut(CHUNK))
-                .zip(rows.actions.par_chunks_mut(CHUNK))
-                .zip(rows.timesteps.par_chunks_mut(CHUNK))
-                .enumerate()
-                .try_for_each(
-                    |(chunk, (((((beliefs, q_pi), g), f), actions), timesteps))| {
-                        let mut scratch = self.scratch()?;
-                        for i in 0..actions.len() {
-                            let row = chunk * CHUNK + i;
-                            let qs = &mut beliefs[i * s..(i + 1) * s];
-                            let (q_pi, g) =
-                                (&mut q_pi[i * p..(i + 1) * p], &mut g[i * p..(i + 1) * p]);
-                            if phases.infer {
-                                let obs = &observations[row * m..(row + 1) * m];
-                                self.infer_states_one(qs, actions[i], obs, &mut f[i], &mut scratch);
-                            }
-                            if phases.plan {
-                                self.infer_policies_one(qs, q_pi, g, &mut scratch);
-                            }
-                            if phases.act {
-                                let absolute = first_row + row as u64;
-                                self.sample_action_one(
-                                    q_pi,
-                                    absolute,
-                                    &mut actions[i],
-                                    &mut timesteps[i],
-                                    key,
-                                    &mut scratch,
-                                );
-                            }
-                        }
-                        Ok(())
-                    },
-                )
-        })
+        let chunks: Vec<_> = rows
+            .beliefs
+            .chunks_mut(s * CHUNK)
+            .zip(rows.q_pi.chunks_mut(p * CHUNK))
+            .zip(rows.g.chunks_mut(p * CHUNK))
+            .zip(rows.f.chunks_mut(CHUNK))
+            .zip(rows.actions.chunks_mut(CHUNK))
+            .zip(rows.timesteps.chunks_mut(CHUNK))
+            .enumerate()
+            .collect();
+        run_on_threads(
+            self.threads,
+            chunks,
+            || self.scratch(),
+            |scratch, (chunk, (((((beliefs, q_pi), g), f), actions), timesteps))| {
+                for i in 0..actions.len() {
+                    let row = chunk * CHUNK + i;
+                    let qs = &mut beliefs[i * s..(i + 1) * s];
+                    let (q_pi, g) = (&mut q_pi[i * p..(i + 1) * p], &mut g[i * p..(i + 1) * p]);
+                    if phases.infer {
+                        let obs = &observations[row * m..(row + 1) * m];
+                        self.infer_states_one(qs, actions[i], obs, &mut f[i], scratch);
+                    }
+                    if phases.plan {
+                        self.infer_policies_one(qs, q_pi, g, scratch);
+                    }
+                    if phases.act {
+                        let absolute = first_row + row as u64;
+                        self.sample_action_one(
+                            q_pi,
+                            absolute,
+                            &mut actions[i],
+                            &mut timesteps[i],
+                            key,
+                            scratch,
+                        );
+                    }
+                }
+                Ok(())
+            },
+        )
     }
 }
 
