@@ -342,3 +342,46 @@ fn the_log_likelihood_table_matches_the_likelihood_computed_per_step() {
         .log_likelihoods
         .is_none());
 }
+
+#[test]
+fn run_on_threads_works_every_item_once_and_returns_the_first_error() {
+    use std::sync::Mutex;
+    for threads in [1, 2, 3] {
+        let seen = Mutex::new(Vec::new());
+        let inits = std::sync::atomic::AtomicUsize::new(0);
+        let init = || {
+            inits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(0usize)
+        };
+        let work = |count: &mut usize, item: usize| {
+            *count += 1;
+            seen.lock().unwrap().push(item);
+            Ok(())
+        };
+        run_on_threads(threads, (0..1000).collect(), init, work).unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+        assert!(inits.into_inner() <= threads);
+        let failing = |_: &mut (), item: usize| match item {
+            500 => Err(CoreError::InvalidArgument("item 500".into())),
+            _ => Ok(()),
+        };
+        let result = run_on_threads(threads, (0..1000).collect(), || Ok(()), failing);
+        assert_eq!(result, Err(CoreError::InvalidArgument("item 500".into())));
+    }
+}
+
+#[test]
+fn a_panic_in_run_on_threads_reaches_the_caller() {
+    for threads in [1, 2] {
+        let result = std::panic::catch_unwind(|| {
+            let work = |_: &mut (), item: usize| -> Result<(), CoreError> {
+                assert!(item != 7, "item 7");
+                Ok(())
+            };
+            run_on_threads(threads, (0..64).collect(), || Ok(()), work)
+        });
+        assert!(result.is_err());
+    }
+}
