@@ -148,7 +148,9 @@ def test_ctrl_c_stops_the_demo_with_a_partial_table():
             "--agents",
             "50",
             "--steps",
-            "2000",
+            # Minutes of work: Ctrl-C must land while a strategy runs, not after the last one
+            # finished (a signal during the interpreter's exit kills it with -2).
+            "200000",
             "--grid",
             "5",
             "--strategies",
