@@ -148,9 +148,7 @@ def test_ctrl_c_stops_the_demo_with_a_partial_table():
             "--agents",
             "50",
             "--steps",
-            # Minutes of work: Ctrl-C must land while a strategy runs, not after the last one
-            # finished (a signal during the interpreter's exit kills it with -2).
-            "200000",
+            "200000",  # minutes of work: Ctrl-C lands while a strategy runs
             "--grid",
             "5",
             "--strategies",
@@ -166,6 +164,9 @@ def test_ctrl_c_stops_the_demo_with_a_partial_table():
     )
     assert proc.stdout.readline().startswith("Machine:")
     proc.stdout.readline()  # the simulation line: the first strategy is starting
+    # Its progress bar on stderr: the strategy runs. (A signal sent between the two, on the
+    # Python backend, has twice ended the process with -2 and nothing printed; not understood.)
+    assert proc.stderr.read(1)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
