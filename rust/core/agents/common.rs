@@ -3,8 +3,10 @@
 //! (`dot`, `ln_fast`, `softmax_in_place`), the rayon pools and the phases of a step.
 
 use std::collections::HashMap;
+use std::ops::Mul;
 use std::sync::{Arc, Mutex};
 
+use super::lanes::Lane;
 use crate::core::error::CoreError;
 use crate::core::rng::splitmix64;
 use crate::core::sync::lock;
@@ -53,16 +55,14 @@ pub fn uniform(key: u64, row: u64, timestep: u64) -> f64 {
 }
 
 /// Dot product with four independent partial sums, so the additions pipeline (and vectorize).
-#[inline]
-pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut partial = [0.0; 4];
+#[inline(always)]
+pub(super) fn dot<L: Lane + Mul<Y, Output = L>, Y: Copy>(a: &[L], b: &[Y]) -> L {
+    let mut partial = [L::ZERO; 4];
     let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = a4
-        .remainder()
-        .iter()
-        .zip(b4.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let mut tail = L::ZERO;
+    for (&x, &y) in a4.remainder().iter().zip(b4.remainder()) {
+        tail += x * y;
+    }
     for (x, y) in a4.zip(b4) {
         for k in 0..4 {
             partial[k] += x[k] * y[k];
@@ -114,12 +114,12 @@ pub(super) fn ln_fast(x: f64) -> f64 {
     e * std::f64::consts::LN_2 + 2.0 * s * p
 }
 
-#[inline]
-pub(super) fn softmax_in_place(x: &mut [f64]) {
-    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut sum = 0.0;
+#[inline(always)]
+pub(super) fn softmax_in_place<L: Lane>(x: &mut [L]) {
+    let max = x.iter().copied().fold(L::splat(f64::NEG_INFINITY), L::max);
+    let mut sum = L::ZERO;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
+        *v = (*v - max).exp_fast();
         sum += *v;
     }
     for v in x.iter_mut() {
@@ -132,15 +132,15 @@ pub(super) fn softmax_in_place(x: &mut [f64]) {
 /// `q ln(q + 1e-16)` and `q ln q` differ by less than 1e-16, so F changes by less than that per
 /// entry (and a q that underflows to 0 still adds 0).
 #[inline(always)]
-pub(super) fn softmax_with_log(x: &mut [f64], log_q: &mut [f64]) {
-    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut sum = 0.0;
+pub(super) fn softmax_with_log<L: Lane>(x: &mut [L], log_q: &mut [L]) {
+    let max = x.iter().copied().fold(L::splat(f64::NEG_INFINITY), L::max);
+    let mut sum = L::ZERO;
     for (v, l) in x.iter_mut().zip(log_q.iter_mut()) {
         *l = *v - max;
-        *v = l.exp();
+        *v = l.exp_fast();
         sum += *v;
     }
-    let log_sum = ln_fast(sum);
+    let log_sum = sum.ln_fast();
     for (v, l) in x.iter_mut().zip(log_q.iter_mut()) {
         *v /= sum;
         *l -= log_sum;

@@ -1,8 +1,8 @@
 //! Action selection of the factorized kernel (`factors.rs`), and the checks of the rows it steps.
 
-use super::{invalid, FactorKernel, FactorRows, Scratch};
+use super::{invalid, FactorKernel, FactorRows};
 use crate::core::agents::factor_model::PreparedModel;
-use crate::core::agents::{draw, softmax_in_place, splitmix64, uniform, EPS, TIE};
+use crate::core::agents::{draw, ln_fast, softmax_in_place, splitmix64, uniform, EPS, TIE};
 use crate::core::error::CoreError;
 
 /// Every action in [-1, controls) of its factor, and every observation (when given) in range
@@ -63,7 +63,7 @@ impl FactorKernel {
         actions: &mut [i64],
         timestep: &mut i64,
         key: u64,
-        sc: &mut Scratch,
+        marginals: &mut [f64],
     ) {
         let factors = actions.len();
         let t = self.settings.policy_len;
@@ -72,9 +72,9 @@ impl FactorKernel {
             let chosen = if self.settings.deterministic {
                 Self::first_best(q_pi)
             } else {
-                let p = &mut sc.marginals[..self.policies];
+                let p = &mut marginals[..self.policies];
                 for (x, &q) in p.iter_mut().zip(q_pi) {
-                    *x = (q + EPS).ln() * self.settings.alpha;
+                    *x = ln_fast(q + EPS) * self.settings.alpha;
                 }
                 softmax_in_place(p);
                 draw(p, uniform(key, row, *timestep as u64))
@@ -88,7 +88,7 @@ impl FactorKernel {
                     *a = 0; // what the draw or the argmax of a single 1.0 gives
                     continue;
                 }
-                let marginals = &mut sc.marginals[..self.model.num_controls[f]];
+                let marginals = &mut marginals[..self.model.num_controls[f]];
                 marginals.fill(0.0);
                 for (p, &q) in q_pi.iter().enumerate() {
                     marginals[policy(p, f)] += q;
@@ -100,7 +100,7 @@ impl FactorKernel {
                 } else {
                     marginals
                         .iter_mut()
-                        .for_each(|v| *v = (*v + EPS).ln() * self.settings.alpha);
+                        .for_each(|v| *v = ln_fast(*v + EPS) * self.settings.alpha);
                     softmax_in_place(marginals);
                     draw(
                         marginals,

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use super::factor_model::PreparedModel;
+use super::lanes::{Lane, F4};
 use super::{helper_pool, run_on_threads, try_filled, Phases, MAX_THREADS, NO_OBSERVATIONS};
 use crate::core::error::CoreError;
 
@@ -85,26 +86,36 @@ pub struct AgentRow<'a> {
     pub row: u64,
 }
 
-/// Scratch space of one thread, sized for one model's dimensions.
-pub struct Scratch {
+/// Scratch space of one thread, sized for one model's dimensions, for one agent (`f64`) or
+/// four in lock-step (`F4`, see `lanes.rs`).
+pub struct Scratch<L = f64> {
     controls: Vec<usize>,
-    prior: Vec<f64>,
-    log_prior: Vec<f64>,
-    next: Vec<f64>,
-    log_likelihood: Vec<f64>,
-    /// ln(q + 1e-16) of the marginals being inferred.
-    log_q: Vec<f64>,
+    /// One agent's empirical prior and log-likelihood, before they go into its lane.
+    prior_one: Vec<f64>,
+    log_likelihood_one: Vec<f64>,
+    /// The marginals inferred, and those whose policies are evaluated.
+    qs: Vec<L>,
+    log_prior: Vec<L>,
+    next: Vec<L>,
+    /// ln(q + 1e-16) of `next`.
+    next_log: Vec<L>,
+    log_likelihood: Vec<L>,
+    /// ln(q + 1e-16) of `qs`.
+    log_q: Vec<L>,
     /// The outer product of the current marginals (joint states, C order).
-    joint: Vec<f64>,
-    ll: Vec<f64>,
+    joint: Vec<L>,
+    ll: Vec<L>,
     /// Per level: (nodes, belief_len) predicted marginals.
-    nodes: Vec<Vec<f64>>,
-    values: Vec<Vec<f64>>,
+    nodes: Vec<Vec<L>>,
+    values: Vec<Vec<L>>,
+    g: Vec<L>,
+    q_pi: Vec<L>,
     /// Expected joint outcomes; all zero between nodes.
-    qo: Vec<f64>,
-    touched: Vec<usize>,
+    qo: Vec<L>,
+    /// A bit per joint outcome: touched by the current node (all clear between nodes).
+    touched: Vec<u64>,
     /// The entropy's terms of the touched outcomes.
-    terms: Vec<f64>,
+    terms: Vec<L>,
     marginals: Vec<f64>,
 }
 
@@ -192,96 +203,139 @@ impl FactorKernel {
 
     /// Scratch space for stepping agents of `model` (or of any model of the same dimensions).
     pub fn scratch(&self, model: &PreparedModel) -> Result<Scratch, CoreError> {
-        let (s, b) = (model.joint_states, model.belief_len());
+        self.scratch_of(model)
+    }
+
+    fn scratch_of<L: Lane>(&self, model: &PreparedModel) -> Result<Scratch<L>, CoreError> {
+        let (s, b, p) = (model.joint_states, model.belief_len(), self.policies);
+        let zeros = |len: usize| try_filled(len, L::ZERO, "scratch");
         let mut nodes = Vec::new();
         let mut values = Vec::new();
         for level in &self.levels {
-            nodes.push(try_filled(level.parents.len() * b, 0.0, "scratch")?);
-            values.push(try_filled(level.parents.len(), 0.0, "scratch")?);
+            nodes.push(zeros(level.parents.len() * b)?);
+            values.push(zeros(level.parents.len())?);
         }
         let outcomes = model.outcomes.as_ref().map_or(0, |o| o.count);
         let max_controls = model.num_controls.iter().copied().max().unwrap_or(1);
         Ok(Scratch {
             controls: try_filled(model.factors(), 0, "scratch")?,
-            prior: try_filled(b, 0.0, "scratch")?,
-            log_prior: try_filled(b, 0.0, "scratch")?,
-            next: try_filled(b, 0.0, "scratch")?,
-            log_likelihood: try_filled(s, 0.0, "scratch")?,
-            log_q: try_filled(b, 0.0, "scratch")?,
-            joint: try_filled(s, 0.0, "scratch")?,
-            ll: try_filled(s, 0.0, "scratch")?,
+            prior_one: try_filled(b, 0.0, "scratch")?,
+            log_likelihood_one: try_filled(s, 0.0, "scratch")?,
+            qs: zeros(b)?,
+            log_prior: zeros(b)?,
+            next: zeros(b)?,
+            next_log: zeros(b)?,
+            log_likelihood: zeros(s)?,
+            log_q: zeros(b)?,
+            joint: zeros(s)?,
+            ll: zeros(s)?,
             nodes,
             values,
-            qo: try_filled(outcomes, 0.0, "scratch")?,
-            touched: try_filled(outcomes, 0, "scratch")?,
-            terms: try_filled(outcomes, 0.0, "scratch")?,
-            marginals: try_filled(max_controls.max(self.policies), 0.0, "scratch")?,
+            g: zeros(p)?,
+            q_pi: zeros(p)?,
+            qo: zeros(outcomes)?,
+            touched: try_filled(outcomes.div_ceil(64), 0, "scratch")?,
+            terms: zeros(outcomes)?,
+            marginals: try_filled(max_controls.max(p), 0.0, "scratch")?,
         })
     }
 
     /// One agent's step (the phases selected) with `model`: the population's shared model, or
-    /// the agent's own one of the same dimensions. (Never inlined: profiles show it by name.)
-    #[inline(never)]
+    /// the agent's own one of the same dimensions.
     pub fn step_agent(
         &self,
         model: &PreparedModel,
-        agent: AgentRow<'_>,
+        mut agent: AgentRow<'_>,
         observation: &[i64],
         key: u64,
         phases: Phases,
         sc: &mut Scratch,
+    ) {
+        let rows = std::slice::from_mut(&mut agent);
+        self.step_lanes(model, rows, observation, key, phases, sc);
+    }
+
+    /// The step of `rows`, one per lane of `L`; `observations` are theirs, one after the other.
+    /// (Never inlined: profiles show it by name.)
+    #[inline(never)]
+    fn step_lanes<L: Lane>(
+        &self,
+        model: &PreparedModel,
+        rows: &mut [AgentRow<'_>],
+        observations: &[i64],
+        key: u64,
+        phases: Phases,
+        sc: &mut Scratch<L>,
     ) {
         // The same code compiled for AVX2 where the CPU has it: twice the vector width for the
         // loops that vectorize (the wheel itself targets plain x86-64).
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { self.step_agent_avx2(model, agent, observation, key, phases, sc) };
+            unsafe { self.step_lanes_avx2(model, rows, observations, key, phases, sc) };
             return;
         }
-        self.step_agent_body(model, agent, observation, key, phases, sc);
+        self.step_lanes_body(model, rows, observations, key, phases, sc);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn step_agent_avx2(
+    unsafe fn step_lanes_avx2<L: Lane>(
         &self,
         model: &PreparedModel,
-        agent: AgentRow<'_>,
-        observation: &[i64],
+        rows: &mut [AgentRow<'_>],
+        observations: &[i64],
         key: u64,
         phases: Phases,
-        sc: &mut Scratch,
+        sc: &mut Scratch<L>,
     ) {
-        self.step_agent_body(model, agent, observation, key, phases, sc);
+        self.step_lanes_body(model, rows, observations, key, phases, sc);
     }
 
-    /// `step_agent`'s work, inlined (with what it calls) into each of its versions.
+    /// `step_lanes`' work, inlined (with what it calls) into each of its versions.
     #[inline(always)]
-    fn step_agent_body(
+    fn step_lanes_body<L: Lane>(
         &self,
         model: &PreparedModel,
-        agent: AgentRow<'_>,
-        observation: &[i64],
+        rows: &mut [AgentRow<'_>],
+        observations: &[i64],
         key: u64,
         phases: Phases,
-        sc: &mut Scratch,
+        sc: &mut Scratch<L>,
     ) {
+        debug_assert_eq!(rows.len(), L::LANES);
         if phases.infer {
-            self.infer_states_one(model, agent.qs, agent.actions, observation, agent.f, sc);
+            self.infer_states_lanes(model, rows, observations, sc);
+        } else if phases.plan {
+            for (k, row) in rows.iter().enumerate() {
+                for (q, &x) in sc.qs.iter_mut().zip(row.qs.iter()) {
+                    q.set_lane(k, x);
+                }
+            }
         }
         if phases.plan {
-            self.infer_policies_one(model, agent.qs, agent.q_pi, agent.g, sc);
+            self.infer_policies_lanes(model, sc);
+            for (k, row) in rows.iter_mut().enumerate() {
+                for (out, &x) in row.q_pi.iter_mut().zip(&sc.q_pi) {
+                    *out = x.lane(k);
+                }
+                for (out, &x) in row.g.iter_mut().zip(&sc.g) {
+                    *out = x.lane(k);
+                }
+            }
         }
         if phases.act {
-            self.sample_action_one(
-                agent.q_pi,
-                agent.row,
-                agent.actions,
-                agent.timestep,
-                key,
-                sc,
-            );
+            for row in rows.iter_mut() {
+                let (q_pi, actions) = (&*row.q_pi, &mut *row.actions);
+                self.sample_action_one(
+                    q_pi,
+                    row.row,
+                    actions,
+                    row.timestep,
+                    key,
+                    &mut sc.marginals,
+                );
+            }
         }
     }
 
@@ -303,8 +357,10 @@ impl FactorKernel {
         let observations = observations.filter(|_| phases.infer).unwrap_or(&[]);
         let first_row = rows.first_row;
         // Many small chunks per thread, so that the threads finish together (the last chunk is
-        // the imbalance); scratch space is made once per thread.
-        let chunk = (n / (self.threads * 16)).clamp(1, 64);
+        // the imbalance), of whole groups of four; scratch space is made once per thread.
+        let chunk = (n / (self.threads * 16))
+            .clamp(1, 64)
+            .next_multiple_of(F4::LANES);
         let chunks: Vec<_> = rows
             .beliefs
             .chunks_mut(b * chunk)
@@ -318,31 +374,46 @@ impl FactorKernel {
         run_on_threads(
             self.threads,
             chunks,
-            || self.scratch(model),
-            |sc, (c, (((((beliefs, q_pi), g), f), actions), timesteps))| {
-                let agents = beliefs
+            || {
+                Ok((
+                    self.scratch_of::<F4>(model)?,
+                    self.scratch_of::<f64>(model)?,
+                ))
+            },
+            |(lanes, one), (c, (((((beliefs, q_pi), g), f), actions), timesteps))| {
+                let mut agents: Vec<AgentRow<'_>> = beliefs
                     .chunks_mut(b)
                     .zip(q_pi.chunks_mut(p))
                     .zip(g.chunks_mut(p))
                     .zip(f.iter_mut())
                     .zip(actions.chunks_mut(factors))
-                    .zip(timesteps.iter_mut());
-                for (i, (((((qs, q_pi), g), f), actions), timestep)) in agents.enumerate() {
-                    let row = c * chunk + i;
-                    let observation = match phases.infer {
-                        true => &observations[row * modalities..(row + 1) * modalities],
-                        false => &[],
-                    };
-                    let agent = AgentRow {
-                        qs,
-                        q_pi,
-                        g,
-                        f,
-                        actions,
-                        timestep,
-                        row: first_row + row as u64,
-                    };
-                    self.step_agent(model, agent, observation, key, phases, sc);
+                    .zip(timesteps.iter_mut())
+                    .enumerate()
+                    .map(
+                        |(i, (((((qs, q_pi), g), f), actions), timestep))| AgentRow {
+                            qs,
+                            q_pi,
+                            g,
+                            f,
+                            actions,
+                            timestep,
+                            row: first_row + (c * chunk + i) as u64,
+                        },
+                    )
+                    .collect();
+                // The observations of `count` rows from the chunk's `i`-th.
+                let observations_of = |i: usize, count: usize| match phases.infer {
+                    true => &observations[(c * chunk + i) * modalities..][..count * modalities],
+                    false => &[],
+                };
+                let mut groups = agents.chunks_exact_mut(F4::LANES);
+                for (i, group) in (&mut groups).enumerate() {
+                    let observations = observations_of(i * F4::LANES, F4::LANES);
+                    self.step_lanes(model, group, observations, key, phases, lanes);
+                }
+                let done = agents.len() / F4::LANES * F4::LANES;
+                for (i, agent) in agents[done..].chunks_mut(1).enumerate() {
+                    self.step_lanes(model, agent, observations_of(done + i, 1), key, phases, one);
                 }
                 Ok(())
             },

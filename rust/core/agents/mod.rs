@@ -11,6 +11,7 @@ use crate::core::rng::splitmix64;
 mod common;
 mod factor_model;
 mod factors;
+mod lanes;
 pub mod learning;
 pub mod learning_kernel;
 mod learning_model;

@@ -385,3 +385,147 @@ fn a_panic_in_run_on_threads_reaches_the_caller() {
         assert!(result.is_err());
     }
 }
+
+#[test]
+fn exp_fast_matches_exp_within_a_few_ulp() {
+    use super::lanes::exp_fast;
+    let mut x = -708.0f64;
+    while x < 709.0 {
+        for y in [x, x + 0.346_573_590_279_972_6, -x * 1e-9, x * 1e-300] {
+            if y > 709.0 {
+                continue;
+            }
+            let (fast, exact) = (exp_fast(y), y.exp());
+            assert!(
+                (fast - exact).abs() <= 4.0 * f64::EPSILON * exact,
+                "exp({y}): {fast} vs {exact}"
+            );
+        }
+        x += 0.0137;
+    }
+    assert_eq!(exp_fast(0.0), 1.0);
+    assert_eq!(exp_fast(-709.0), 0.0);
+    assert_eq!(exp_fast(f64::NEG_INFINITY), 0.0);
+    assert_eq!(exp_fast(710.0), f64::INFINITY);
+    assert!(exp_fast(f64::NAN).is_nan());
+}
+
+/// Two factors of three and two states, two modalities that each depend on both factors, so
+/// that the fixed point takes a different number of iterations for different observations.
+fn entangled_kernel(policy_len: usize, deterministic: bool) -> FactorKernel {
+    let policies: Vec<usize> = match policy_len {
+        1 => vec![0, 0, 1, 0, 2, 0],
+        _ => (0..9).flat_map(|p| [p / 3, 0, p % 3, 0]).collect(),
+    };
+    let count = policies.len() / (2 * policy_len);
+    // A_m[o, s] over the 6 joint states, columns summing to 1.
+    let first = [0.7, 0.2, 0.5, 0.1, 0.3, 0.6];
+    let second = [0.1, 0.6, 0.3, 0.8, 0.45, 0.05];
+    let shift = |n: usize| -> Vec<f64> {
+        // B: control c moves state s to (s + c) mod n.
+        let mut b = vec![0.0; n * n * n];
+        for c in 0..n {
+            for s in 0..n {
+                b[(((s + c) % n) * n + s) * n + c] = 1.0;
+            }
+        }
+        b
+    };
+    let arrays = FactorArrays {
+        num_states: vec![3, 2],
+        a: vec![
+            first
+                .iter()
+                .chain(&first.map(|p| 1.0 - p))
+                .copied()
+                .collect(),
+            [
+                second,
+                second.map(|p| (1.0 - p) / 2.0),
+                second.map(|p| (1.0 - p) / 2.0),
+            ]
+            .concat(),
+        ],
+        b: vec![shift(3), vec![0.9, 0.2, 0.1, 0.8]],
+        num_controls: vec![3, 1],
+        c: vec![vec![0.0, 1.0], vec![2.0, 0.0, -1.0]],
+        d: vec![vec![0.2, 0.3, 0.5], vec![0.6, 0.4]],
+        e: vec![1.0 / count as f64; count],
+    };
+    let settings = FactorSettings {
+        policies,
+        policy_len,
+        gamma: 4.0,
+        alpha: 2.0,
+        deterministic,
+        full_sampling: false,
+        use_utility: true,
+        use_states_info_gain: true,
+        num_iter: 10,
+        df: 1.0,
+        df_tol: 1e-6,
+    };
+    let model = PreparedModel::new(&arrays, true).unwrap();
+    FactorKernel::new(Arc::new(model), settings, 2).unwrap()
+}
+
+#[test]
+fn agents_stepped_four_at_a_time_match_agents_stepped_alone() {
+    let all = Phases {
+        infer: true,
+        plan: true,
+        act: true,
+    };
+    for (policy_len, deterministic) in [(1, true), (2, false)] {
+        let kernel = entangled_kernel(policy_len, deterministic);
+        let (n, p, b) = (11, kernel.policies(), 5);
+        // [beliefs, q_pi, g, f] and [actions, timesteps] of both populations.
+        let mut floats = [
+            vec![0.0; n * b],
+            vec![0.0; n * p],
+            vec![0.0; n * p],
+            vec![0.0; n],
+        ];
+        let mut ints = [vec![-1i64; n * 2], vec![0i64; n]];
+        let (mut alone, mut alone_ints) = (floats.clone(), ints.clone());
+        let mut sc = kernel.scratch(kernel.model()).unwrap();
+        for step in 0..6u64 {
+            let observations: Vec<i64> = (0..n as u64)
+                .flat_map(|i| {
+                    let h = crate::core::rng::splitmix64(step * 100 + i);
+                    [(h % 2) as i64, (h / 2 % 3) as i64]
+                })
+                .collect();
+            let [beliefs, q_pi, g, f] = &mut floats;
+            let [actions, timesteps] = &mut ints;
+            let rows = FactorRows {
+                beliefs,
+                q_pi,
+                g,
+                f,
+                actions,
+                timesteps,
+                first_row: 0,
+            };
+            kernel.run(rows, Some(&observations), 3, all).unwrap();
+            let [beliefs, q_pi, g, f] = &mut alone;
+            let [actions, timesteps] = &mut alone_ints;
+            for i in 0..n {
+                let agent = AgentRow {
+                    qs: &mut beliefs[i * b..(i + 1) * b],
+                    q_pi: &mut q_pi[i * p..(i + 1) * p],
+                    g: &mut g[i * p..(i + 1) * p],
+                    f: &mut f[i],
+                    actions: &mut actions[i * 2..(i + 1) * 2],
+                    timestep: &mut timesteps[i],
+                    row: i as u64,
+                };
+                let observation = &observations[i * 2..(i + 1) * 2];
+                kernel.step_agent(kernel.model(), agent, observation, 3, all, &mut sc);
+            }
+            // Bit for bit: each lane does exactly the one agent's arithmetic.
+            assert_eq!(floats, alone, "step {step}");
+            assert_eq!(ints, alone_ints, "step {step}");
+        }
+    }
+}
