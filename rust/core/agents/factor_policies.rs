@@ -1,5 +1,6 @@
 //! Policy evaluation of the factorized kernel (`factors.rs`): the policy prefix tree's predicted
 //! marginals and node values (utility plus states information gain), summed into G and q_pi.
+//! Written over `Lane`, as the state inference.
 
 use super::states::{outer, predict};
 use super::{FactorKernel, Scratch};

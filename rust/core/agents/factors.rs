@@ -3,12 +3,13 @@
 //! the numpy kernel (`python/freeagentics_rs/agents/_py_factors.py`, whose docstring gives them);
 //! what depends only on the model is in `PreparedModel` (`factor_model.rs`).
 //!
-//! Where the work goes: policies are walked as a prefix tree, so policies that share their first
-//! steps share the states predicted for those steps and those steps' values; transitions are
-//! pushed through their nonzeros only; a node's value visits only the joint states whose
-//! probability is not zero (a known location leaves one cell of the grid's joint), and the
-//! information gain only the joint outcomes those states can produce. Skipping exact zeros
-//! changes no result: every skipped term is an exact zero.
+//! Where the work goes: rows are stepped four at a time, one per vector lane (`lanes.rs`);
+//! policies are walked as a prefix tree, so policies that share their first steps share the
+//! states predicted for those steps and those steps' values; transitions are pushed through
+//! their nonzeros only; a node's value visits only the joint states whose probability is not
+//! zero in some lane (a known location leaves one cell of the grid's joint), and the information
+//! gain only the joint outcomes those states can produce. Skipping exact zeros changes no
+//! result: every skipped term is an exact zero.
 
 use std::sync::Arc;
 
