@@ -38,6 +38,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     pin_blas_environment()  # for worker processes and anything imported from here on
+    # numpy imports numpy.random on first use; a Ctrl-C that lands during that import is
+    # swallowed by its extension modules' initialization (the command then runs on, or the
+    # process dies by the signal at exit), so it is imported before any command starts.
+    import numpy.random  # noqa: F401
+
     args = parser().parse_args(argv)
     try:
         code: int = args.run(args)
