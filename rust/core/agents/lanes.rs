@@ -255,12 +255,9 @@ pub(super) fn exp_fast(x: f64) -> f64 {
     let p = low + high * (r4 * r4);
     // 2^n from its bits: n + 1023 in the exponent field (n in [-1022, 1023] where used).
     let bits = (shifted.to_bits() as i64).wrapping_add(1023) << 52;
-    let y = p * f64::from_bits(bits as u64);
-    if x < -708.0 {
-        0.0
-    } else if x > 709.0 {
-        f64::INFINITY
-    } else {
-        y
-    }
+    let y = (p * f64::from_bits(bits as u64)).to_bits();
+    // Out of range by masks, not branches (which would stop four of these from vectorizing).
+    let below = u64::from(x < -708.0).wrapping_neg();
+    let above = u64::from(x > 709.0).wrapping_neg();
+    f64::from_bits((y & !(below | above)) | (f64::INFINITY.to_bits() & above))
 }
