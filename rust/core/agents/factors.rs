@@ -407,14 +407,16 @@ impl FactorKernel {
                     true => &observations[(c * chunk + i) * modalities..][..count * modalities],
                     false => &[],
                 };
-                let mut groups = agents.chunks_exact_mut(F4::LANES);
-                for (i, group) in (&mut groups).enumerate() {
+                // Whole groups of four, one per lane; the rest (a population's last rows) alone.
+                let whole = agents.len() / F4::LANES * F4::LANES;
+                let (groups, rest) = agents.split_at_mut(whole);
+                for (i, group) in groups.chunks_exact_mut(F4::LANES).enumerate() {
                     let observations = observations_of(i * F4::LANES, F4::LANES);
                     self.step_lanes(model, group, observations, key, phases, lanes);
                 }
-                let done = agents.len() / F4::LANES * F4::LANES;
-                for (i, agent) in agents[done..].chunks_mut(1).enumerate() {
-                    self.step_lanes(model, agent, observations_of(done + i, 1), key, phases, one);
+                for (i, agent) in rest.chunks_mut(1).enumerate() {
+                    let observations = observations_of(whole + i, 1);
+                    self.step_lanes(model, agent, observations, key, phases, one);
                 }
                 Ok(())
             },

@@ -5,7 +5,7 @@
 //! Each lane's arithmetic is exactly that of the `f64` version, so an agent's results do not
 //! depend on which path, or which neighbours, it was stepped with.
 
-use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Sub, SubAssign};
+use std::ops::{Add, AddAssign, Div, DivAssign, Mul, Sub, SubAssign};
 
 use super::ln_fast;
 
@@ -18,7 +18,6 @@ pub(super) trait Lane:
     + Div<Output = Self>
     + AddAssign
     + SubAssign
-    + MulAssign
     + DivAssign
 {
     /// How many agents one value holds.
@@ -115,8 +114,8 @@ impl Lane for f64 {
 }
 
 /// Four agents' values of one quantity.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct F4(pub [f64; 4]);
+#[derive(Clone, Copy)]
+pub(super) struct F4([f64; 4]);
 
 /// Each lane by `f`: written out, so that the four operations become one vector instruction.
 #[inline(always)]
@@ -130,7 +129,7 @@ fn zip4(a: [f64; 4], b: [f64; 4], f: impl Fn(f64, f64) -> f64) -> F4 {
 }
 
 macro_rules! lane_ops {
-    ($($trait:ident $method:ident $assign:ident $assign_method:ident $op:tt),*) => {$(
+    ($($trait:ident $method:ident $op:tt),*) => {$(
         impl $trait for F4 {
             type Output = F4;
             #[inline(always)]
@@ -138,16 +137,21 @@ macro_rules! lane_ops {
                 zip4(self.0, other.0, |a, b| a $op b)
             }
         }
-        impl $assign for F4 {
+    )*};
+}
+lane_ops!(Add add +, Sub sub -, Mul mul *, Div div /);
+
+macro_rules! lane_assign_ops {
+    ($($trait:ident $method:ident $op:tt),*) => {$(
+        impl $trait for F4 {
             #[inline(always)]
-            fn $assign_method(&mut self, other: F4) {
+            fn $method(&mut self, other: F4) {
                 *self = *self $op other;
             }
         }
     )*};
 }
-lane_ops!(Add add AddAssign add_assign +, Sub sub SubAssign sub_assign -,
-          Mul mul MulAssign mul_assign *, Div div DivAssign div_assign /);
+lane_assign_ops!(AddAssign add_assign +, SubAssign sub_assign -, DivAssign div_assign /);
 
 impl Mul<f64> for F4 {
     type Output = F4;

@@ -365,4 +365,6 @@ impl Kernel {
 }
 
 #[cfg(test)]
+mod factor_tests;
+#[cfg(test)]
 mod tests;
