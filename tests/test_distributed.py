@@ -139,6 +139,21 @@ def test_only_a_gone_worker_counts_as_lost_and_close_frees_the_shards(client, ba
     assert not shards & live_actors()
 
 
+def test_workers_are_asked_of_the_scheduler_not_of_the_clients_cache(client, backend, monkeypatch):
+    """``Client.scheduler_info()`` is a cache that the client's periodic refresh (which fetches no
+    workers) can overwrite right after a fresh fetch: a DistributedPopulation once found "no
+    workers" on this cluster of two, and a lost-worker check could have found its worker gone.
+    Shards, that check and map's chunks count the workers the scheduler has."""
+    monkeypatch.setattr(client, "scheduler_info", lambda *args, **kwargs: {"workers": {}})
+    population = DistributedPopulation(grid_world_model(3, backend=backend), 6, client, backend=backend)
+    assert population.shards == 2
+    assert population._worker_lost(0, TimeoutError("the shard's own")) is False
+    population.close()
+    with executor(client) as pool:
+        assert list(pool.map(abs, range(-16, 0))) == list(range(16, 0, -1))
+        assert pool.tasks_submitted == 8  # four chunks per worker
+
+
 def test_executor_follows_concurrent_futures(client):
     with executor(client) as pool:
         assert pool.submit(sorted, [3, -1, 2], key=abs).result() == [-1, 2, 3]  # fn's keywords stay fn's

@@ -78,7 +78,7 @@ class DaskExecutor(cf.ThreadPoolExecutor):
         deadline = None if timeout is None else time.monotonic() + timeout
         items = list(zip(*iterables, strict=False))  # stops at the shortest, as Executor.map does
         if chunksize is None:
-            workers = max(1, len(self.client.scheduler_info()["workers"]))
+            workers = max(1, len(self.client.nthreads()))  # not scheduler_info(): a cache
             chunksize = max(1, -(-len(items) // (4 * workers)))
         if chunksize < 1:
             raise ValueError("chunksize: must be at least 1")

@@ -110,7 +110,9 @@ class DistributedPopulation(DistributedLearning):
 
     @staticmethod
     def _workers(client: Client) -> list[str]:
-        workers = sorted(client.scheduler_info()["workers"])
+        # Asked of the scheduler now: the client's `scheduler_info()` is a cache that its
+        # periodic refresh can leave without workers, even right after a fresh fetch.
+        workers = sorted(client.nthreads())
         if not workers:
             raise RuntimeError("client: the cluster has no workers")
         return workers
